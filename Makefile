@@ -1,0 +1,58 @@
+# edgebench: `make bench` and `make test` set everything up on first use.
+# Every variable below is also a CLI flag of `python -m bench` (see `make help`).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+MODEL        ?=
+WEIGHTS      ?=
+RUNTIMES     ?=
+PRECISION    ?=
+BATCH        ?=
+THREADS      ?=
+TARGET       ?=
+OUT          ?=
+WARMUP       ?=
+ITERS        ?=
+DURATION     ?=
+MAX_DURATION ?=
+TIMEOUT      ?=
+SEED         ?=
+
+BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
+	$(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(PRECISION),--precision $(PRECISION)) \
+	$(if $(BATCH),--batch $(BATCH)) $(if $(THREADS),--threads $(THREADS)) $(if $(TARGET),--target $(TARGET)) \
+	$(if $(OUT),--out $(OUT)) $(if $(WARMUP),--warmup $(WARMUP)) $(if $(ITERS),--iters $(ITERS)) \
+	$(if $(DURATION),--duration $(DURATION)) $(if $(MAX_DURATION),--max-duration $(MAX_DURATION)) \
+	$(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(SEED),--seed $(SEED))
+
+.PHONY: bench test lint list help clean-venv
+
+bench: $(STAMP)
+	@$(PY) -m bench $(BENCH_FLAGS)
+
+test: $(STAMP)
+	@$(PY) -m pytest
+
+lint: $(STAMP)
+	@$(PY) -m ruff check bench runtimes models tests
+
+list: $(STAMP)
+	@$(PY) -m bench --list
+
+help: $(STAMP)
+	@$(PY) -m bench --help
+
+# (Re)install when pyproject.toml changes. pip's output goes to a log, not the terminal.
+$(STAMP): pyproject.toml
+	@mkdir -p $(VENV)
+	@echo "Setting up $(VENV) (first time: torch and the runtimes, a few minutes; log: $(VENV)/install.log)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -e '.[dev]' > $(VENV)/install.log 2>&1 \
+		|| { tail -n 25 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
+	@touch $(STAMP)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,163 @@
+"""`edgebench` / `python -m bench`: every Makefile variable is a flag here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.config import PRECISIONS, TARGETS, BenchConfig, TimingConfig, default_threads
+from bench.errors import UsageError
+
+PROG = "edgebench"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _int_list(what: str):
+    def parse(text: str) -> tuple[int, ...]:
+        values = []
+        for part in text.split(","):
+            part = part.strip()
+            if not part.isdigit() or int(part) < 1:
+                raise argparse.ArgumentTypeError(f"bad {what} {part!r} in {text!r}: expected whole numbers >= 1, "
+                                                 "comma-separated (e.g. 1,8)")
+            values.append(int(part))
+        return tuple(values)
+    return parse
+
+
+def _positive_int(what: str, minimum: int = 1):
+    def parse(text: str) -> int:
+        if not text.strip().isdigit() or int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"bad {what} {text!r}: expected a whole number >= {minimum}")
+        return int(text)
+    return parse
+
+
+def _seconds(what: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not value >= 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"bad {what} {text!r}: expected a number of seconds >= 0")
+        return value
+    return parse
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TimingConfig()
+    p = _Parser(prog=PROG, description="Benchmark a PyTorch model across deployment runtimes on this machine.")
+    p.add_argument("--model", default="resnet18", help="reference model name, or path/to/file.py:function "
+                   "returning (nn.Module, example input) [resnet18]")
+    p.add_argument("--weights", default=None, help="state_dict file, or 'pretrained' for torchvision's weights "
+                   "(needs network or cache); default: random init with recalibrated BatchNorm")
+    p.add_argument("--runtimes", type=_names, default=(), help="comma-separated runtimes [all]")
+    p.add_argument("--precision", type=_names, default=("fp32",), help=f"comma-separated, of {', '.join(PRECISIONS)}")
+    p.add_argument("--batch", type=_int_list("batch size"), default=(1,), help="comma-separated batch sizes [1]")
+    p.add_argument("--threads", type=_positive_int("thread count"), default=default_threads(),
+                   help=f"threads for every runtime [{default_threads()}]")
+    p.add_argument("--target", default="cpu", help=f"one of {', '.join(TARGETS)} [cpu]")
+    p.add_argument("--out", type=Path, default=None, help="folder for this run's results [results/<time>-...]")
+    p.add_argument("--warmup", type=_positive_int("warm-up count", 0), default=d.warmup_iters,
+                   help=f"minimum warm-up iterations [{d.warmup_iters}]")
+    p.add_argument("--warmup-s", type=_seconds("warm-up duration"), default=d.warmup_s,
+                   help=f"minimum warm-up seconds [{d.warmup_s:g}]")
+    p.add_argument("--iters", type=_positive_int("iteration count"), default=d.min_iters,
+                   help=f"minimum timed iterations [{d.min_iters}]")
+    p.add_argument("--duration", type=_seconds("duration"), default=d.min_s,
+                   help=f"minimum timed seconds [{d.min_s:g}]")
+    p.add_argument("--max-duration", type=_seconds("max duration"), default=d.max_s,
+                   help=f"stop timing after this many seconds [{d.max_s:g}]")
+    p.add_argument("--timeout", type=_seconds("timeout"), default=900.0,
+                   help="seconds allowed for each export and each measurement process [900]")
+    p.add_argument("--seed", type=_positive_int("seed", 0), default=0, help="seed for random init and inputs [0]")
+    p.add_argument("--keep-artifacts", action="store_true", help="keep exported models in the run folder")
+    p.add_argument("--list", action="store_true", help="list models, runtimes and their availability, then exit")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    timing = TimingConfig(warmup_iters=args.warmup, warmup_s=args.warmup_s, min_iters=args.iters,
+                          min_s=args.duration, max_s=max(args.max_duration, args.duration))
+    return BenchConfig(model=args.model, weights=args.weights, runtimes=args.runtimes, precisions=args.precision,
+                       batches=args.batch, threads=args.threads, target=args.target, out=args.out, timing=timing,
+                       timeout_s=args.timeout, seed=args.seed, keep_artifacts=args.keep_artifacts)
+
+
+def print_listing(console: Console) -> None:
+    from models import REFERENCE_MODELS
+    from runtimes import get_runtime, runtime_names
+
+    console.print("Reference models: " + ", ".join(f"{n} ({s}x{s})" for n, s in REFERENCE_MODELS.items()))
+    console.print("Also: any torchvision classifier by name, or path/to/file.py:function")
+    table = Table("runtime", "format", "targets", "cpu fp32 here")
+    for name in runtime_names():
+        cls = get_runtime(name)
+        reason = cls.export_unavailable("cpu", "fp32")
+        table.add_row(name, cls.label, ", ".join(f"{t} ({'/'.join(p)})" for t, p in cls.precisions.items()),
+                      reason or "yes")
+    console.print(table)
+
+
+def print_table(console: Console, rows) -> None:
+    from bench.report import FLAG_HELP, HEADERS, table_cells
+
+    body, notes = table_cells(rows)
+    table = Table(*HEADERS)
+    for cells in body:
+        table.add_row(*cells)
+    console.print(table)
+    for i, note in enumerate(notes, 1):
+        console.print(f"[{i}] {note}", highlight=False, markup=False)
+    for flag, text in FLAG_HELP.items():
+        if any(flag in cells[3] for cells in body):
+            console.print(f"{flag}: {text}", highlight=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Logs and CI have no terminal width: give tables room rather than folding every cell.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
+    if args.list:
+        print_listing(console)
+        return 0
+    from bench.progress import Reporter
+    from bench.runlog import RunLog
+
+    log = RunLog()  # from here on, library warnings go to the run's log
+    runner = None
+    try:
+        from bench.runner import Runner
+
+        config = config_from_args(args)
+        runner = Runner(config, Reporter(err), log)
+        summary = runner.run()
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        where = f"; rows finished so far are in {log.path.parent}" if log.path else ""
+        print(f"{PROG}: interrupted{where}", file=sys.stderr)
+        return 130
+    finally:
+        log.close()
+    print_table(console, summary.rows)
+    console.print(f"Results: {summary.run_dir}  (table.md, rows.csv, rows.jsonl, environment.json, run.log)",
+                  highlight=False)
+    return 0 if any(row.status == "ok" for row in summary.rows) else 1

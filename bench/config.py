@@ -1,0 +1,86 @@
+"""Plain dataclass configs for a benchmark run, validated where they are built."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import UsageError
+
+TARGETS = ("cpu", "gpu", "npu")
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def default_threads() -> int:
+    """Cores this process may use: the harness gives every runtime the same count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS has no sched_getaffinity
+        return os.cpu_count() or 1
+
+
+@dataclass
+class TimingConfig:
+    """How long to warm up and measure; defaults sit between trtexec's and TFLite's benchmark_model."""
+
+    warmup_iters: int = 10  # warm-up runs at least this many iterations...
+    warmup_s: float = 0.5  # ...and at least this many seconds
+    min_iters: int = 50  # timed runs at least this many iterations...
+    min_s: float = 2.0  # ...and at least this many seconds
+    max_s: float = 60.0  # but never longer than this (the count reached is recorded)
+
+    def __post_init__(self) -> None:
+        for name in ("warmup_iters", "min_iters"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "min_iters" else 0):
+                raise UsageError(f"bad {name} {value!r}: expected a whole number >= {1 if name == 'min_iters' else 0}")
+        for name in ("warmup_s", "min_s", "max_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise UsageError(f"bad {name} {value!r}: expected a number of seconds >= 0")
+        if self.max_s < self.min_s:
+            raise UsageError(f"bad max_s {self.max_s}: must be >= min_s ({self.min_s})")
+
+
+@dataclass
+class BenchConfig:
+    """Everything one `edgebench` run measures: model x runtimes x precisions x batches on one target."""
+
+    model: str = "resnet18"  # a reference model name or path/to/file.py:function
+    weights: str | None = None  # None: random init (BN recalibrated); 'pretrained'; or a state_dict path
+    runtimes: tuple[str, ...] = ()  # empty: every registered runtime
+    precisions: tuple[str, ...] = ("fp32",)
+    batches: tuple[int, ...] = (1,)
+    threads: int = field(default_factory=default_threads)
+    target: str = "cpu"
+    out: Path | None = None  # the run's folder; default results/<time>-<model>-<target>
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    timeout_s: float = 900.0  # per child process (export, or measurement)
+    seed: int = 0
+    keep_artifacts: bool = False
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise UsageError(f"unknown target {self.target!r}: choose one of {', '.join(TARGETS)}")
+        for precision in self.precisions:
+            if precision not in PRECISIONS:
+                raise UsageError(f"unknown precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+        if not self.batches:
+            raise UsageError("no batch size given: expected e.g. 1 or 1,8")
+        for batch in self.batches:
+            if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+                raise UsageError(f"bad batch size {batch!r}: expected a whole number >= 1, e.g. 1,8")
+        max_threads = os.cpu_count() or 1
+        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or not 1 <= self.threads <= max_threads:
+            raise UsageError(f"bad thread count {self.threads!r}: expected a whole number from 1 to {max_threads}")
+        if not self.timeout_s > 0:
+            raise UsageError(f"bad timeout {self.timeout_s!r}: expected seconds > 0")
+        from runtimes import runtime_names  # late: keeps `bench.config` importable without adapters
+
+        known = runtime_names()
+        for name in self.runtimes:
+            if name not in known:
+                raise UsageError(f"unknown runtime {name!r}: choose from {', '.join(known)}")
+        if not self.runtimes:
+            self.runtimes = tuple(known)

@@ -1,0 +1,47 @@
+"""Compare a runtime's outputs with PyTorch eager's on the same input."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# (max |diff| relative to max |reference|, minimum cosine) a row must meet at each precision.
+TOLERANCES: dict[str, tuple[float, float]] = {
+    "fp32": (1e-3, 0.9999),
+    "fp16": (2e-2, 0.999),
+    "bf16": (5e-2, 0.995),
+    "int8": (2e-1, 0.98),
+}
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    max_abs_diff: float
+    cosine: float
+    within_tolerance: bool
+
+
+def _flat(outputs: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.asarray(o, dtype=np.float64).ravel() for o in outputs])
+
+
+def compare(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray], precision: str) -> Fidelity:
+    """Max abs diff and cosine similarity over all outputs flattened together."""
+    if len(outputs) != len(reference):
+        raise ValueError(f"runtime gave {len(outputs)} outputs, PyTorch gave {len(reference)}")
+    for got, want in zip(outputs, reference):
+        if np.size(got) != np.size(want):
+            raise ValueError(f"output shape {np.shape(got)} differs from PyTorch's {np.shape(want)}")
+    got, want = _flat(outputs), _flat(reference)
+    max_abs_diff = float(np.max(np.abs(got - want))) if got.size else 0.0
+    norm = float(np.linalg.norm(got) * np.linalg.norm(want))
+    if norm > 0:
+        cosine = float(np.dot(got, want) / norm)
+    else:  # both zero is a perfect match; one zero is not
+        cosine = 1.0 if not got.any() and not want.any() else 0.0
+    rel_tol, min_cos = TOLERANCES.get(precision, TOLERANCES["fp32"])
+    scale = max(float(np.max(np.abs(want))) if want.size else 0.0, 1e-12)
+    ok = bool(np.isfinite(got).all()) and max_abs_diff <= rel_tol * scale and cosine >= min_cos
+    return Fidelity(max_abs_diff=max_abs_diff, cosine=cosine, within_tolerance=ok)

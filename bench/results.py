@@ -1,0 +1,113 @@
+"""Tidy result rows and the run folder they are written to as each row finishes.
+
+A run folder holds rows.jsonl (appended per row), rows.csv and table.md (rewritten per row, so an
+interrupted run still leaves complete files), samples.jsonl (every latency sample), environment.json
+and run.log (everything third-party libraries printed).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from bench.stats import LatencyStats
+
+
+@dataclass
+class ResultRow:
+    """One measurement: model x compression x runtime x precision x target x batch."""
+
+    model: str
+    weights: str
+    compression: str
+    runtime: str
+    format: str
+    precision: str
+    target: str
+    device: str
+    batch: int
+    threads: int
+    status: str  # ok | error | unavailable
+    error: str = ""
+    size_mb: float | None = None
+    export_s: float | None = None
+    load_s: float | None = None
+    first_ms: float | None = None
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    std_ms: float | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    throughput: float | None = None  # items/s
+    iterations: int | None = None
+    warmup_iters: int | None = None
+    capped: bool | None = None  # timing hit max_s before min_iters
+    h2d_ms: float | None = None
+    d2h_ms: float | None = None
+    peak_rss_mb: float | None = None  # the measuring process: load + inference
+    export_peak_rss_mb: float | None = None  # the exporting process
+    max_abs_diff: float | None = None
+    cosine: float | None = None
+    fidelity_ok: bool | None = None
+    foreign_load: float | None = None  # share of machine CPU other processes used while timing
+    steal: float | None = None
+    noisy: bool | None = None
+    details: str = ""
+
+    def add_latency(self, stats: LatencyStats) -> None:
+        self.p50_ms, self.p90_ms, self.p99_ms = stats.p50, stats.p90, stats.p99
+        self.mean_ms, self.std_ms, self.min_ms, self.max_ms = stats.mean, stats.std, stats.min, stats.max
+        self.throughput = stats.throughput(self.batch)
+        self.iterations = stats.count
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}|{self.compression}|{self.runtime}|{self.precision}|{self.target}|b{self.batch}"
+
+
+COLUMNS = [f.name for f in fields(ResultRow)]
+
+
+def read_rows(run_dir: Path) -> list[ResultRow]:
+    path = run_dir / "rows.jsonl"
+    if not path.exists():
+        return []
+    return [ResultRow(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+
+class RunWriter:
+    """Appends rows as they finish and keeps CSV and Markdown in step with them."""
+
+    def __init__(self, run_dir: Path, table_header: str = "") -> None:
+        self.run_dir = run_dir
+        self.rows: list[ResultRow] = []
+        self.table_header = table_header
+
+    def write_environment(self, environment: dict[str, Any]) -> None:
+        (self.run_dir / "environment.json").write_text(json.dumps(environment, indent=2, default=str))
+
+    def append(self, row: ResultRow, samples_ms: tuple[float, ...] | list[float] = ()) -> None:
+        from bench.report import markdown_table
+
+        self.rows.append(row)
+        _append_line(self.run_dir / "rows.jsonl", json.dumps(asdict(row)))
+        if samples_ms:
+            _append_line(self.run_dir / "samples.jsonl", json.dumps({"key": row.key, "latency_ms": list(samples_ms)}))
+        with open(self.run_dir / "rows.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(asdict(r) for r in self.rows)
+        (self.run_dir / "table.md").write_text(self.table_header + markdown_table(self.rows))
+
+
+def _append_line(path: Path, line: str) -> None:
+    with open(path, "a") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())

@@ -1,0 +1,68 @@
+"""One statistics object over the kept latency samples; every table and file reads it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Summary of per-iteration latencies in milliseconds (all samples kept, none trimmed)."""
+
+    samples_ms: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.samples_ms:
+            raise ValueError("LatencyStats needs at least one sample")
+
+    @cached_property
+    def _array(self) -> np.ndarray:
+        return np.asarray(self.samples_ms, dtype=np.float64)
+
+    def percentile(self, q: float) -> float:
+        """Linear-interpolated percentile, the definition numpy and pytest-benchmark use."""
+        return float(np.percentile(self._array, q))
+
+    @property
+    def count(self) -> int:
+        return len(self.samples_ms)
+
+    @cached_property
+    def p50(self) -> float:
+        return self.percentile(50)
+
+    @cached_property
+    def p90(self) -> float:
+        return self.percentile(90)
+
+    @cached_property
+    def p99(self) -> float:
+        return self.percentile(99)
+
+    @cached_property
+    def mean(self) -> float:
+        return float(self._array.mean())
+
+    @cached_property
+    def std(self) -> float:
+        """Sample standard deviation (ddof=1); 0 for a single sample."""
+        return float(self._array.std(ddof=1)) if self.count > 1 else 0.0
+
+    @cached_property
+    def min(self) -> float:
+        return float(self._array.min())
+
+    @cached_property
+    def max(self) -> float:
+        return float(self._array.max())
+
+    @cached_property
+    def iqr(self) -> float:
+        return self.percentile(75) - self.percentile(25)
+
+    def throughput(self, batch: int) -> float:
+        """Items per second over the whole timed run: batch x iterations / total time."""
+        return batch * 1000.0 / self.mean

@@ -1,0 +1,68 @@
+"""Checks that the requested target has a device, before anything is built or written."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import shutil
+
+from bench.errors import UsageError
+
+
+def tflite_delegates() -> list[str]:
+    """NPU delegate libraries for the TFLite interpreter, named by EDGEBENCH_TFLITE_DELEGATE (comma-separated)."""
+    paths = [p for p in os.environ.get("EDGEBENCH_TFLITE_DELEGATE", "").split(",") if p]
+    return [p for p in paths if os.path.isfile(p)]
+
+
+def _cuda_devices() -> tuple[list[str], list[str]]:
+    """(device names, what was checked) for CUDA."""
+    checked = []
+    import torch
+
+    if torch.cuda.is_available():
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())], checked
+    build = torch.version.cuda or "none"
+    checked.append(f"torch {torch.__version__} (CUDA build {build}): torch.cuda.is_available() is False")
+    smi = shutil.which("nvidia-smi")
+    checked.append("nvidia-smi: " + ("present, but torch sees no device" if smi else "not found"))
+    return [], checked
+
+
+def _npu_devices() -> tuple[list[str], list[str]]:
+    found, checked = [], []
+    if importlib.util.find_spec("openvino"):
+        import openvino as ov
+
+        devices = ov.Core().available_devices
+        npus = [d for d in devices if d.startswith("NPU")]
+        found += [f"OpenVINO {d}" for d in npus]
+        checked.append(f"OpenVINO NPU (devices: {', '.join(devices)})")
+    else:
+        checked.append("OpenVINO NPU (openvino not installed)")
+    if platform.system() == "Darwin" and platform.machine() == "arm64":
+        found.append("Apple Neural Engine (CoreML)")
+    checked.append(f"CoreML Neural Engine (needs macOS on Apple silicon; this is {platform.system()} "
+                   f"{platform.machine()})")
+    delegates = tflite_delegates()
+    found += [f"TFLite delegate {d}" for d in delegates]
+    checked.append("TFLite delegate libraries (EDGEBENCH_TFLITE_DELEGATE: " + (", ".join(delegates) or "none") + ")")
+    return found, checked
+
+
+def check_target(target: str) -> list[str]:
+    """The devices found for `target`; UsageError (exit 2) naming what was looked for when there are none."""
+    if target == "cpu":
+        return [platform.processor() or platform.machine()]
+    if target == "gpu":
+        devices, checked = _cuda_devices()
+        if not devices:
+            raise UsageError("no CUDA device found for TARGET=gpu; checked " + "; ".join(checked))
+        return devices
+    if target == "npu":
+        devices, checked = _npu_devices()
+        if not devices:
+            raise UsageError("no NPU found for TARGET=npu; looked for " + "; ".join(checked))
+        return devices
+    raise UsageError(f"unknown target {target!r}: choose one of cpu, gpu, npu")

@@ -1,0 +1,79 @@
+"""The timing engine: warm-up, then timed iterations until a minimum count and duration are reached.
+
+It knows nothing about runtimes: it times a zero-argument `step` that must include any device sync.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench.config import TimingConfig
+
+Clock = Callable[[], int]  # nanoseconds
+
+
+@dataclass(frozen=True)
+class TimedRun:
+    """What one measurement produced: every timed sample and how the loop ended."""
+
+    samples_ms: tuple[float, ...]
+    warmup_iters: int
+    warmup_s: float
+    capped: bool  # True when max_s stopped the loop before min_iters was reached
+
+
+def _loop(step: Callable[[], object], min_iters: int, min_ns: int, max_ns: int, clock: Clock) -> tuple[list[int], int]:
+    """Run `step` until min_iters and min_ns are both reached or max_ns has passed; return sample ns and elapsed."""
+    samples: list[int] = []
+    start = clock()
+    now = start
+    while True:
+        elapsed = now - start
+        if len(samples) >= min_iters and elapsed >= min_ns:
+            break
+        if elapsed >= max_ns and samples:
+            break
+        t0 = clock()
+        step()
+        now = clock()
+        samples.append(now - t0)
+    return samples, now - start
+
+
+def time_step(step: Callable[[], object], config: TimingConfig, clock: Clock = time.perf_counter_ns) -> TimedRun:
+    """Warm up, then time `step` per iteration; warm-up samples are discarded."""
+    max_ns = int(config.max_s * 1e9)
+    warm, warm_elapsed = (
+        _loop(step, config.warmup_iters, int(config.warmup_s * 1e9), max_ns, clock)
+        if config.warmup_iters or config.warmup_s
+        else ([], 0)
+    )
+    samples, _ = _loop(step, config.min_iters, int(config.min_s * 1e9), max_ns, clock)
+    return TimedRun(
+        samples_ms=tuple(s / 1e6 for s in samples),
+        warmup_iters=len(warm),
+        warmup_s=warm_elapsed / 1e9,
+        capped=len(samples) < config.min_iters,
+    )
+
+
+def harness_overhead_us(iterations: int = 20000) -> float:
+    """Per-iteration cost the engine adds around a step, against a bare loop around the same no-op.
+
+    Recorded with every run so a reader can check it is far below the latencies reported.
+    """
+
+    def noop() -> None:
+        return None
+
+    config = TimingConfig(warmup_iters=0, warmup_s=0.0, min_iters=iterations, min_s=0.0, max_s=60.0)
+    t0 = time.perf_counter_ns()
+    time_step(noop, config)
+    engine_ns = time.perf_counter_ns() - t0
+    t0 = time.perf_counter_ns()
+    for _ in range(iterations):
+        noop()
+    bare_ns = time.perf_counter_ns() - t0
+    return max(engine_ns - bare_ns, 0) / iterations / 1e3

@@ -1,0 +1,93 @@
+"""Build the reference model once with its weights; rebuild it identically in child processes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bench.errors import UsageError
+from models.calibrate import recalibrate_batchnorm
+from models.sources import ModelSource, resolve_source
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    module: nn.Module
+    example: torch.Tensor  # batch 1
+    weights: str  # what the row's `weights` column says
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise UsageError(f"weights file {str(path)!r} does not exist (expected a PyTorch state_dict .pt/.pth)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UsageError(f"weights file {str(path)!r} is not a loadable state_dict: {exc}".splitlines()[0]) from exc
+    for key in ("state_dict", "model_state_dict", "model"):  # common checkpoint wrappers
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise UsageError(f"weights file {str(path)!r} holds a {type(state).__name__}, not a state_dict")
+    return state
+
+
+def _apply_state_dict(module: nn.Module, state: dict[str, torch.Tensor], what: str, name: str) -> None:
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])[:300]
+        raise UsageError(f"{what} does not fit model {name}: {detail}") from exc
+
+
+def load_model(source_text: str, weights: str | None = None, seed: int = 0) -> LoadedModel:
+    """The reference model in eval mode, with the weights the user asked for."""
+    source = resolve_source(source_text)
+    if weights == "pretrained":
+        if not source.random_init:
+            raise UsageError("WEIGHTS=pretrained applies to torchvision models; give a state_dict path instead")
+        try:
+            module, example = source.build(seed, pretrained=True)
+        except Exception as exc:
+            raise UsageError(
+                f"could not get pretrained weights for {source.name} ({type(exc).__name__}; no network or cache?): "
+                "pass WEIGHTS=path/to/state_dict.pt instead"
+            ) from exc
+        label = "pretrained (torchvision DEFAULT)"
+    else:
+        module, example = source.build(seed)
+        if weights:
+            path = Path(weights).expanduser()
+            _apply_state_dict(module, _read_state_dict(path), f"weights file {str(path)!r}", source.name)
+            label = f"file:{path.name}"
+        elif source.random_init:
+            count = recalibrate_batchnorm(module, example, seed=seed)
+            label = f"random-init, BN recalibrated (seed {seed})" if count else f"random-init (seed {seed})"
+        else:
+            label = f"as built by {source.name}"
+    module.eval()
+    return LoadedModel(name=source.name, module=module, example=example, weights=label)
+
+
+def rebuild_model(source: ModelSource | str, state_dict_path: Path, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
+    """The same model in another process: architecture from the source, weights from the saved reference."""
+    if isinstance(source, str):
+        source = resolve_source(source)
+    module, example = source.build(seed)
+    module.load_state_dict(torch.load(state_dict_path, map_location="cpu", weights_only=True), strict=True)
+    return module.eval(), example
+
+
+def make_input(example: torch.Tensor, batch: int, seed: int) -> torch.Tensor:
+    """A batch of inputs shaped like the example: seeded noise with the example's statistics, or tiled ints."""
+    shape = (batch, *example.shape[1:])
+    if example.is_floating_point():
+        generator = torch.Generator().manual_seed(seed + 1)
+        noise = torch.randn(shape, generator=generator, dtype=example.dtype)
+        std = float(example.std()) if example.numel() > 1 else 1.0
+        return noise * (std or 1.0) + float(example.mean())
+    return example.expand(shape).contiguous()

@@ -1,0 +1,140 @@
+"""Where a model comes from: a named torchvision classifier or a user's `file.py:function`."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bench.errors import UsageError
+
+# The reference classifiers and their input resolution; any other torchvision classifier also works at 224.
+REFERENCE_MODELS: dict[str, int] = {
+    "resnet18": 224,
+    "mobilenet_v2": 224,
+    "mobilenet_v3_small": 224,
+    "efficientnet_b0": 224,
+    "inception_v3": 299,
+}
+
+
+class ModelSource(ABC):
+    """Builds an architecture and an example input (batch 1); weights are applied by `models.loading`."""
+
+    name: str
+    random_init: bool  # True when build() gives untrained weights that need realistic activations
+
+    @abstractmethod
+    def build(self, seed: int, pretrained: bool = False) -> tuple[nn.Module, torch.Tensor]:
+        """Return (module, example input with batch dimension 1)."""
+
+
+@dataclass
+class TorchvisionSource(ModelSource):
+    arch: str
+    input_size: int
+
+    random_init = True
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.arch
+
+    def build(self, seed: int, pretrained: bool = False) -> tuple[nn.Module, torch.Tensor]:
+        import torchvision
+
+        torch.manual_seed(seed)
+        kwargs = {"init_weights": True} if self.arch in ("inception_v3", "googlenet") else {}
+        module = torchvision.models.get_model(self.arch, weights="DEFAULT" if pretrained else None, **kwargs)
+        generator = torch.Generator().manual_seed(seed)
+        example = torch.randn(1, 3, self.input_size, self.input_size, generator=generator)
+        return module, example
+
+
+@dataclass
+class UserFileSource(ModelSource):
+    """`path/to/file.py:function`, where function() returns (nn.Module, example input tensor)."""
+
+    path: Path
+    function: str
+
+    random_init = False
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"{self.path.stem}:{self.function}"
+
+    def _function(self):
+        module_name = f"edgebench_user_{self.path.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, self.path)
+        if spec is None or spec.loader is None:
+            raise UsageError(f"cannot import model file {self.path}: not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # the user's code: report its failure in one line
+            raise UsageError(f"importing model file {self.path} failed: {type(exc).__name__}: {exc}") from exc
+        fn = getattr(module, self.function, None)
+        if not callable(fn):
+            found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                           and getattr(v, "__module__", None) == module_name)
+            raise UsageError(
+                f"model file {self.path} defines no function {self.function!r}: "
+                f"functions there: {', '.join(found) or 'none'}"
+            )
+        return fn
+
+    def check(self) -> None:
+        """Fail early, before a run folder exists, when the file or function is missing."""
+        self._function()
+
+    def build(self, seed: int, pretrained: bool = False) -> tuple[nn.Module, torch.Tensor]:
+        torch.manual_seed(seed)
+        result = self._function()()
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise UsageError(f"{self.path}:{self.function} must return (nn.Module, example input tensor)")
+        module, example = result
+        if not isinstance(module, nn.Module):
+            raise UsageError(f"{self.path}:{self.function} returned {type(module).__name__}, not an nn.Module")
+        if not isinstance(example, torch.Tensor):
+            raise UsageError(
+                f"{self.path}:{self.function} returned an example input of type {type(example).__name__}: "
+                "edgebench takes one input tensor"
+            )
+        if example.dim() == 0:
+            raise UsageError(f"{self.path}:{self.function}: the example input needs a batch dimension")
+        return module, example[:1]
+
+
+def _torchvision_classifiers() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def resolve_source(text: str) -> ModelSource:
+    """Turn a MODEL value into a source, or raise UsageError naming the valid choices."""
+    if ":" in text or text.endswith(".py"):
+        file_part, _, function = text.rpartition(":") if ":" in text else (text, "", "")
+        path = Path(file_part).expanduser()
+        if not function:
+            raise UsageError(f"model file {text!r} needs a function: use path/to/file.py:function")
+        if not path.is_file():
+            raise UsageError(f"model file {str(path)!r} does not exist (expected path/to/file.py:function)")
+        source = UserFileSource(path=path.resolve(), function=function)
+        source.check()
+        return source
+    if text in REFERENCE_MODELS:
+        return TorchvisionSource(text, REFERENCE_MODELS[text])
+    if text in _torchvision_classifiers():
+        return TorchvisionSource(text, 224)
+    raise UsageError(
+        f"unknown model {text!r}: choose one of {', '.join(REFERENCE_MODELS)}, "
+        "another torchvision classifier (edgebench --list-models), or path/to/file.py:function"
+    )

@@ -1,0 +1,57 @@
+"""Helpers shared by the adapters that run PyTorch itself (eager and TorchScript)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def torch_device(target: str) -> str:
+    return "cuda" if target == "gpu" else "cpu"
+
+
+def set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set once in this process
+        pass
+
+
+def cuda_unavailable(target: str) -> str | None:
+    if target != "gpu":
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"no CUDA device visible to torch {torch.__version__}"
+    return None
+
+
+def flatten_tensors(outputs: Any) -> list[Any]:
+    """Tensors of a (nested) tuple/list/dict output, in the order exporters flatten them."""
+    import torch
+
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    if isinstance(outputs, dict):
+        return [t for v in outputs.values() for t in flatten_tensors(v)]
+    if isinstance(outputs, (list, tuple)):
+        return [t for v in outputs for t in flatten_tensors(v)]
+    return []
+
+
+def to_host(outputs: Any) -> list[np.ndarray]:
+    return [t.detach().float().cpu().numpy() for t in flatten_tensors(outputs)]
+
+
+def cuda_sync(target: str) -> None:
+    if target == "gpu":
+        import torch
+
+        torch.cuda.synchronize()

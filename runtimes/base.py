@@ -1,0 +1,113 @@
+"""The one interface every runtime adapter implements; the harness times it from outside.
+
+Lifecycle (in two child processes): export(model) -> artifact on disk; then load(artifact),
+prepare(host input) -> device input, run(), sync() where the device is asynchronous, fetch() -> host arrays.
+Adapters know nothing about timing; `bench.timing` knows nothing about runtimes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """What the harness tells an adapter: where to run, at what precision, on how many threads."""
+
+    target: str = "cpu"  # cpu | gpu | npu
+    precision: str = "fp32"
+    threads: int = 1
+    model: str = ""  # the model source, for adapters that rebuild the architecture (PyTorch eager)
+    seed: int = 0
+
+
+class Runtime(ABC):
+    """A deployment runtime. Subclass it in one new file under runtimes/ and it is registered."""
+
+    name: ClassVar[str]  # CLI name, e.g. "onnxruntime"
+    label: ClassVar[str]  # the table's Format column, e.g. "ONNX Runtime"
+    order: ClassVar[int] = 100  # position in tables (PyTorch first)
+    artifact: ClassVar[str]  # file or folder name export() writes inside its folder
+    # target -> precisions this runtime can run there; a target missing here is not supported.
+    precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32",)}
+    # import name -> pip requirement, checked before anything is imported.
+    packages: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, options: RuntimeOptions) -> None:
+        self.options = options
+
+    # -- availability: a reason string when not possible, None when fine ----------------------------
+    @classmethod
+    def missing_packages(cls) -> list[str]:
+        return [pip for module, pip in cls.packages.items() if importlib.util.find_spec(module) is None]
+
+    @classmethod
+    def export_unavailable(cls, target: str, precision: str) -> str | None:
+        """Why this runtime cannot produce its artifact here (missing package, unsupported target or precision)."""
+        if target not in cls.precisions:
+            return f"{cls.label} does not run on {target} (it runs on {', '.join(cls.precisions) or 'nothing here'})"
+        if precision not in cls.precisions[target]:
+            return f"{cls.label} on {target} runs {', '.join(cls.precisions[target])}, not {precision}"
+        missing = cls.missing_packages()
+        if missing:
+            return f"needs {', '.join(missing)} (pip install {' '.join(missing)})"
+        return None
+
+    @classmethod
+    def run_unavailable(cls, target: str) -> str | None:
+        """Why an exported artifact cannot be run here (wrong OS, no device). Checked after export."""
+        return None
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        """What the result row calls the device this adapter runs on."""
+        return self.options.target
+
+    @abstractmethod
+    def export(self, model: Any, example: Any, folder: Path) -> Path:
+        """Serialize the torch module (eval mode) for `example` (a torch tensor); return the artifact path."""
+
+    @abstractmethod
+    def load(self, artifact: Path) -> None:
+        """Load or compile the artifact for this adapter's device, with options.threads threads."""
+
+    def prepare(self, x: np.ndarray) -> Any:
+        """Host array -> whatever run() takes (device buffers on a GPU). Not timed with run()."""
+        return x
+
+    @abstractmethod
+    def run(self, inputs: Any) -> Any:
+        """One inference. Must not copy outputs back to the host if the device can keep them."""
+
+    def sync(self) -> None:
+        """Block until the device has finished; a no-op for synchronous runtimes."""
+
+    def fetch(self, outputs: Any) -> list[np.ndarray]:
+        """Outputs -> host arrays in the model's output order."""
+        if isinstance(outputs, np.ndarray):
+            return [outputs]
+        return [np.asarray(o) for o in outputs]
+
+    def predict(self, x: np.ndarray) -> list[np.ndarray]:
+        outputs = self.run(self.prepare(x))
+        self.sync()
+        return self.fetch(outputs)
+
+    def details(self) -> str:
+        """Settings read back from the loaded runtime, recorded with the row (e.g. the precision it chose)."""
+        return ""
+
+    def close(self) -> None:
+        """Release sessions and device memory."""
+
+
+def artifact_size_bytes(folder: Path) -> int:
+    """Everything an export wrote counts: external weight files, .bin beside .xml, package folders."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

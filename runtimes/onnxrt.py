@@ -1,0 +1,80 @@
+"""ONNX Runtime: the ONNX file from the torch.export-based exporter, full graph optimization."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtimes._onnx import ONNX_PACKAGES, export_onnx
+from runtimes.base import Runtime
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider"}
+
+
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+    label = "ONNX Runtime"
+    order = 20
+    artifact = "model.onnx"
+    precisions = {"cpu": ("fp32",), "gpu": ("fp32",)}
+    packages = {"onnxruntime": "onnxruntime", **ONNX_PACKAGES}
+
+    @classmethod
+    def run_unavailable(cls, target: str) -> str | None:
+        import onnxruntime as ort
+
+        provider = PROVIDERS[target]
+        if provider not in ort.get_available_providers():
+            return (f"onnxruntime {ort.__version__} has no {provider} "
+                    f"(has {', '.join(ort.get_available_providers())}; pip install onnxruntime-gpu)")
+        return None
+
+    @property
+    def device(self) -> str:
+        return PROVIDERS[self.options.target]
+
+    def export(self, model: Any, example: Any, folder: Path) -> Path:
+        return export_onnx(model, example, folder / self.artifact)
+
+    def load(self, artifact: Path) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.intra_op_num_threads = self.options.threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(artifact), sess_options=opts, providers=[self.device])
+        self.input_name = self.session.get_inputs()[0].name
+        self.on_gpu = self.options.target == "gpu"
+        if self.on_gpu:  # keep inputs and outputs on the device: copies are timed apart from compute
+            self.binding = self.session.io_binding()
+
+    def prepare(self, x: np.ndarray) -> Any:
+        if not self.on_gpu:
+            return {self.input_name: x}
+        import onnxruntime as ort
+
+        value = ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
+        self.binding.bind_ortvalue_input(self.input_name, value)
+        for output in self.session.get_outputs():
+            self.binding.bind_output(output.name, "cuda", 0)
+        return value
+
+    def run(self, inputs: Any) -> Any:
+        if not self.on_gpu:
+            return self.session.run(None, inputs)
+        self.session.run_with_iobinding(self.binding)
+        return self.binding
+
+    def sync(self) -> None:
+        if self.on_gpu:
+            self.binding.synchronize_outputs()
+
+    def fetch(self, outputs: Any) -> list[np.ndarray]:
+        if self.on_gpu:
+            return [np.asarray(o) for o in outputs.copy_outputs_to_cpu()]
+        return [np.asarray(o) for o in outputs]

@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import torch
+
+from bench.errors import UsageError
+from models import load_model, make_input, rebuild_model, resolve_source
+from tests_paths import ASSETS
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18"])
+def test_random_init_models_get_realistic_activations(name):
+    """Without BN recalibration mobilenet_v2's outputs are ~1e-9 (denormals); with it they are O(0.1-1)."""
+    model = load_model(name)
+    x = make_input(model.example, 2, seed=0)
+    with torch.inference_mode():
+        out = model.module(x)
+    assert out.shape == (2, 1000)
+    assert out.abs().max() > 1e-2
+    assert (out.abs()[out != 0] > 1e-30).all()
+    assert "BN recalibrated" in model.weights
+
+
+def test_inception_uses_its_299_input():
+    source = resolve_source("inception_v3")
+    assert source.input_size == 299
+
+
+def test_user_model_file(tiny_model_source):
+    model = load_model(tiny_model_source)
+    assert model.name == "tiny_cnn:build"
+    assert tuple(model.example.shape) == (1, 3, 32, 32)
+    assert model.weights.startswith("as built by")
+
+
+def test_weights_file_round_trip_and_mismatch(tmp_path, tiny_model_source):
+    model = load_model(tiny_model_source)
+    for p in model.module.parameters():
+        p.data.fill_(0.5)
+    path = tmp_path / "w.pt"
+    torch.save(model.module.state_dict(), path)
+    loaded = load_model(tiny_model_source, weights=str(path))
+    assert all(torch.all(p == 0.5) for p in loaded.module.parameters())
+    assert loaded.weights == "file:w.pt"
+    with pytest.raises(UsageError, match="does not fit model resnet18"):
+        load_model("resnet18", weights=str(path))
+    with pytest.raises(UsageError, match="does not exist"):
+        load_model(tiny_model_source, weights=str(tmp_path / "missing.pt"))
+
+
+def test_rebuild_in_another_process_gives_identical_outputs(tmp_path, tiny_model_source):
+    model = load_model("mobilenet_v3_small")
+    torch.save(model.module.state_dict(), tmp_path / "sd.pt")
+    again, _ = rebuild_model("mobilenet_v3_small", tmp_path / "sd.pt")
+    x = make_input(model.example, 1, 0)
+    with torch.inference_mode():
+        np.testing.assert_array_equal(model.module(x).numpy(), again(x).numpy())
+
+
+def test_make_input_is_seeded_and_batched():
+    example = torch.randn(1, 3, 8, 8)
+    a, b = make_input(example, 4, seed=1), make_input(example, 4, seed=1)
+    assert a.shape == (4, 3, 8, 8) and torch.equal(a, b)
+    ints = make_input(torch.tensor([[1, 2, 3]]), 2, seed=0)
+    assert ints.tolist() == [[1, 2, 3], [1, 2, 3]]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("resnet19", "unknown model 'resnet19': choose one of resnet18"),
+    (f"{ASSETS}/nope.py:build", "does not exist"),
+    (f"{ASSETS}/tiny_cnn.py:missing", "defines no function 'missing': functions there: build, not_a_model"),
+    (f"{ASSETS}/tiny_cnn.py", "needs a function"),
+])
+def test_bad_model_sources(text, message):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        resolve_source(text)
+
+
+def test_user_function_returning_wrong_things():
+    with pytest.raises(UsageError, match="not an nn.Module"):
+        load_model(f"{ASSETS}/tiny_cnn.py:not_a_model")

@@ -1,0 +1,75 @@
+"""The timing engine, driven by a fake clock so the stopping rules are checked exactly."""
+
+import pytest
+
+from bench.config import TimingConfig
+from bench.timing import harness_overhead_us, time_step
+
+
+class FakeClock:
+    """Advances `step_ns` per step; reading the clock is free."""
+
+    def __init__(self, step_ns: int) -> None:
+        self.now = 0
+        self.step_ns = step_ns
+        self.calls = 0
+
+    def __call__(self) -> int:
+        return self.now
+
+    def step(self) -> None:
+        self.calls += 1
+        self.now += self.step_ns
+
+
+def test_stops_when_both_minimum_count_and_duration_are_reached():
+    clock = FakeClock(step_ns=10_000_000)  # 10 ms per step
+    config = TimingConfig(warmup_iters=3, warmup_s=0.0, min_iters=5, min_s=0.2, max_s=60)
+    run = time_step(clock.step, config, clock=clock)
+    assert run.warmup_iters == 3
+    assert len(run.samples_ms) == 20  # 0.2 s needs 20 steps of 10 ms, more than min_iters
+    assert all(s == pytest.approx(10.0) for s in run.samples_ms)
+    assert not run.capped
+
+
+def test_minimum_count_wins_when_steps_are_slow():
+    clock = FakeClock(step_ns=100_000_000)  # 100 ms
+    config = TimingConfig(warmup_iters=0, warmup_s=0.0, min_iters=7, min_s=0.1, max_s=60)
+    assert len(time_step(clock.step, config, clock=clock).samples_ms) == 7
+
+
+def test_max_duration_caps_the_loop_and_says_so():
+    clock = FakeClock(step_ns=1_000_000_000)  # 1 s per step
+    config = TimingConfig(warmup_iters=0, warmup_s=0.0, min_iters=100, min_s=0.0, max_s=5.0)
+    run = time_step(clock.step, config, clock=clock)
+    assert len(run.samples_ms) == 5
+    assert run.capped
+
+
+def test_warmup_samples_are_not_kept():
+    clock = FakeClock(step_ns=1_000_000)
+    config = TimingConfig(warmup_iters=10, warmup_s=0.0, min_iters=4, min_s=0.0, max_s=60)
+    run = time_step(clock.step, config, clock=clock)
+    assert clock.calls == 14 and len(run.samples_ms) == 4
+
+
+@pytest.mark.parametrize("field,value", [("min_iters", 0), ("warmup_iters", -1), ("min_s", -1.0)])
+def test_bad_timing_values_are_usage_errors(field, value):
+    from bench.errors import UsageError
+
+    with pytest.raises(UsageError, match=field):
+        TimingConfig(**{field: value})
+
+
+def test_harness_overhead_per_iteration(benchmark):
+    """Records the engine's own cost per iteration around a no-op (reported, not asserted on time)."""
+
+    def noop():
+        return None
+
+    config = TimingConfig(warmup_iters=0, warmup_s=0.0, min_iters=1000, min_s=0.0, max_s=60.0)
+    run = benchmark.pedantic(time_step, args=(noop, config), rounds=20, iterations=1)
+    assert len(run.samples_ms) == 1000
+    overhead = harness_overhead_us()
+    benchmark.extra_info["overhead_us_per_iteration"] = overhead
+    assert overhead >= 0.0

@@ -1,0 +1,6 @@
+"""Paths the tests share (importable because pytest puts tests/ on sys.path)."""
+
+from pathlib import Path
+
+ASSETS = Path(__file__).parent / "assets"
+TINY_MODEL = f"{ASSETS / 'tiny_cnn.py'}:build"
