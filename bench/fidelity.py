@@ -31,7 +31,7 @@ def compare(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray], prec
     """Max abs diff and cosine similarity over all outputs flattened together."""
     if len(outputs) != len(reference):
         raise ValueError(f"runtime gave {len(outputs)} outputs, PyTorch gave {len(reference)}")
-    for got, want in zip(outputs, reference):
+    for got, want in zip(outputs, reference, strict=True):
         if np.size(got) != np.size(want):
             raise ValueError(f"output shape {np.shape(got)} differs from PyTorch's {np.shape(want)}")
     got, want = _flat(outputs), _flat(reference)

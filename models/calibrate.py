@@ -26,7 +26,7 @@ def recalibrate_batchnorm(module: nn.Module, example: torch.Tensor, batches: int
     with torch.no_grad():
         for _ in range(batches):
             module(torch.randn((batch_size, *example.shape[1:]), generator=generator, dtype=example.dtype))
-    for bn, momentum in zip(norms, momenta):
+    for bn, momentum in zip(norms, momenta, strict=True):
         bn.momentum = momentum
     module.eval()
     return len(norms)

@@ -88,6 +88,7 @@ class Runtime(ABC):
 
     def sync(self) -> None:
         """Block until the device has finished; a no-op for synchronous runtimes."""
+        return None
 
     def fetch(self, outputs: Any) -> list[np.ndarray]:
         """Outputs -> host arrays in the model's output order."""
@@ -106,6 +107,7 @@ class Runtime(ABC):
 
     def close(self) -> None:
         """Release sessions and device memory."""
+        return None
 
 
 def artifact_size_bytes(folder: Path) -> int:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-
 import pytest
 
-from tests_paths import ASSETS, TINY_MODEL
+from tests_paths import TINY_MODEL
 
 
 @pytest.fixture

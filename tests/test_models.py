@@ -4,6 +4,7 @@ import torch
 
 from bench.errors import UsageError
 from models import load_model, make_input, rebuild_model, resolve_source
+
 from tests_paths import ASSETS
 
 

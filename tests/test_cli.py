@@ -1,0 +1,85 @@
+"""Bad input: one line naming the bad value and the choices, exit 2, no traceback, earlier results untouched."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bench.cli import main
+
+from tests_paths import ASSETS, TINY_MODEL
+
+FAST = ["--warmup", "1", "--warmup-s", "0", "--iters", "3", "--duration", "0", "--threads", "1"]
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "resnet19"], "unknown model 'resnet19': choose one of resnet18, mobilenet_v2"),
+    (["--runtimes", "pytorch,onnx"], "unknown runtime 'onnx': choose from pytorch, torchscript, onnxruntime"),
+    (["--target", "tpu"], "unknown target 'tpu': choose one of cpu, gpu, npu"),
+    (["--precision", "fp8"], "unknown precision 'fp8': choose from fp32, fp16, bf16"),
+    (["--batch", "0"], "bad batch size '0'"),
+    (["--batch", "1,x"], "bad batch size 'x' in '1,x'"),
+    (["--threads", "0"], "bad thread count '0'"),
+    (["--threads", "4096"], "bad thread count 4096: expected a whole number from 1 to"),
+    (["--iters", "-3"], "bad iteration count '-3'"),
+    (["--duration", "soon"], "bad duration 'soon'"),
+    (["--model", "no/such/file.py:build"], "model file 'no/such/file.py' does not exist"),
+    (["--model", f"{ASSETS}/tiny_cnn.py:nope"], "defines no function 'nope'"),
+    (["--model", TINY_MODEL, "--weights", "missing.pt"], "weights file 'missing.pt' does not exist"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, args, message):
+    code, out, err = run_main(capsys, *args)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err + out
+
+
+def test_absent_gpu_and_npu_name_what_was_checked(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    code, _, err = run_main(capsys, "--target", "gpu")
+    assert code == 2 and "no CUDA device found for TARGET=gpu" in err and "nvidia-smi" in err
+    code, _, err = run_main(capsys, "--target", "npu")
+    if code == 0:
+        pytest.skip("an NPU is present")
+    assert code == 2 and "no NPU found for TARGET=npu" in err and "OpenVINO NPU" in err
+
+
+def test_out_folder_with_a_run_is_left_untouched(capsys, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"earlier": "result"}\n')
+    code, _, err = run_main(capsys, "--model", TINY_MODEL, "--out", str(tmp_path))
+    assert code == 2 and "already holds a run" in err
+    assert rows.read_text() == '{"earlier": "result"}\n'
+
+
+def test_real_process_prints_table_and_keeps_warnings_off_the_terminal(tmp_path):
+    """The real entry point, in its own process: exit code, table, results path, quiet stderr."""
+    proc = subprocess.run([sys.executable, "-m", "bench", "--model", TINY_MODEL, "--runtimes", "torchscript",
+                           "--out", str(tmp_path / "run"), *FAST], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "TorchScript" in proc.stdout and "Results:" in proc.stdout
+    assert "Warning" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "deprecated" in (tmp_path / "run" / "run.log").read_text()  # TorchScript's warnings went here
+
+
+def test_bad_input_in_a_real_process_has_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "bench", "--model", "nope"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("edgebench: error: unknown model 'nope'")
+    assert "Traceback" not in proc.stderr
