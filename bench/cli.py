@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_int_list("batch size"), default=(1,), help="comma-separated batch sizes [1]")
     p.add_argument("--threads", type=_positive_int("thread count"), default=default_threads(),
                    help=f"threads for every runtime [{default_threads()}]")
-    p.add_argument("--target", default="cpu", help=f"one of {', '.join(TARGETS)} [cpu]")
+    p.add_argument("--target", type=_names, default=("cpu",),
+                   help=f"comma-separated, of {', '.join(TARGETS)} [cpu]; cpu,gpu gives CPU ms and GPU ms columns")
     p.add_argument("--out", type=Path, default=None, help="folder for this run's results [results/<time>-...]")
     p.add_argument("--warmup", type=_positive_int("warm-up count", 0), default=d.warmup_iters,
                    help=f"minimum warm-up iterations [{d.warmup_iters}]")
@@ -95,7 +96,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     timing = TimingConfig(warmup_iters=args.warmup, warmup_s=args.warmup_s, min_iters=args.iters,
                           min_s=args.duration, max_s=max(args.max_duration, args.duration))
     return BenchConfig(model=args.model, weights=args.weights, runtimes=args.runtimes, precisions=args.precision,
-                       batches=args.batch, threads=args.threads, target=args.target, out=args.out, timing=timing,
+                       batches=args.batch, threads=args.threads, targets=args.target, out=args.out, timing=timing,
                        timeout_s=args.timeout, seed=args.seed, keep_artifacts=args.keep_artifacts)
 
 
@@ -115,18 +116,17 @@ def print_listing(console: Console) -> None:
 
 
 def print_table(console: Console, rows) -> None:
-    from bench.report import FLAG_HELP, HEADERS, table_cells
+    from bench.report import FLAG_HELP, table_layout, used_flags
 
-    body, notes = table_cells(rows)
-    table = Table(*HEADERS)
+    headers, body, notes = table_layout(rows)
+    table = Table(*headers)
     for cells in body:
         table.add_row(*cells)
     console.print(table)
     for i, note in enumerate(notes, 1):
         console.print(f"[{i}] {note}", highlight=False, markup=False)
-    for flag, text in FLAG_HELP.items():
-        if any(flag in cells[3] for cells in body):
-            console.print(f"{flag}: {text}", highlight=False)
+    for flag in used_flags(body):
+        console.print(f"{flag}: {FLAG_HELP[flag]}", highlight=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,7 +45,7 @@ class TimingConfig:
 
 @dataclass
 class BenchConfig:
-    """Everything one `edgebench` run measures: model x runtimes x precisions x batches on one target."""
+    """Everything one `edgebench` run measures: model x targets x runtimes x precisions x batches."""
 
     model: str = "resnet18"  # a reference model name or path/to/file.py:function
     weights: str | None = None  # None: random init (BN recalibrated); 'pretrained'; or a state_dict path
@@ -53,7 +53,7 @@ class BenchConfig:
     precisions: tuple[str, ...] = ("fp32",)
     batches: tuple[int, ...] = (1,)
     threads: int = field(default_factory=default_threads)
-    target: str = "cpu"
+    targets: tuple[str, ...] = ("cpu",)
     out: Path | None = None  # the run's folder; default results/<time>-<model>-<target>
     timing: TimingConfig = field(default_factory=TimingConfig)
     timeout_s: float = 900.0  # per child process (export, or measurement)
@@ -61,8 +61,11 @@ class BenchConfig:
     keep_artifacts: bool = False
 
     def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise UsageError(f"unknown target {self.target!r}: choose one of {', '.join(TARGETS)}")
+        if not self.targets:
+            raise UsageError(f"no target given: choose from {', '.join(TARGETS)}")
+        for target in self.targets:
+            if target not in TARGETS:
+                raise UsageError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
         for precision in self.precisions:
             if precision not in PRECISIONS:
                 raise UsageError(f"unknown precision {precision!r}: choose from {', '.join(PRECISIONS)}")

@@ -1,4 +1,9 @@
-"""Result tables: the YOLOv5-export-style Markdown table and its footnotes (pure functions)."""
+"""Result tables in the YOLOv5 export layout, with footnotes for every row that did not run (pure functions).
+
+One target: a row per format x precision x batch with latency and fidelity columns. Several targets:
+a row per format x precision x batch with one `<TARGET> ms` column each (p50), `N/A [n]` where the
+runtime could not run there, and the reason in footnote n.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,14 @@ from collections.abc import Sequence
 
 from bench.results import ResultRow
 
-HEADERS = ["Format", "Precision", "Batch", "Status", "Size (MB)", "p50 ms", "p90 ms", "Throughput (img/s)",
-           "max abs diff vs PyTorch"]
+SINGLE_TARGET_HEADERS = ["Format", "Precision", "Batch", "Status", "Size (MB)", "p50 ms", "p90 ms",
+                         "Throughput (img/s)", "max abs diff vs PyTorch"]
+
+FLAG_HELP = {
+    "fidelity!": "outputs differ from PyTorch beyond the precision's tolerance",
+    "noisy": "other processes used over 10% of the machine's CPU while timing",
+    "capped": "max duration reached before the minimum iteration count",
+}
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
@@ -24,52 +35,83 @@ def sci(value: float | None) -> str:
     return "0" if value == 0 else f"{value:.1e}"
 
 
-def status_cell(row: ResultRow, note: int | None) -> str:
+def flags(row: ResultRow) -> list[str]:
+    if row.status != "ok":
+        return []
+    found = []
+    if row.fidelity_ok is False:
+        found.append("fidelity!")
+    if row.noisy:
+        found.append("noisy")
+    if row.capped:
+        found.append("capped")
+    return found
+
+
+class _Notes:
+    """Numbered footnotes; the same text gets the same number."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, text: str) -> int:
+        if text not in self.items:
+            self.items.append(text)
+        return self.items.index(text) + 1
+
+
+def _status_cell(row: ResultRow, notes: _Notes) -> str:
     text = row.status
-    flags = []
-    if row.status == "ok":
-        if row.fidelity_ok is False:
-            flags.append("fidelity!")
-        if row.noisy:
-            flags.append("noisy")
-        if row.capped:
-            flags.append("capped")
-    if flags:
-        text += f" ({', '.join(flags)})"
-    return text + (f" [{note}]" if note else "")
+    if flags(row):
+        text += f" ({', '.join(flags(row))})"
+    if row.error:
+        text += f" [{notes.add(f'{row.format} {row.precision} b{row.batch} on {row.target}: {row.error}')}]"
+    return text
 
 
-def table_cells(rows: Sequence[ResultRow]) -> tuple[list[list[str]], list[str]]:
-    """Cells of every row and the footnotes (reasons for error/unavailable, flag explanations)."""
-    notes: list[str] = []
-    body = []
+def table_layout(rows: Sequence[ResultRow]) -> tuple[list[str], list[list[str]], list[str]]:
+    """(headers, cells of every row, footnotes) for whichever layout the rows need."""
+    targets = list(dict.fromkeys(r.target for r in rows))
+    notes = _Notes()
+    if len(targets) <= 1:
+        body = [[r.format, r.precision, str(r.batch), _status_cell(r, notes), fmt(r.size_mb, 1), fmt(r.p50_ms),
+                 fmt(r.p90_ms), fmt(r.throughput, 1), sci(r.max_abs_diff)] for r in rows]
+        return SINGLE_TARGET_HEADERS, body, notes.items
+    groups: dict[tuple[str, str, int], dict[str, ResultRow]] = {}
     for row in rows:
-        note = None
-        if row.error:
-            notes.append(f"{row.format} {row.precision} b{row.batch}: {row.error}")
-            note = len(notes)
-        body.append([
-            row.format, row.precision, str(row.batch), status_cell(row, note), fmt(row.size_mb, 1),
-            fmt(row.p50_ms), fmt(row.p90_ms), fmt(row.throughput, 1), sci(row.max_abs_diff),
-        ])
-    return body, notes
+        groups.setdefault((row.format, row.precision, row.batch), {})[row.target] = row
+    headers = ["Format", "Precision", "Batch", "Size (MB)", *(f"{t.upper()} ms" for t in targets),
+               "max abs diff vs PyTorch"]
+    body = []
+    for (fmt_name, precision, batch), by_target in groups.items():
+        sizes = [r.size_mb for r in by_target.values() if r.size_mb is not None]
+        cells = [fmt_name, precision, str(batch), fmt(sizes[0], 1) if sizes else "-"]
+        for target in targets:
+            row = by_target.get(target)
+            if row is None:
+                cells.append("-")
+            elif row.status == "ok":
+                cells.append(fmt(row.p50_ms) + (f" ({', '.join(flags(row))})" if flags(row) else ""))
+            else:
+                cells.append(f"N/A [{notes.add(f'{fmt_name} on {target}: {row.error or row.status}')}]")
+        diffs = [r.max_abs_diff for r in by_target.values() if r.max_abs_diff is not None]
+        cells.append(sci(max(diffs)) if diffs else "-")
+        body.append(cells)
+    return headers, body, notes.items
 
 
-FLAG_HELP = {
-    "fidelity!": "outputs differ from PyTorch beyond the precision's tolerance",
-    "noisy": "other processes used over 10% of the machine's CPU while timing",
-    "capped": "max duration reached before the minimum iteration count",
-}
+def used_flags(body: list[list[str]]) -> list[str]:
+    return [flag for flag in FLAG_HELP if any(flag in cell for cells in body for cell in cells)]
 
 
 def markdown_table(rows: Sequence[ResultRow]) -> str:
-    body, notes = table_cells(rows)
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "|".join("---" for _ in HEADERS) + "|"]
+    headers, body, notes = table_layout(rows)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |" for cells in body]
     text = "\n".join(lines) + "\n"
     if notes:
         text += "\n" + "\n".join(f"[{i}] {n}" for i, n in enumerate(notes, 1)) + "\n"
-    used = {flag for cells in body for flag in FLAG_HELP if flag in cells[3]}
-    if used:
-        text += "\n" + "\n".join(f"- {flag}: {FLAG_HELP[flag]}" for flag in sorted(used)) + "\n"
+    flags_used = used_flags(body)
+    if flags_used:
+        text += "\n" + "\n".join(f"- {flag}: {FLAG_HELP[flag]}" for flag in flags_used) + "\n"
     return text

@@ -26,17 +26,18 @@ RESULTS_DIR = PROJECT_ROOT / "results"
 
 @dataclass
 class Job:
+    target: str
     runtime: type[Runtime]
     precision: str
     batch: int
 
     @property
     def label(self) -> str:
-        return f"{self.runtime.label} {self.precision} b{self.batch}"
+        return f"{self.runtime.label} {self.precision} b{self.batch} on {self.target}"
 
     @property
     def slug(self) -> str:
-        return f"{self.runtime.name}-{self.precision}-b{self.batch}"
+        return f"{self.target}-{self.runtime.name}-{self.precision}-b{self.batch}"
 
 
 @dataclass
@@ -64,7 +65,7 @@ class RunSummary:
 
 
 def plan_jobs(config: BenchConfig) -> list[Job]:
-    return [Job(get_runtime(name), precision, batch)
+    return [Job(target, get_runtime(name), precision, batch) for target in config.targets
             for name in config.runtimes for precision in config.precisions for batch in config.batches]
 
 
@@ -78,10 +79,11 @@ def make_run_dir(config: BenchConfig, model_name: str) -> Path:
     else:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_name)
-        run_dir = RESULTS_DIR / f"{stamp}-{safe}-{config.target}"
+        targets = "-".join(config.targets)
+        run_dir = RESULTS_DIR / f"{stamp}-{safe}-{targets}"
         n = 2
         while run_dir.exists():
-            run_dir = RESULTS_DIR / f"{stamp}-{safe}-{config.target}-{n}"
+            run_dir = RESULTS_DIR / f"{stamp}-{safe}-{targets}-{n}"
             n += 1
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +114,7 @@ def table_header(config: BenchConfig, model: Any, environment: dict[str, Any]) -
     t = config.timing
     packages = ", ".join(f"{k} {v}" for k, v in environment["packages"].items())
     return (
-        f"# edgebench: {model.name} on {config.target}\n\n"
+        f"# edgebench: {model.name} on {', '.join(config.targets)}\n\n"
         f"- Model: {model.name}, input {tuple(model.example.shape[1:])}, weights: {model.weights}\n"
         f"- Machine: {environment['cpu']}, {environment['cpu_logical_cores']} logical cores, "
         f"{environment['ram_gib']} GiB RAM, {environment['os']}, Python {environment['python']}\n"
@@ -139,24 +141,25 @@ class Runner:
         from models import load_model
 
         config = self.config
-        devices = check_target(config.target)
+        devices = {target: check_target(target) for target in config.targets}  # all checked before any work
         model = load_model(config.model, config.weights, config.seed)  # bad model/weights fail here, nothing written
         jobs = plan_jobs(config)
         run_dir = make_run_dir(config, model.name)
         self.log.attach(run_dir / "run.log")
         logger.info("run folder %s; config %s", run_dir, asdict(config))
         environment = capture({
-            "target": config.target, "target_devices": devices, "threads": config.threads,
+            "targets": list(config.targets), "target_devices": devices, "threads": config.threads,
             "timing": asdict(config.timing), "harness_overhead_us": harness_overhead_us(),
         })
         writer = RunWriter(run_dir, table_header(config, model, environment))
         writer.write_environment(environment)
-        self.reporter.start(len(jobs), f"edgebench: {model.name} on {config.target}, {len(jobs)} measurements "
+        where = ", ".join(config.targets)
+        self.reporter.start(len(jobs), f"edgebench: {model.name} on {where}, {len(jobs)} measurements "
                                        f"-> {_display(run_dir)}")
         try:
             reference = save_reference(model, config.batches, run_dir / "reference", config.seed)
             base = {"model": model.name, "weights": model.weights, "compression": "none",
-                    "target": config.target, "threads": config.threads}
+                    "threads": config.threads}
             for job in jobs:
                 row, samples = self.measure(job, reference, run_dir, base)
                 writer.append(row, samples)
@@ -172,8 +175,8 @@ class Runner:
                 base: dict[str, Any]) -> tuple[ResultRow, tuple[float, ...]]:
         config = self.config
         row = ResultRow(**base, runtime=job.runtime.name, format=job.runtime.label, precision=job.precision,
-                        device=config.target, batch=job.batch, status="ok")
-        reason = job.runtime.export_unavailable(config.target, job.precision)
+                        target=job.target, device=job.target, batch=job.batch, status="ok")
+        reason = job.runtime.export_unavailable(job.target, job.precision)
         if reason:
             row.status, row.error = "unavailable", reason
             return row, ()
@@ -181,7 +184,7 @@ class Runner:
         job_dir = run_dir / "jobs" / job.slug
         spec = {
             "adapter": adapter_ref(job.runtime),
-            "options": {"target": config.target, "precision": job.precision, "threads": config.threads,
+            "options": {"target": job.target, "precision": job.precision, "threads": config.threads,
                         "model": config.model, "seed": config.seed},
             "state_dict": str(reference.state_dict),
             "input": str(reference.input(job.batch)),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -20,12 +20,17 @@ class OnnxRuntime(Runtime):
     artifact = "model.onnx"
     precisions = {"cpu": ("fp32",), "gpu": ("fp32",)}
     packages = {"onnxruntime": "onnxruntime", **ONNX_PACKAGES}
+    provider: ClassVar[str | None] = None  # a fixed execution provider; None: the target's (PROVIDERS)
+
+    @classmethod
+    def provider_for(cls, target: str) -> str:
+        return cls.provider or PROVIDERS[target]
 
     @classmethod
     def run_unavailable(cls, target: str) -> str | None:
         import onnxruntime as ort
 
-        provider = PROVIDERS[target]
+        provider = cls.provider_for(target)
         if provider not in ort.get_available_providers():
             return (f"onnxruntime {ort.__version__} has no {provider} "
                     f"(has {', '.join(ort.get_available_providers())}; pip install onnxruntime-gpu)")
@@ -33,7 +38,11 @@ class OnnxRuntime(Runtime):
 
     @property
     def device(self) -> str:
-        return PROVIDERS[self.options.target]
+        return self.provider_for(self.options.target)
+
+    def provider_list(self, artifact: Path) -> list:
+        """Execution providers in priority order, with their options."""
+        return [self.device]
 
     def export(self, model: Any, example: Any, folder: Path) -> Path:
         return export_onnx(model, example, folder / self.artifact)
@@ -47,7 +56,7 @@ class OnnxRuntime(Runtime):
         opts.intra_op_num_threads = self.options.threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(artifact), sess_options=opts, providers=[self.device])
+        self.session = ort.InferenceSession(str(artifact), sess_options=opts, providers=self.provider_list(artifact))
         self.input_name = self.session.get_inputs()[0].name
         self.on_gpu = self.options.target == "gpu"
         if self.on_gpu:  # keep inputs and outputs on the device: copies are timed apart from compute

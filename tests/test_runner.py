@@ -70,7 +70,7 @@ def test_all_cpu_runtimes_end_to_end(tmp_path):
     env = json.loads((run_dir / "environment.json").read_text())
     assert env["packages"]["torch"] and env["cpu"] and env["threads"] == 1 and env["harness_overhead_us"] >= 0
     table = (run_dir / "table.md").read_text()
-    assert "| ONNX Runtime | fp32 | 4 | ok |" in table
+    assert "| ONNX Runtime | fp32 | 4 | ok" in table  # may carry a (noisy) flag on a busy machine
     assert not (run_dir / "artifacts").exists()  # exported models are removed unless asked to keep them
     assert read_rows(run_dir) == rows
 

@@ -1,0 +1,29 @@
+"""ONNX Runtime with its TensorRT execution provider (onnxruntime-gpu built with TensorRT).
+
+The same ONNX file as the ONNX Runtime row; ONNX Runtime hands the graph to TensorRT and falls back
+to CUDA for what TensorRT cannot take. Engines are cached beside the artifact, so the first inference
+(the engine build) is reported apart from the timed runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runtimes.onnxrt import OnnxRuntime
+
+
+class OnnxRuntimeTensorRT(OnnxRuntime):
+    name = "onnxruntime-trt"
+    label = "ONNX Runtime (TensorRT EP)"
+    order = 25
+    precisions = {"gpu": ("fp32", "fp16")}
+    provider = "TensorrtExecutionProvider"
+
+    def provider_list(self, artifact: Path) -> list:
+        options = {
+            "device_id": 0,
+            "trt_fp16_enable": self.options.precision == "fp16",
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(artifact.parent / "trt_cache"),
+        }
+        return [(self.provider, options), ("CUDAExecutionProvider", {"device_id": 0})]

@@ -1,0 +1,109 @@
+"""TensorRT: an engine built from the ONNX file with the TensorRT Python API, run with device buffers.
+
+Needs an NVIDIA GPU and the `tensorrt` wheel (from NVIDIA's package index: see the README); device
+buffers are torch CUDA tensors, so no extra CUDA binding is needed. The engine is built for the
+exact input shape (batch included) in the export step, which is when TensorRT does its tuning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtimes import _torch
+from runtimes._onnx import ONNX_PACKAGES, export_onnx
+from runtimes.base import Runtime
+
+WORKSPACE_BYTES = 4 << 30
+
+
+class TensorRT(Runtime):
+    name = "tensorrt"
+    label = "TensorRT"
+    order = 40
+    artifact = "model.engine"
+    precisions = {"gpu": ("fp32", "fp16")}
+    packages = {"tensorrt": "tensorrt", "torch": "torch", **ONNX_PACKAGES}
+
+    @classmethod
+    def run_unavailable(cls, target: str) -> str | None:
+        return _torch.cuda_unavailable(target)
+
+    @property
+    def device(self) -> str:
+        return "cuda"
+
+    def _logger(self) -> Any:
+        import tensorrt as trt
+
+        return trt.Logger(trt.Logger.WARNING)
+
+    def export(self, model: Any, example: Any, folder: Path) -> Path:
+        import tensorrt as trt
+
+        reason = _torch.cuda_unavailable("gpu")
+        if reason:
+            raise RuntimeError(f"building a TensorRT engine needs a GPU: {reason}")
+        onnx_path = export_onnx(model, example, folder / "intermediate.onnx")
+        logger = self._logger()
+        builder = trt.Builder(logger)
+        network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse(onnx_path.read_bytes()):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise RuntimeError(f"TensorRT could not parse the ONNX file: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+        if self.options.precision == "fp16":
+            config.set_flag(trt.BuilderFlag.FP16)
+        engine = builder.build_serialized_network(network, config)
+        if engine is None:
+            raise RuntimeError("TensorRT engine build failed (see run.log)")
+        path = folder / self.artifact
+        path.write_bytes(bytes(engine))
+        onnx_path.unlink()
+        return path
+
+    def load(self, artifact: Path) -> None:
+        import tensorrt as trt
+        import torch
+
+        self.engine = trt.Runtime(self._logger()).deserialize_cuda_engine(artifact.read_bytes())
+        self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream()
+        self.inputs: list[torch.Tensor] = []
+        self.outputs: list[torch.Tensor] = []
+        for i in range(self.engine.num_io_tensors):
+            name = self.engine.get_tensor_name(i)
+            shape = tuple(self.engine.get_tensor_shape(name))
+            dtype = torch.from_numpy(np.empty(0, dtype=trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
+            buffer = torch.empty(shape, dtype=dtype, device="cuda")
+            self.context.set_tensor_address(name, buffer.data_ptr())
+            is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            (self.inputs if is_input else self.outputs).append(buffer)
+
+    def details(self) -> str:
+        import tensorrt as trt
+
+        return f"TensorRT {trt.__version__}, {self.options.precision} engine, workspace {WORKSPACE_BYTES >> 30} GiB"
+
+    def prepare(self, x: np.ndarray) -> Any:
+        import torch
+
+        with torch.cuda.stream(self.stream):
+            self.inputs[0].copy_(torch.from_numpy(x).to(self.inputs[0].dtype), non_blocking=False)
+        return self.inputs[0]
+
+    def run(self, inputs: Any) -> Any:
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+        return self.outputs
+
+    def sync(self) -> None:
+        self.stream.synchronize()
+
+    def fetch(self, outputs: Any) -> list[np.ndarray]:
+        self.stream.synchronize()
+        return [o.float().cpu().numpy() for o in outputs]

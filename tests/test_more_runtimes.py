@@ -1,0 +1,128 @@
+"""TFLite, CoreML and TensorRT adapters, and the GPU/NPU paths (these skip with the reason where absent)."""
+
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+import pytest
+import torch
+
+from models import load_model, make_input
+from runtimes import RuntimeOptions, artifact_size_bytes, get_runtime
+from runtimes.tflite import dequantize, quantize
+
+from tests_paths import TINY_MODEL
+
+
+def needs(name: str, target: str = "cpu", precision: str = "fp32"):
+    reason = get_runtime(name).export_unavailable(target, precision)
+    if reason:
+        pytest.skip(f"{name}: {reason}")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = load_model(TINY_MODEL)
+    x = make_input(model.example, 1, seed=0)
+    with torch.inference_mode():
+        return model, x, model.module(x).numpy()
+
+
+def test_tflite_quantization_round_trip():
+    detail = {"dtype": np.int8, "quantization": (0.05, -3)}
+    x = np.array([-1.0, 0.0, 0.5, 100.0], dtype=np.float32)
+    q = quantize(x, detail)
+    assert q.dtype == np.int8 and q.tolist() == [-23, -3, 7, 127]  # saturates at int8's max
+    np.testing.assert_allclose(dequantize(q, detail)[:3], x[:3], atol=0.025)
+    float_detail = {"dtype": np.float32, "quantization": (0.0, 0)}
+    assert quantize(x, float_detail) is x or np.array_equal(quantize(x, float_detail), x)
+
+
+def test_coreml_converts_fp32_and_fp16_packages_and_measures_their_size(tiny, tmp_path):
+    needs("coreml")
+    model, x, _ = tiny
+    sizes = {}
+    for precision in ("fp32", "fp16"):
+        folder = tmp_path / precision
+        folder.mkdir()
+        adapter = get_runtime("coreml")(RuntimeOptions(precision=precision, model=TINY_MODEL))
+        path = adapter.export(model.module, x, folder)
+        assert path.name == "model.mlpackage" and path.is_dir()
+        sizes[precision] = artifact_size_bytes(folder)
+    weights = sum(p.numel() for p in model.module.parameters())
+    assert sizes["fp32"] >= 4 * weights and sizes["fp16"] < sizes["fp32"]
+
+
+@pytest.mark.skipif(platform.system() == "Darwin", reason="CoreML runs on macOS")
+def test_coreml_says_why_it_cannot_run_off_macos():
+    assert get_runtime("coreml").run_unavailable("cpu") == "CoreML inference runs only on macOS"
+
+
+def test_tensorrt_needs_a_gpu_target():
+    reason = get_runtime("tensorrt").export_unavailable("cpu", "fp32")
+    assert "TensorRT does not run on cpu" in reason and "gpu" in reason
+
+
+def test_tensorrt_missing_package_is_named():
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt"):
+        pytest.skip("tensorrt is installed")
+    assert "pip install tensorrt" in get_runtime("tensorrt").export_unavailable("gpu", "fp32")
+
+
+def test_onnxruntime_without_cuda_provider_says_so():
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed")
+    assert "has no CUDAExecutionProvider" in get_runtime("onnxruntime").run_unavailable("gpu")
+    assert "TensorrtExecutionProvider" in get_runtime("onnxruntime-trt").run_unavailable("gpu")
+
+
+def test_tflite_npu_without_delegate_says_so(monkeypatch):
+    monkeypatch.delenv("EDGEBENCH_TFLITE_DELEGATE", raising=False)
+    assert "EDGEBENCH_TFLITE_DELEGATE" in get_runtime("tflite").run_unavailable("npu")
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to torch)")
+
+
+@cuda
+@pytest.mark.parametrize("name,precision", [("pytorch", "fp32"), ("pytorch", "fp16"), ("torchscript", "fp32"),
+                                            ("onnxruntime", "fp32"), ("onnxruntime-trt", "fp16"),
+                                            ("tensorrt", "fp32"), ("tensorrt", "fp16")])
+def test_gpu_adapters_export_run_and_match(name, precision, tiny, tmp_path):
+    needs(name, "gpu", precision)
+    cls = get_runtime(name)
+    if cls.run_unavailable("gpu"):
+        pytest.skip(cls.run_unavailable("gpu"))
+    model, x, ref = tiny
+    adapter = cls(RuntimeOptions(target="gpu", precision=precision, threads=1, model=TINY_MODEL))
+    adapter.load(adapter.export(model.module, x, tmp_path))
+    from bench.fidelity import compare
+
+    fid = compare(adapter.predict(x.numpy()), [ref], precision)
+    assert fid.within_tolerance, (fid.max_abs_diff, fid.cosine)
+
+
+@cuda
+def test_gpu_run_reports_transfers_apart_from_compute(tmp_path, fast_timing):
+    from rich.console import Console
+
+    from bench.config import BenchConfig
+    from bench.progress import Reporter
+    from bench.runlog import RunLog
+    from bench.runner import Runner
+
+    log = RunLog()
+    try:
+        summary = Runner(BenchConfig(model=TINY_MODEL, runtimes=("pytorch", "onnxruntime"), targets=("cpu", "gpu"),
+                                     threads=1, out=tmp_path / "run", timing=fast_timing),
+                         Reporter(Console(file=open("/dev/null", "w"))), log).run()
+    finally:
+        log.close()
+    gpu_rows = [r for r in summary.rows if r.target == "gpu" and r.status == "ok"]
+    assert gpu_rows and all(r.h2d_ms is not None and r.d2h_ms is not None for r in gpu_rows)
+    assert "GPU ms" in (summary.run_dir / "table.md").read_text()

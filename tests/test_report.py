@@ -1,0 +1,36 @@
+"""Table layout: one target, and the YOLOv5-style CPU ms / GPU ms layout across targets."""
+
+from bench.report import markdown_table
+from bench.results import ResultRow
+
+
+def row(runtime, target, status="ok", p50=None, error="", size=46.8, diff=1e-6):
+    return ResultRow(model="m", weights="w", compression="none", runtime=runtime, format=runtime.title(),
+                     precision="fp32", target=target, device=target, batch=1, threads=2, status=status, error=error,
+                     size_mb=size, p50_ms=p50, max_abs_diff=diff if status == "ok" else None,
+                     fidelity_ok=True if status == "ok" else None)
+
+
+def test_single_target_table_footnotes_every_reason():
+    text = markdown_table([row("onnx", "cpu", p50=12.0),
+                           row("tensorrt", "cpu", "unavailable", error="TensorRT does not run on cpu", size=None)])
+    assert "| Onnx | fp32 | 1 | ok | 46.8 | 12.00 |" in text
+    assert "| Tensorrt | fp32 | 1 | unavailable [1] | - |" in text
+    assert "[1] Tensorrt fp32 b1 on cpu: TensorRT does not run on cpu" in text
+
+
+def test_cross_target_table_has_a_column_per_target_and_na_with_reason():
+    rows = [row("onnx", "cpu", p50=12.0), row("tensorrt", "cpu", "unavailable", error="no cpu", size=None),
+            row("onnx", "gpu", p50=1.5), row("tensorrt", "gpu", p50=0.8, size=30.0)]
+    text = markdown_table(rows)
+    assert "| Format | Precision | Batch | Size (MB) | CPU ms | GPU ms | max abs diff vs PyTorch |" in text
+    assert "| Onnx | fp32 | 1 | 46.8 | 12.00 | 1.50 |" in text
+    assert "| Tensorrt | fp32 | 1 | 30.0 | N/A [1] | 0.80 |" in text
+    assert "[1] Tensorrt on cpu: no cpu" in text
+
+
+def test_flags_are_shown_and_explained():
+    flagged = row("onnx", "cpu", p50=12.0)
+    flagged.noisy, flagged.fidelity_ok = True, False
+    text = markdown_table([flagged])
+    assert "ok (fidelity!, noisy)" in text and "- noisy: other processes" in text
