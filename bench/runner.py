@@ -208,14 +208,14 @@ class Runner:
 
         measured = run_child("measure", spec, job_dir, config.threads, config.timeout_s, on_phase)
         self.log.append_file(f"{job.label}: measure", job_dir / "measure.log")
-        row.peak_rss_mb = measured.peak_rss_mb
         if measured.error:
-            row.status, row.error = "error", measured.error
+            row.status, row.error, row.peak_rss_mb = "error", measured.error, measured.peak_rss_mb
             return row, ()
         result = measured.result
-        if "unavailable" in result:
+        if "unavailable" in result:  # exported and sized, but nothing was run: no memory figure to report
             row.status, row.error = "unavailable", result["unavailable"]
             return row, ()
+        row.peak_rss_mb = measured.peak_rss_mb
         samples = tuple(result["samples_ms"])
         row.add_latency(LatencyStats(samples))
         for name in ("load_s", "first_ms", "warmup_iters", "capped", "max_abs_diff", "cosine", "fidelity_ok",
