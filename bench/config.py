@@ -59,6 +59,8 @@ class BenchConfig:
     timeout_s: float = 900.0  # per child process (export, or measurement)
     seed: int = 0
     keep_artifacts: bool = False
+    # True when the user named the runtimes: a missing package is then bad input (exit 2), not a table row.
+    runtimes_named: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         if not self.targets:
@@ -85,5 +87,6 @@ class BenchConfig:
         for name in self.runtimes:
             if name not in known:
                 raise UsageError(f"unknown runtime {name!r}: choose from {', '.join(known)}")
+        self.runtimes_named = bool(self.runtimes)
         if not self.runtimes:
             self.runtimes = tuple(known)

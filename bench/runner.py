@@ -69,6 +69,20 @@ def plan_jobs(config: BenchConfig) -> list[Job]:
             for name in config.runtimes for precision in config.precisions for batch in config.batches]
 
 
+def check_named_runtimes(config: BenchConfig) -> None:
+    """A runtime the user named that can run none of the requested combinations is bad input (exit 2).
+
+    Combinations it cannot run while others can (fp16 on one target only, say) stay as `unavailable` rows.
+    """
+    if not config.runtimes_named:
+        return
+    for name in config.runtimes:
+        cls = get_runtime(name)
+        reasons = [cls.export_unavailable(t, p) for t in config.targets for p in config.precisions]
+        if all(reasons):
+            raise UsageError(f"runtime {name!r} cannot run here: {reasons[0]}")
+
+
 def make_run_dir(config: BenchConfig, model_name: str) -> Path:
     if config.out is not None:
         run_dir = Path(config.out)
@@ -142,6 +156,7 @@ class Runner:
 
         config = self.config
         devices = {target: check_target(target) for target in config.targets}  # all checked before any work
+        check_named_runtimes(config)
         model = load_model(config.model, config.weights, config.seed)  # bad model/weights fail here, nothing written
         jobs = plan_jobs(config)
         run_dir = make_run_dir(config, model.name)

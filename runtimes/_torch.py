@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from runtimes.base import Runtime
+
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
@@ -55,3 +57,43 @@ def cuda_sync(target: str) -> None:
         import torch
 
         torch.cuda.synchronize()
+
+
+class TorchModuleRuntime(Runtime):
+    """What PyTorch eager and TorchScript share: a callable module on a torch device at a torch dtype.
+
+    Subclasses export, and load() sets `self.module` and `self.dtype`.
+    """
+
+    packages = {"torch": "torch"}
+
+    @classmethod
+    def run_unavailable(cls, target: str) -> str | None:
+        return cuda_unavailable(target)
+
+    @property
+    def device(self) -> str:
+        return torch_device(self.options.target)
+
+    def torch_dtype(self) -> Any:
+        import torch
+
+        return getattr(torch, DTYPES[self.options.precision])
+
+    def prepare(self, x: np.ndarray) -> Any:
+        import torch
+
+        tensor = torch.from_numpy(x).to(self.device)
+        return tensor.to(self.dtype) if tensor.is_floating_point() else tensor
+
+    def run(self, inputs: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return self.module(inputs)
+
+    def sync(self) -> None:
+        cuda_sync(self.options.target)
+
+    def fetch(self, outputs: Any) -> list[np.ndarray]:
+        return to_host(outputs)

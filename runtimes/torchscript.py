@@ -8,32 +8,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from runtimes import _torch
-from runtimes.base import Runtime
 
 
-class TorchScript(Runtime):
+class TorchScript(_torch.TorchModuleRuntime):
     name = "torchscript"
     label = "TorchScript"
     order = 10
     artifact = "model.torchscript"
     precisions = {"cpu": ("fp32",), "gpu": ("fp32", "fp16")}
-    packages = {"torch": "torch"}
-
-    @classmethod
-    def run_unavailable(cls, target: str) -> str | None:
-        return _torch.cuda_unavailable(target)
-
-    @property
-    def device(self) -> str:
-        return _torch.torch_device(self.options.target)
 
     def export(self, model: Any, example: Any, folder: Path) -> Path:
         import torch
 
-        dtype = getattr(torch, _torch.DTYPES[self.options.precision])
+        dtype = self.torch_dtype()
         model = model.to(device=self.device, dtype=dtype).eval()
         example = example.to(device=self.device, dtype=dtype)
         with torch.no_grad():
@@ -47,25 +35,7 @@ class TorchScript(Runtime):
         import torch
 
         _torch.set_threads(self.options.threads)
-        self.dtype = getattr(torch, _torch.DTYPES[self.options.precision])
+        self.dtype = self.torch_dtype()
         loaded = torch.jit.load(str(artifact), map_location=self.device)
         # Fuses conv+bn/relu and picks device-specific kernels: a load-time step, like an engine build.
         self.module = torch.jit.optimize_for_inference(loaded)
-
-    def prepare(self, x: np.ndarray) -> Any:
-        import torch
-
-        tensor = torch.from_numpy(x).to(self.device)
-        return tensor.to(self.dtype) if tensor.is_floating_point() else tensor
-
-    def run(self, inputs: Any) -> Any:
-        import torch
-
-        with torch.inference_mode():
-            return self.module(inputs)
-
-    def sync(self) -> None:
-        _torch.cuda_sync(self.options.target)
-
-    def fetch(self, outputs: Any) -> list[np.ndarray]:
-        return _torch.to_host(outputs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import platform
 
 import pytest
 from rich.console import Console
@@ -76,7 +77,7 @@ def test_all_cpu_runtimes_end_to_end(tmp_path):
 
 
 def test_a_crashing_and_a_hanging_backend_become_error_rows(tmp_path, fast_timing, misbehaving):
-    summary = run(BenchConfig(model=TINY_MODEL, runtimes=("segfaulting", "hanging", "missingpkg", "pytorch"),
+    summary = run(BenchConfig(model=TINY_MODEL, runtimes=("segfaulting", "hanging", "coreml", "pytorch"),
                               threads=1, out=tmp_path / "run", timing=fast_timing, timeout_s=10))
     by_name = {r.runtime: r for r in summary.rows}
     assert by_name["segfaulting"].status == "error"
@@ -84,8 +85,27 @@ def test_a_crashing_and_a_hanging_backend_become_error_rows(tmp_path, fast_timin
     assert by_name["segfaulting"].size_mb > 0  # the export before the crash was still measured
     assert by_name["hanging"].status == "error"
     assert "timed out after 10 s while loading" in by_name["hanging"].error
-    assert by_name["missingpkg"].status == "unavailable"
-    assert "pip install edgebench-no-such-package" in by_name["missingpkg"].error
+    if platform.system() != "Darwin":  # converted and sized, then not run, with the reason
+        coreml = by_name["coreml"]
+        assert coreml.status == "unavailable" and coreml.size_mb > 0 and coreml.p50_ms is None
+        assert coreml.error == "CoreML inference runs only on macOS"
     assert by_name["pytorch"].status == "ok"
     assert len(read_rows(summary.run_dir)) == 4
     assert "[1]" in (summary.run_dir / "table.md").read_text()  # reasons are footnoted
+
+
+def test_a_named_runtime_with_a_missing_package_is_bad_input(tmp_path, fast_timing, misbehaving):
+    from bench.errors import UsageError
+
+    config = BenchConfig(model=TINY_MODEL, runtimes=("pytorch", "missingpkg"), out=tmp_path / "run",
+                         timing=fast_timing)
+    with pytest.raises(UsageError, match=r"'missingpkg' cannot run here: needs edgebench-no-such-package \(pip"):
+        run(config)
+    assert not (tmp_path / "run").exists()  # nothing was written
+    with pytest.raises(UsageError, match="runtime 'tensorrt' cannot run here: TensorRT does not run on cpu"):
+        run(BenchConfig(model=TINY_MODEL, runtimes=("tensorrt",), out=tmp_path / "run", timing=fast_timing))
+
+
+def test_missing_package_is_an_unavailable_row_reason(misbehaving):
+    reason = misbehaving.MissingPackageRuntime.export_unavailable("cpu", "fp32")
+    assert reason == "needs edgebench-no-such-package (pip install edgebench-no-such-package)"
