@@ -61,6 +61,9 @@ def _measure(job: dict[str, Any], adapter: Any, job_dir: Path) -> dict[str, Any]
     t0 = time.perf_counter()
     adapter.load(Path(job["artifact"]))
     load_s = time.perf_counter() - t0
+    mismatch = adapter.precision_mismatch()
+    if mismatch:
+        return {"unavailable": mismatch}
 
     x = np.load(job["input"])
     with np.load(job["reference"]) as ref:

@@ -101,6 +101,13 @@ class Runtime(ABC):
         self.sync()
         return self.fetch(outputs)
 
+    def precision_mismatch(self) -> str | None:
+        """After load(): why the runtime is not computing at the requested precision, if it silently chose another.
+
+        Such a row is reported `unavailable` with this reason instead of being timed under a false label.
+        """
+        return None
+
     def details(self) -> str:
         """Settings read back from the loaded runtime, recorded with the row (e.g. the precision it chose)."""
         return ""

@@ -65,6 +65,15 @@ class OpenVINO(Runtime):
         self.request = self.compiled.create_infer_request()
         self.outputs = len(self.compiled.outputs)
 
+    def precision_mismatch(self) -> str | None:
+        # The CPU plugin quietly falls back to f32 where the CPU has no native bf16/fp16 arithmetic.
+        chosen = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        wanted = HINTS[self.options.precision]
+        if chosen != wanted:
+            return (f"OpenVINO on {self.device} computes in {chosen} when asked for {wanted} "
+                    "(no native support on this device)")
+        return None
+
     def details(self) -> str:
         get = self.compiled.get_property
         precision = get("INFERENCE_PRECISION_HINT").get_type_name()

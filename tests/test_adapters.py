@@ -72,3 +72,17 @@ def test_unsupported_target_or_precision_has_a_reason():
     ts = get_runtime("torchscript")
     assert "runs fp32, not bf16" in ts.export_unavailable("cpu", "bf16")
     assert "does not run on npu" in ts.export_unavailable("npu", "fp32")
+
+
+def test_openvino_reports_a_precision_it_did_not_honour(reference, tmp_path):
+    """On CPUs without native bf16 OpenVINO silently computes f32; the row must not be labelled bf16."""
+    pytest.importorskip("openvino")
+    model, x, _ = reference
+    adapter = get_runtime("openvino")(RuntimeOptions(precision="bf16", threads=1, model=TINY_MODEL))
+    adapter.load(adapter.export(model.module, x, tmp_path))
+    chosen = adapter.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    if chosen == "bf16":
+        assert adapter.precision_mismatch() is None
+    else:
+        assert adapter.precision_mismatch() == f"OpenVINO on CPU computes in {chosen} when asked for bf16 " \
+                                               "(no native support on this device)"
