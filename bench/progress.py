@@ -44,7 +44,7 @@ class Reporter:
         self._done += 1
         if self._progress is not None:
             self._progress.advance(self._task)
-        summary = f"{row.format} {row.precision} b{row.batch}: {row.status}"
+        summary = f"{row.format} {row.precision} b{row.batch} on {row.target}: {row.status}"
         if row.p50_ms is not None:
             summary += f", p50 {row.p50_ms:.2f} ms"
         if self._progress is not None:

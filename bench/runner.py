@@ -176,7 +176,7 @@ class Runner:
             base = {"model": model.name, "weights": model.weights, "compression": "none",
                     "threads": config.threads}
             for job in jobs:
-                row, samples = self.measure(job, reference, run_dir, base)
+                row, samples = self.measure(job, reference, run_dir, base, model.source)
                 writer.append(row, samples)
                 self.reporter.row_done(row)
         finally:
@@ -186,8 +186,8 @@ class Runner:
                     shutil.rmtree(run_dir / folder, ignore_errors=True)
         return RunSummary(run_dir, writer.rows)
 
-    def measure(self, job: Job, reference: Reference, run_dir: Path,
-                base: dict[str, Any]) -> tuple[ResultRow, tuple[float, ...]]:
+    def measure(self, job: Job, reference: Reference, run_dir: Path, base: dict[str, Any],
+                model_source: str) -> tuple[ResultRow, tuple[float, ...]]:
         config = self.config
         row = ResultRow(**base, runtime=job.runtime.name, format=job.runtime.label, precision=job.precision,
                         target=job.target, device=job.target, batch=job.batch, status="ok")
@@ -200,7 +200,7 @@ class Runner:
         spec = {
             "adapter": adapter_ref(job.runtime),
             "options": {"target": job.target, "precision": job.precision, "threads": config.threads,
-                        "model": config.model, "seed": config.seed},
+                        "model": model_source, "seed": config.seed},
             "state_dict": str(reference.state_dict),
             "input": str(reference.input(job.batch)),
             "reference": str(reference.outputs(job.batch)),

@@ -16,6 +16,7 @@ from models.sources import ModelSource, resolve_source
 @dataclass
 class LoadedModel:
     name: str
+    source: str  # how a child process finds the same architecture (absolute path for user files)
     module: nn.Module
     example: torch.Tensor  # batch 1
     weights: str  # what the row's `weights` column says
@@ -70,7 +71,7 @@ def load_model(source_text: str, weights: str | None = None, seed: int = 0) -> L
         else:
             label = f"as built by {source.name}"
     module.eval()
-    return LoadedModel(name=source.name, module=module, example=example, weights=label)
+    return LoadedModel(name=source.name, source=source.spec, module=module, example=example, weights=label)
 
 
 def rebuild_model(source: ModelSource | str, state_dict_path: Path, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:

@@ -29,6 +29,11 @@ class ModelSource(ABC):
     name: str
     random_init: bool  # True when build() gives untrained weights that need realistic activations
 
+    @property
+    @abstractmethod
+    def spec(self) -> str:
+        """The MODEL text that resolves to this source from any working directory."""
+
     @abstractmethod
     def build(self, seed: int, pretrained: bool = False) -> tuple[nn.Module, torch.Tensor]:
         """Return (module, example input with batch dimension 1)."""
@@ -43,6 +48,10 @@ class TorchvisionSource(ModelSource):
 
     @property
     def name(self) -> str:  # type: ignore[override]
+        return self.arch
+
+    @property
+    def spec(self) -> str:
         return self.arch
 
     def build(self, seed: int, pretrained: bool = False) -> tuple[nn.Module, torch.Tensor]:
@@ -68,6 +77,10 @@ class UserFileSource(ModelSource):
     @property
     def name(self) -> str:  # type: ignore[override]
         return f"{self.path.stem}:{self.function}"
+
+    @property
+    def spec(self) -> str:
+        return f"{self.path}:{self.function}"
 
     def _function(self):
         module_name = f"edgebench_user_{self.path.stem}"

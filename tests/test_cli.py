@@ -68,9 +68,13 @@ def test_out_folder_with_a_run_is_left_untouched(capsys, tmp_path):
 
 
 def test_real_process_prints_table_and_keeps_warnings_off_the_terminal(tmp_path):
-    """The real entry point, in its own process: exit code, table, results path, quiet stderr."""
-    proc = subprocess.run([sys.executable, "-m", "bench", "--model", TINY_MODEL, "--runtimes", "torchscript",
-                           "--out", str(tmp_path / "run"), *FAST], capture_output=True, text=True, timeout=300)
+    """The real entry point, in its own process: exit code, table, results path, quiet stderr.
+
+    Run from another folder with a relative model path, as a user with the console script would.
+    """
+    proc = subprocess.run([sys.executable, "-m", "bench", "--model", "tiny_cnn.py:build", "--runtimes", "torchscript",
+                           "--out", str(tmp_path / "run"), *FAST], capture_output=True, text=True, timeout=300,
+                          cwd=ASSETS)
     assert proc.returncode == 0, proc.stderr
     assert "TorchScript" in proc.stdout and "Results:" in proc.stdout
     assert "Warning" not in proc.stderr and "Traceback" not in proc.stderr
