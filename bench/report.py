@@ -104,6 +104,17 @@ def used_flags(body: list[list[str]]) -> list[str]:
     return [flag for flag in FLAG_HELP if any(flag in cell for cells in body for cell in cells)]
 
 
+DETAIL_HEADERS = ["Format", "Precision", "Batch", "Target", "Export s", "Load s", "First ms", "p99 ms", "std ms",
+                  "Iterations", "Peak RSS (MB)", "Cosine", "Other CPU load"]
+
+
+def detail_cells(rows: Sequence[ResultRow]) -> list[list[str]]:
+    """The rest of each measured row: export, load, first inference, spread, memory, noise."""
+    return [[r.format, r.precision, str(r.batch), r.target, fmt(r.export_s), fmt(r.load_s), fmt(r.first_ms),
+             fmt(r.p99_ms), fmt(r.std_ms), str(r.iterations), fmt(r.peak_rss_mb, 0), fmt(r.cosine, 6),
+             f"{r.foreign_load:.1%}" if r.foreign_load is not None else "-"] for r in rows if r.status == "ok"]
+
+
 def markdown_table(rows: Sequence[ResultRow]) -> str:
     headers, body, notes = table_layout(rows)
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
@@ -114,4 +125,14 @@ def markdown_table(rows: Sequence[ResultRow]) -> str:
     flags_used = used_flags(body)
     if flags_used:
         text += "\n" + "\n".join(f"- {flag}: {FLAG_HELP[flag]}" for flag in flags_used) + "\n"
+    return text
+
+
+def markdown_report(rows: Sequence[ResultRow]) -> str:
+    """table.md's body: the comparison table, then the per-row details behind it."""
+    text = markdown_table(rows)
+    details = detail_cells(rows)
+    if details:
+        text += "\n## Details\n\n| " + " | ".join(DETAIL_HEADERS) + " |\n|" + "|".join("---" for _ in DETAIL_HEADERS)
+        text += "|\n" + "\n".join("| " + " | ".join(cells) + " |" for cells in details) + "\n"
     return text

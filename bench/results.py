@@ -93,7 +93,7 @@ class RunWriter:
         (self.run_dir / "environment.json").write_text(json.dumps(environment, indent=2, default=str))
 
     def append(self, row: ResultRow, samples_ms: tuple[float, ...] | list[float] = ()) -> None:
-        from bench.report import markdown_table
+        from bench.report import markdown_report
 
         self.rows.append(row)
         _append_line(self.run_dir / "rows.jsonl", json.dumps(asdict(row)))
@@ -103,7 +103,7 @@ class RunWriter:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(asdict(r) for r in self.rows)
-        (self.run_dir / "table.md").write_text(self.table_header + markdown_table(self.rows))
+        (self.run_dir / "table.md").write_text(self.table_header + markdown_report(self.rows))
 
 
 def _append_line(path: Path, line: str) -> None:

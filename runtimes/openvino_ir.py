@@ -55,10 +55,9 @@ class OpenVINO(Runtime):
     def load(self, artifact: Path) -> None:
         import openvino as ov
 
-        config: dict[str, Any] = {
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": HINTS[self.options.precision],
-        }
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if self.device in ("CPU", "GPU"):  # the NPU computes in fp16 and takes no precision hint
+            config["INFERENCE_PRECISION_HINT"] = HINTS[self.options.precision]
         if self.device == "CPU":
             config["INFERENCE_NUM_THREADS"] = self.options.threads
         self.compiled = ov.Core().compile_model(str(artifact), self.device, config)
@@ -67,6 +66,8 @@ class OpenVINO(Runtime):
 
     def precision_mismatch(self) -> str | None:
         # The CPU plugin quietly falls back to f32 where the CPU has no native bf16/fp16 arithmetic.
+        if self.device not in ("CPU", "GPU"):
+            return None
         chosen = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         wanted = HINTS[self.options.precision]
         if chosen != wanted:
@@ -76,7 +77,7 @@ class OpenVINO(Runtime):
 
     def details(self) -> str:
         get = self.compiled.get_property
-        precision = get("INFERENCE_PRECISION_HINT").get_type_name()
+        precision = get("INFERENCE_PRECISION_HINT").get_type_name() if self.device in ("CPU", "GPU") else "device's"
         return f"inference precision {precision}, hint {get('PERFORMANCE_HINT')}, streams {get('NUM_STREAMS')}"
 
     def run(self, inputs: Any) -> Any:

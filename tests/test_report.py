@@ -34,3 +34,15 @@ def test_flags_are_shown_and_explained():
     flagged.noisy, flagged.fidelity_ok = True, False
     text = markdown_table([flagged])
     assert "ok (fidelity!, noisy)" in text and "- noisy: other processes" in text
+
+
+def test_details_section_lists_measured_rows_only():
+    from bench.report import markdown_report
+
+    measured = row("onnx", "cpu", p50=12.0)
+    measured.export_s, measured.load_s, measured.first_ms, measured.foreign_load = 4.2, 0.2, 30.0, 0.015
+    measured.iterations, measured.peak_rss_mb = 91, 206.0
+    text = markdown_report([measured, row("tensorrt", "cpu", "unavailable", error="no", size=None)])
+    details = text.split("## Details", 1)[1]
+    assert "| Onnx | fp32 | 1 | cpu | 4.20 | 0.20 | 30.00 |" in details and "| 91 | 206 |" in details
+    assert "1.5%" in details and "Tensorrt" not in details
