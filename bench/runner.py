@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from bench.config import BenchConfig
-from bench.cpuload import NOISY_FOREIGN_LOAD
 from bench.errors import UsageError
 from bench.isolation import PROJECT_ROOT, run_child
 from bench.progress import Reporter
@@ -45,7 +44,6 @@ class Reference:
     """What every child reads: the weights, and per batch size the input and PyTorch eager's outputs."""
 
     folder: Path
-    input_shape: tuple[int, ...]
 
     @property
     def state_dict(self) -> Path:
@@ -113,7 +111,7 @@ def save_reference(model: Any, batches: tuple[int, ...], folder: Path, seed: int
     from runtimes._torch import to_host
 
     folder.mkdir(parents=True, exist_ok=True)
-    reference = Reference(folder, tuple(model.example.shape[1:]))
+    reference = Reference(folder)
     torch.save(model.module.state_dict(), reference.state_dict)
     for batch in batches:
         x = make_input(model.example, batch, seed)
@@ -234,9 +232,8 @@ class Runner:
         samples = tuple(result["samples_ms"])
         row.add_latency(LatencyStats(samples))
         for name in ("load_s", "first_ms", "warmup_iters", "capped", "max_abs_diff", "cosine", "fidelity_ok",
-                     "foreign_load", "steal", "device", "details", "h2d_ms", "d2h_ms"):
+                     "foreign_load", "steal", "noisy", "device", "details", "h2d_ms", "d2h_ms"):
             setattr(row, name, result[name])
-        row.noisy = result["foreign_load"] is not None and result["foreign_load"] > NOISY_FOREIGN_LOAD
         return row, samples
 
 

@@ -100,6 +100,7 @@ def _measure(job: dict[str, Any], adapter: Any, job_dir: Path) -> dict[str, Any]
         "fidelity_ok": fidelity.within_tolerance,
         "foreign_load": tracker.load.foreign,
         "steal": tracker.load.steal,
+        "noisy": tracker.load.noisy,
         "device": adapter.device,
         "details": details,
         **transfers,
