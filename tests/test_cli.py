@@ -87,3 +87,39 @@ def test_bad_input_in_a_real_process_has_no_traceback():
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("edgebench: error: unknown model 'nope'")
     assert "Traceback" not in proc.stderr
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    from pathlib import Path
+
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_ctrl_c_keeps_finished_rows_and_leaves_no_children(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "--model", TINY_MODEL, "--runtimes",
+                             "pytorch,onnxruntime,openvino", "--out", str(out), *FAST],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rows = out / "rows.jsonl"
+    deadline = time.monotonic() + 240
+    while not (rows.exists() and rows.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # now inside the next runtime's export or measurement
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted; rows finished so far are in" in err and "Traceback" not in err
+    assert rows.read_text().count("\n") >= 1 and (out / "table.md").exists()
+    time.sleep(0.5)
+    assert _processes_mentioning(str(out)) == []  # the export/measure children were killed too
