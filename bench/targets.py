@@ -16,17 +16,19 @@ def tflite_delegates() -> list[str]:
     return [p for p in paths if os.path.isfile(p)]
 
 
-def _cuda_devices() -> tuple[list[str], list[str]]:
-    """(device names, what was checked) for CUDA."""
-    checked = []
+def _gpu_devices() -> tuple[list[str], list[str]]:
+    """(device names, what was checked): CUDA devices, or the Apple GPU through CoreML on macOS."""
     import torch
 
     if torch.cuda.is_available():
-        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())], checked
-    build = torch.version.cuda or "none"
-    checked.append(f"torch {torch.__version__} (CUDA build {build}): torch.cuda.is_available() is False")
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())], []
+    checked = [f"torch {torch.__version__} (CUDA build {torch.version.cuda or 'none'}): "
+               "torch.cuda.is_available() is False"]
     smi = shutil.which("nvidia-smi")
     checked.append("nvidia-smi: " + ("present, but torch sees no device" if smi else "not found"))
+    if platform.system() == "Darwin" and importlib.util.find_spec("coremltools"):
+        return ["Apple GPU (CoreML)"], checked
+    checked.append(f"Apple GPU through CoreML: needs macOS, this is {platform.system()}")
     return [], checked
 
 
@@ -56,7 +58,7 @@ def check_target(target: str) -> list[str]:
     if target == "cpu":
         return [platform.processor() or platform.machine()]
     if target == "gpu":
-        devices, checked = _cuda_devices()
+        devices, checked = _gpu_devices()
         if not devices:
             raise UsageError("no CUDA device found for TARGET=gpu; checked " + "; ".join(checked))
         return devices

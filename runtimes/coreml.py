@@ -2,7 +2,7 @@
 
 Prediction exists only on macOS: elsewhere the package is still converted and its size measured, and
 the row says why it was not run. On macOS the compute unit follows the target: CPU only, CPU+GPU,
-or CPU+Neural Engine.
+or CPU+Neural Engine (TARGET=cpu, gpu, npu).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class CoreML(Runtime):
     label = "CoreML"
     order = 60
     artifact = "model.mlpackage"
-    precisions = {"cpu": ("fp32", "fp16"), "npu": ("fp16",)}
+    precisions = {"cpu": ("fp32", "fp16"), "gpu": ("fp32", "fp16"), "npu": ("fp16",)}
     packages = {"coremltools": "coremltools"}
 
     @classmethod
