@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import platform
 
 import numpy as np
@@ -120,7 +121,7 @@ def test_gpu_run_reports_transfers_apart_from_compute(tmp_path, fast_timing):
     try:
         summary = Runner(BenchConfig(model=TINY_MODEL, runtimes=("pytorch", "onnxruntime"), targets=("cpu", "gpu"),
                                      threads=1, out=tmp_path / "run", timing=fast_timing),
-                         Reporter(Console(file=open("/dev/null", "w"))), log).run()
+                         Reporter(Console(file=io.StringIO())), log).run()
     finally:
         log.close()
     gpu_rows = [r for r in summary.rows if r.target == "gpu" and r.status == "ok"]

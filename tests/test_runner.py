@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import platform
 
@@ -26,7 +27,7 @@ REQUIRED_COLUMNS = ("model, weights, compression, runtime, precision, target, de
 def run(config: BenchConfig):
     log = RunLog()
     try:
-        return Runner(config, Reporter(Console(file=open("/dev/null", "w"))), log).run()
+        return Runner(config, Reporter(Console(file=io.StringIO())), log).run()
     finally:
         log.close()
 
