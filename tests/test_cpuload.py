@@ -30,13 +30,21 @@ def test_a_busy_neighbour_is_counted_as_foreign_load():
 
 
 def test_our_own_work_is_not_foreign():
-    with ForeignLoadTracker() as tracker:
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            pass
-    with ForeignLoadTracker() as idle:
-        time.sleep(1.0)
-    # Whatever the neighbours did, our own spinning must not add a whole core of "foreign" time.
+    """Spinning one core ourselves must not read as foreign load (which would be >= one core's share).
+
+    A neighbour can also spin during the window on a shared machine, so three tries are allowed: a tracker
+    that counted our own time would fail every one of them.
+    """
     import os
 
-    assert tracker.load.foreign < idle.load.foreign + 0.5 / os.cpu_count() + 0.1
+    one_core = 1.0 / os.cpu_count()
+    readings = []
+    for _ in range(3):
+        with ForeignLoadTracker() as tracker:
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                pass
+        readings.append(tracker.load.foreign)
+        if tracker.load.foreign < 0.9 * one_core:
+            return
+    pytest.fail(f"our own spinning was counted as foreign load: {readings} (one core = {one_core:.2f})")
