@@ -18,7 +18,7 @@ class OnnxRuntime(Runtime):
     label = "ONNX Runtime"
     order = 20
     artifact = "model.onnx"
-    precisions = {"cpu": ("fp32",), "gpu": ("fp32",)}
+    precisions = {"cpu": ("fp32",), "gpu": ("fp32", "fp16")}  # gpu fp16: a half-precision ONNX graph
     packages = {"onnxruntime": "onnxruntime", **ONNX_PACKAGES}
     provider: ClassVar[str | None] = None  # a fixed execution provider; None: the target's (PROVIDERS)
 
@@ -45,7 +45,8 @@ class OnnxRuntime(Runtime):
         return [self.device]
 
     def export(self, model: Any, example: Any, folder: Path) -> Path:
-        return export_onnx(model, example, folder / self.artifact)
+        device = "cuda" if self.options.target == "gpu" else "cpu"
+        return export_onnx(model, example, folder / self.artifact, self.options.precision, device)
 
     def load(self, artifact: Path) -> None:
         import onnxruntime as ort
@@ -57,12 +58,16 @@ class OnnxRuntime(Runtime):
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(artifact), sess_options=opts, providers=self.provider_list(artifact))
-        self.input_name = self.session.get_inputs()[0].name
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        self.input_dtype = np.float16 if model_input.type == "tensor(float16)" else None
         self.on_gpu = self.options.target == "gpu"
         if self.on_gpu:  # keep inputs and outputs on the device: copies are timed apart from compute
             self.binding = self.session.io_binding()
 
     def prepare(self, x: np.ndarray) -> Any:
+        if self.input_dtype is not None:  # fp16 graph: the cast is part of preparing the input
+            x = x.astype(self.input_dtype)
         if not self.on_gpu:
             return {self.input_name: x}
         import onnxruntime as ort

@@ -1,8 +1,9 @@
 """ONNX Runtime with its TensorRT execution provider (onnxruntime-gpu built with TensorRT).
 
 The same ONNX file as the ONNX Runtime row; ONNX Runtime hands the graph to TensorRT and falls back
-to CUDA for what TensorRT cannot take. Engines are cached beside the artifact, so the first inference
-(the engine build) is reported apart from the timed runs.
+to CUDA for what TensorRT cannot take. fp16 rows get a half-precision ONNX graph (see `_onnx`), so the
+precision does not depend on the EP's fp16 flag, which TensorRT 11 no longer honours. Engines are cached
+beside the artifact, so the first inference (the engine build) is reported apart from the timed runs.
 """
 
 from __future__ import annotations

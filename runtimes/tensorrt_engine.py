@@ -46,18 +46,21 @@ class TensorRT(Runtime):
         reason = _torch.cuda_unavailable("gpu")
         if reason:
             raise RuntimeError(f"building a TensorRT engine needs a GPU: {reason}")
-        onnx_path = export_onnx(model, example, folder / "intermediate.onnx")
+        onnx_path = export_onnx(model, example, folder / "intermediate.onnx", self.options.precision, "cuda")
         logger = self._logger()
         builder = trt.Builder(logger)
-        network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+        # Strong typing: the precision comes from the graph's types (fp16 graph for fp16). Required in
+        # TensorRT 11, which removed the FP16 builder flag; opt-in (and equivalent) in 10.x.
+        flags = 0
+        if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+            flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        network = builder.create_network(flags)
         parser = trt.OnnxParser(network, logger)
         if not parser.parse(onnx_path.read_bytes()):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise RuntimeError(f"TensorRT could not parse the ONNX file: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
-        if self.options.precision == "fp16":
-            config.set_flag(trt.BuilderFlag.FP16)
         engine = builder.build_serialized_network(network, config)
         if engine is None:
             raise RuntimeError("TensorRT engine build failed (see run.log)")

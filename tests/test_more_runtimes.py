@@ -92,7 +92,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 
 @cuda
 @pytest.mark.parametrize("name,precision", [("pytorch", "fp32"), ("pytorch", "fp16"), ("torchscript", "fp32"),
-                                            ("onnxruntime", "fp32"), ("onnxruntime-trt", "fp16"),
+                                            ("onnxruntime", "fp32"), ("onnxruntime", "fp16"),
+                                            ("onnxruntime-trt", "fp32"), ("onnxruntime-trt", "fp16"),
                                             ("tensorrt", "fp32"), ("tensorrt", "fp16")])
 def test_gpu_adapters_export_run_and_match(name, precision, tiny, tmp_path):
     needs(name, "gpu", precision)
