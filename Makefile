@@ -28,7 +28,9 @@ BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHT
 	$(if $(DURATION),--duration $(DURATION)) $(if $(MAX_DURATION),--max-duration $(MAX_DURATION)) \
 	$(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(SEED),--seed $(SEED))
 
-.PHONY: bench test lint list help clean-venv
+RUNS         ?=
+
+.PHONY: bench test lint list help report clean-venv
 
 bench: $(STAMP)
 	@$(PY) -m bench $(BENCH_FLAGS)
@@ -38,6 +40,10 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	@$(PY) -m ruff check bench runtimes models tests
+
+# The table of earlier runs, merged: make report RUNS=results/<cpu-run>,results/<gpu-run>
+report: $(STAMP)
+	@$(PY) -m bench --report $(RUNS)
 
 list: $(STAMP)
 	@$(PY) -m bench --list

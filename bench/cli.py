@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_positive_int("seed", 0), default=0, help="seed for random init and inputs [0]")
     p.add_argument("--keep-artifacts", action="store_true", help="keep exported models in the run folder")
     p.add_argument("--list", action="store_true", help="list models, runtimes and their availability, then exit")
+    p.add_argument("--report", type=_names, default=(), metavar="RUN_DIR[,RUN_DIR...]",
+                   help="print the Markdown table of earlier runs (e.g. a CPU run and a GPU run, merged into "
+                        "CPU ms / GPU ms columns), then exit")
     return p
 
 
@@ -129,6 +132,20 @@ def print_table(console: Console, rows) -> None:
         console.print(f"{flag}: {FLAG_HELP[flag]}", highlight=False)
 
 
+def merged_report(run_dirs: Sequence[str]) -> str:
+    """The table of one or more finished runs, from their rows.jsonl, without measuring anything."""
+    from bench.report import markdown_report
+    from bench.results import read_rows
+
+    rows = []
+    for run_dir in run_dirs:
+        found = read_rows(Path(run_dir))
+        if not found:
+            raise UsageError(f"no results in {run_dir!r}: expected a run folder holding rows.jsonl")
+        rows += found
+    return markdown_report(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Logs and CI have no terminal width: give tables room rather than folding every cell.
@@ -136,6 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
     if args.list:
         print_listing(console)
+        return 0
+    if args.report:
+        try:
+            print(merged_report(args.report), end="")
+        except UsageError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 2
         return 0
     from bench.progress import Reporter
     from bench.runlog import RunLog
