@@ -132,6 +132,11 @@ def print_table(console: Console, rows) -> None:
         console.print(f"{flag}: {FLAG_HELP[flag]}", highlight=False)
 
 
+def _usage_error(exc: UsageError) -> int:
+    print(f"{PROG}: error: {exc}", file=sys.stderr)
+    return 2
+
+
 def merged_report(run_dirs: Sequence[str]) -> str:
     """The table of one or more finished runs, from their rows.jsonl, without measuring anything."""
     from bench.report import markdown_report
@@ -158,8 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             print(merged_report(args.report), end="")
         except UsageError as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 2
+            return _usage_error(exc)
         return 0
     from bench.progress import Reporter
     from bench.runlog import RunLog
@@ -173,8 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner = Runner(config, Reporter(err), log)
         summary = runner.run()
     except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error(exc)
     except KeyboardInterrupt:
         where = f"; rows finished so far are in {log.path.parent}" if log.path else ""
         print(f"{PROG}: interrupted{where}", file=sys.stderr)

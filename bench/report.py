@@ -62,8 +62,9 @@ class _Notes:
 
 def _status_cell(row: ResultRow, notes: _Notes) -> str:
     text = row.status
-    if flags(row):
-        text += f" ({', '.join(flags(row))})"
+    found = flags(row)
+    if found:
+        text += f" ({', '.join(found)})"
     if row.error:
         text += f" [{notes.add(f'{row.format} {row.precision} b{row.batch} on {row.target}: {row.error}')}]"
     return text

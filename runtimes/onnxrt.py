@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from runtimes._onnx import ONNX_PACKAGES, export_onnx
+from runtimes._torch import torch_device
 from runtimes.base import Runtime
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider"}
@@ -45,7 +46,7 @@ class OnnxRuntime(Runtime):
         return [self.device]
 
     def export(self, model: Any, example: Any, folder: Path) -> Path:
-        device = "cuda" if self.options.target == "gpu" else "cpu"
+        device = torch_device(self.options.target)
         return export_onnx(model, example, folder / self.artifact, self.options.precision, device)
 
     def load(self, artifact: Path) -> None:

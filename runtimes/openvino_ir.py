@@ -18,6 +18,7 @@ from runtimes.base import Runtime
 
 DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}
 HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+HINTED_DEVICES = ("CPU", "GPU")  # devices that take a precision hint; the NPU always computes in fp16
 
 
 class OpenVINO(Runtime):
@@ -56,7 +57,7 @@ class OpenVINO(Runtime):
         import openvino as ov
 
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-        if self.device in ("CPU", "GPU"):  # the NPU computes in fp16 and takes no precision hint
+        if self.device in HINTED_DEVICES:
             config["INFERENCE_PRECISION_HINT"] = HINTS[self.options.precision]
         if self.device == "CPU":
             config["INFERENCE_NUM_THREADS"] = self.options.threads
@@ -64,20 +65,24 @@ class OpenVINO(Runtime):
         self.request = self.compiled.create_infer_request()
         self.outputs = len(self.compiled.outputs)
 
+    def _computed_precision(self) -> str | None:
+        """The precision the compiled model reports it computes in (None where the device takes no hint)."""
+        if self.device not in HINTED_DEVICES:
+            return None
+        return self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+
     def precision_mismatch(self) -> str | None:
         # The CPU plugin quietly falls back to f32 where the CPU has no native bf16/fp16 arithmetic.
-        if self.device not in ("CPU", "GPU"):
-            return None
-        chosen = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        chosen = self._computed_precision()
         wanted = HINTS[self.options.precision]
-        if chosen != wanted:
+        if chosen is not None and chosen != wanted:
             return (f"OpenVINO on {self.device} computes in {chosen} when asked for {wanted} "
                     "(no native support on this device)")
         return None
 
     def details(self) -> str:
         get = self.compiled.get_property
-        precision = get("INFERENCE_PRECISION_HINT").get_type_name() if self.device in ("CPU", "GPU") else "device's"
+        precision = self._computed_precision() or "device's"
         return f"inference precision {precision}, hint {get('PERFORMANCE_HINT')}, streams {get('NUM_STREAMS')}"
 
     def run(self, inputs: Any) -> Any:
