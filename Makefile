@@ -30,13 +30,20 @@ BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHT
 
 RUNS         ?=
 
-.PHONY: bench test lint list help report clean-venv
+.PHONY: bench test lint list help report mutation clean-venv
 
 bench: $(STAMP)
 	@$(PY) -m bench $(BENCH_FLAGS)
 
 test: $(STAMP)
 	@$(PY) -m pytest
+
+# Mutation testing of the harness core (bench/: statistics, timing, fidelity, CPU load, results, report,
+# isolation, peak-RSS wrapper, worker). Not part of `make test`: it takes about an hour on 2 cores.
+# Resumes where it stopped; `rm -rf mutants` starts over.
+mutation: $(STAMP)
+	@$(PY) -m mutmut run --max-children 2 > mutants.log 2>&1 || { tail -n 20 mutants.log; exit 1; }
+	@$(PY) tests/mutation_score.py
 
 lint: $(STAMP)
 	@$(PY) -m ruff check bench runtimes models tests

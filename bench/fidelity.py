@@ -28,7 +28,14 @@ def _flat(outputs: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def compare(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray], precision: str) -> Fidelity:
-    """Max abs diff and cosine similarity over all outputs flattened together."""
+    """Max abs diff and cosine similarity over all outputs flattened together.
+
+    Within tolerance means: every value finite, max |diff| <= the precision's tolerance x max |reference|
+    (relative, so a model whose outputs are in the thousands is judged like one in the units), and
+    cosine >= the precision's minimum.
+    """
+    if precision not in TOLERANCES:
+        raise ValueError(f"no fidelity tolerance for precision {precision!r}: known {', '.join(TOLERANCES)}")
     if len(outputs) != len(reference):
         raise ValueError(f"runtime gave {len(outputs)} outputs, PyTorch gave {len(reference)}")
     for got, want in zip(outputs, reference, strict=True):
@@ -36,12 +43,13 @@ def compare(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray], prec
             raise ValueError(f"output shape {np.shape(got)} differs from PyTorch's {np.shape(want)}")
     got, want = _flat(outputs), _flat(reference)
     max_abs_diff = float(np.max(np.abs(got - want))) if got.size else 0.0
-    norm = float(np.linalg.norm(got) * np.linalg.norm(want))
-    if norm > 0:
-        cosine = float(np.dot(got, want) / norm)
-    else:  # both zero is a perfect match; one zero is not
-        cosine = 1.0 if not got.any() and not want.any() else 0.0
-    rel_tol, min_cos = TOLERANCES.get(precision, TOLERANCES["fp32"])
+    with np.errstate(invalid="ignore", over="ignore"):  # inf/NaN outputs give a NaN cosine; they fail below
+        norm = float(np.linalg.norm(got) * np.linalg.norm(want))
+        if norm > 0:
+            cosine = float(np.dot(got, want) / norm)
+        else:  # both zero is a perfect match; one zero is not
+            cosine = 1.0 if not got.any() and not want.any() else 0.0
+    rel_tol, min_cos = TOLERANCES[precision]
     scale = max(float(np.max(np.abs(want))) if want.size else 0.0, 1e-12)
     ok = bool(np.isfinite(got).all()) and max_abs_diff <= rel_tol * scale and cosine >= min_cos
     return Fidelity(max_abs_diff=max_abs_diff, cosine=cosine, within_tolerance=ok)

@@ -16,13 +16,12 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 
-def main(argv: list[str]) -> int:
-    report, timeout_s, command = argv[0], float(argv[1]), argv[3:]
-    if os.getpgrp() != os.getpid():
-        os.setpgid(0, 0)  # our own process group, so the clean-up below never reaches our caller
-    proc = subprocess.Popen(command)  # stays in this wrapper's process group
+def run_measured(command: list[str], timeout_s: float, poll_s: float = 0.05) -> dict[str, Any]:
+    """Run `command` to its end or until `timeout_s` (then SIGKILL it); its wait status, peak RSS and fate."""
+    proc = subprocess.Popen(command)  # stays in the caller's process group
     deadline = time.monotonic() + timeout_s
     timed_out = False
     while True:
@@ -34,13 +33,25 @@ def main(argv: list[str]) -> int:
             proc.kill()
             _, status, usage = os.wait4(proc.pid, 0)
             break
-        time.sleep(0.05)
+        time.sleep(poll_s)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    tmp = report + ".tmp"
+    return {"status": status, "maxrss_kb": usage.ru_maxrss, "timed_out": timed_out}
+
+
+def write_report(path: str, report: dict[str, Any]) -> None:
+    tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump({"status": status, "maxrss_kb": usage.ru_maxrss, "timed_out": timed_out}, f)
-    os.replace(tmp, report)
-    if timed_out:  # anything the measured process started (compile workers, servers) goes too, and so do we
+        json.dump(report, f)
+    os.replace(tmp, path)  # atomic: the harness never reads half a report
+
+
+def main(argv: list[str]) -> int:
+    report_path, timeout_s, command = argv[0], float(argv[1]), argv[3:]
+    if os.getpgrp() != os.getpid():
+        os.setpgid(0, 0)  # our own process group, so the clean-up below never reaches our caller
+    report = run_measured(command, timeout_s)
+    write_report(report_path, report)
+    if report["timed_out"]:  # anything the measured process started (compile workers, servers) goes too, and so do we
         os.killpg(os.getpgrp(), signal.SIGKILL)
     return 0
 

@@ -21,6 +21,16 @@ HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 HINTED_DEVICES = ("CPU", "GPU")  # devices that take a precision hint; the NPU always computes in fp16
 
 
+def precision_fallback(device: str, wanted: str, chosen: str | None) -> str | None:
+    """Why a compiled model is not computing at `wanted`, or None when it is (or the device takes no hint).
+
+    The CPU plugin quietly falls back to f32 where the CPU has no native bf16/fp16 arithmetic.
+    """
+    if chosen is not None and chosen != wanted:
+        return f"OpenVINO on {device} computes in {chosen} when asked for {wanted} (no native support on this device)"
+    return None
+
+
 class OpenVINO(Runtime):
     name = "openvino"
     label = "OpenVINO"
@@ -72,13 +82,7 @@ class OpenVINO(Runtime):
         return self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
     def precision_mismatch(self) -> str | None:
-        # The CPU plugin quietly falls back to f32 where the CPU has no native bf16/fp16 arithmetic.
-        chosen = self._computed_precision()
-        wanted = HINTS[self.options.precision]
-        if chosen is not None and chosen != wanted:
-            return (f"OpenVINO on {self.device} computes in {chosen} when asked for {wanted} "
-                    "(no native support on this device)")
-        return None
+        return precision_fallback(self.device, HINTS[self.options.precision], self._computed_precision())
 
     def details(self) -> str:
         get = self.compiled.get_property

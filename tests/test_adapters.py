@@ -86,3 +86,21 @@ def test_openvino_reports_a_precision_it_did_not_honour(reference, tmp_path):
     else:
         assert adapter.precision_mismatch() == f"OpenVINO on CPU computes in {chosen} when asked for bf16 " \
                                                "(no native support on this device)"
+
+
+def test_openvino_precision_fallback_both_branches():
+    """Whatever this CPU does natively: a fallback is named, an honoured precision is not."""
+    from runtimes.openvino_ir import precision_fallback
+
+    assert precision_fallback("CPU", "bf16", "f32") == \
+        "OpenVINO on CPU computes in f32 when asked for bf16 (no native support on this device)"
+    assert precision_fallback("CPU", "bf16", "bf16") is None
+    assert precision_fallback("NPU", "f16", None) is None  # the NPU takes no hint
+
+
+def test_openvino_honours_fp32_on_every_cpu(reference, tmp_path):
+    pytest.importorskip("openvino")
+    model, x, _ = reference
+    adapter = get_runtime("openvino")(RuntimeOptions(precision="fp32", threads=1, model=TINY_MODEL))
+    adapter.load(adapter.export(model.module, x, tmp_path))
+    assert adapter.precision_mismatch() is None

@@ -123,3 +123,51 @@ def test_ctrl_c_keeps_finished_rows_and_leaves_no_children(tmp_path):
     assert rows.read_text().count("\n") >= 1 and (out / "table.md").exists()
     time.sleep(0.5)
     assert _processes_mentioning(str(out)) == []  # the export/measure children were killed too
+
+
+def _job_phases(run_dir) -> list[str]:
+    return [p.read_text() for p in run_dir.glob("jobs/*/status")]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_ctrl_c_kills_the_child_in_flight_at_once(tmp_path):
+    """A measurement that would run for minutes is certainly in flight; right after exit, nothing of it is left."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "--model", TINY_MODEL, "--runtimes", "onnxruntime",
+                             "--out", str(out), "--keep-artifacts", "--threads", "1", "--warmup", "1",
+                             "--iters", "100000000", "--duration", "300", "--max-duration", "300"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while "timing" not in _job_phases(out) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert _job_phases(out) == ["timing"], "the measurement never started"
+    assert len(_processes_mentioning(str(out))) >= 2  # the peak-RSS wrapper and the measuring worker
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert _processes_mentioning(str(out)) == []  # looked at once: no grace period for orphans to die
+    assert "interrupted; rows finished so far are in" in err and "Traceback" not in err
+
+
+def test_list_shows_models_runtimes_and_availability(capsys):
+    code, out, _ = run_main(capsys, "--list")
+    assert code == 0
+    assert "resnet18 (224x224)" in out and "inception_v3 (299x299)" in out
+    for name in ("pytorch", "onnxruntime", "openvino", "tensorrt", "tflite", "coreml"):
+        assert name in out
+    assert "TensorRT does not run on cpu" in out
+
+
+def test_cli_flags_reach_the_config():
+    from bench.cli import build_parser, config_from_args
+
+    config = config_from_args(build_parser().parse_args([
+        "--warmup", "3", "--warmup-s", "0.25", "--iters", "7", "--duration", "4", "--max-duration", "2",
+        "--timeout", "30", "--seed", "5", "--keep-artifacts", "--threads", "1", "--batch", "1,4"]))
+    t = config.timing
+    assert (t.warmup_iters, t.warmup_s, t.min_iters, t.min_s) == (3, 0.25, 7, 4.0)
+    assert t.max_s == 4.0  # never below the minimum duration
+    assert (config.timeout_s, config.seed, config.keep_artifacts, config.batches) == (30.0, 5, True, (1, 4))

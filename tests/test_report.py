@@ -64,3 +64,73 @@ def test_report_merges_runs_from_different_machines(tmp_path, capsys):
     assert "| Onnx | fp32 | 1 | 46.8 | 12.00 | 1.50 |" in out
     assert main(["--report", str(tmp_path / "nothing")]) == 2
     assert "no results in" in capsys.readouterr().err
+
+
+def test_cross_target_table_keeps_flags_and_explains_them():
+    noisy = row("onnx", "gpu", p50=1.5)
+    noisy.noisy = True
+    off = row("onnx", "cpu", p50=12.0)
+    off.fidelity_ok, off.capped = False, True
+    text = markdown_table([off, noisy])
+    assert "| Onnx | fp32 | 1 | 46.8 | 12.00 (fidelity!, capped) | 1.50 (noisy) |" in text
+    assert "- noisy: other processes used over 10%" in text and "- capped: max duration" in text
+    assert "- fidelity!: outputs differ" in text
+
+
+def test_rows_of_different_precisions_and_batches_stay_apart_when_merged():
+    rows = []
+    for precision, batch, cpu, gpu in (("fp32", 1, 12.0, 1.5), ("fp16", 1, 30.0, 0.9), ("fp32", 8, 80.0, 6.0)):
+        for target, p50 in (("cpu", cpu), ("gpu", gpu)):
+            r = row("onnx", target, p50=p50)
+            r.precision, r.batch = precision, batch
+            rows.append(r)
+    text = markdown_table(rows)
+    assert "| Onnx | fp32 | 1 | 46.8 | 12.00 | 1.50 |" in text
+    assert "| Onnx | fp16 | 1 | 46.8 | 30.00 | 0.90 |" in text
+    assert "| Onnx | fp32 | 8 | 46.8 | 80.00 | 6.00 |" in text
+    assert text.count("| Onnx |") == 3
+
+
+def test_cross_target_row_missing_on_one_target_and_largest_diff():
+    cpu = row("onnx", "cpu", p50=12.0, diff=2e-6)
+    gpu = row("onnx", "gpu", p50=1.5, diff=3e-4)
+    only_cpu = row("tflite", "cpu", p50=9.0, size=None)
+    text = markdown_table([cpu, gpu, only_cpu])
+    assert "| Onnx | fp32 | 1 | 46.8 | 12.00 | 1.50 | 3.0e-04 |" in text  # the worse of the two
+    assert "| Tflite | fp32 | 1 | - | 9.00 | - | 1.0e-06 |" in text
+
+
+def test_number_formats():
+    from bench.report import fmt, sci
+
+    assert (fmt(None), fmt(0.0), fmt(12.345), fmt(0.001), fmt(0.01), fmt(46.84, 1)) == \
+        ("-", "0.00", "12.35", "1.0e-03", "0.01", "46.8")
+    assert (sci(None), sci(0.0), sci(2.5e-6)) == ("-", "0", "2.5e-06")
+
+
+def test_unavailable_rows_carry_no_flags_and_pipes_are_escaped():
+    down = row("tensorrt", "cpu", "unavailable", error="a|b", size=None)
+    down.noisy = True  # ignored: nothing was timed
+    text = markdown_table([down])
+    assert "| Tensorrt | fp32 | 1 | unavailable [1] |" in text and "noisy" not in text
+    assert "[1] Tensorrt fp32 b1 on cpu: a|b" in text
+
+
+def test_same_reason_gets_one_footnote():
+    rows = [row("a", "cpu", "unavailable", error="same", size=None),
+            row("b", "cpu", "unavailable", error="other", size=None),
+            row("c", "cpu", "unavailable", error="same", size=None)]
+    rows[2].format = "A"  # same text -> same number
+    text = markdown_table(rows)
+    assert "| A | fp32 | 1 | unavailable [1] |" in text and "| B | fp32 | 1 | unavailable [2] |" in text
+    assert text.count("\n[1] ") == 1 and text.count("unavailable [1]") == 2
+
+
+def test_details_columns():
+    from bench.report import DETAIL_HEADERS, markdown_report
+
+    measured = row("onnx", "cpu", p50=12.0)
+    measured.p99_ms, measured.std_ms, measured.cosine, measured.iterations = 15.5, 1.25, 0.9999995, 40
+    text = markdown_report([measured])
+    assert "| " + " | ".join(DETAIL_HEADERS) + " |" in text
+    assert "| Onnx | fp32 | 1 | cpu | - | - | - | 15.50 | 1.25 | 40 | - | 1.000000 | - |" in text

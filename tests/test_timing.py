@@ -46,6 +46,46 @@ def test_max_duration_caps_the_loop_and_says_so():
     assert run.capped
 
 
+def test_warmup_runs_for_its_minimum_seconds_too():
+    clock = FakeClock(step_ns=10_000_000)  # 10 ms
+    config = TimingConfig(warmup_iters=1, warmup_s=0.05, min_iters=3, min_s=0.0, max_s=60)
+    run = time_step(clock.step, config, clock=clock)
+    assert run.warmup_iters == 5 and run.warmup_s == pytest.approx(0.05)
+    assert len(run.samples_ms) == 3 and clock.calls == 8
+
+
+def test_no_warmup_when_both_minimums_are_zero():
+    clock = FakeClock(step_ns=10_000_000)
+    config = TimingConfig(warmup_iters=0, warmup_s=0.0, min_iters=2, min_s=0.0, max_s=60)
+    run = time_step(clock.step, config, clock=clock)
+    assert (run.warmup_iters, run.warmup_s, clock.calls) == (0, 0.0, 2)
+
+
+def test_a_cap_reached_after_the_minimum_count_is_not_reported_as_capped():
+    clock = FakeClock(step_ns=1_000_000_000)  # 1 s
+    config = TimingConfig(warmup_iters=0, warmup_s=0.0, min_iters=3, min_s=5.0, max_s=5.0)
+    run = time_step(clock.step, config, clock=clock)
+    assert len(run.samples_ms) == 5 and not run.capped
+
+
+def test_warmup_counts_against_its_own_cap_not_the_timed_loop():
+    clock = FakeClock(step_ns=1_000_000_000)  # 1 s
+    config = TimingConfig(warmup_iters=100, warmup_s=0.0, min_iters=2, min_s=0.0, max_s=3.0)
+    run = time_step(clock.step, config, clock=clock)
+    assert run.warmup_iters == 3 and len(run.samples_ms) == 2 and not run.capped
+
+
+def test_samples_are_what_each_step_took():
+    durations = iter([5, 7, 11, 13])
+    clock = FakeClock(step_ns=0)
+
+    def step():
+        clock.now += next(durations) * 1_000_000
+
+    run = time_step(step, TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=3, min_s=0.0, max_s=60), clock=clock)
+    assert run.samples_ms == (7.0, 11.0, 13.0)
+
+
 def test_warmup_samples_are_not_kept():
     clock = FakeClock(step_ns=1_000_000)
     config = TimingConfig(warmup_iters=10, warmup_s=0.0, min_iters=4, min_s=0.0, max_s=60)
@@ -53,7 +93,8 @@ def test_warmup_samples_are_not_kept():
     assert clock.calls == 14 and len(run.samples_ms) == 4
 
 
-@pytest.mark.parametrize("field,value", [("min_iters", 0), ("warmup_iters", -1), ("min_s", -1.0)])
+@pytest.mark.parametrize("field,value", [("min_iters", 0), ("warmup_iters", -1), ("min_s", -1.0), ("warmup_s", -0.1),
+                                         ("max_s", -1.0), ("min_iters", 2.5), ("warmup_iters", True)])
 def test_bad_timing_values_are_usage_errors(field, value):
     from bench.errors import UsageError
 
@@ -72,4 +113,13 @@ def test_harness_overhead_per_iteration(benchmark):
     assert len(run.samples_ms) == 1000
     overhead = harness_overhead_us()
     benchmark.extra_info["overhead_us_per_iteration"] = overhead
-    assert overhead >= 0.0
+    # The engine reads the clock twice and appends a sample per iteration: it cannot cost nothing.
+    assert overhead > 0.0
+
+
+def test_max_below_min_duration_is_a_usage_error():
+    from bench.errors import UsageError
+
+    with pytest.raises(UsageError, match="bad max_s 1.0: must be >= min_s"):
+        TimingConfig(min_s=2.0, max_s=1.0)
+    assert TimingConfig(min_s=2.0, max_s=2.0).max_s == 2.0

@@ -1,0 +1,62 @@
+"""The run folder is complete after every row, not only at the end of a run."""
+
+import csv
+import json
+
+import pytest
+
+from bench.results import COLUMNS, ResultRow, RunWriter, read_rows
+from bench.stats import LatencyStats
+
+
+def row(runtime: str, status: str = "ok", **values) -> ResultRow:
+    return ResultRow(model="m", weights="w", compression="none", runtime=runtime, format=runtime.title(),
+                     precision="fp32", target="cpu", device="cpu", batch=2, threads=1, status=status, **values)
+
+
+def test_every_file_is_complete_after_each_row(tmp_path):
+    writer = RunWriter(tmp_path, table_header="# header\n\n")
+    writer.append(row("onnx", p50_ms=12.0), samples_ms=(11.0, 12.0, 13.0))
+    with open(tmp_path / "rows.csv") as f:
+        first = list(csv.DictReader(f))
+    assert [r["runtime"] for r in first] == ["onnx"] and first[0]["p50_ms"] == "12.0"
+    assert (tmp_path / "table.md").read_text().startswith("# header\n\n| Format |")
+    assert "| Onnx | fp32 | 2 | ok |" in (tmp_path / "table.md").read_text()
+
+    writer.append(row("tflite", status="error", error="boom"))
+    with open(tmp_path / "rows.csv") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == COLUMNS
+        assert [r["runtime"] for r in reader] == ["onnx", "tflite"]
+    assert "| Tflite | fp32 | 2 | error [1] |" in (tmp_path / "table.md").read_text()
+    assert [r.runtime for r in read_rows(tmp_path)] == ["onnx", "tflite"]
+    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert samples == [{"key": "m|none|onnx|fp32|cpu|b2", "latency_ms": [11.0, 12.0, 13.0]}]  # none for the error
+
+
+def test_environment_is_written(tmp_path):
+    writer = RunWriter(tmp_path)
+    writer.write_environment({"cpu": "x", "path": tmp_path})
+    assert json.loads((tmp_path / "environment.json").read_text()) == {"cpu": "x", "path": str(tmp_path)}
+
+
+def test_rows_round_trip_and_missing_runs_read_empty(tmp_path):
+    assert read_rows(tmp_path) == []
+    original = row("onnx", p50_ms=1.5, noisy=True, details="d")
+    RunWriter(tmp_path).append(original)
+    assert read_rows(tmp_path) == [original]
+
+
+def test_latency_fills_every_column():
+    r = row("onnx")
+    r.add_latency(LatencyStats((1.0, 2.0, 4.0, 7.0, 10.0, 20.0, 40.0)))
+    assert (r.p50_ms, r.p90_ms, r.p99_ms) == pytest.approx((7.0, 28.0, 38.8))
+    assert (r.mean_ms, r.min_ms, r.max_ms, r.iterations) == (12.0, 1.0, 40.0, 7)
+    assert r.std_ms == pytest.approx(LatencyStats((1.0, 2.0, 4.0, 7.0, 10.0, 20.0, 40.0)).std)
+    assert r.throughput == pytest.approx(2 * 1000 / 12.0)
+
+
+def test_key_names_every_dimension_of_a_row():
+    r = row("onnx")
+    r.precision, r.batch, r.target, r.compression = "fp16", 8, "gpu", "prune"
+    assert r.key == "m|prune|onnx|fp16|gpu|b8"
