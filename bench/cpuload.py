@@ -22,17 +22,22 @@ class CpuSnapshot:
     own: int  # this process, all threads (utime + stime)
 
 
+def parse_proc(proc_stat: str, self_stat: str) -> CpuSnapshot:
+    """The snapshot from the texts of /proc/stat and /proc/self/stat."""
+    values = [int(v) for v in proc_stat.splitlines()[0].split()[1:]]  # the "cpu" line: all CPUs together
+    # user nice system idle iowait irq softirq steal guest guest_nice; guest time is already in user.
+    # Kernels before 2.6.11 have no steal column.
+    fields = self_stat.rsplit(")", 1)[1].split()  # after the command name, which may itself hold ") "
+    return CpuSnapshot(total=sum(values[:8]), idle=values[3] + values[4], steal=values[7] if len(values) > 7 else 0,
+                       own=int(fields[11]) + int(fields[12]))  # utime + stime
+
+
 def read_proc() -> CpuSnapshot | None:
-    """The snapshot from /proc/stat and /proc/self/stat, or None where they are absent."""
+    """The snapshot now, or None where /proc is absent (macOS)."""
     try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        return parse_proc(Path("/proc/stat").read_text(), Path("/proc/self/stat").read_text())
     except OSError:
         return None
-    values = [int(v) for v in first[1:]]
-    # user nice system idle iowait irq softirq steal guest guest_nice; guest time is already in user.
-    return CpuSnapshot(total=sum(values[:8]), idle=values[3] + values[4], steal=values[7] if len(values) > 7 else 0,
-                       own=int(fields[11]) + int(fields[12]))
 
 
 @dataclass

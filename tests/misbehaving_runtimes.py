@@ -37,6 +37,17 @@ class HangingRuntime(PyTorchEager):
         time.sleep(3600)
 
 
+class CrashOnLoadRuntime(PyTorchEager):
+    """Segfaults before importing anything heavy: a child that fails within a second, for fast isolation tests."""
+
+    name = "crashonload"
+    label = "Crash on load"
+    order = 908
+
+    def load(self, artifact):
+        ctypes.string_at(0)
+
+
 class MissingPackageRuntime(PyTorchEager):
     name = "missingpkg"
     label = "Missing package"

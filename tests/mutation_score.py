@@ -1,9 +1,10 @@
 """`make mutation`'s last step: the share of mutants of the harness core that the tests kill.
 
-mutmut 3 learns which tests reach which function by watching calls in the pytest process, so code that runs
-only in child processes (the peak-RSS wrapper's main, the worker's entry point) shows as "no tests" although
-the subprocess tests exercise it. Those mutants are re-run here against the tests that start such children,
-with MUTANT_UNDER_TEST set as mutmut sets it (children inherit it, and mutmut's trampolines read it).
+mutmut 3 learns which tests reach which function by watching calls in the pytest process, and `make mutation`
+gives it the fast tests only (`-m "not slow"`). Code that runs in child processes (the peak-RSS wrapper's main,
+the worker, the isolation around them) is what the slow, whole-run tests exercise: mutants there that the fast
+tests left alive are re-run here against those tests, with MUTANT_UNDER_TEST set as mutmut sets it (children
+inherit it, and mutmut's trampolines read it).
 Survivors listed in tests/equivalent_mutants.txt with a reason are equivalent: they are left out of the score.
 
 Usage (from the project root, after `mutmut run`): python tests/mutation_score.py
@@ -23,10 +24,11 @@ EQUIVALENT = ROOT / "tests" / "equivalent_mutants.txt"
 GOAL = 0.85
 
 # Tests that run a module's code in child processes, for its "no tests" mutants.
+WHOLE_RUNS = ["-m", "slow", "tests/test_runner.py", "tests/test_cli.py"]
 SUBPROCESS_TESTS = {
-    "bench.peakrss": ["tests/test_isolation.py"],
-    "bench.worker": ["tests/test_runner.py", "tests/test_cli.py"],
-    "bench.isolation": ["tests/test_runner.py", "tests/test_cli.py"],
+    "bench.peakrss": ["tests/test_isolation.py", *WHOLE_RUNS],
+    "bench.worker": WHOLE_RUNS,
+    "bench.isolation": WHOLE_RUNS,
 }
 
 
@@ -62,8 +64,9 @@ def main() -> int:
         print("no mutation results: run `mutmut run` first")
         return 2
     for mutant, state in sorted(status.items()):
-        if state == "no tests":
-            status[mutant] = "killed (subprocess test)" if killed_in_children(mutant) else "survived (subprocess)"
+        if state in ("no tests", "survived") and any(mutant.startswith(m + ".") for m in SUBPROCESS_TESTS):
+            print(f"  {mutant} ({state}): re-running the whole-run tests", flush=True)
+            status[mutant] = "killed (whole-run test)" if killed_in_children(mutant) else f"{state} (whole-run too)"
     equivalent = equivalent_mutants()
     counts = Counter(status.values())
     killed = sum(n for state, n in counts.items() if state.startswith("killed") or state == "timeout")

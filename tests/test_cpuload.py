@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from bench.cpuload import NOISY_FOREIGN_LOAD, CpuLoad, CpuSnapshot, ForeignLoadTracker, load_between, read_proc
+from bench.cpuload import (
+    NOISY_FOREIGN_LOAD,
+    CpuLoad,
+    CpuSnapshot,
+    ForeignLoadTracker,
+    load_between,
+    parse_proc,
+    read_proc,
+)
 
 
 def snapshots(busy: int, own: int, steal: int = 0, total: int = 1000) -> list[CpuSnapshot]:
@@ -30,6 +38,39 @@ def test_our_own_work_is_not_foreign():
 def test_foreign_share_is_clamped_to_0_1():
     assert load_between(*snapshots(busy=100, own=300)).foreign == 0.0  # own ticks counted before the window
     assert load_between(*snapshots(busy=1000, own=0)).foreign == 1.0
+
+
+PROC_STAT = """cpu  101 202 303 404 505 606 707 808 909 1010
+cpu0 1 2 3 4 5 6 7 8 9 10
+intr 123
+"""
+# pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
+SELF_STAT = "4242 (py) (x) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17"
+
+
+def test_proc_files_are_parsed_by_column():
+    snap = parse_proc(PROC_STAT, SELF_STAT)
+    assert snap.total == 101 + 202 + 303 + 404 + 505 + 606 + 707 + 808  # guest time is already in user
+    assert snap.idle == 404 + 505 and snap.steal == 808
+    assert snap.own == 11 + 12  # utime + stime, counted after the last ")" of a name that may hold one
+
+
+def test_old_kernels_without_a_steal_column():
+    snap = parse_proc("cpu  1 2 3 4 5 6 7\n", SELF_STAT)
+    assert (snap.total, snap.idle, snap.steal) == (28, 9, 0)
+
+
+def test_a_window_of_one_tick_still_counts():
+    before = CpuSnapshot(total=100, idle=50, steal=0, own=10)
+    after = CpuSnapshot(total=101, idle=50, steal=0, own=10)
+    assert load_between(before, after).foreign == 1.0
+
+
+def test_an_iowait_counter_that_goes_backwards_cannot_give_more_than_the_whole_machine():
+    """Linux's iowait jiffies can decrease between two reads; the share must still be at most 1."""
+    before = CpuSnapshot(total=1000, idle=500, steal=0, own=0)
+    after = CpuSnapshot(total=1100, idle=450, steal=0, own=0)
+    assert load_between(before, after).foreign == 1.0
 
 
 def test_missing_or_empty_windows_give_no_figure():

@@ -38,7 +38,7 @@ def test_identical_outputs_are_exact():
 
 
 @pytest.mark.parametrize("precision", list(TOLERANCES))
-@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+@pytest.mark.parametrize("scale", [1e-9, 1e-3, 1.0, 1e3])
 def test_max_abs_diff_limit_is_relative_to_the_largest_reference_value(precision, scale):
     rel_tol, min_cos = TOLERANCES[precision]
     ref = reference(scale)
@@ -67,8 +67,27 @@ def test_tolerances_tighten_with_precision():
                           "int8": (2e-1, 0.98)}
 
 
+def test_exactly_at_the_max_diff_limit_is_within():
+    ref = reference()
+    assert compare([with_max_diff(ref, 1e-3 * PEAK)], [ref], "fp32").within_tolerance
+
+
+def test_half_precision_outputs_are_compared_in_double():
+    """fp16 outputs near fp16's maximum (65504) would overflow if the comparison itself ran in fp16."""
+    out = np.array([60000.0, -60000.0, 100.0], dtype=np.float16)
+    fid = compare([out], [out.astype(np.float32)], "fp16")
+    assert fid.max_abs_diff == 0.0 and fid.cosine == pytest.approx(1.0) and fid.within_tolerance
+
+
+def test_inf_and_overflow_are_judged_without_warnings(recwarn):
+    huge = np.array([1e200, 1e200])
+    assert compare([huge], [huge], "fp32").max_abs_diff == 0.0  # the dot product overflows to inf
+    assert not compare([np.array([1.0, np.inf])], [np.ones(2)], "fp32").within_tolerance
+    assert [str(w.message) for w in recwarn] == []
+
+
 def test_unknown_precision_has_no_silent_default():
-    with pytest.raises(ValueError, match="no fidelity tolerance for precision 'fp8'"):
+    with pytest.raises(ValueError, match="no fidelity tolerance for precision 'fp8': known fp32, fp16, bf16, int8"):
         compare([np.ones(3)], [np.ones(3)], "fp8")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.isolation import _describe_exit, child_env
+from bench.isolation import ChildOutcome, _describe_exit, child_env, run_child
 from bench.peakrss import run_measured, write_report
 
 ALLOCATE = "import numpy as np; a = np.ones({mb} * 2**20 // 8); a[:] = 2"
@@ -97,3 +97,62 @@ def test_children_get_the_thread_count_and_no_telemetry():
                                        "TBB_NUM_THREADS"))
     assert env["HF_HUB_OFFLINE"] == "1" and env["DO_NOT_TRACK"] == "1" and env["HF_HUB_DISABLE_TELEMETRY"] == "1"
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(Path(__file__).resolve().parent.parent)
+
+
+# run_child in this process, on jobs whose child finishes (or fails) within a second or two: no torch there.
+
+
+def job_for(adapter: str, tmp_path) -> dict:
+    return {"adapter": adapter, "options": {"target": "cpu", "precision": "fp32", "threads": 1, "model": "", "seed": 0},
+            "artifact": str(tmp_path / "none"), "input": str(tmp_path / "none"), "reference": str(tmp_path / "none"),
+            "timing": {}}
+
+
+def misbehaving(name: str) -> str:
+    return f"{Path(__file__).parent / 'misbehaving_runtimes.py'}:{name}"
+
+
+def test_a_worker_exception_is_an_error_with_its_phase(tmp_path):
+    outcome = run_child("measure", job_for("runtimes.no_such_adapter:Nope", tmp_path), tmp_path / "job", 1, 60)
+    assert outcome.result is None
+    assert outcome.error == "ModuleNotFoundError: No module named 'runtimes.no_such_adapter' (while starting)"
+    assert 0 < outcome.peak_rss_mb < 500 and outcome.wall_s > 0
+    assert "Traceback" in (tmp_path / "job" / "measure.log").read_text()  # the child's output is kept
+    job = json.loads((tmp_path / "job" / "measure.json").read_text())
+    assert job["adapter"] == "runtimes.no_such_adapter:Nope"
+
+
+def test_a_crash_is_named_with_the_phase_it_happened_in(tmp_path):
+    phases = []
+    outcome = run_child("measure", job_for(misbehaving("CrashOnLoadRuntime"), tmp_path), tmp_path / "job", 1, 60,
+                        on_phase=phases.append, poll_s=0.01)
+    assert outcome.error == "process killed by SIGSEGV while loading"
+    assert outcome.result is None and outcome.peak_rss_mb > 0
+    assert phases == ["loading"]
+
+
+def test_a_hang_is_stopped_at_the_timeout(tmp_path):
+    t0 = time.monotonic()
+    outcome = run_child("measure", job_for(misbehaving("HangingRuntime"), tmp_path), tmp_path / "job", 1, 3)
+    assert outcome.error == "timed out after 3 s while loading"
+    assert outcome.result is None and outcome.peak_rss_mb > 0
+    assert 3 <= outcome.wall_s < time.monotonic() - t0 + 0.1
+
+
+def test_a_finished_child_gives_its_result_and_stale_files_are_not_read(tmp_path):
+    """A runtime that cannot run here finishes cleanly with that reason; a result left by an earlier run
+    in the same folder must not be taken for this one's."""
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    (job_dir / "result.json").write_text('{"stale": true}')
+    (job_dir / "status").write_text("timing")
+    (job_dir / "measure.rusage.json").write_text('{"status": 0, "maxrss_kb": 1, "timed_out": false}')
+    coreml = "runtimes.coreml:CoreML"
+    from runtimes import get_runtime
+
+    reason = get_runtime("coreml").run_unavailable("cpu")
+    if reason is None:
+        pytest.skip("CoreML runs here")
+    outcome = run_child("measure", job_for(coreml, tmp_path), job_dir, 1, 120)
+    assert outcome == ChildOutcome({"unavailable": reason}, None, outcome.peak_rss_mb, outcome.wall_s)
+    assert 1 < outcome.peak_rss_mb < 1000

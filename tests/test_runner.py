@@ -46,6 +46,7 @@ def misbehaving(monkeypatch):
     return module
 
 
+@pytest.mark.slow
 def test_all_cpu_runtimes_end_to_end(tmp_path):
     names = ("pytorch", "torchscript", "onnxruntime", "openvino")
     # Long enough (0.3 s) for /proc/stat's 10 ms ticks to say what else ran meanwhile.
@@ -80,6 +81,7 @@ def test_all_cpu_runtimes_end_to_end(tmp_path):
     assert read_rows(run_dir) == rows
 
 
+@pytest.mark.slow
 def test_misbehaving_backends_become_rows_that_say_what_happened(tmp_path, fast_timing, misbehaving):
     """One run through real child processes: every failure is a row with its reason, and the run goes on."""
     names = ("pytorch", "segfaulting", "hanging", "raising", "oomkilled", "memoryhungry", "perturbed",
@@ -146,6 +148,7 @@ def test_missing_package_is_an_unavailable_row_reason(misbehaving):
     assert reason == "needs edgebench-no-such-package (pip install edgebench-no-such-package)"
 
 
+@pytest.mark.slow
 def test_runtimes_unset_default_folder_kept_artifacts_and_an_unavailable_row(tmp_path, fast_timing, monkeypatch):
     """RUNTIMES unset: a runtime whose package is missing is an `unavailable` row with the pip line, not an error.
 
@@ -195,6 +198,7 @@ if sys.orig_argv[-3:-1] == ["bench.worker", "measure"]:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["onnxruntime", "openvino", "tflite"])
 def test_the_measuring_process_imports_only_its_runtime(tmp_path, fast_timing, monkeypatch, name):
     """Its peak memory is what a deployment needs: importing torch there (~500 MB) must fail the row."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,24 +18,47 @@ from bench.runner import save_reference
 from models import load_model
 from runtimes import adapter_ref, get_runtime
 
-from tests_paths import TINY_MODEL
+from tests_paths import MANY_HEADS_MODEL, TINY_MODEL
+
+
+def make_job(tmp_path, source: str = TINY_MODEL, runtime: str = "pytorch", target: str = "cpu") -> tuple[dict, Path]:
+    """A job as the runner writes it, for a real adapter."""
+    model = load_model(source)
+    reference = save_reference(model, (2,), tmp_path / "reference", seed=0)
+    spec = {
+        "adapter": adapter_ref(get_runtime(runtime)),
+        "options": {"target": target, "precision": "fp32", "threads": 1, "model": model.source, "seed": 0},
+        "state_dict": str(reference.state_dict), "input": str(reference.input(2)),
+        "reference": str(reference.outputs(2)), "artifact_dir": str(tmp_path / "artifacts" / "nested" / "row"),
+        "timing": asdict(TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=4, min_s=0.0, max_s=10.0)),
+    }
+    return spec, tmp_path / "job"
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)  # the export step sets the job's thread count in this process
 
 
 @pytest.fixture
 def job(tmp_path):
-    """A job as the runner writes it, for the real PyTorch adapter on the tiny model."""
-    threads = torch.get_num_threads()
-    model = load_model(TINY_MODEL)
-    reference = save_reference(model, (2,), tmp_path / "reference", seed=0)
-    spec = {
-        "adapter": adapter_ref(get_runtime("pytorch")),
-        "options": {"target": "cpu", "precision": "fp32", "threads": 1, "model": model.source, "seed": 0},
-        "state_dict": str(reference.state_dict), "input": str(reference.input(2)),
-        "reference": str(reference.outputs(2)), "artifact_dir": str(tmp_path / "artifact"),
-        "timing": asdict(TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=4, min_s=0.0, max_s=10.0)),
-    }
-    yield spec, tmp_path / "job"
-    torch.set_num_threads(threads)  # the export step sets the job's thread count in this process
+    return make_job(tmp_path)
+
+
+@pytest.fixture
+def phases(monkeypatch):
+    """Every phase the worker announces, in order."""
+    seen = []
+    real = worker._phase
+
+    def record(job_dir, text):
+        seen.append(text)
+        real(job_dir, text)
+
+    monkeypatch.setattr(worker, "_phase", record)
+    return seen
 
 
 def run_worker(mode: str, spec: dict, job_dir) -> tuple[int, dict]:
@@ -45,17 +70,24 @@ def run_worker(mode: str, spec: dict, job_dir) -> tuple[int, dict]:
 
 
 def export_then_measure(spec: dict, job_dir) -> tuple[int, dict]:
+    t0 = time.perf_counter()
     code, exported = run_worker("export", spec, job_dir)
-    assert code == 0 and exported["export_s"] > 0, exported
+    assert code == 0 and 0 < exported["export_s"] <= time.perf_counter() - t0, exported
+    assert Path(exported["artifact"]).parent == Path(spec["artifact_dir"]) and Path(exported["artifact"]).exists()
     return run_worker("measure", {**spec, "artifact": exported["artifact"]}, job_dir)
 
 
-def test_a_measurement_reports_samples_fidelity_and_load(job, monkeypatch):
+def test_a_measurement_reports_samples_fidelity_and_load(job, monkeypatch, phases):
     spec, job_dir = job
     readings = iter([CpuSnapshot(total=0, idle=0, steal=0, own=0), CpuSnapshot(total=100, idle=50, steal=2, own=20)])
     monkeypatch.setattr(bench.cpuload, "ForeignLoadTracker", lambda: ForeignLoadTracker(read=lambda: next(readings)))
+    t0 = time.perf_counter()
     code, result = export_then_measure(spec, job_dir)
+    elapsed = time.perf_counter() - t0
     assert code == 0, result
+    assert phases == ["building model", "exporting", "loading", "first inference", "timing"]
+    assert 0 < result["load_s"] < elapsed and 0 < result["first_ms"] < elapsed * 1e3
+    assert all(0 < s < elapsed * 1e3 for s in result["samples_ms"])
     assert len(result["samples_ms"]) == 4 and result["warmup_iters"] == 1 and result["capped"] is False
     assert result["fidelity_ok"] is True and result["max_abs_diff"] == 0.0 and result["cosine"] == pytest.approx(1)
     assert result["foreign_load"] == pytest.approx(0.3) and result["steal"] == pytest.approx(0.02)
@@ -95,3 +127,71 @@ def test_a_runtime_that_cannot_run_here_says_why(job):
     spec["adapter"] = adapter_ref(coreml)
     code, result = run_worker("measure", {**spec, "artifact": "unused"}, job_dir)
     assert code == 0 and result == {"unavailable": reason}
+
+
+def test_outputs_keep_their_order_beyond_ten(tmp_path):
+    """Twelve outputs of sizes 1..12: reference files out_0..out_11 must not sort as text (out_10 < out_2)."""
+    spec, job_dir = make_job(tmp_path, MANY_HEADS_MODEL)
+    code, result = export_then_measure(spec, job_dir)
+    assert code == 0 and result["fidelity_ok"] is True and result["max_abs_diff"] == 0.0, result
+
+
+def test_the_onnx_export_gets_the_example_input(tmp_path):
+    pytest.importorskip("onnxruntime")
+    spec, job_dir = make_job(tmp_path, runtime="onnxruntime")
+    code, result = export_then_measure(spec, job_dir)
+    assert code == 0 and result["fidelity_ok"] is True, result
+
+
+def test_availability_is_asked_for_the_jobs_target(tmp_path):
+    tflite = get_runtime("tflite")
+    reason = tflite.run_unavailable("npu")
+    if reason is None:
+        pytest.skip("a TFLite NPU delegate is configured here")
+    spec, job_dir = make_job(tmp_path, runtime="tflite", target="npu")
+    code, result = run_worker("measure", {**spec, "artifact": "unused"}, job_dir)
+    assert code == 0 and result == {"unavailable": reason}
+
+
+def test_an_accelerator_target_reports_transfers_apart_from_compute(tmp_path):
+    """On a non-CPU target copies are timed apart. PyTorch's adapter given `npu` runs on this CPU: the worker's
+    plumbing is what is checked here, not an accelerator's figures."""
+    spec, job_dir = make_job(tmp_path, target="npu")
+    code, result = export_then_measure(spec, job_dir)
+    assert code == 0, result
+    assert result["h2d_ms"] > 0 and result["d2h_ms"] > 0
+
+
+def test_transfer_times_are_medians_of_prepare_and_fetch(tmp_path):
+    """prepare() is timed as host-to-device and fetch() as device-to-host, never run() itself."""
+    import numpy as np
+
+    from runtimes import RuntimeOptions
+
+    class Slow(get_runtime("pytorch")):
+        delays = {"prepare": 0.004, "fetch": 0.002, "run": 0.2}
+        calls = {"prepare": 0, "fetch": 0, "run": 0, "sync": 0}
+
+        def prepare(self, x):
+            self.calls["prepare"] += 1
+            time.sleep(self.delays["prepare"])
+            return x
+
+        def run(self, inputs):
+            self.calls["run"] += 1
+            time.sleep(self.delays["run"])
+            return [inputs]
+
+        def sync(self):
+            self.calls["sync"] += 1
+
+        def fetch(self, outputs):
+            self.calls["fetch"] += 1
+            time.sleep(self.delays["fetch"])
+            return outputs
+
+    adapter = Slow(RuntimeOptions(model=TINY_MODEL))
+    x = np.zeros((1, 3), dtype=np.float32)
+    times = worker._transfer_times(adapter, x, x, repeats=3)
+    assert adapter.calls == {"prepare": 3, "fetch": 3, "run": 3, "sync": 6}
+    assert 4 <= times["h2d_ms"] < 150 and 2 <= times["d2h_ms"] < 150  # run()'s 200 ms is in neither
