@@ -116,3 +116,77 @@ class NoisyNeighbourRuntime(PyTorchEager):
         if spinner is not None and spinner.poll() is None:
             spinner.kill()
             spinner.wait()
+
+
+class SteadyRuntime(PyTorchEager):
+    """The real PyTorch adapter plus 5 ms of sleep per inference: a known lower bound for every timing."""
+
+    name = "steady"
+    label = "Steady"
+    order = 909
+    SLEEP_MS = 5
+
+    def run(self, inputs):
+        time.sleep(self.SLEEP_MS / 1e3)
+        return super().run(inputs)
+
+
+class MislabelledRuntime(PyTorchEager):
+    """Loads, then admits it computes at another precision than asked (as OpenVINO does on CPUs without bf16)."""
+
+    name = "mislabelled"
+    label = "Mislabelled"
+    order = 910
+
+    def precision_mismatch(self):
+        return "computes in f32 when asked for fp32 (test)"
+
+
+class SilentRaisingRuntime(PyTorchEager):
+    """Raises an exception with no message at all."""
+
+    name = "silentraising"
+    label = "Silent raising"
+    order = 911
+
+    def load(self, artifact):
+        raise RuntimeError()
+
+
+class VerboseRaisingRuntime(PyTorchEager):
+    """Raises an exception whose message runs over many lines."""
+
+    name = "verboseraising"
+    label = "Verbose raising"
+    order = 912
+
+    def load(self, artifact):
+        raise RuntimeError("word\n  " * 200)
+
+
+class EnvironmentReportingRuntime(PyTorchEager):
+    """Says, as its unavailability reason, what its measuring process was started with (imports nothing heavy)."""
+
+    name = "envreporting"
+    label = "Environment reporting"
+    order = 913
+
+    @classmethod
+    def run_unavailable(cls, target):
+        keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "HF_HUB_OFFLINE", "DO_NOT_TRACK")
+        facts = {key: os.environ.get(key) for key in keys}
+        facts.update(cwd=os.getcwd(), stdin=os.path.realpath("/proc/self/fd/0"), sid=os.getsid(0))
+        return repr(facts)
+
+
+class ExitsBadlyRuntime(PyTorchEager):
+    """Finishes its work, then its process exits with code 3 on the way out (as some native libraries do)."""
+
+    name = "exitsbadly"
+    label = "Exits badly"
+    order = 914
+
+    @classmethod
+    def run_unavailable(cls, target):
+        atexit.register(os._exit, 3)
+        return "cannot run (test)"

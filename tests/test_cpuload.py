@@ -55,9 +55,11 @@ def test_proc_files_are_parsed_by_column():
     assert snap.own == 11 + 12  # utime + stime, counted after the last ")" of a name that may hold one
 
 
-def test_old_kernels_without_a_steal_column():
+def test_old_kernels_without_a_steal_or_guest_column():
     snap = parse_proc("cpu  1 2 3 4 5 6 7\n", SELF_STAT)
     assert (snap.total, snap.idle, snap.steal) == (28, 9, 0)
+    snap = parse_proc("cpu  1 2 3 4 5 6 7 8\n", SELF_STAT)  # steal, but no guest columns yet
+    assert (snap.total, snap.idle, snap.steal) == (36, 9, 8)
 
 
 def test_a_window_of_one_tick_still_counts():

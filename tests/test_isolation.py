@@ -91,6 +91,18 @@ def test_exits_are_described_with_the_phase(tmp_path):
         "process killed by SIGKILL (out of memory?) while exporting"
 
 
+def test_exit_descriptions_survive_odd_logs(tmp_path):
+    log = tmp_path / "measure.log"
+    log.write_bytes(b"\xff\xfe not utf-8 \xc3\n" + b"x" * 400 + b"\n\n   \n")
+    text = _describe_exit(1 << 8, "exporting", log)
+    assert text == "process exited with code 1 while exporting: " + "x" * 300  # the last line, cut at 300
+    log.write_bytes(b"\xff\n")
+    assert _describe_exit(2 << 8, "loading", log) == "process exited with code 2 while loading: \ufffd"
+    log.write_text("\n  \n")
+    assert _describe_exit(1 << 8, "loading", log) == "process exited with code 1 while loading"
+    assert _describe_exit(40, "timing", log) == "process killed by 40 while timing"  # a real-time signal
+
+
 def test_children_get_the_thread_count_and_no_telemetry():
     env = child_env(3)
     assert all(env[v] == "3" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -156,3 +168,73 @@ def test_a_finished_child_gives_its_result_and_stale_files_are_not_read(tmp_path
     outcome = run_child("measure", job_for(coreml, tmp_path), job_dir, 1, 120)
     assert outcome == ChildOutcome({"unavailable": reason}, None, outcome.peak_rss_mb, outcome.wall_s)
     assert 1 < outcome.peak_rss_mb < 1000
+
+
+def test_the_child_gets_its_environment_and_no_terminal(tmp_path):
+    import ast
+
+    from bench.isolation import PROJECT_ROOT
+
+    job = job_for(misbehaving("EnvironmentReportingRuntime"), tmp_path)
+    outcome = run_child("measure", job, tmp_path / "deep" / "er" / "job", 3, 60)  # folders made as needed
+    facts = ast.literal_eval(outcome.result["unavailable"])
+    assert outcome.error is None and outcome.wall_s > 0
+    report = json.loads((tmp_path / "deep" / "er" / "job" / "measure.rusage.json").read_text())
+    assert outcome.peak_rss_mb == report["maxrss_kb"] / 1024  # Linux reports KiB
+    assert facts["OMP_NUM_THREADS"] == facts["MKL_NUM_THREADS"] == "3"
+    assert facts["HF_HUB_OFFLINE"] == facts["DO_NOT_TRACK"] == "1"
+    assert facts["cwd"] == str(PROJECT_ROOT) and facts["stdin"] == "/dev/null"
+    assert facts["sid"] != os.getsid(0)  # its own session: a terminal's Ctrl-C reaches only the harness
+
+
+def test_a_result_from_a_process_that_then_failed_is_not_trusted(tmp_path):
+    outcome = run_child("measure", job_for(misbehaving("ExitsBadlyRuntime"), tmp_path), tmp_path / "job", 1, 60)
+    assert outcome.result is None and outcome.wall_s > 0
+    assert outcome.error.startswith("process exited with code 3 while starting")
+
+
+def test_pythonpath_puts_the_project_first_and_keeps_the_users(monkeypatch):
+    root = str(Path(__file__).resolve().parent.parent)
+    monkeypatch.setenv("PYTHONPATH", "/opt/mine")
+    assert child_env(1)["PYTHONPATH"] == f"{root}{os.pathsep}/opt/mine"
+    monkeypatch.delenv("PYTHONPATH")
+    assert child_env(1)["PYTHONPATH"] == root
+
+
+def test_an_interrupt_while_waiting_kills_the_child_and_propagates(tmp_path):
+    """Ctrl-C arrives in the harness while it waits: the child in flight dies with it, the interrupt goes on."""
+
+    def interrupt(phase):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_child("measure", job_for(misbehaving("HangingRuntime"), tmp_path), tmp_path / "job", 1, 600,
+                  on_phase=interrupt, poll_s=0.01)
+    assert _processes_mentioning(str(tmp_path / "job")) == []
+
+
+def test_a_stuck_wrapper_is_killed_as_a_last_resort(tmp_path, monkeypatch):
+    """If the peak-RSS wrapper itself never returns, the harness kills it 60 s after the child's timeout."""
+    import bench.isolation
+
+    stuck = tmp_path / "stuck-python"
+    stuck.write_text("#!/bin/sh\nexec sleep 600\n")
+    stuck.chmod(0o755)
+    monkeypatch.setattr(bench.isolation.sys, "executable", str(stuck))
+    t0 = time.monotonic()
+    outcome = run_child("measure", job_for("unused:Unused", tmp_path), tmp_path / "job", 1, -59.5, poll_s=0.01)
+    assert outcome == ChildOutcome(None, "measurement process lost while starting (see run.log)", None,
+                                   outcome.wall_s)
+    assert 0.5 <= outcome.wall_s < time.monotonic() - t0 + 0.1
+    assert _processes_mentioning(str(tmp_path / "job")) == []
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found

@@ -105,6 +105,7 @@ def test_number_formats():
 
     assert (fmt(None), fmt(0.0), fmt(12.345), fmt(0.001), fmt(0.01), fmt(46.84, 1)) == \
         ("-", "0.00", "12.35", "1.0e-03", "0.01", "46.8")
+    assert (fmt(0.0095), fmt(-0.0095), fmt(0.095, 1)) == ("9.5e-03", "-9.5e-03", "9.5e-02")
     assert (sci(None), sci(0.0), sci(2.5e-6)) == ("-", "0", "2.5e-06")
 
 
@@ -134,3 +135,49 @@ def test_details_columns():
     text = markdown_report([measured])
     assert "| " + " | ".join(DETAIL_HEADERS) + " |" in text
     assert "| Onnx | fp32 | 1 | cpu | - | - | - | 15.50 | 1.25 | 40 | - | 1.000000 | - |" in text
+
+
+def test_table_md_body_exactly():
+    """The whole text a reader sees, character for character: headers, rule lines, cells, notes, details."""
+    from bench.report import markdown_report
+
+    measured = row("onnx", "cpu", p50=12.345, diff=2.5e-6)
+    measured.p90_ms, measured.throughput, measured.p99_ms, measured.std_ms = 14.0, 81.04, 20.5, 1.5
+    measured.export_s, measured.load_s, measured.first_ms, measured.iterations = 3.9, 0.16, 22.61, 87
+    measured.peak_rss_mb, measured.cosine, measured.foreign_load, measured.noisy = 206.4, 0.99999912, 0.25, True
+    down = row("tensorrt", "cpu", "unavailable", error="TensorRT does not run on cpu | (it runs on gpu)", size=None)
+    assert markdown_report([measured, down]) == (
+        "| Format | Precision | Batch | Status | Size (MB) | p50 ms | p90 ms | Throughput (img/s) "
+        "| max abs diff vs PyTorch |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+        "| Onnx | fp32 | 1 | ok (noisy) | 46.8 | 12.35 | 14.00 | 81.0 | 2.5e-06 |\n"
+        "| Tensorrt | fp32 | 1 | unavailable [1] | - | - | - | - | - |\n"
+        "\n"
+        "[1] Tensorrt fp32 b1 on cpu: TensorRT does not run on cpu | (it runs on gpu)\n"
+        "\n"
+        "- noisy: other processes used over 10% of the machine's CPU while timing\n"
+        "\n"
+        "## Details\n"
+        "\n"
+        "| Format | Precision | Batch | Target | Export s | Load s | First ms | p99 ms | std ms | Iterations "
+        "| Peak RSS (MB) | Cosine | Other CPU load |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| Onnx | fp32 | 1 | cpu | 3.90 | 0.16 | 22.61 | 20.50 | 1.50 | 87 | 206 | 0.999999 | 25.0% |\n"
+    )
+
+
+def test_cross_target_table_exactly():
+    rows = [row("onnx", "cpu", p50=12.0), row("onnx", "gpu", p50=1.5, diff=None),
+            row("tensorrt", "cpu", "unavailable", error="no cpu", size=None),
+            row("tensorrt", "gpu", p50=0.8, size=30.0)]
+    assert markdown_table(rows) == (
+        "| Format | Precision | Batch | Size (MB) | CPU ms | GPU ms | max abs diff vs PyTorch |\n"
+        "|---|---|---|---|---|---|---|\n"
+        "| Onnx | fp32 | 1 | 46.8 | 12.00 | 1.50 | 1.0e-06 |\n"
+        "| Tensorrt | fp32 | 1 | 30.0 | N/A [1] | 0.80 | 1.0e-06 |\n"
+        "\n"
+        "[1] Tensorrt on cpu: no cpu\n"
+    )
+    unmeasured = [row("tensorrt", "cpu", "unavailable", error="no", size=None),
+                  row("tensorrt", "gpu", "error", error="boom", size=None)]
+    assert "| Tensorrt | fp32 | 1 | - | N/A [1] | N/A [2] | - |\n" in markdown_table(unmeasured)

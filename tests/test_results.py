@@ -34,10 +34,15 @@ def test_every_file_is_complete_after_each_row(tmp_path):
     assert samples == [{"key": "m|none|onnx|fp32|cpu|b2", "latency_ms": [11.0, 12.0, 13.0]}]  # none for the error
 
 
-def test_environment_is_written(tmp_path):
+def test_environment_is_written_for_people_to_read(tmp_path):
     writer = RunWriter(tmp_path)
     writer.write_environment({"cpu": "x", "path": tmp_path})
-    assert json.loads((tmp_path / "environment.json").read_text()) == {"cpu": "x", "path": str(tmp_path)}
+    assert (tmp_path / "environment.json").read_text() == f'{{\n  "cpu": "x",\n  "path": "{tmp_path}"\n}}'
+
+
+def test_a_writer_without_a_header_starts_with_the_table(tmp_path):
+    RunWriter(tmp_path).append(row("onnx"))
+    assert (tmp_path / "table.md").read_text().startswith("| Format |")
 
 
 def test_rows_round_trip_and_missing_runs_read_empty(tmp_path):

@@ -47,5 +47,5 @@ def test_throughput_is_items_per_second_over_mean_latency():
 def test_single_sample_has_zero_std_and_empty_is_rejected():
     assert LatencyStats((5.0,)).std == 0.0
     assert LatencyStats((5.0, 7.0)).std == pytest.approx(np.sqrt(2.0))
-    with pytest.raises(ValueError, match="at least one sample"):
+    with pytest.raises(ValueError, match="^LatencyStats needs at least one sample$"):
         LatencyStats(())

@@ -3,14 +3,14 @@
 import pytest
 
 from bench.config import TimingConfig
-from bench.timing import harness_overhead_us, time_step
+from bench.timing import harness_overhead_us, overhead_us, time_step
 
 
 class FakeClock:
     """Advances `step_ns` per step; reading the clock is free."""
 
     def __init__(self, step_ns: int) -> None:
-        self.now = 0
+        self.now = 10**15  # perf_counter_ns has an arbitrary origin: never assume it starts at 0
         self.step_ns = step_ns
         self.calls = 0
 
@@ -115,6 +115,30 @@ def test_harness_overhead_per_iteration(benchmark):
     benchmark.extra_info["overhead_us_per_iteration"] = overhead
     # The engine reads the clock twice and appends a sample per iteration: it cannot cost nothing.
     assert overhead > 0.0
+
+
+def test_overhead_is_the_engines_clock_reads_over_a_bare_loop():
+    """With a clock that advances 1 us per read, the engine's cost is exactly its reads: one at the start, then
+    two per iteration (no warm-up, no minimum duration), against the bare loop's none."""
+    clock = FakeClock(step_ns=1000)
+
+    def reading_clock():
+        clock.now += clock.step_ns
+        return clock.now
+
+    iterations = 1000
+    expected = (2 * iterations + 1) / iterations
+    assert harness_overhead_us(iterations, repeats=2, clock=reading_clock) == pytest.approx(expected)
+
+
+def test_overhead_takes_the_fastest_try_of_each_in_microseconds():
+    assert overhead_us([9_000_000, 5_000_000], [3_000_000, 1_000_000], 1000) == pytest.approx(4.0)
+    assert overhead_us([1_000_000], [2_000_000], 1000) == 0.0  # a noisy bare loop never gives a negative cost
+
+
+def test_real_overhead_is_in_microseconds():
+    """Units, not speed: a few clock reads per iteration are well under a millisecond anywhere."""
+    assert 0 < harness_overhead_us(iterations=2000, repeats=3) < 1000
 
 
 def test_max_below_min_duration_is_a_usage_error():

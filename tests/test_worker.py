@@ -186,6 +186,7 @@ def test_transfer_times_are_medians_of_prepare_and_fetch(tmp_path):
             self.calls["sync"] += 1
 
         def fetch(self, outputs):
+            assert outputs[0] is x  # what run() returned
             self.calls["fetch"] += 1
             time.sleep(self.delays["fetch"])
             return outputs
@@ -195,3 +196,43 @@ def test_transfer_times_are_medians_of_prepare_and_fetch(tmp_path):
     times = worker._transfer_times(adapter, x, x, repeats=3)
     assert adapter.calls == {"prepare": 3, "fetch": 3, "run": 3, "sync": 6}
     assert 4 <= times["h2d_ms"] < 150 and 2 <= times["d2h_ms"] < 150  # run()'s 200 ms is in neither
+
+
+def test_timings_are_in_milliseconds(tmp_path):
+    import misbehaving_runtimes
+
+    spec, job_dir = make_job(tmp_path)
+    spec["adapter"] = adapter_ref(misbehaving_runtimes.SteadyRuntime)
+    code, result = export_then_measure(spec, job_dir)
+    floor = misbehaving_runtimes.SteadyRuntime.SLEEP_MS
+    assert code == 0 and result["first_ms"] >= floor and min(result["samples_ms"]) >= floor, result
+
+
+def test_a_precision_the_runtime_did_not_honour_is_unavailable(job):
+    import misbehaving_runtimes
+
+    spec, job_dir = job
+    spec["adapter"] = adapter_ref(misbehaving_runtimes.MislabelledRuntime)
+    code, result = export_then_measure(spec, job_dir)
+    assert code == 0 and result == {"unavailable": "computes in f32 when asked for fp32 (test)"}
+
+
+def test_an_artifact_folder_left_by_an_earlier_run_is_reused(job):
+    """--out may name an existing folder (without rows.jsonl) that still holds kept artifacts."""
+    spec, job_dir = job
+    Path(spec["artifact_dir"]).mkdir(parents=True)
+    code, result = export_then_measure(spec, job_dir)
+    assert code == 0 and result["details"] == "", result
+
+
+@pytest.mark.parametrize("name,error", [
+    ("SilentRaisingRuntime", "RuntimeError: (no message)"),
+    ("VerboseRaisingRuntime", "RuntimeError: " + ("word " * 80)[:400]),  # one line, at most 400 characters
+])
+def test_an_exception_message_becomes_one_short_line(job, name, error):
+    import misbehaving_runtimes
+
+    spec, job_dir = job
+    spec["adapter"] = adapter_ref(getattr(misbehaving_runtimes, name))
+    code, result = export_then_measure(spec, job_dir)
+    assert code == 1 and result == {"error": error}
