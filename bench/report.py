@@ -116,11 +116,16 @@ def detail_cells(rows: Sequence[ResultRow]) -> list[list[str]]:
              f"{r.foreign_load:.1%}" if r.foreign_load is not None else "-"] for r in rows if r.status == "ok"]
 
 
-def markdown_table(rows: Sequence[ResultRow]) -> str:
-    headers, body, notes = table_layout(rows)
+def markdown_grid(headers: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """A Markdown table; a `|` inside a cell (a user's runtime label, say) becomes `/` so columns stay put."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |" for cells in body]
-    text = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def markdown_table(rows: Sequence[ResultRow]) -> str:
+    headers, body, notes = table_layout(rows)
+    text = markdown_grid(headers, body)
     if notes:
         text += "\n" + "\n".join(f"[{i}] {n}" for i, n in enumerate(notes, 1)) + "\n"
     flags_used = used_flags(body)
@@ -134,6 +139,5 @@ def markdown_report(rows: Sequence[ResultRow]) -> str:
     text = markdown_table(rows)
     details = detail_cells(rows)
     if details:
-        text += "\n## Details\n\n| " + " | ".join(DETAIL_HEADERS) + " |\n|" + "|".join("---" for _ in DETAIL_HEADERS)
-        text += "|\n" + "\n".join("| " + " | ".join(cells) + " |" for cells in details) + "\n"
+        text += "\n## Details\n\n" + markdown_grid(DETAIL_HEADERS, details)
     return text

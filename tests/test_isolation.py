@@ -170,13 +170,23 @@ def test_a_finished_child_gives_its_result_and_stale_files_are_not_read(tmp_path
     assert 1 < outcome.peak_rss_mb < 1000
 
 
-def test_the_child_gets_its_environment_and_no_terminal(tmp_path):
+def test_the_child_gets_its_environment_and_no_terminal(tmp_path, monkeypatch):
+    """Whatever folder and terminal the harness runs from (here: another folder, and a pipe as stdin)."""
     import ast
 
     from bench.isolation import PROJECT_ROOT
 
+    monkeypatch.chdir(tmp_path)
     job = job_for(misbehaving("EnvironmentReportingRuntime"), tmp_path)
-    outcome = run_child("measure", job, tmp_path / "deep" / "er" / "job", 3, 60)  # folders made as needed
+    read_end, write_end = os.pipe()
+    saved_stdin = os.dup(0)
+    os.dup2(read_end, 0)
+    try:
+        outcome = run_child("measure", job, tmp_path / "deep" / "er" / "job", 3, 60)  # folders made as needed
+    finally:
+        os.dup2(saved_stdin, 0)
+        for fd in (saved_stdin, read_end, write_end):
+            os.close(fd)
     facts = ast.literal_eval(outcome.result["unavailable"])
     assert outcome.error is None and outcome.wall_s > 0
     report = json.loads((tmp_path / "deep" / "er" / "job" / "measure.rusage.json").read_text())

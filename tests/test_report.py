@@ -146,16 +146,23 @@ def test_table_md_body_exactly():
     measured.export_s, measured.load_s, measured.first_ms, measured.iterations = 3.9, 0.16, 22.61, 87
     measured.peak_rss_mb, measured.cosine, measured.foreign_load, measured.noisy = 206.4, 0.99999912, 0.25, True
     down = row("tensorrt", "cpu", "unavailable", error="TensorRT does not run on cpu | (it runs on gpu)", size=None)
-    assert markdown_report([measured, down]) == (
+    odd = row("mine", "cpu", p50=1.0, diff=0.0)
+    odd.format, odd.capped, odd.iterations = "My|Runtime", True, 3  # a user's label with a pipe in it
+    lost = row("coreml", "cpu", "error", error="process killed by SIGSEGV while loading", size=None)
+    assert markdown_report([measured, down, odd, lost]) == (
         "| Format | Precision | Batch | Status | Size (MB) | p50 ms | p90 ms | Throughput (img/s) "
         "| max abs diff vs PyTorch |\n"
         "|---|---|---|---|---|---|---|---|---|\n"
         "| Onnx | fp32 | 1 | ok (noisy) | 46.8 | 12.35 | 14.00 | 81.0 | 2.5e-06 |\n"
         "| Tensorrt | fp32 | 1 | unavailable [1] | - | - | - | - | - |\n"
+        "| My/Runtime | fp32 | 1 | ok (capped) | 46.8 | 1.00 | - | - | 0 |\n"
+        "| Coreml | fp32 | 1 | error [2] | - | - | - | - | - |\n"
         "\n"
         "[1] Tensorrt fp32 b1 on cpu: TensorRT does not run on cpu | (it runs on gpu)\n"
+        "[2] Coreml fp32 b1 on cpu: process killed by SIGSEGV while loading\n"
         "\n"
         "- noisy: other processes used over 10% of the machine's CPU while timing\n"
+        "- capped: max duration reached before the minimum iteration count\n"
         "\n"
         "## Details\n"
         "\n"
@@ -163,6 +170,7 @@ def test_table_md_body_exactly():
         "| Peak RSS (MB) | Cosine | Other CPU load |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         "| Onnx | fp32 | 1 | cpu | 3.90 | 0.16 | 22.61 | 20.50 | 1.50 | 87 | 206 | 0.999999 | 25.0% |\n"
+        "| My/Runtime | fp32 | 1 | cpu | - | - | - | - | - | 3 | - | - | - |\n"
     )
 
 
