@@ -56,12 +56,15 @@ class MissingPackageRuntime(PyTorchEager):
 
 
 class RaisingRuntime(PyTorchEager):
+    """Raises in load(), as a backend that rejects the model does; subclasses vary only the message."""
+
     name = "raising"
     label = "Raising"
     order = 903
+    message = "backend refused   the model"
 
     def load(self, artifact):
-        raise RuntimeError("backend refused   the model")
+        raise RuntimeError(self.message)
 
 
 class OomKilledRuntime(PyTorchEager):
@@ -142,26 +145,22 @@ class MislabelledRuntime(PyTorchEager):
         return "computes in f32 when asked for fp32 (test)"
 
 
-class SilentRaisingRuntime(PyTorchEager):
+class SilentRaisingRuntime(RaisingRuntime):
     """Raises an exception with no message at all."""
 
     name = "silentraising"
     label = "Silent raising"
     order = 911
-
-    def load(self, artifact):
-        raise RuntimeError()
+    message = ""
 
 
-class VerboseRaisingRuntime(PyTorchEager):
+class VerboseRaisingRuntime(RaisingRuntime):
     """Raises an exception whose message runs over many lines."""
 
     name = "verboseraising"
     label = "Verbose raising"
     order = 912
-
-    def load(self, artifact):
-        raise RuntimeError("word\n  " * 200)
+    message = "word\n  " * 200
 
 
 class EnvironmentReportingRuntime(PyTorchEager):

@@ -9,6 +9,7 @@ import pytest
 
 from bench.cli import main
 
+from live_processes import processes_mentioning
 from tests_paths import ASSETS, TINY_MODEL
 
 FAST = ["--warmup", "1", "--warmup-s", "0", "--iters", "3", "--duration", "0", "--threads", "1"]
@@ -90,19 +91,6 @@ def test_bad_input_in_a_real_process_has_no_traceback():
     assert "Traceback" not in proc.stderr
 
 
-def _processes_mentioning(text: str) -> list[int]:
-    from pathlib import Path
-
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and text in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                found.append(int(proc.name))
-        except OSError:
-            continue
-    return found
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 def test_ctrl_c_keeps_finished_rows_and_leaves_no_children(tmp_path):
@@ -124,7 +112,7 @@ def test_ctrl_c_keeps_finished_rows_and_leaves_no_children(tmp_path):
     assert "interrupted; rows finished so far are in" in err and "Traceback" not in err
     assert rows.read_text().count("\n") >= 1 and (out / "table.md").exists()
     time.sleep(0.5)
-    assert _processes_mentioning(str(out)) == []  # the export/measure children were killed too
+    assert processes_mentioning(str(out)) == []  # the export/measure children were killed too
 
 
 def _job_phases(run_dir) -> list[str]:
@@ -148,14 +136,14 @@ def test_ctrl_c_kills_the_child_in_flight_at_once(tmp_path):
     while "timing" not in _job_phases(out) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
     assert _job_phases(out) == ["timing"], "the measurement never started"
-    assert len(_processes_mentioning(str(out))) >= 2  # the peak-RSS wrapper and the measuring worker
+    assert len(processes_mentioning(str(out))) >= 2  # the peak-RSS wrapper and the measuring worker
     proc.send_signal(signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=60)
-        left = _processes_mentioning(str(out))  # looked at once: no grace period for orphans to die
+        left = processes_mentioning(str(out))  # looked at once: no grace period for orphans to die
     finally:  # a broken harness may be waiting on its child: leave nothing running either way
         proc.kill()
-        for pid in _processes_mentioning(str(out)):
+        for pid in processes_mentioning(str(out)):
             os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 130, err
     assert left == []

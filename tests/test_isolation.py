@@ -14,6 +14,8 @@ import pytest
 from bench.isolation import ChildOutcome, _describe_exit, child_env, run_child
 from bench.peakrss import run_measured, write_report
 
+from live_processes import alive, processes_mentioning
+
 ALLOCATE = "import numpy as np; a = np.ones({mb} * 2**20 // 8); a[:] = 2"
 
 
@@ -55,14 +57,6 @@ def test_report_is_written_whole(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 def test_timeout_kills_the_child_and_everything_it_started(tmp_path):
     """A hung export that started helpers (compile workers, servers) leaves none of them running."""
@@ -76,9 +70,9 @@ def test_timeout_kills_the_child_and_everything_it_started(tmp_path):
     assert json.loads(report.read_text())["timed_out"] is True
     grandchild = int(pid_file.read_text())
     deadline = time.monotonic() + 5  # SIGKILL is delivered at once; allow the reaper a moment
-    while _alive(grandchild) and time.monotonic() < deadline:
+    while alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(grandchild), f"grandchild {grandchild} outlived the timeout"
+    assert not alive(grandchild), f"grandchild {grandchild} outlived the timeout"
 
 
 def test_exits_are_described_with_the_phase(tmp_path):
@@ -220,7 +214,7 @@ def test_an_interrupt_while_waiting_kills_the_child_and_propagates(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_child("measure", job_for(misbehaving("HangingRuntime"), tmp_path), tmp_path / "job", 1, 600,
                   on_phase=interrupt, poll_s=0.01)
-    assert _processes_mentioning(str(tmp_path / "job")) == []
+    assert processes_mentioning(str(tmp_path / "job")) == []
 
 
 def test_a_stuck_wrapper_is_killed_as_a_last_resort(tmp_path, monkeypatch):
@@ -236,15 +230,4 @@ def test_a_stuck_wrapper_is_killed_as_a_last_resort(tmp_path, monkeypatch):
     assert outcome == ChildOutcome(None, "measurement process lost while starting (see run.log)", None,
                                    outcome.wall_s)
     assert 0.5 <= outcome.wall_s < time.monotonic() - t0 + 0.1
-    assert _processes_mentioning(str(tmp_path / "job")) == []
-
-
-def _processes_mentioning(text: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and text in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                found.append(int(proc.name))
-        except OSError:
-            continue
-    return found
+    assert processes_mentioning(str(tmp_path / "job")) == []

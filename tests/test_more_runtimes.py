@@ -38,6 +38,15 @@ def test_tflite_quantization_round_trip():
     np.testing.assert_allclose(dequantize(q, detail)[:3], x[:3], atol=0.025)
     float_detail = {"dtype": np.float32, "quantization": (0.0, 0)}
     assert quantize(x, float_detail) is x or np.array_equal(quantize(x, float_detail), x)
+    # Exact values, rounding and saturation both ways, uint8, and float tensors whose dtype is still honoured.
+    detail = {"dtype": np.int8, "quantization": (0.5, 3)}
+    q = quantize(np.array([0.0, 1.0, -1.26, 100.0, -100.0], dtype=np.float32), detail)
+    assert q.tolist() == [3, 5, 0, 127, -128]
+    assert dequantize(q, detail).tolist() == [0.0, 1.0, -1.5, 62.0, -65.5]
+    unsigned = {"dtype": np.uint8, "quantization": (0.1, 128)}
+    assert quantize(np.array([-20.0, 0.0, 1.0]), unsigned).tolist() == [0, 128, 138]
+    assert quantize(np.array([1.5], dtype=np.float64), float_detail).dtype == np.float32
+    assert dequantize(np.array([1.5], dtype=np.float32), float_detail).tolist() == [1.5]
 
 
 def test_coreml_converts_fp32_and_fp16_packages_and_measures_their_size(tiny, tmp_path):

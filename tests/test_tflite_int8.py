@@ -17,7 +17,6 @@ from torch import nn  # noqa: E402
 
 from bench.fidelity import compare  # noqa: E402
 from runtimes import RuntimeOptions, get_runtime  # noqa: E402
-from runtimes.tflite import dequantize, quantize  # noqa: E402
 
 
 class TwoHeads(nn.Module):
@@ -84,14 +83,3 @@ def test_outputs_are_dequantized_in_the_models_order(adapter, int8_model):
     fidelity = compare(outputs, reference, "int8")
     assert fidelity.within_tolerance, (fidelity.max_abs_diff, fidelity.cosine)
 
-
-def test_quantize_round_trip_and_saturation():
-    detail = {"dtype": np.int8, "quantization": (0.5, 3)}
-    q = quantize(np.array([0.0, 1.0, -1.26, 100.0, -100.0], dtype=np.float32), detail)
-    assert q.tolist() == [3, 5, 0, 127, -128]
-    assert dequantize(q, detail).tolist() == [0.0, 1.0, -1.5, 62.0, -65.5]
-    unsigned = {"dtype": np.uint8, "quantization": (0.1, 128)}
-    assert quantize(np.array([-20.0, 0.0, 1.0]), unsigned).tolist() == [0, 128, 138]
-    floating = {"dtype": np.float32, "quantization": (0.0, 0)}
-    assert quantize(np.array([1.5], dtype=np.float64), floating).dtype == np.float32
-    assert dequantize(np.array([1.5], dtype=np.float32), floating).tolist() == [1.5]
