@@ -20,17 +20,22 @@ DURATION     ?=
 MAX_DURATION ?=
 TIMEOUT      ?=
 SEED         ?=
+COMPRESS     ?=
+DATA         ?=
+FINETUNE     ?=
 
 BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
 	$(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(PRECISION),--precision $(PRECISION)) \
 	$(if $(BATCH),--batch $(BATCH)) $(if $(THREADS),--threads $(THREADS)) $(if $(TARGET),--target $(TARGET)) \
 	$(if $(OUT),--out $(OUT)) $(if $(WARMUP),--warmup $(WARMUP)) $(if $(ITERS),--iters $(ITERS)) \
 	$(if $(DURATION),--duration $(DURATION)) $(if $(MAX_DURATION),--max-duration $(MAX_DURATION)) \
-	$(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(SEED),--seed $(SEED))
+	$(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(SEED),--seed $(SEED)) \
+	$(if $(COMPRESS),--compress $(COMPRESS)) $(if $(DATA),--data $(DATA)) \
+	$(if $(FINETUNE),--finetune-epochs $(FINETUNE))
 
 RUNS         ?=
 
-.PHONY: bench test lint list help report mutation clean-venv
+.PHONY: bench test lint list help report study mutation clean-venv
 
 bench: $(STAMP)
 	@$(PY) -m bench $(BENCH_FLAGS)
@@ -46,11 +51,15 @@ mutation: $(STAMP)
 	@$(PY) tests/mutation_score.py
 
 lint: $(STAMP)
-	@$(PY) -m ruff check bench runtimes models tests
+	@$(PY) -m ruff check bench runtimes models compression tests
 
 # The table of earlier runs, merged: make report RUNS=results/<cpu-run>,results/<gpu-run>
 report: $(STAMP)
 	@$(PY) -m bench --report $(RUNS)
+
+# The compression survey's seven tables, measured here: MNIST ResNets, every method, 4 runtimes (README, Compression).
+study: $(STAMP)
+	@$(PY) -m bench.studyrun $(if $(OUT),--out $(OUT))
 
 list: $(STAMP)
 	@$(PY) -m bench --list

@@ -62,7 +62,8 @@ def _names(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     d = TimingConfig()
     p = _Parser(prog=PROG, description="Benchmark a PyTorch model across deployment runtimes on this machine.")
-    p.add_argument("--model", default="resnet18", help="reference model name, or path/to/file.py:function "
+    p.add_argument("--model", default="resnet18", help="reference model name, several of one family "
+                   "comma-separated (mnist_resnet_s,mnist_resnet_m), or path/to/file.py:function "
                    "returning (nn.Module, example input) [resnet18]")
     p.add_argument("--weights", default=None, help="state_dict file, or 'pretrained' for torchvision's weights "
                    "(needs network or cache); default: random init with recalibrated BatchNorm")
@@ -87,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_seconds("timeout"), default=900.0,
                    help="seconds allowed for each export and each measurement process [900]")
     p.add_argument("--seed", type=_positive_int("seed", 0), default=0, help="seed for random init and inputs [0]")
+    p.add_argument("--compress", type=_names, default=(), metavar="VARIANT[,VARIANT...]",
+                   help="compression variants, each a method or a +chain: prune-unstructured:0.5, prune-channels:0.3, "
+                        "cluster:16, cluster:32@last3, distill:STUDENT, qat, prune-channels:0.5+qat; the baseline "
+                        "is always measured too")
+    p.add_argument("--data", default=None, help="labelled data for accuracy and fine-tuning: mnist, digits, or a "
+                   "folder with train/ and val/ (ImageFolder); default: the model's own task (zoo models)")
+    p.add_argument("--finetune-epochs", type=_positive_int("fine-tune epochs", 0), default=2,
+                   help="epochs every fine-tuning method trains for, and its control [2]")
     p.add_argument("--keep-artifacts", action="store_true", help="keep exported models in the run folder")
     p.add_argument("--list", action="store_true", help="list models, runtimes and their availability, then exit")
     p.add_argument("--report", type=_names, default=(), metavar="RUN_DIR[,RUN_DIR...]",
@@ -100,7 +109,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
                           min_s=args.duration, max_s=max(args.max_duration, args.duration))
     return BenchConfig(model=args.model, weights=args.weights, runtimes=args.runtimes, precisions=args.precision,
                        batches=args.batch, threads=args.threads, targets=args.target, out=args.out, timing=timing,
-                       timeout_s=args.timeout, seed=args.seed, keep_artifacts=args.keep_artifacts)
+                       timeout_s=args.timeout, seed=args.seed, keep_artifacts=args.keep_artifacts,
+                       compress=args.compress, data=args.data, finetune_epochs=args.finetune_epochs)
 
 
 def print_listing(console: Console) -> None:
@@ -109,6 +119,16 @@ def print_listing(console: Console) -> None:
 
     console.print("Reference models: " + ", ".join(f"{n} ({s}x{s})" for n, s in REFERENCE_MODELS.items()))
     console.print("Also: any torchvision classifier by name, or path/to/file.py:function")
+    from compression import get_method, method_names
+    from models.zoo import ZOO
+
+    console.print("Trained on embedded data (accuracy measured): "
+                  + ", ".join(f"{n} ({s.task})" for n, s in ZOO.items()))
+    console.print("Compression methods (COMPRESS=, chained with +):")
+    for name in method_names():
+        cls = get_method(name)
+        spec = f"{name}:{cls.argument}" if cls.argument else name
+        console.print(f"  {spec:<26} {cls.summary}", markup=False, highlight=False)
     table = Table("runtime", "format", "targets", "cpu fp32 here")
     for name in runtime_names():
         cls = get_runtime(name)

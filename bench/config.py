@@ -9,7 +9,7 @@ from pathlib import Path
 from bench.errors import UsageError
 
 TARGETS = ("cpu", "gpu", "npu")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def default_threads() -> int:
@@ -59,8 +59,17 @@ class BenchConfig:
     timeout_s: float = 900.0  # per child process (export, or measurement)
     seed: int = 0
     keep_artifacts: bool = False
+    compress: tuple[str, ...] = ()  # compression variants, e.g. ("prune-channels:0.3", "cluster:16@last3")
+    data: str | None = None  # a task (mnist, digits) or an ImageFolder path; None: the model's own task, if any
+    finetune_epochs: int = 2  # what every fine-tuning method (and its control) trains for
+    variants: tuple = field(init=False, default=())  # parsed from compress; the baseline `none` first
     # True when the user named the runtimes: a missing package is then bad input (exit 2), not a table row.
     runtimes_named: bool = field(init=False, default=False)
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """MODEL may name several models (an architecture family), comma-separated."""
+        return tuple(part.strip() for part in self.model.split(",") if part.strip())
 
     def __post_init__(self) -> None:
         if not self.targets:
@@ -81,7 +90,15 @@ class BenchConfig:
             raise UsageError(f"bad thread count {self.threads!r}: expected a whole number from 1 to {max_threads}")
         if not self.timeout_s > 0:
             raise UsageError(f"bad timeout {self.timeout_s!r}: expected seconds > 0")
+        if not isinstance(self.finetune_epochs, int) or isinstance(self.finetune_epochs, bool) \
+                or self.finetune_epochs < 0:
+            raise UsageError(f"bad fine-tune epochs {self.finetune_epochs!r}: expected a whole number >= 0")
+        if not self.model_names:
+            raise UsageError("no model given: e.g. resnet18, or mnist_resnet_s,mnist_resnet_m for a family")
+        from compression import parse_variants  # late, like the adapters below
         from runtimes import runtime_names  # late: keeps `bench.config` importable without adapters
+
+        self.variants = parse_variants(self.compress)
 
         known = runtime_names()
         for name in self.runtimes:

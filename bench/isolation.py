@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.job import CompressJob, MeasureJob, save_job
 from bench.worker import RESULT_FILE, STATUS_FILE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +29,7 @@ QUIET_ENV = {
     "HF_HUB_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "DO_NOT_TRACK": "1",
+    "NNCF_CI": "1",  # NNCF sends no telemetry when it believes it runs in CI
 }
 
 
@@ -63,7 +65,7 @@ def _describe_exit(status: int, phase: str, log_path: Path) -> str:
     return f"process exited with code {os.WEXITSTATUS(status)} while {phase}" + (f": {last}" if last else "")
 
 
-def run_child(mode: str, job: dict[str, Any], job_dir: Path, threads: int, timeout_s: float,
+def run_child(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: int, timeout_s: float,
               on_phase: Callable[[str], None] = lambda phase: None, poll_s: float = 0.1) -> ChildOutcome:
     """Run `bench.worker` on `job` in a fresh interpreter; never raises for what happens inside it."""
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -71,7 +73,7 @@ def run_child(mode: str, job: dict[str, Any], job_dir: Path, threads: int, timeo
     for stale in (RESULT_FILE, STATUS_FILE, report.name):
         (job_dir / stale).unlink(missing_ok=True)
     job_path = job_dir / f"{mode}.json"
-    job_path.write_text(json.dumps(job, indent=1))
+    save_job(job, job_path)
     log_path = job_dir / f"{mode}.log"
     command = [sys.executable, "-m", "bench.peakrss", str(report), str(timeout_s), "--",
                sys.executable, "-m", "bench.worker", mode, str(job_path)]
@@ -112,11 +114,35 @@ def run_child(mode: str, job: dict[str, Any], job_dir: Path, threads: int, timeo
     return ChildOutcome(result, None, peak_rss_mb, wall_s)
 
 
-def _kill_group(pgid: int) -> None:
+def _kill_group(pgid: int, settle_s: float = 2.0) -> None:
+    """SIGKILL the child's whole process group, then wait (briefly) until its members are really gone.
+
+    A killed process keeps running until the scheduler gives it a turn to die; on a busy machine that
+    can outlast our own exit, so the harness waits for the group to empty rather than trusting the kill.
+    """
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
-        pass
+        return
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline:
+        if not _group_alive(pgid):
+            return
+        time.sleep(0.01)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs (zombies waiting for their parent do not count)."""
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _read_phase(job_dir: Path) -> str:

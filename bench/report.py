@@ -66,8 +66,42 @@ def _status_cell(row: ResultRow, notes: _Notes) -> str:
     if found:
         text += f" ({', '.join(found)})"
     if row.error:
-        text += f" [{notes.add(f'{row.format} {row.precision} b{row.batch} on {row.target}: {row.error}')}]"
+        what = f"{row.format} {row.precision} b{row.batch} on {row.target}"
+        if row.compression != "none":
+            what = f"{row.compression}: {what}"
+        text += f" [{notes.add(f'{what}: {row.error}')}]"
     return text
+
+
+def accuracy_cell(row: ResultRow) -> str:
+    """Top-1 in percent with its 95% interval, e.g. `97.5 (96.4-98.3)`."""
+    if row.accuracy is None:
+        return "-"
+    if row.accuracy_ci_low is None or row.accuracy_ci_high is None:
+        return f"{row.accuracy:.1%}".rstrip("%")
+    return f"{row.accuracy * 100:.1f} ({row.accuracy_ci_low * 100:.1f}-{row.accuracy_ci_high * 100:.1f})"
+
+
+def _single_target(rows: Sequence[ResultRow], notes: _Notes) -> tuple[list[str], list[list[str]]]:
+    """The plain table; Model, Compression, Zip and Accuracy columns appear only when the rows vary in them."""
+    many_models = len({r.model for r in rows}) > 1
+    compressed = len({r.compression for r in rows}) > 1
+    scored = any(r.accuracy is not None for r in rows)
+    agreement = compressed and not scored  # no labels: fidelity of each variant to the uncompressed model
+    headers = (["Model"] if many_models else []) + ["Format"] + (["Compression"] if compressed else []) + \
+        SINGLE_TARGET_HEADERS[1:5] + (["Zip (MB)"] if compressed else []) + SINGLE_TARGET_HEADERS[5:8] + \
+        (["Accuracy % (95% CI)"] if scored else []) + \
+        (["Top-1 agreement vs uncompressed (fidelity)"] if agreement else []) + SINGLE_TARGET_HEADERS[8:]
+    body = []
+    for r in rows:
+        cells = ([r.model] if many_models else []) + [r.format] + ([r.compression] if compressed else [])
+        cells += [r.precision, str(r.batch), _status_cell(r, notes), fmt(r.size_mb, 1)]
+        cells += [fmt(r.zip_mb, 2)] if compressed else []
+        cells += [fmt(r.p50_ms), fmt(r.p90_ms), fmt(r.throughput, 1)]
+        cells += [accuracy_cell(r)] if scored else []
+        cells += [f"{r.agreement:.0%}" if r.agreement is not None else "-"] if agreement else []
+        body.append(cells + [sci(r.max_abs_diff)])
+    return headers, body
 
 
 def table_layout(rows: Sequence[ResultRow]) -> tuple[list[str], list[list[str]], list[str]]:
@@ -75,9 +109,8 @@ def table_layout(rows: Sequence[ResultRow]) -> tuple[list[str], list[list[str]],
     targets = list(dict.fromkeys(r.target for r in rows))
     notes = _Notes()
     if len(targets) <= 1:
-        body = [[r.format, r.precision, str(r.batch), _status_cell(r, notes), fmt(r.size_mb, 1), fmt(r.p50_ms),
-                 fmt(r.p90_ms), fmt(r.throughput, 1), sci(r.max_abs_diff)] for r in rows]
-        return SINGLE_TARGET_HEADERS, body, notes.items
+        headers, body = _single_target(rows, notes)
+        return headers, body, notes.items
     groups: dict[tuple[str, str, int], dict[str, ResultRow]] = {}
     for row in rows:
         groups.setdefault((row.format, row.precision, row.batch), {})[row.target] = row
@@ -109,9 +142,22 @@ DETAIL_HEADERS = ["Format", "Precision", "Batch", "Target", "Export s", "Load s"
                   "Iterations", "Peak RSS (MB)", "Cosine", "Other CPU load"]
 
 
+def _identity_columns(rows: Sequence[ResultRow]) -> tuple[bool, bool]:
+    """Whether the rows vary in model, and in compression: those columns are shown only then."""
+    return len({r.model for r in rows}) > 1, len({r.compression for r in rows}) > 1
+
+
+def detail_headers(rows: Sequence[ResultRow]) -> list[str]:
+    many_models, compressed = _identity_columns(rows)
+    return (["Model"] if many_models else []) + DETAIL_HEADERS[:1] + (["Compression"] if compressed else []) + \
+        DETAIL_HEADERS[1:]
+
+
 def detail_cells(rows: Sequence[ResultRow]) -> list[list[str]]:
     """The rest of each measured row: export, load, first inference, spread, memory, noise."""
-    return [[r.format, r.precision, str(r.batch), r.target, fmt(r.export_s), fmt(r.load_s), fmt(r.first_ms),
+    many_models, compressed = _identity_columns(rows)
+    return [([r.model] if many_models else []) + [r.format] + ([r.compression] if compressed else []) +
+            [r.precision, str(r.batch), r.target, fmt(r.export_s), fmt(r.load_s), fmt(r.first_ms),
              fmt(r.p99_ms), fmt(r.std_ms), str(r.iterations), fmt(r.peak_rss_mb, 0), fmt(r.cosine, 6),
              f"{r.foreign_load:.1%}" if r.foreign_load is not None else "-"] for r in rows if r.status == "ok"]
 
@@ -139,5 +185,5 @@ def markdown_report(rows: Sequence[ResultRow]) -> str:
     text = markdown_table(rows)
     details = detail_cells(rows)
     if details:
-        text += "\n## Details\n\n" + markdown_grid(DETAIL_HEADERS, details)
+        text += "\n## Details\n\n" + markdown_grid(detail_headers(rows), details)
     return text

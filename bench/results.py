@@ -59,6 +59,17 @@ class ResultRow:
     steal: float | None = None
     noisy: bool | None = None
     details: str = ""
+    # Compression and accuracy (issue 7). Accuracy is top-1 on `dataset`'s test split, scored in the row's runtime.
+    dataset: str = ""  # e.g. "mnist (1000 test images)"; "" when the model has no labels (fidelity only)
+    accuracy: float | None = None
+    accuracy_ci_low: float | None = None  # 95% Wilson interval
+    accuracy_ci_high: float | None = None
+    params: int | None = None  # parameters of the (compressed) PyTorch module
+    sparsity: float | None = None  # share of parameters that are exactly zero
+    zip_mb: float | None = None  # the artifact deflated (what unstructured pruning shrinks)
+    packed_mb: float | None = None  # stored as indices + codebook where a tensor has <= 256 values (clustering)
+    finetune_epochs: int | None = None
+    agreement: float | None = None  # top-1 agreement with the uncompressed model on seeded inputs, in PyTorch
 
     def add_latency(self, stats: LatencyStats) -> None:
         self.p50_ms, self.p90_ms, self.p99_ms = stats.p50, stats.p90, stats.p99

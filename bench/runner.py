@@ -6,21 +6,29 @@ import datetime as dt
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench.config import BenchConfig
 from bench.errors import UsageError
 from bench.isolation import PROJECT_ROOT, run_child
+from bench.job import CompressJob, MeasureJob
 from bench.progress import Reporter
 from bench.results import ResultRow, RunWriter
 from bench.runlog import RunLog, logger
 from bench.stats import LatencyStats
 from bench.targets import check_target
-from runtimes import Runtime, adapter_ref, artifact_size_bytes, get_runtime
+from bench.variants import MODEL_FILE, VariantInfo, outputs_path, save_variant
+from compression import NONE, Variant, parse_variant
+from compression.measures import zipped_bytes
+from runtimes import Runtime, RuntimeOptions, adapter_ref, artifact_size_bytes, get_runtime
+
+if TYPE_CHECKING:
+    from models.tasks import Task
 
 RESULTS_DIR = PROJECT_ROOT / "results"
+CALIBRATION_INPUTS = 32
 
 
 @dataclass
@@ -41,19 +49,27 @@ class Job:
 
 @dataclass
 class Reference:
-    """What every child reads: the weights, and per batch size the input and PyTorch eager's outputs."""
+    """What every child reads for one model: the module, per batch size the input and eager's outputs, the data."""
 
     folder: Path
 
     @property
-    def state_dict(self) -> Path:
-        return self.folder / "state_dict.pt"
+    def model_file(self) -> Path:
+        return self.folder / MODEL_FILE
 
     def input(self, batch: int) -> Path:
         return self.folder / f"input_b{batch}.npy"
 
     def outputs(self, batch: int) -> Path:
-        return self.folder / f"outputs_b{batch}.npz"
+        return outputs_path(self.folder, batch)
+
+    @property
+    def task(self) -> Path:
+        return self.folder / "task.npz"
+
+    @property
+    def calibration(self) -> Path:
+        return self.folder / "calibration.npy"
 
 
 @dataclass
@@ -62,9 +78,32 @@ class RunSummary:
     rows: list[ResultRow]
 
 
-def plan_jobs(config: BenchConfig) -> list[Job]:
+def plan_jobs(config: BenchConfig, variant: Variant = NONE, quantized_study: bool = False) -> list[Job]:
+    """Every row of one variant. A quantization-aware variant is measured at int8 only; when a run has one,
+    the baseline and the fine-tuning control are measured at int8 too (post-training int8), as its comparison."""
+    precisions = config.precisions
+    if variant.quantizes:
+        precisions = ("int8",)
+    elif quantized_study and all(m.name == "finetune" for m in variant.methods) and "int8" not in precisions:
+        precisions = (*precisions, "int8")
     return [Job(target, get_runtime(name), precision, batch) for target in config.targets
-            for name in config.runtimes for precision in config.precisions for batch in config.batches]
+            for name in config.runtimes for precision in precisions for batch in config.batches]
+
+
+def with_controls(variants: tuple[Variant, ...], has_task: bool, finetune_epochs: int) -> tuple[Variant, ...]:
+    """Add what each fine-tuned variant must be compared with: the baseline fine-tuned as long, the student alone."""
+    out = list(variants)
+    if has_task and finetune_epochs and any(m.fine_tunes for v in variants for m in v.methods):
+        control = parse_variant(f"finetune:{finetune_epochs}")
+        if control.spec not in [v.spec for v in out]:
+            out.insert(1, control)
+    for variant in variants:
+        for method in variant.methods:
+            if method.name == "distill":
+                alone = parse_variant(f"student:{method.arg}")
+                if alone.spec not in [v.spec for v in out]:
+                    out.insert(out.index(variant) + 1, alone)
+    return tuple(out)
 
 
 def check_named_runtimes(config: BenchConfig) -> None:
@@ -104,30 +143,61 @@ def make_run_dir(config: BenchConfig, model_name: str) -> Path:
     return run_dir
 
 
-def save_reference(model: Any, batches: tuple[int, ...], folder: Path, seed: int) -> Reference:
-    import torch
-
+def save_reference(model: Any, batches: tuple[int, ...], folder: Path, seed: int,
+                   task: Task | None = None) -> Reference:
+    """Inputs per batch size, the module pickled whole with its eager outputs, and the task's data if any."""
     from models import make_input
-    from runtimes._torch import to_host
 
     folder.mkdir(parents=True, exist_ok=True)
     reference = Reference(folder)
-    torch.save(model.module.state_dict(), reference.state_dict)
-    for batch in batches:
-        x = make_input(model.example, batch, seed)
-        np.save(reference.input(batch), x.numpy())
-        with torch.inference_mode():
-            outputs = to_host(model.module(x))
-        np.savez(reference.outputs(batch), **{f"out_{i}": o for i, o in enumerate(outputs)})
+    for batch in batches:  # real test images where there are some: int8 is calibrated for those, not for noise
+        x = make_input(model.example, batch, seed).numpy() if task is None else \
+            np.resize(task.x_test, (batch, *task.x_test.shape[1:]))
+        np.save(reference.input(batch), x)
+    info = save_variant(model.module, folder, {b: reference.input(b) for b in batches}, 0, "")
+    if task is not None:
+        task.save(reference.task)
+        np.save(reference.calibration, task.calibration(seed=seed))
+    else:  # int8 calibration on seeded inputs shaped like the example: all a model without data offers
+        np.save(reference.calibration, make_input(model.example, CALIBRATION_INPUTS, seed + 3).numpy())
+    reference.info = info
     return reference
 
 
-def table_header(config: BenchConfig, model: Any, environment: dict[str, Any]) -> str:
+def resolve_task(config: BenchConfig, model: Any) -> Task | None:
+    """The labelled data a model is scored on: DATA if given, else the zoo model's own task, else none."""
+    from models import resolve_source
+    from models.tasks import check_task_fits, load_task
+
+    source = resolve_source(model.source)
+    name = config.data or source.task
+    if not name:
+        return None
+    task = load_task(name, tuple(model.example.shape[1:]), config.seed)
+    import torch
+
+    with torch.no_grad():
+        outputs = model.module(model.example)
+    outputs = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+    check_task_fits(task, tuple(model.example.shape[1:]), int(outputs.shape[-1]), model.name)
+    return task
+
+
+def table_header(config: BenchConfig, models: list[Any], tasks: list[Task | None],
+                 environment: dict[str, Any]) -> str:
     t = config.timing
     packages = ", ".join(f"{k} {v}" for k, v in environment["packages"].items())
+    described = "".join(
+        f"- Model: {m.name}, input {tuple(m.example.shape[1:])}, weights: {m.weights}"
+        + (f"; accuracy on {task.label}, top-1 in each runtime, 95% Wilson interval" if task is not None else "")
+        + "\n" for m, task in zip(models, tasks, strict=True))
+    compression = ""
+    if len(config.variants) > 1:
+        compression = (f"- Compression: {', '.join(v.spec for v in config.variants)}; fine-tuning "
+                       f"{config.finetune_epochs} epochs, compared with the baseline fine-tuned as long\n")
     return (
-        f"# edgebench: {model.name} on {', '.join(config.targets)}\n\n"
-        f"- Model: {model.name}, input {tuple(model.example.shape[1:])}, weights: {model.weights}\n"
+        f"# edgebench: {', '.join(m.name for m in models)} on {', '.join(config.targets)}\n\n"
+        f"{described}{compression}"
         f"- Machine: {environment['cpu']}, {environment['cpu_logical_cores']} logical cores, "
         f"{environment['ram_gib']} GiB RAM, {environment['os']}, Python {environment['python']}\n"
         f"- Software: {packages}; edgebench commit {environment['git_commit']}\n"
@@ -155,56 +225,104 @@ class Runner:
         config = self.config
         devices = {target: check_target(target) for target in config.targets}  # all checked before any work
         check_named_runtimes(config)
-        model = load_model(config.model, config.weights, config.seed)  # bad model/weights fail here, nothing written
-        jobs = plan_jobs(config)
-        run_dir = make_run_dir(config, model.name)
+        # Bad models, weights, data or methods fail here, before anything is written.
+        models = [load_model(name, config.weights, config.seed) for name in config.model_names]
+        tasks = [resolve_task(config, model) for model in models]
+        plans = []
+        for model, task in zip(models, tasks, strict=True):
+            variants = with_controls(config.variants, task is not None, config.finetune_epochs)
+            for variant in variants:
+                for method in variant.methods:
+                    method.check(model.module, model.example)
+                if variant.needs_task and task is None:
+                    raise UsageError(f"{variant.spec} trains, so it needs labelled data: {model.name} has none; "
+                                     "use a zoo model (mnist_resnet_m, digits_cnn) or DATA=mnist|digits|folder")
+            quantized_study = any(v.quantizes for v in variants)
+            plans.append([(variant, plan_jobs(config, variant, quantized_study)) for variant in variants])
+        total = sum(len(jobs) for plan in plans for _, jobs in plan)
+        run_dir = make_run_dir(config, "+".join(m.name for m in models))
         self.log.attach(run_dir / "run.log")
         logger.info("run folder %s; config %s", run_dir, asdict(config))
         environment = capture({
             "targets": list(config.targets), "target_devices": devices, "threads": config.threads,
             "timing": asdict(config.timing), "harness_overhead_us": harness_overhead_us(),
         })
-        writer = RunWriter(run_dir, table_header(config, model, environment))
+        writer = RunWriter(run_dir, table_header(config, models, tasks, environment))
         writer.write_environment(environment)
         where = ", ".join(config.targets)
-        self.reporter.start(len(jobs), f"edgebench: {model.name} on {where}, {len(jobs)} measurements "
-                                       f"-> {_display(run_dir)}")
+        names = ", ".join(m.name for m in models)
+        self.reporter.start(total, f"edgebench: {names} on {where}, {total} measurements -> {_display(run_dir)}")
         try:
-            reference = save_reference(model, config.batches, run_dir / "reference", config.seed)
-            base = {"model": model.name, "weights": model.weights, "compression": "none",
-                    "threads": config.threads}
-            for job in jobs:
-                row, samples = self.measure(job, reference, run_dir, base, model.source)
-                writer.append(row, samples)
-                self.reporter.row_done(row)
+            for model, task, plan in zip(models, tasks, plans, strict=True):
+                folder = run_dir / "reference" / _safe(model.name)
+                reference = save_reference(model, config.batches, folder, config.seed, task)
+                base = {"model": model.name, "weights": model.weights, "threads": config.threads,
+                        "dataset": task.label if task is not None else ""}
+                for variant, jobs in plan:
+                    made, error = self.compress(variant, model, reference, run_dir)
+                    for job in jobs:
+                        row, samples = self.measure(job, reference, made, error, run_dir,
+                                                    {**base, "compression": variant.spec}, model.source)
+                        writer.append(row, samples)
+                        self.reporter.row_done(row)
         finally:
             self.reporter.finish()
             if not config.keep_artifacts:
-                for folder in ("artifacts", "jobs", "reference"):
+                for folder in ("artifacts", "jobs", "reference", "variants"):
                     shutil.rmtree(run_dir / folder, ignore_errors=True)
         return RunSummary(run_dir, writer.rows)
 
-    def measure(self, job: Job, reference: Reference, run_dir: Path, base: dict[str, Any],
-                model_source: str) -> tuple[ResultRow, tuple[float, ...]]:
+    def compress(self, variant: Variant, model: Any, reference: Reference,
+                 run_dir: Path) -> tuple[tuple[Path, VariantInfo] | None, str]:
+        """Make the variant once, in a child process: (its folder and counts, '') or (None, the error)."""
+        if variant is NONE or not variant.methods:
+            return (reference.folder, reference.info), ""
+        slug = Path(_safe(model.name), _safe(variant.spec))
+        folder = run_dir / "variants" / slug
+        job = CompressJob(chain=variant.spec, model_file=str(reference.model_file), model=model.source,
+                          out_dir=str(folder), inputs={str(b): str(reference.input(b)) for b in self.config.batches},
+                          task=str(reference.task) if reference.task.exists() else "",
+                          finetune_epochs=self.config.finetune_epochs, seed=self.config.seed,
+                          threads=self.config.threads)
+
+        def on_phase(phase: str) -> None:
+            self.reporter.phase(f"{model.name} {variant.spec}", phase)
+
+        outcome = run_child("compress", job, run_dir / "jobs" / slug, self.config.threads, self.config.timeout_s,
+                            on_phase)
+        self.log.append_file(f"{model.name} {variant.spec}: compress", run_dir / "jobs" / slug / "compress.log")
+        if outcome.error:
+            return None, f"compress: {outcome.error}"
+        return (folder, VariantInfo(**outcome.result)), ""
+
+    def measure(self, job: Job, reference: Reference, made: tuple[Path, VariantInfo] | None, compress_error: str,
+                run_dir: Path, base: dict[str, Any], model_source: str) -> tuple[ResultRow, tuple[float, ...]]:
         config = self.config
         row = ResultRow(**base, runtime=job.runtime.name, format=job.runtime.label, precision=job.precision,
                         target=job.target, device=job.target, batch=job.batch, status="ok")
+        if made is None:
+            row.status, row.error = "error", compress_error
+            return row, ()
+        folder, info = made
+        row.params, row.sparsity, row.packed_mb = info.params, info.sparsity, info.packed_mb
+        row.finetune_epochs, row.agreement = info.finetune_epochs, info.agreement
+        if info.notes:
+            row.details = info.notes
         reason = job.runtime.export_unavailable(job.target, job.precision)
         if reason:
             row.status, row.error = "unavailable", reason
             return row, ()
-        artifact_dir = run_dir / "artifacts" / job.slug
-        job_dir = run_dir / "jobs" / job.slug
-        spec = {
-            "adapter": adapter_ref(job.runtime),
-            "options": {"target": job.target, "precision": job.precision, "threads": config.threads,
-                        "model": model_source, "seed": config.seed},
-            "state_dict": str(reference.state_dict),
-            "input": str(reference.input(job.batch)),
-            "reference": str(reference.outputs(job.batch)),
-            "artifact_dir": str(artifact_dir),
-            "timing": asdict(config.timing),
-        }
+        where = Path(_safe(row.model), _safe(row.compression), job.slug)
+        artifact_dir = run_dir / "artifacts" / where
+        job_dir = run_dir / "jobs" / where
+        spec = MeasureJob(
+            adapter=adapter_ref(job.runtime),
+            options=RuntimeOptions(target=job.target, precision=job.precision, threads=config.threads,
+                                   model=model_source, seed=config.seed),
+            model_file=str(folder / MODEL_FILE), input=str(reference.input(job.batch)),
+            reference=str(outputs_path(folder, job.batch)), artifact_dir=str(artifact_dir), timing=config.timing,
+            task=str(reference.task) if reference.task.exists() else "",
+            calibration=str(reference.calibration))
 
         def on_phase(phase: str) -> None:
             self.reporter.phase(job.label, phase)
@@ -217,7 +335,8 @@ class Runner:
             return row, ()
         row.export_s = exported.result["export_s"]
         row.size_mb = artifact_size_bytes(artifact_dir) / 1e6
-        spec["artifact"] = exported.result["artifact"]
+        row.zip_mb = zipped_bytes(artifact_dir) / 1e6
+        spec.artifact = exported.result["artifact"]
 
         measured = run_child("measure", spec, job_dir, config.threads, config.timeout_s, on_phase)
         self.log.append_file(f"{job.label}: measure", job_dir / "measure.log")
@@ -232,9 +351,16 @@ class Runner:
         samples = tuple(result["samples_ms"])
         row.add_latency(LatencyStats(samples))
         for name in ("load_s", "first_ms", "warmup_iters", "capped", "max_abs_diff", "cosine", "fidelity_ok",
-                     "foreign_load", "steal", "noisy", "device", "details", "h2d_ms", "d2h_ms"):
+                     "foreign_load", "steal", "noisy", "device", "h2d_ms", "d2h_ms"):
             setattr(row, name, result[name])
+        row.details = "; ".join(part for part in (result["details"], row.details) if part)
+        for name in ("accuracy", "accuracy_ci_low", "accuracy_ci_high"):
+            setattr(row, name, result.get(name))
         return row, samples
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
 def _display(path: Path) -> str:

@@ -66,3 +66,24 @@ class LatencyStats:
     def throughput(self, batch: int) -> float:
         """Items per second over the whole timed run: batch x iterations / total time."""
         return batch * 1000.0 / self.mean
+
+
+def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of an accuracy: honest at 100% or 0%, unlike the normal approximation."""
+    if total <= 0:
+        raise ValueError("an accuracy interval needs at least one test item")
+    p = correct / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def accuracies_differ(a: tuple[int, int], b: tuple[int, int], z: float = 1.96) -> bool:
+    """Whether two accuracies (correct, total) differ beyond noise: a two-proportion z-test at 95%."""
+    (ca, na), (cb, nb) = a, b
+    pooled = (ca + cb) / (na + nb)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb))
+    if se == 0:
+        return ca / na != cb / nb
+    return bool(abs(ca / na - cb / nb) / se > z)

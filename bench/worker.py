@@ -1,7 +1,8 @@
-"""The child process: export one runtime's artifact, or load and measure it. Run by `bench.isolation`.
+"""The child process: compress the model once, export one runtime's artifact, or load and measure it.
 
-`python -m bench.worker export|measure JOB.json` reads the job, writes `result.json` beside it, and keeps
-a one-word phase in `status` so the parent can show progress and say where a crash happened.
+`python -m bench.worker compress|export|measure JOB.json` reads the job (`bench.job`), writes `result.json`
+beside it, and keeps a one-word phase in `status` so the parent can show progress and say where a crash
+happened.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import json
 import sys
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.config import TimingConfig
-from runtimes import RuntimeOptions, load_adapter
+from bench.job import CompressJob, MeasureJob, load_job
+from runtimes import load_adapter
 
 RESULT_FILE = "result.json"
 STATUS_FILE = "status"
@@ -32,16 +34,43 @@ def _phase(job_dir: Path, text: str) -> None:
     (job_dir / STATUS_FILE).write_text(text)
 
 
-def _export(job: dict[str, Any], adapter: Any, job_dir: Path) -> dict[str, Any]:
+def _compress(job: CompressJob, job_dir: Path) -> dict[str, Any]:
     import torch
 
-    from models import rebuild_model
+    from bench.variants import load_module, save_variant
+    from compression import CompressionContext, parse_variant
+    from models.tasks import Task
 
-    torch.set_num_threads(job["options"]["threads"])
-    _phase(job_dir, "building model")
-    module, _ = rebuild_model(job["options"]["model"], Path(job["state_dict"]), job["options"]["seed"])
-    example = torch.from_numpy(np.load(job["input"]))
-    folder = Path(job["artifact_dir"])
+    torch.set_num_threads(job.threads)
+    _phase(job_dir, "loading model")
+    baseline = load_module(job.model_file, job.model)
+    model = load_module(job.model_file, job.model)
+    inputs = {int(batch): Path(path) for batch, path in job.inputs.items()}
+    example = torch.from_numpy(np.load(next(iter(inputs.values())))[:1])
+    task = Task.load(job.task) if job.task else None
+    context = CompressionContext(example=example, task=task, seed=job.seed, finetune_epochs=job.finetune_epochs)
+    epochs = 0
+    for method in parse_variant(job.chain).methods:
+        _phase(job_dir, method.spec)
+        epochs += method.finetune_epochs(context)
+        model = method.apply(model, context)
+    _phase(job_dir, "saving")
+    info = save_variant(model, Path(job.out_dir), inputs, epochs, "; ".join(context.notes), baseline, job.seed)
+    return asdict(info)
+
+
+def _export(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
+    import torch
+
+    from bench.variants import load_module
+
+    torch.set_num_threads(job.options.threads)
+    _phase(job_dir, "loading model")
+    module = load_module(job.model_file, job.options.model)
+    example = torch.from_numpy(np.load(job.input))
+    if job.calibration:
+        adapter.calibration = np.load(job.calibration)
+    folder = Path(job.artifact_dir)
     folder.mkdir(parents=True, exist_ok=True)
     _phase(job_dir, "exporting")
     t0 = time.perf_counter()
@@ -49,31 +78,53 @@ def _export(job: dict[str, Any], adapter: Any, job_dir: Path) -> dict[str, Any]:
     return {"artifact": str(artifact), "export_s": time.perf_counter() - t0}
 
 
-def _measure(job: dict[str, Any], adapter: Any, job_dir: Path) -> dict[str, Any]:
+def _accuracy(adapter: Any, task_path: str, batch: int) -> dict[str, Any]:
+    """Top-1 of the loaded artifact on the task's whole test split, in its own runtime, `batch` images at a time.
+
+    Artifacts have a fixed batch size: the last chunk is padded by repeating its final image.
+    """
+    from bench.stats import wilson_interval
+
+    with np.load(task_path) as data:
+        x, y = data["x_test"], data["y_test"]
+    predicted = []
+    for i in range(0, len(x), batch):
+        chunk = x[i:i + batch]
+        real = len(chunk)
+        if real < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
+        logits = adapter.predict(np.ascontiguousarray(chunk))[0]
+        predicted.append(np.asarray(logits).reshape(batch, -1)[:real].argmax(1))
+    correct = int((np.concatenate(predicted) == y).sum())
+    low, high = wilson_interval(correct, len(y))
+    return {"accuracy": correct / len(y), "accuracy_ci_low": low, "accuracy_ci_high": high}
+
+
+def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     from bench.cpuload import ForeignLoadTracker
     from bench.fidelity import compare
     from bench.timing import time_step
 
-    reason = type(adapter).run_unavailable(job["options"]["target"])
+    reason = type(adapter).run_unavailable(job.options.target)
     if reason:  # exported (so its size is known) but cannot run here
         return {"unavailable": reason}
     _phase(job_dir, "loading")
     t0 = time.perf_counter()
-    adapter.load(Path(job["artifact"]))
+    adapter.load(Path(job.artifact))
     load_s = time.perf_counter() - t0
     mismatch = adapter.precision_mismatch()
     if mismatch:
         return {"unavailable": mismatch}
 
-    x = np.load(job["input"])
-    with np.load(job["reference"]) as ref:
+    x = np.load(job.input)
+    with np.load(job.reference) as ref:
         reference = [ref[k] for k in sorted(ref.files, key=lambda k: int(k.split("_")[1]))]
 
     _phase(job_dir, "first inference")
     t0 = time.perf_counter()
     outputs = adapter.predict(x)
     first_ms = (time.perf_counter() - t0) * 1e3
-    fidelity = compare(outputs, reference, job["options"]["precision"])
+    fidelity = compare(outputs, reference, job.options.precision)
 
     _phase(job_dir, "timing")
     prepared = adapter.prepare(x)
@@ -83,10 +134,14 @@ def _measure(job: dict[str, Any], adapter: Any, job_dir: Path) -> dict[str, Any]
         adapter.sync()
 
     with ForeignLoadTracker() as tracker:
-        timed = time_step(step, TimingConfig(**job["timing"]))
+        timed = time_step(step, job.timing)
 
-    on_device = job["options"]["target"] != "cpu"
+    on_device = job.options.target != "cpu"
     transfers = _transfer_times(adapter, x, prepared) if on_device else {"h2d_ms": None, "d2h_ms": None}
+    scored = {}
+    if job.task:
+        _phase(job_dir, "scoring accuracy")
+        scored = _accuracy(adapter, job.task, len(x))
     details = adapter.details()
     adapter.close()
     return {
@@ -104,6 +159,7 @@ def _measure(job: dict[str, Any], adapter: Any, job_dir: Path) -> dict[str, Any]
         "device": adapter.device,
         "details": details,
         **transfers,
+        **scored,
     }
 
 
@@ -127,10 +183,13 @@ def main(argv: list[str]) -> int:
     mode, job_path = argv
     job_path = Path(job_path)
     job_dir = job_path.parent
-    job = json.loads(job_path.read_text())
     try:
-        adapter = load_adapter(job["adapter"])(RuntimeOptions(**job["options"]))
-        result = _export(job, adapter, job_dir) if mode == "export" else _measure(job, adapter, job_dir)
+        job = load_job(mode, job_path)
+        if mode == "compress":
+            result = _compress(job, job_dir)
+        else:
+            adapter = load_adapter(job.adapter)(job.options)
+            result = _export(job, adapter, job_dir) if mode == "export" else _measure(job, adapter, job_dir)
     except Exception as exc:  # the parent turns this into an error row; the traceback goes to the log
         traceback.print_exc()
         message = " ".join(str(exc).split())[:400] or "(no message)"

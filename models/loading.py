@@ -68,6 +68,8 @@ def load_model(source_text: str, weights: str | None = None, seed: int = 0) -> L
         elif source.random_init:
             count = recalibrate_batchnorm(module, example, seed=seed)
             label = f"random-init, BN recalibrated (seed {seed})" if count else f"random-init (seed {seed})"
+        elif source.task:
+            label = f"trained on {source.task}, {source.epochs} epochs (seed {seed})"
         else:
             label = f"as built by {source.name}"
     module.eval()

@@ -28,6 +28,7 @@ class ModelSource(ABC):
 
     name: str
     random_init: bool  # True when build() gives untrained weights that need realistic activations
+    task: str | None = None  # the labelled task it is scored on by default (zoo models); None: fidelity only
 
     @property
     @abstractmethod
@@ -84,6 +85,11 @@ class UserFileSource(ModelSource):
 
     def _function(self):
         module_name = f"edgebench_user_{self.path.stem}"
+        loaded = sys.modules.get(module_name)
+        if loaded is not None and getattr(loaded, "__file__", None) == str(self.path):
+            # Imported once per process: a second import would make new classes, and the model built
+            # from the first could no longer be pickled for the child processes.
+            return self._lookup(loaded, module_name)
         spec = importlib.util.spec_from_file_location(module_name, self.path)
         if spec is None or spec.loader is None:
             raise UsageError(f"cannot import model file {self.path}: not a Python file")
@@ -92,7 +98,11 @@ class UserFileSource(ModelSource):
         try:
             spec.loader.exec_module(module)
         except Exception as exc:  # the user's code: report its failure in one line
+            sys.modules.pop(module_name, None)
             raise UsageError(f"importing model file {self.path} failed: {type(exc).__name__}: {exc}") from exc
+        return self._lookup(module, module_name)
+
+    def _lookup(self, module, module_name: str):
         fn = getattr(module, self.function, None)
         if not callable(fn):
             found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
@@ -143,11 +153,15 @@ def resolve_source(text: str) -> ModelSource:
         source = UserFileSource(path=path.resolve(), function=function)
         source.check()
         return source
+    from models.zoo import ZOO
+
+    if text in ZOO:
+        return ZOO[text]
     if text in REFERENCE_MODELS:
         return TorchvisionSource(text, REFERENCE_MODELS[text])
     if text in _torchvision_classifiers():
         return TorchvisionSource(text, 224)
     raise UsageError(
-        f"unknown model {text!r}: choose one of {', '.join(REFERENCE_MODELS)}, "
+        f"unknown model {text!r}: choose one of {', '.join([*REFERENCE_MODELS, *ZOO])}, "
         "another torchvision classifier (edgebench --list-models), or path/to/file.py:function"
     )

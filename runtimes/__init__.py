@@ -5,10 +5,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import pkgutil
 import sys
 from pathlib import Path
 
+from bench.discovery import concrete_subclasses
 from runtimes.base import Runtime, RuntimeOptions, artifact_size_bytes
 
 __all__ = ["Runtime", "RuntimeOptions", "artifact_size_bytes", "get_runtime", "register", "runtime_names",
@@ -24,14 +24,8 @@ def _discover() -> None:
     if _discovered:
         return
     _discovered = True
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_") or info.name == "base":
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        for obj in vars(module).values():
-            if inspect.isclass(obj) and issubclass(obj, Runtime) and not inspect.isabstract(obj) \
-                    and obj.__module__ == module.__name__:
-                register(obj)
+    for cls in concrete_subclasses(__name__, __path__, Runtime, skip=("base",)):
+        register(cls)
 
 
 def register(cls: type[Runtime]) -> type[Runtime]:

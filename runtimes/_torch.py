@@ -8,7 +8,34 @@ import numpy as np
 
 from runtimes.base import Runtime
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}  # int8: float in, Q/DQ inside
+
+
+def quantize_x86(model: Any, example: Any, batches: list[np.ndarray]) -> Any:
+    """Static int8 with torchao's PT2E X86 Inductor quantizer, calibrated on `batches`: an ExportedProgram.
+
+    It runs fast only compiled (`torch.compile` with Inductor freezing), which `load_quantized` does.
+    """
+    import torch
+    from torchao.quantization.pt2e import quantize_pt2e
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
+
+    quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config())
+    prepared = quantize_pt2e.prepare_pt2e(torch.export.export(model.eval(), (example,)).module(), quantizer)
+    with torch.no_grad():
+        for batch in batches:
+            prepared(torch.from_numpy(batch))
+    return torch.export.export(quantize_pt2e.convert_pt2e(prepared), (example,))
+
+
+def load_quantized(path: Any) -> Any:
+    """An int8 program compiled by Inductor with freezing (weights prepacked for oneDNN) at its first call."""
+    import torch
+    import torch._inductor.config as inductor
+    import torchao.quantization.pt2e  # noqa: F401  (registers the quantized ops the program uses)
+
+    inductor.freezing = True
+    return torch.compile(torch.export.load(str(path)).module(), dynamic=False)
 
 
 def torch_device(target: str) -> str:

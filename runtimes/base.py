@@ -39,6 +39,10 @@ class Runtime(ABC):
     # import name -> pip requirement, checked before anything is imported.
     packages: ClassVar[dict[str, str]] = {}
 
+    # Set by the worker before export(): int8 calibration inputs (N x input shape), the task's training
+    # images, or seeded inputs for a model without data.
+    calibration: np.ndarray | None = None
+
     def __init__(self, options: RuntimeOptions) -> None:
         self.options = options
 

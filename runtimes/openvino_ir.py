@@ -4,20 +4,24 @@ OpenVINO picks bf16 by default on CPUs with AVX512-BF16 (measured here: 1.7x slo
 the precision is always set, and read back from the compiled model into the row's details.
 The Python converter (`ov.convert_model`) sends telemetry unless opted out, so the IR is made
 with the runtime's own ONNX reader instead, which sends nothing.
+int8 is NNCF's post-training quantization of the IR (`nncf.quantize`), calibrated on the task's images;
+the parts NNCF leaves in float run at f32.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from runtimes._onnx import ONNX_PACKAGES, export_onnx
+from runtimes._quant import calibration_batches
 from runtimes.base import Runtime
 
 DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}
-HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}  # int8: quantized ops; the rest in f32
 HINTED_DEVICES = ("CPU", "GPU")  # devices that take a precision hint; the NPU always computes in fp16
 
 
@@ -36,8 +40,15 @@ class OpenVINO(Runtime):
     label = "OpenVINO"
     order = 30
     artifact = "model.xml"  # with model.bin beside it
-    precisions = {"cpu": ("fp32", "bf16", "fp16"), "gpu": ("fp32", "fp16"), "npu": ("fp16",)}
+    precisions = {"cpu": ("fp32", "bf16", "fp16", "int8"), "gpu": ("fp32", "fp16"), "npu": ("fp16",)}
     packages = {"openvino": "openvino", **ONNX_PACKAGES}
+
+    @classmethod
+    def export_unavailable(cls, target: str, precision: str) -> str | None:
+        reason = super().export_unavailable(target, precision)
+        if reason is None and precision == "int8" and importlib.util.find_spec("nncf") is None:
+            return "OpenVINO int8 needs nncf (pip install nncf)"
+        return reason
 
     @classmethod
     def run_unavailable(cls, target: str) -> str | None:
@@ -57,6 +68,11 @@ class OpenVINO(Runtime):
 
         onnx_path = export_onnx(model, example, folder / "intermediate.onnx")
         ov_model = ov.Core().read_model(str(onnx_path))
+        if self.options.precision == "int8":
+            import nncf
+
+            batches = calibration_batches(self.calibration, example.numpy())
+            ov_model = nncf.quantize(ov_model, nncf.Dataset(batches), subset_size=len(batches))
         path = folder / self.artifact
         # fp16 rows ship fp16 weights (half the file); fp32 and bf16 rows keep fp32 weights.
         ov.save_model(ov_model, str(path), compress_to_fp16=self.options.precision == "fp16")

@@ -1,31 +1,64 @@
-"""PyTorch eager: the baseline every other runtime is compared with."""
+"""PyTorch eager: the baseline every other runtime is compared with.
+
+int8 is the PyTorch deployment path for quantized CNNs: torchao's PT2E X86 quantizer (static, calibrated on
+the task's images), saved as an exported program and compiled by Inductor with freezing. The
+compilation happens at the first inference (about 25 s here), so it shows in the row's first-inference time;
+int8 without compiling runs reference kernels, slower than fp32.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 from pathlib import Path
 from typing import Any
 
 from runtimes import _torch
+from runtimes._quant import calibration_batches
 
 
 class PyTorchEager(_torch.TorchModuleRuntime):
     name = "pytorch"
     label = "PyTorch"
     order = 0
-    artifact = "model.pt"  # the state_dict: what a PyTorch deployment ships besides its code
-    precisions = {"cpu": ("fp32", "bf16"), "gpu": ("fp32", "fp16", "bf16")}
+    artifact = "model.pt"  # the module pickled whole: compression may have changed its architecture
+    precisions = {"cpu": ("fp32", "bf16", "int8"), "gpu": ("fp32", "fp16", "bf16")}
+
+    @classmethod
+    def export_unavailable(cls, target: str, precision: str) -> str | None:
+        reason = super().export_unavailable(target, precision)
+        if reason is None and precision == "int8":
+            if importlib.util.find_spec("torchao") is None:
+                return "PyTorch int8 needs torchao (pip install torchao)"
+            if not (shutil.which("g++") or shutil.which("c++")):
+                return "PyTorch int8 is compiled by Inductor, which needs a C++ compiler (g++)"
+        return reason
 
     def export(self, model: Any, example: Any, folder: Path) -> Path:
         import torch
 
+        if self.options.precision == "int8":
+            path = folder / "model_int8.pt2"
+            batches = calibration_batches(self.calibration, example.numpy())
+            torch.export.save(_torch.quantize_x86(model, example, batches), str(path))
+            return path
         path = folder / self.artifact
-        torch.save(model.state_dict(), path)
+        torch.save(model, path)
         return path
 
     def load(self, artifact: Path) -> None:
-        from models import rebuild_model
+        from bench.variants import load_module
 
         _torch.set_threads(self.options.threads)
-        module, _ = rebuild_model(self.options.model, artifact, self.options.seed)
+        if self.options.precision == "int8":
+            self.dtype = self.torch_dtype()
+            self.module = _torch.load_quantized(artifact)
+            return
+        module = load_module(artifact, self.options.model)
         self.dtype = self.torch_dtype()
         self.module = module.to(device=self.device, dtype=self.dtype).eval()
+
+    def details(self) -> str:
+        if self.options.precision == "int8":
+            return "torchao PT2E X86 int8, torch.compile (Inductor, freezing); compiled at the first inference"
+        return ""

@@ -4,6 +4,8 @@ The model keeps PyTorch's NCHW layout. Fully integer-quantized models take int8/
 int8/uint8 outputs: prepare() and fetch() quantize and dequantize with the scale and zero point the
 model declares, so fidelity is always compared in float. On `npu`, the delegate libraries named by
 EDGEBENCH_TFLITE_DELEGATE are loaded; on `cpu`, XNNPACK runs with the run's thread count.
+int8 is full-integer static quantization with litert-torch's PT2E quantizer (per-channel symmetric weights),
+calibrated on the task's images: the model then takes int8 input and gives int8 output.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from bench.targets import tflite_delegates
+from runtimes._quant import calibration_batches
 from runtimes.base import Runtime
 
 
@@ -46,7 +49,7 @@ class TFLite(Runtime):
     label = "TFLite"
     order = 50
     artifact = "model.tflite"
-    precisions = {"cpu": ("fp32",), "npu": ("fp32",)}
+    precisions = {"cpu": ("fp32", "int8"), "npu": ("fp32", "int8")}
     packages = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert"}
 
     @classmethod
@@ -63,8 +66,27 @@ class TFLite(Runtime):
         import litert_torch
 
         path = folder / self.artifact
-        litert_torch.convert(model.eval(), (example,)).export(str(path))
+        if self.options.precision == "int8":
+            self._export_int8(model, example, path)
+        else:
+            litert_torch.convert(model.eval(), (example,)).export(str(path))
         return path
+
+    def _export_int8(self, model: Any, example: Any, path: Path) -> None:
+        import litert_torch
+        import torch
+        from litert_torch.quantize import pt2e_quantizer, quant_config
+        from torchao.quantization.pt2e import quantize_pt2e
+
+        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+        prepared = quantize_pt2e.prepare_pt2e(torch.export.export(model.eval(), (example,)).module(), quantizer)
+        with torch.no_grad():
+            for batch in calibration_batches(self.calibration, example.numpy()):
+                prepared(torch.from_numpy(batch))
+        quantized = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+        litert_torch.convert(quantized, (example,), quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer)
+                             ).export(str(path))
 
     def load(self, artifact: Path) -> None:
         from ai_edge_litert.interpreter import Interpreter, load_delegate

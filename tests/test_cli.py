@@ -38,6 +38,16 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
     (["--model", "no/such/file.py:build"], "model file 'no/such/file.py' does not exist"),
     (["--model", f"{ASSETS}/tiny_cnn.py:nope"], "defines no function 'nope'"),
     (["--model", TINY_MODEL, "--weights", "missing.pt"], "weights file 'missing.pt' does not exist"),
+    (["--compress", "prune-everything:0.5"], "unknown compression method 'prune-everything' in 'prune-everything:0.5':"
+                                             " choose from cluster:N[@lastK], distill:STUDENT"),
+    (["--compress", "prune-unstructured:1.2"], "bad prune-unstructured amount '1.2': expected a fraction between 0"),
+    (["--compress", "cluster:1"], "bad cluster count '1' in cluster:1: expected a whole number >= 2"),
+    (["--compress", "distill:resnet99"], "unknown student 'resnet99' in distill:resnet99"),
+    (["--compress", "qat+prune-channels:0.3"], "impossible order 'qat+prune-channels:0.3': qat quantizes the model"),
+    (["--model", TINY_MODEL, "--compress", "qat"], "qat trains, so it needs labelled data: tiny_cnn:build has none"),
+    (["--model", "digits_cnn", "--data", "no/such/folder"], "DATA folder 'no/such/folder' does not exist"),
+    (["--model", "digits_cnn", "--data", "imagenet"], "unknown DATA 'imagenet': choose mnist, digits, or a folder"),
+    (["--finetune-epochs", "-1"], "bad fine-tune epochs '-1'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, args, message):
     code, out, err = run_main(capsys, *args)
@@ -45,6 +55,39 @@ def test_bad_input_is_one_line_and_exit_2(capsys, args, message):
     assert message in err
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err + out
+
+
+def _image_folder(root, classes: int, splits=("train", "val")):
+    from PIL import Image
+
+    for split in splits:
+        for c in range(classes):
+            (root / split / f"class{c}").mkdir(parents=True)
+            for i in range(2):
+                Image.new("L", (12, 12), color=20 * c + i).save(root / split / f"class{c}" / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("splits,classes,message", [
+    (("train",), 10, "has no val/ folder: expected train/<class>/*.jpg and val/<class>/*.jpg"),
+    (("train", "val"), 3, "has 3 classes (class0, class1, class2), but digits_cnn has 10 outputs"),
+])
+def test_a_data_folder_that_does_not_fit_is_refused_before_anything_is_written(capsys, tmp_path, splits, classes,
+                                                                                 message):
+    data = _image_folder(tmp_path / "data", classes, splits)
+    out = tmp_path / "run"
+    code, _, err = run_main(capsys, "--model", "digits_cnn", "--data", str(data), "--out", str(out))
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_a_data_folder_that_fits_becomes_the_task(tmp_path):
+    from models.tasks import load_task
+
+    task = load_task(str(_image_folder(tmp_path / "data", 10)), (1, 8, 8))
+    assert task.x_train.shape == (20, 1, 8, 8) and task.x_test.shape == (20, 1, 8, 8)
+    assert task.classes == tuple(f"class{c}" for c in range(10)) and list(task.y_test[:2]) == [0, 0]
+    assert task.label == "data (20 test images)"
 
 
 def test_absent_gpu_and_npu_name_what_was_checked(capsys):
@@ -116,7 +159,7 @@ def test_ctrl_c_keeps_finished_rows_and_leaves_no_children(tmp_path):
 
 
 def _job_phases(run_dir) -> list[str]:
-    return [p.read_text() for p in run_dir.glob("jobs/*/status")]
+    return [p.read_text() for p in run_dir.glob("jobs/*/*/*/status")]  # jobs/<model>/<compression>/<row>
 
 
 @pytest.mark.slow
@@ -157,6 +200,9 @@ def test_list_shows_models_runtimes_and_availability(capsys):
     for name in ("pytorch", "onnxruntime", "openvino", "tensorrt", "tflite", "coreml"):
         assert name in out
     assert "TensorRT does not run on cpu" in out
+    assert "mnist_resnet_m (mnist)" in out and "digits_cnn (digits)" in out
+    for spec in ("prune-unstructured:SPARSITY", "prune-channels:RATIO", "cluster:N[@lastK]", "distill:STUDENT", "qat"):
+        assert spec in out
 
 
 def test_cli_flags_reach_the_config():
@@ -164,7 +210,10 @@ def test_cli_flags_reach_the_config():
 
     config = config_from_args(build_parser().parse_args([
         "--warmup", "3", "--warmup-s", "0.25", "--iters", "7", "--duration", "4", "--max-duration", "2",
-        "--timeout", "30", "--seed", "5", "--keep-artifacts", "--threads", "1", "--batch", "1,4"]))
+        "--timeout", "30", "--seed", "5", "--keep-artifacts", "--threads", "1", "--batch", "1,4",
+        "--compress", "prune-channels:0.3,cluster:16@last2", "--data", "digits", "--finetune-epochs", "3"]))
+    assert [v.spec for v in config.variants] == ["none", "prune-channels:0.3", "cluster:16@last2"]
+    assert (config.data, config.finetune_epochs) == ("digits", 3)
     t = config.timing
     assert (t.warmup_iters, t.warmup_s, t.min_iters, t.min_s) == (3, 0.25, 7, 4.0)
     assert t.max_s == 4.0  # never below the minimum duration

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from bench.isolation import ChildOutcome, _describe_exit, child_env, run_child
+from bench.job import MeasureJob
 from bench.peakrss import run_measured, write_report
+from runtimes import RuntimeOptions
 
 from live_processes import alive, processes_mentioning
 
@@ -108,10 +110,10 @@ def test_children_get_the_thread_count_and_no_telemetry():
 # run_child in this process, on jobs whose child finishes (or fails) within a second or two: no torch there.
 
 
-def job_for(adapter: str, tmp_path) -> dict:
-    return {"adapter": adapter, "options": {"target": "cpu", "precision": "fp32", "threads": 1, "model": "", "seed": 0},
-            "artifact": str(tmp_path / "none"), "input": str(tmp_path / "none"), "reference": str(tmp_path / "none"),
-            "timing": {}}
+def job_for(adapter: str, tmp_path) -> MeasureJob:
+    nothing = str(tmp_path / "none")
+    return MeasureJob(adapter=adapter, options=RuntimeOptions(threads=1), model_file=nothing, input=nothing,
+                      reference=nothing, artifact_dir=nothing, artifact=nothing)
 
 
 def misbehaving(name: str) -> str:

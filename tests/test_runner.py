@@ -18,7 +18,7 @@ from bench.results import read_rows
 from bench.runlog import RunLog
 from bench.runner import Runner
 
-from tests_paths import TINY_MODEL
+from tests_paths import ASSETS, TINY_MODEL
 
 REQUIRED_COLUMNS = ("model, weights, compression, runtime, precision, target, device, batch, threads, status, error, "
                     "size_mb, export_s, load_s, first_ms, p50_ms, p90_ms, p99_ms, mean_ms, std_ms, min_ms, max_ms, "
@@ -167,9 +167,9 @@ def test_runtimes_unset_default_folder_kept_artifacts_and_an_unavailable_row(tmp
     assert summary.rows[1].error == "needs edgebench-no-such-package (pip install edgebench-no-such-package)"
     assert summary.run_dir.parent == tmp_path / "results"
     assert re.fullmatch(r"\d{8}-\d{6}-tiny_cnn_build-cpu", summary.run_dir.name), summary.run_dir.name
-    artifacts = summary.run_dir / "artifacts" / "cpu-pytorch-fp32-b1"
+    artifacts = summary.run_dir / "artifacts" / "tiny_cnn_build" / "none" / "cpu-pytorch-fp32-b1"
     assert artifacts.is_dir() and any(artifacts.iterdir())  # --keep-artifacts kept the exported model
-    assert (summary.run_dir / "reference" / "input_b1.npy").exists()
+    assert (summary.run_dir / "reference" / "tiny_cnn_build" / "input_b1.npy").exists()
 
 
 @pytest.mark.parametrize("model,weights", [("resnet19", None), (TINY_MODEL, "no-such-weights.pt")])
@@ -214,3 +214,55 @@ def test_the_measuring_process_imports_only_its_runtime(tmp_path, fast_timing, m
     assert measured.status == "ok", measured.error
     # The block works: PyTorch eager's own measuring process cannot load.
     assert blocked.status == "error" and "the measuring process imported torch" in blocked.error
+
+
+@pytest.mark.slow
+def test_a_compression_study_measures_every_variant_with_its_controls_in_each_runtime(tmp_path, fast_timing):
+    """digits_cnn in two runtimes: pruning with its fine-tuning control, and QAT with post-training int8 of the
+    baseline and of the control, every row scored on the digits test split."""
+    config = BenchConfig(model="digits_cnn", runtimes=("onnxruntime", "tflite"), threads=1, timing=fast_timing,
+                         compress=("prune-unstructured:0.75", "qat"), finetune_epochs=1, out=tmp_path / "run")
+    summary = run(config)
+    got = [(r.compression, r.runtime, r.precision, r.status) for r in summary.rows]
+    assert got == [(c, rt, p, "ok") for c, precisions in (
+        ("none", ("fp32", "int8")), ("finetune:1", ("fp32", "int8")), ("prune-unstructured:0.75", ("fp32",)),
+        ("qat", ("int8",))) for rt in ("onnxruntime", "tflite") for p in precisions]
+
+    rows = {(r.compression, r.runtime, r.precision): r for r in summary.rows}
+    base, pruned = rows["none", "onnxruntime", "fp32"], rows["prune-unstructured:0.75", "onnxruntime", "fp32"]
+    assert all(r.dataset == "digits (360 test images)" and r.accuracy_ci_low < r.accuracy < r.accuracy_ci_high
+               for r in summary.rows)
+    assert base.finetune_epochs == 0 and pruned.finetune_epochs == 1 and rows["qat", "tflite", "int8"].finetune_epochs
+    assert pruned.sparsity > 0.6 and base.sparsity == 0 and pruned.params == base.params
+    assert pruned.zip_mb < 0.75 * base.zip_mb and abs(pruned.size_mb - base.size_mb) < 0.05 * base.size_mb
+    assert rows["none", "tflite", "int8"].size_mb < 0.5 * rows["none", "tflite", "fp32"].size_mb
+    table = (summary.run_dir / "table.md").read_text()
+    assert "| Format | Compression | Precision | Batch | Status | Size (MB) | Zip (MB) |" in table
+    assert "Accuracy % (95% CI)" in table and "- Compression: none, prune-unstructured:0.75, qat;" in table
+
+
+@pytest.mark.slow
+def test_a_method_that_fails_on_a_model_is_an_error_row_and_the_rest_is_measured(tmp_path, fast_timing):
+    """A user's model scored on DATA=digits: clustering cannot trace it (an error row per runtime, saying why),
+    while the baseline and the fine-tuning control are measured."""
+    config = BenchConfig(model=f"{ASSETS / 'untraceable.py'}:build", data="digits", runtimes=("onnxruntime",),
+                         threads=1, timing=fast_timing, compress=("cluster:4",), finetune_epochs=1,
+                         out=tmp_path / "run")
+    summary = run(config)
+    assert [(r.compression, r.status) for r in summary.rows] == [
+        ("none", "ok"), ("finetune:1", "ok"), ("cluster:4", "error")]
+    assert summary.rows[0].weights == "as built by untraceable:build" and summary.rows[0].accuracy is not None
+    error = summary.rows[2].error
+    assert error.startswith("compress: TraceError: symbolically traced variables cannot be used as inputs to "
+                            "control flow") and error.endswith("(while cluster:4)"), error
+
+
+def test_a_student_that_cannot_replace_the_teacher_is_refused_before_anything_is_written(tmp_path):
+    from bench.errors import UsageError
+
+    config = BenchConfig(model="digits_cnn", runtimes=("onnxruntime",), compress=(f"distill:{TINY_MODEL}",),
+                         out=tmp_path / "run")
+    with pytest.raises(UsageError, match=r"student .*tiny_cnn.py:build takes input \(3, 32, 32\), but the teacher "
+                                         r"takes \(1, 8, 8\): choose a student of the same family"):
+        run(config)
+    assert not (tmp_path / "run").exists()

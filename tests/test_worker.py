@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,24 +14,26 @@ import bench.cpuload
 from bench import worker
 from bench.config import TimingConfig
 from bench.cpuload import CpuSnapshot, ForeignLoadTracker
+from bench.job import MeasureJob, save_job
 from bench.runner import save_reference
 from models import load_model
-from runtimes import adapter_ref, get_runtime
+from runtimes import RuntimeOptions, adapter_ref, get_runtime
 
 from tests_paths import MANY_HEADS_MODEL, TINY_MODEL
 
 
-def make_job(tmp_path, source: str = TINY_MODEL, runtime: str = "pytorch", target: str = "cpu") -> tuple[dict, Path]:
+def make_job(tmp_path, source: str = TINY_MODEL, runtime: str = "pytorch",
+             target: str = "cpu") -> tuple[MeasureJob, Path]:
     """A job as the runner writes it, for a real adapter."""
     model = load_model(source)
     reference = save_reference(model, (2,), tmp_path / "reference", seed=0)
-    spec = {
-        "adapter": adapter_ref(get_runtime(runtime)),
-        "options": {"target": target, "precision": "fp32", "threads": 1, "model": model.source, "seed": 0},
-        "state_dict": str(reference.state_dict), "input": str(reference.input(2)),
-        "reference": str(reference.outputs(2)), "artifact_dir": str(tmp_path / "artifacts" / "nested" / "row"),
-        "timing": asdict(TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=4, min_s=0.0, max_s=10.0)),
-    }
+    spec = MeasureJob(
+        adapter=adapter_ref(get_runtime(runtime)),
+        options=RuntimeOptions(target=target, precision="fp32", threads=1, model=model.source, seed=0),
+        model_file=str(reference.model_file), input=str(reference.input(2)),
+        reference=str(reference.outputs(2)), artifact_dir=str(tmp_path / "artifacts" / "nested" / "row"),
+        timing=TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=4, min_s=0.0, max_s=10.0),
+    )
     return spec, tmp_path / "job"
 
 
@@ -61,20 +63,20 @@ def phases(monkeypatch):
     return seen
 
 
-def run_worker(mode: str, spec: dict, job_dir) -> tuple[int, dict]:
+def run_worker(mode: str, spec: MeasureJob, job_dir) -> tuple[int, dict]:
     job_dir.mkdir(exist_ok=True)
     path = job_dir / f"{mode}.json"
-    path.write_text(json.dumps(spec))
+    save_job(spec, path)
     code = worker.main([mode, str(path)])
     return code, json.loads((job_dir / worker.RESULT_FILE).read_text())
 
 
-def export_then_measure(spec: dict, job_dir) -> tuple[int, dict]:
+def export_then_measure(spec: MeasureJob, job_dir) -> tuple[int, dict]:
     t0 = time.perf_counter()
     code, exported = run_worker("export", spec, job_dir)
     assert code == 0 and 0 < exported["export_s"] <= time.perf_counter() - t0, exported
-    assert Path(exported["artifact"]).parent == Path(spec["artifact_dir"]) and Path(exported["artifact"]).exists()
-    return run_worker("measure", {**spec, "artifact": exported["artifact"]}, job_dir)
+    assert Path(exported["artifact"]).parent == Path(spec.artifact_dir) and Path(exported["artifact"]).exists()
+    return run_worker("measure", replace(spec, artifact=exported["artifact"]), job_dir)
 
 
 def test_a_measurement_reports_samples_fidelity_and_load(job, monkeypatch, phases):
@@ -85,7 +87,7 @@ def test_a_measurement_reports_samples_fidelity_and_load(job, monkeypatch, phase
     code, result = export_then_measure(spec, job_dir)
     elapsed = time.perf_counter() - t0
     assert code == 0, result
-    assert phases == ["building model", "exporting", "loading", "first inference", "timing"]
+    assert phases == ["loading model", "exporting", "loading", "first inference", "timing"]
     assert 0 < result["load_s"] < elapsed and 0 < result["first_ms"] < elapsed * 1e3
     assert all(0 < s < elapsed * 1e3 for s in result["samples_ms"])
     assert len(result["samples_ms"]) == 4 and result["warmup_iters"] == 1 and result["capped"] is False
@@ -101,7 +103,7 @@ def test_outputs_are_judged_at_the_rows_precision(job, monkeypatch):
     import misbehaving_runtimes
 
     spec, job_dir = job
-    spec["adapter"] = adapter_ref(misbehaving_runtimes.PerturbedRuntime)
+    spec.adapter = adapter_ref(misbehaving_runtimes.PerturbedRuntime)
     code, result = export_then_measure(spec, job_dir)
     assert code == 0 and result["fidelity_ok"] is False and result["cosine"] == pytest.approx(1.0)
 
@@ -110,7 +112,7 @@ def test_an_adapter_exception_is_an_error_not_a_success(job, capsys):
     import misbehaving_runtimes
 
     spec, job_dir = job
-    spec["adapter"] = adapter_ref(misbehaving_runtimes.RaisingRuntime)
+    spec.adapter = adapter_ref(misbehaving_runtimes.RaisingRuntime)
     code, result = export_then_measure(spec, job_dir)
     assert code == 1
     assert result == {"error": "RuntimeError: backend refused the model"}
@@ -124,8 +126,8 @@ def test_a_runtime_that_cannot_run_here_says_why(job):
     if reason is None:
         pytest.skip("CoreML runs here")
     spec, job_dir = job
-    spec["adapter"] = adapter_ref(coreml)
-    code, result = run_worker("measure", {**spec, "artifact": "unused"}, job_dir)
+    spec.adapter = adapter_ref(coreml)
+    code, result = run_worker("measure", replace(spec, artifact="unused"), job_dir)
     assert code == 0 and result == {"unavailable": reason}
 
 
@@ -149,7 +151,7 @@ def test_availability_is_asked_for_the_jobs_target(tmp_path):
     if reason is None:
         pytest.skip("a TFLite NPU delegate is configured here")
     spec, job_dir = make_job(tmp_path, runtime="tflite", target="npu")
-    code, result = run_worker("measure", {**spec, "artifact": "unused"}, job_dir)
+    code, result = run_worker("measure", replace(spec, artifact="unused"), job_dir)
     assert code == 0 and result == {"unavailable": reason}
 
 
@@ -202,7 +204,7 @@ def test_timings_are_in_milliseconds(tmp_path):
     import misbehaving_runtimes
 
     spec, job_dir = make_job(tmp_path)
-    spec["adapter"] = adapter_ref(misbehaving_runtimes.SteadyRuntime)
+    spec.adapter = adapter_ref(misbehaving_runtimes.SteadyRuntime)
     code, result = export_then_measure(spec, job_dir)
     floor = misbehaving_runtimes.SteadyRuntime.SLEEP_MS
     assert code == 0 and result["first_ms"] >= floor and min(result["samples_ms"]) >= floor, result
@@ -212,7 +214,7 @@ def test_a_precision_the_runtime_did_not_honour_is_unavailable(job):
     import misbehaving_runtimes
 
     spec, job_dir = job
-    spec["adapter"] = adapter_ref(misbehaving_runtimes.MislabelledRuntime)
+    spec.adapter = adapter_ref(misbehaving_runtimes.MislabelledRuntime)
     code, result = export_then_measure(spec, job_dir)
     assert code == 0 and result == {"unavailable": "computes in f32 when asked for fp32 (test)"}
 
@@ -220,7 +222,7 @@ def test_a_precision_the_runtime_did_not_honour_is_unavailable(job):
 def test_an_artifact_folder_left_by_an_earlier_run_is_reused(job):
     """--out may name an existing folder (without rows.jsonl) that still holds kept artifacts."""
     spec, job_dir = job
-    Path(spec["artifact_dir"]).mkdir(parents=True)
+    Path(spec.artifact_dir).mkdir(parents=True)
     code, result = export_then_measure(spec, job_dir)
     assert code == 0 and result["details"] == "", result
 
@@ -233,6 +235,6 @@ def test_an_exception_message_becomes_one_short_line(job, name, error):
     import misbehaving_runtimes
 
     spec, job_dir = job
-    spec["adapter"] = adapter_ref(getattr(misbehaving_runtimes, name))
+    spec.adapter = adapter_ref(getattr(misbehaving_runtimes, name))
     code, result = export_then_measure(spec, job_dir)
     assert code == 1 and result == {"error": error}

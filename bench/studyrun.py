@@ -1,0 +1,92 @@
+"""`make study`: measure the default compression study on this machine and write the survey's seven tables.
+
+Two runs, so every comparison in a table comes from one run: the MNIST ResNet family at fp32 in
+each runtime (tables 1 and 6), and every compression method on the middle model, int8 included (tables 2-5, 7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.config import BenchConfig, TimingConfig
+from bench.errors import UsageError
+
+FAMILY = ("mnist_resnet_s", "mnist_resnet_m", "mnist_resnet_l")
+MODEL = "mnist_resnet_m"
+RUNTIMES = ("pytorch", "onnxruntime", "openvino", "tflite")
+COMPRESS = ("prune-unstructured:0.5", "prune-unstructured:0.75", "prune-unstructured:0.9", "prune-channels:0.3",
+            "prune-channels:0.5", "cluster:16", "cluster:32@last3", f"distill:{FAMILY[0]}", "qat")
+# Short timing: these models run in well under a millisecond, so 0.5 s gives hundreds of samples per row.
+TIMING = TimingConfig(warmup_iters=5, warmup_s=0.2, min_iters=20, min_s=0.5, max_s=5.0)
+
+
+def study_configs(out: Path, threads: int | None = None, seed: int = 0) -> list[BenchConfig]:
+    common = dict(runtimes=RUNTIMES, timing=TIMING, seed=seed, targets=("cpu",))
+    if threads:
+        common["threads"] = threads
+    return [BenchConfig(model=",".join(FAMILY), out=out / "family", **common),
+            BenchConfig(model=MODEL, compress=COMPRESS, out=out / "compression", **common)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from rich.console import Console
+
+    from bench.progress import Reporter
+    from bench.results import read_rows
+    from bench.runlog import RunLog
+    from bench.runner import RESULTS_DIR, Runner
+
+    parser = argparse.ArgumentParser(prog="edgebench-study", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="study folder [results/study-<time>]")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="rewrite STUDY.md from the rows already in --out, measuring nothing")
+    args = parser.parse_args(argv)
+    if args.tables_only and args.out is None:
+        print("edgebench-study: error: --tables-only needs --out, the study folder to read", file=sys.stderr)
+        return 2
+    out = args.out or RESULTS_DIR / f"study-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    err = Console(stderr=True)
+    configs = study_configs(out)
+    if args.tables_only:
+        missing = [str(c.out) for c in configs if not read_rows(c.out)]
+        if missing:
+            print(f"edgebench-study: error: no rows in {', '.join(missing)}: expected a folder `make study` wrote",
+                  file=sys.stderr)
+            return 2
+        return write_study(out, configs)
+    try:
+        for config in configs:
+            log = RunLog()
+            try:
+                Runner(config, Reporter(err), log).run()
+            finally:
+                log.close()
+    except UsageError as exc:
+        print(f"edgebench-study: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgebench-study: interrupted; finished rows are in {out}", file=sys.stderr)
+        return 130
+    return write_study(out, configs)
+
+
+def write_study(out: Path, configs: list[BenchConfig]) -> int:
+    from bench.results import read_rows
+    from bench.study import study_markdown
+
+    family, compression = (read_rows(c.out) for c in configs)
+    header = (f"# Compression study: {MODEL} on MNIST, measured on this machine\n\n"
+              f"Runs: `{configs[0].out.name}` (tables 1, 6) and `{configs[1].out.name}` (tables 2-5, 7) in {out}; "
+              "machine, software and method in each run's table.md and environment.json.\n\n")
+    (out / "STUDY.md").write_text(study_markdown(family, compression, MODEL, header))
+    print((out / "STUDY.md").read_text())
+    print(f"Study: {out / 'STUDY.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The one interface every compression method implements; the runner chains them without special cases.
+
+Lifecycle (in one child process per variant): parse the spec's argument when the variant is named (bad
+values are refused before anything runs), then apply(model, context) -> the compressed PyTorch module,
+which every runtime exports. A method that fine-tunes says for how many epochs, so the run can measure
+the control: the uncompressed model fine-tuned for the same epochs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from bench.errors import UsageError
+from models.tasks import Task
+
+
+@dataclass
+class CompressionContext:
+    """What a method may use: the task's data (None for models without labels), an example input, a seed."""
+
+    example: torch.Tensor  # batch 1
+    task: Task | None = None
+    seed: int = 0
+    finetune_epochs: int = 2  # what every fine-tuning method trains for (and the control with it)
+    notes: list[str] = field(default_factory=list)  # what was done, for the row's details
+
+
+class CompressionMethod(ABC):
+    """A compression technique. Subclass it in one new file under compression/ and it is registered."""
+
+    name: ClassVar[str]  # the spec's prefix, e.g. "prune-channels"
+    argument: ClassVar[str] = ""  # what follows the colon, for help and errors; "" when it takes none
+    summary: ClassVar[str]  # one line for --list
+    position: ClassVar[str] = "any"  # "first": replaces the model; "last": quantizes it; "any"
+    needs_task: ClassVar[bool] = False  # True when it cannot work without labelled data
+    quantizes: ClassVar[bool] = False  # True when its result is measured at int8 only
+    fine_tunes: ClassVar[bool] = False  # True when it trains for `finetune_epochs` after compressing (has a control)
+
+    def __init__(self, arg: str | None) -> None:
+        if self.argument and arg is None:
+            raise UsageError(f"{self.name} needs an argument: {self.name}:{self.argument}")
+        if not self.argument and arg is not None:
+            raise UsageError(f"{self.name} takes no argument (got {self.name}:{arg})")
+        self.arg = arg
+
+    @property
+    def spec(self) -> str:
+        return self.name if self.arg is None else f"{self.name}:{self.arg}"
+
+    def check(self, model: nn.Module, example: torch.Tensor) -> None:
+        """Refuse, with a UsageError, a model this method can never apply to (called before anything runs)."""
+        return None
+
+    def finetune_epochs(self, context: CompressionContext) -> int:
+        """Extra epochs of training on the task's data this method spends (0: none, or no task)."""
+        return context.finetune_epochs if self.fine_tunes and context.task is not None else 0
+
+    @abstractmethod
+    def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:
+        """Return the compressed module (in eval mode); add a short note of what was done to context.notes."""
+
+
+def parse_fraction(method: str, text: str) -> float:
+    """A fraction strictly between 0 and 1, or one line saying so."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise UsageError(f"bad {method} amount {text!r}: expected a fraction between 0 and 1, e.g. {method}:0.5")
+    return value
+
+
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Convolutions and linear layers, in definition order: what pruning and clustering act on."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]

@@ -1,0 +1,135 @@
+"""Accuracy is measured on a real labelled test split, in each runtime, on the artifact that runtime ships.
+
+The embedded tasks are seeded stratified splits; every runtime scores the same images and agrees with
+PyTorch at fp32; int8 artifacts are really integer in each runtime's own format and keep their accuracy.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from bench import worker
+from bench.config import TimingConfig
+from bench.job import MeasureJob, save_job
+from bench.runner import save_reference
+from bench.stats import accuracies_differ, wilson_interval
+from models import load_model
+from models.tasks import Task, digits_task, mnist_task
+from models.training import accuracy
+from runtimes import RuntimeOptions, adapter_ref, get_runtime
+
+FAST = TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=3, min_s=0.0, max_s=5.0)
+BATCH = 7  # 360 test images are not a multiple of 7: the last chunk is padded, and must not count twice
+
+
+def test_mnist_is_a_seeded_stratified_split_of_the_embedded_images():
+    task = mnist_task(seed=0)
+    assert task.x_train.shape == (4000, 1, 28, 28) and task.x_test.shape == (1000, 1, 28, 28)
+    assert np.bincount(task.y_test).tolist() == [100] * 10  # stratified
+    again, other = mnist_task(seed=0), mnist_task(seed=1)
+    assert np.array_equal(task.y_test, again.y_test) and np.array_equal(task.x_test, again.x_test)
+    assert not np.array_equal(task.x_test, other.x_test)
+    assert abs(float(task.x_train.mean())) < 0.1  # normalized like torchvision's MNIST recipe
+
+
+def test_a_task_survives_the_file_children_read(tmp_path):
+    task = digits_task()
+    loaded = Task.load(task.save(tmp_path / "task.npz"))
+    assert loaded.label == task.label == "digits (360 test images)"
+    assert np.array_equal(loaded.x_test, task.x_test) and loaded.classes == task.classes
+    calibration = loaded.calibration(count=16)
+    assert calibration.shape == (16, 1, 8, 8)
+    assert not any((calibration[i] == task.x_test).all(axis=(1, 2, 3)).any() for i in range(16))  # train only
+
+
+@pytest.mark.parametrize(("correct", "total", "low", "high"), [
+    (975, 1000, 0.9634, 0.9830), (1000, 1000, 0.9962, 1.0), (0, 50, 0.0, 0.0713), (1, 2, 0.0945, 0.9055)])
+def test_wilson_interval_matches_published_values(correct, total, low, high):
+    got = wilson_interval(correct, total)
+    assert got == pytest.approx((low, high), abs=1e-4)
+
+
+def test_one_point_on_1000_images_is_noise_and_three_points_are_not():
+    assert not accuracies_differ((970, 1000), (980, 1000))
+    assert accuracies_differ((950, 1000), (980, 1000))
+    with pytest.raises(ValueError):
+        wilson_interval(0, 0)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    model = load_model("digits_cnn")
+    task = digits_task()
+    reference = save_reference(model, (BATCH,), tmp_path_factory.mktemp("reference"), 0, task)
+    return model, task, reference
+
+
+def measure(runtime: str, precision: str, digits, tmp_path) -> dict:
+    model, _, reference = digits
+    job = MeasureJob(adapter=adapter_ref(get_runtime(runtime)),
+                     options=RuntimeOptions(precision=precision, threads=1, model=model.source),
+                     model_file=str(reference.model_file), input=str(reference.input(BATCH)),
+                     reference=str(reference.outputs(BATCH)), artifact_dir=str(tmp_path / "artifact"), timing=FAST,
+                     task=str(reference.task), calibration=str(reference.calibration))
+    results = []
+    for mode in ("export", "measure"):
+        save_job(job, tmp_path / f"{mode}.json")
+        assert worker.main([mode, str(tmp_path / f"{mode}.json")]) == 0, (tmp_path / "result.json").read_text()
+        results.append(__import__("json").loads((tmp_path / "result.json").read_text()))
+        job = replace(job, artifact=results[0]["artifact"])
+    return {**results[1], "artifact": results[0]["artifact"]}
+
+
+@pytest.mark.parametrize("runtime", ["pytorch", "onnxruntime", "openvino", "tflite"])
+def test_each_runtime_scores_its_own_artifact_on_the_whole_test_split(runtime, digits, tmp_path):
+    model, task, _ = digits
+    result = measure(runtime, "fp32", digits, tmp_path)
+    expected = accuracy(model.module, task)
+    assert result["accuracy"] == pytest.approx(expected, abs=1.5 / len(task.y_test))  # fp32: at most one image
+    assert result["accuracy_ci_low"] < result["accuracy"] < result["accuracy_ci_high"]
+    correct = round(result["accuracy"] * len(task.y_test))
+    assert correct / len(task.y_test) == pytest.approx(result["accuracy"])  # a whole number of the 360 images
+
+
+def _is_integer_artifact(runtime: str, artifact: str) -> bool:
+    if runtime == "onnxruntime":
+        import onnx
+
+        graph = onnx.load(artifact).graph
+        ops = {n.op_type for n in graph.node}
+        int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+        return {"QuantizeLinear", "DequantizeLinear"} <= ops and len(int8_weights) == 2
+    if runtime == "openvino":
+        xml = open(artifact).read()
+        return "FakeQuantize" in xml or 'element_type="i8"' in xml
+    if runtime == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=artifact)
+        types = {np.dtype(d["dtype"]).name for d in interpreter.get_tensor_details()}
+        return interpreter.get_input_details()[0]["dtype"] == np.int8 and "int8" in types
+    if runtime == "pytorch":
+        program = torch.export.load(artifact)
+        targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+        return any(re.search(r"quantize_per_(tensor|channel)", t) for t in targets)
+    raise AssertionError(runtime)
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "tflite", "pytorch"])
+def test_int8_artifacts_are_really_integer_and_keep_their_accuracy(runtime, digits, tmp_path):
+    if runtime == "pytorch" and get_runtime("pytorch").export_unavailable("cpu", "int8"):
+        pytest.skip(get_runtime("pytorch").export_unavailable("cpu", "int8"))
+    model, task, _ = digits
+    result = measure(runtime, "int8", digits, tmp_path)
+    assert _is_integer_artifact(runtime, result["artifact"])
+    assert abs(result["accuracy"] - accuracy(model.module, task)) < 0.03, result["accuracy"]
+    assert result["cosine"] > 0.99 and result["fidelity_ok"]
+
+
+def test_torchscript_has_no_int8_and_says_so():
+    assert get_runtime("torchscript").export_unavailable("cpu", "int8") == "TorchScript on cpu runs fp32, not int8"

@@ -1,0 +1,185 @@
+"""Each compression method does what it claims, on the tiny digits CNN (trained once, cached) or its architecture.
+
+Sparsity reached and kept through fine-tuning, channels really removed (fewer multiply-adds, multiples of 8),
+at most N distinct values per clustered layer in the exported ONNX file, distillation and its control trained
+on identical batches, and every bad spec refused in one line.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bench.errors import UsageError
+from compression import CompressionContext, parse_variant, parse_variants
+from compression.cluster import WeightClustering
+from compression.measures import packed_bytes, parameter_count, sparsity, zipped_bytes
+from models import load_model
+from models.tasks import digits_task
+from models.zoo import MnistResNet
+
+EPOCHS = 1
+
+
+@pytest.fixture(scope="module")
+def task():
+    return digits_task()
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return load_model("digits_cnn")  # trained at first use (about 3 s), then read from models/.cache
+
+
+def context(task, example, epochs: int = EPOCHS) -> CompressionContext:
+    return CompressionContext(example=example, task=task, seed=0, finetune_epochs=epochs)
+
+
+def apply(spec: str, model: nn.Module, ctx: CompressionContext) -> nn.Module:
+    for method in parse_variant(spec).methods:
+        model = method.apply(model, ctx)
+    return model
+
+
+def weight_zeros(model: nn.Module) -> float:
+    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+
+
+@pytest.mark.parametrize("amount", [0.5, 0.9])
+def test_unstructured_pruning_reaches_its_sparsity_and_keeps_it_through_fine_tuning(trained, task, amount, tmp_path):
+    model = copy.deepcopy(trained.module)
+    pruned = apply(f"prune-unstructured:{amount}", model, context(task, trained.example))
+    assert weight_zeros(pruned) == pytest.approx(amount, abs=0.002)  # fine-tuning did not revive pruned weights
+    assert not any(hasattr(m, "weight_mask") for m in pruned.modules())  # made permanent
+    assert parameter_count(pruned) == parameter_count(trained.module)  # dense: nothing removed
+    assert 0 < sparsity(pruned) < weight_zeros(pruned)  # over all parameters (biases and norms are not pruned)
+    for name, m in (("dense", trained.module), ("pruned", pruned)):
+        (tmp_path / name).mkdir()
+        torch.save(m.state_dict(), tmp_path / name / "sd.pt")
+    sizes = {n: (tmp_path / n / "sd.pt").stat().st_size for n in ("dense", "pruned")}
+    assert abs(sizes["pruned"] - sizes["dense"]) < 0.02 * sizes["dense"]  # the file stays the same size...
+    assert zipped_bytes(tmp_path / "pruned") < 0.8 * zipped_bytes(tmp_path / "dense")  # ...only the zip shrinks
+
+
+def test_channel_pruning_removes_channels_in_multiples_of_8_and_cuts_multiply_adds():
+    import torch_pruning as tp
+
+    torch.manual_seed(0)
+    model, example = MnistResNet(16).eval(), torch.randn(1, 1, 28, 28)  # 9 M multiply-adds: big enough to show it
+    macs_before, params_before = tp.utils.count_ops_and_params(model, example)
+    pruned = apply("prune-channels:0.3", model, CompressionContext(example=example))  # no task: no fine-tuning
+    macs_after, params_after = tp.utils.count_ops_and_params(pruned, example)
+    convs = [m for m in pruned.modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.out_channels % 8 == 0 for c in convs)
+    assert {c.out_channels for c in convs} < {8, 16, 24, 32, 40, 48} | {56, 64}
+    assert macs_after < 0.7 * macs_before and params_after < 0.7 * params_before
+    assert pruned(example).shape == (1, 10)  # every class kept
+
+
+def test_channel_pruning_result_really_runs_faster_in_pytorch(benchmark):
+    """Recorded, not asserted: a timing figure for the pruned ResNet (the MAC count above is the check)."""
+    torch.manual_seed(0)
+    example = torch.randn(8, 1, 28, 28)
+    pruned = apply("prune-channels:0.5", MnistResNet(16).eval(), CompressionContext(example=example[:1]))
+    with torch.inference_mode():
+        benchmark(pruned, example)
+
+
+def test_clustering_leaves_at_most_n_values_per_layer_in_the_exported_onnx_file(trained, task, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from runtimes._onnx import export_onnx
+
+    clustered = apply("cluster:8", copy.deepcopy(trained.module), context(task, trained.example))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in clustered.modules())  # folded before clustering
+    path = export_onnx(clustered, trained.example, tmp_path / "model.onnx")
+    weights = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer if t.dims and
+               len(t.dims) in (2, 4)]
+    assert len(weights) == 3
+    assert all(len(np.unique(w)) <= 8 for w in weights), [len(np.unique(w)) for w in weights]
+    assert packed_bytes(clustered) < 0.2 * packed_bytes(trained.module)
+
+
+def test_clustering_scope_last_k_touches_only_the_last_k_layers(trained):
+    clustered = apply("cluster:4@last1", copy.deepcopy(trained.module), CompressionContext(example=trained.example))
+    assert WeightClustering.clustered_layers(clustered, 4) == ["fc"]
+
+
+def test_distillation_and_its_control_train_the_same_student_on_identical_batches(trained, task, monkeypatch):
+    import compression.distill as distill
+    from models.training import batch_order
+
+    seen = []
+    real_fit = distill.fit
+
+    def recording_fit(model, task_, recipe, seed=0, teacher=None, on_batch=None):
+        seen.append((teacher is not None, [b.tolist() for b in batch_order(len(task_.x_train), recipe, seed)],
+                     {k: v.clone() for k, v in model.state_dict().items()}))
+        return real_fit(model, task_, recipe, seed, teacher=teacher)
+
+    monkeypatch.setattr(distill, "fit", recording_fit)
+    ctx = context(task, trained.example)
+    apply("distill:digits_cnn_s", copy.deepcopy(trained.module), ctx)
+    apply("student:digits_cnn_s", copy.deepcopy(trained.module), ctx)
+    (with_teacher, order_a, init_a), (alone_teacher, order_b, init_b) = seen
+    assert with_teacher and not alone_teacher
+    assert order_a == order_b  # same data, same order, same epochs
+    assert all(torch.equal(init_a[k], init_b[k]) for k in init_a)  # same starting weights
+
+
+def test_fit_sees_exactly_the_batches_batch_order_promises(task):
+    from models.training import Recipe, batch_order, fit
+    from models.zoo import DigitsCNN
+
+    recipe = Recipe(epochs=1)
+    got = []
+    fit(DigitsCNN(8), task, recipe, seed=3, on_batch=lambda idx: got.append(idx.tolist()))
+    assert got == [b.tolist() for b in batch_order(len(task.x_train), recipe, 3)]
+    assert sorted(i for b in got for i in b) == list(range(len(task.x_train)))  # every image once per epoch
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("prune-everything:0.5", "unknown compression method 'prune-everything'"),
+    ("prune-unstructured:0", "bad prune-unstructured amount '0': expected a fraction between 0 and 1"),
+    ("prune-unstructured:1.5", "bad prune-unstructured amount '1.5'"),
+    ("prune-channels:abc", "bad prune-channels amount 'abc'"),
+    ("prune-channels", "prune-channels needs an argument: prune-channels:RATIO"),
+    ("cluster:1", "bad cluster count '1' in cluster:1: expected a whole number >= 2"),
+    ("cluster:16@first3", "bad cluster scope 'first3'"),
+    ("distill:no_such_net", "unknown student 'no_such_net' in distill:no_such_net"),
+    ("prune-channels:0.5+distill:digits_cnn_s", "impossible order"),
+    ("cluster:8+cluster:16", "applies cluster twice"),
+    ("finetune:0", "bad finetune epochs '0'"),
+])
+def test_bad_specs_are_refused_in_one_line_naming_the_value(spec, message):
+    with pytest.raises(UsageError, match=None) as raised:
+        parse_variants(spec)
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_unknown_method_lists_every_method():
+    with pytest.raises(UsageError) as raised:
+        parse_variant("quantize:8")
+    for name in ("prune-unstructured:SPARSITY", "prune-channels:RATIO", "cluster:N[@lastK]", "distill:STUDENT"):
+        assert name in str(raised.value)
+
+
+def test_the_baseline_comes_first_once_and_duplicates_are_dropped():
+    specs = [v.spec for v in parse_variants("cluster:16, none,cluster:16,prune-channels:0.3+cluster:8")]
+    assert specs == ["none", "cluster:16", "prune-channels:0.3+cluster:8"]
+
+
+def test_controls_are_added_for_fine_tuned_variants_and_distillation():
+    from bench.runner import with_controls
+
+    variants = parse_variants("prune-unstructured:0.5,distill:digits_cnn_s")
+    assert [v.spec for v in with_controls(variants, True, 2)] == [
+        "none", "finetune:2", "prune-unstructured:0.5", "distill:digits_cnn_s", "student:digits_cnn_s"]
+    assert [v.spec for v in with_controls(variants[:2], False, 2)] == ["none", "prune-unstructured:0.5"]
+    assert [v.spec for v in with_controls(variants[:2], True, 0)] == ["none", "prune-unstructured:0.5"]

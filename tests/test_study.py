@@ -1,0 +1,70 @@
+"""The survey's tables from stored rows: controls, significance marks and ratios computed as documented."""
+
+from __future__ import annotations
+
+from bench.results import ResultRow
+from bench.study import control_of, significant, study_markdown, summary_table
+
+DATASET = "mnist (1000 test images)"
+
+
+def row(compression: str, runtime: str, p50: float, accuracy: float, precision: str = "fp32", size: float = 1.0,
+        zip_mb: float = 0.9, epochs: int = 0, params: int = 1000, sparsity: float = 0.0, model: str = "m") -> ResultRow:
+    labels = {"onnxruntime": "ONNX Runtime", "tflite": "TFLite"}
+    return ResultRow(model=model, weights="w", compression=compression, runtime=runtime, format=labels[runtime],
+                     precision=precision, target="cpu", device="cpu", batch=1, threads=1, status="ok",
+                     size_mb=size, zip_mb=zip_mb, p50_ms=p50, accuracy=accuracy, accuracy_ci_low=accuracy - 0.01,
+                     accuracy_ci_high=accuracy + 0.01, dataset=DATASET, finetune_epochs=epochs, params=params,
+                     sparsity=sparsity)
+
+
+ROWS = [
+    row("none", "onnxruntime", 1.0, 0.970), row("none", "tflite", 2.0, 0.970),
+    row("none", "onnxruntime", 0.5, 0.968, precision="int8", size=0.25),
+    row("finetune:2", "onnxruntime", 1.0, 0.980, epochs=2), row("finetune:2", "tflite", 2.0, 0.980, epochs=2),
+    row("finetune:2", "onnxruntime", 0.5, 0.979, precision="int8", size=0.25, epochs=2),
+    row("prune-channels:0.5", "onnxruntime", 0.5, 0.975, size=0.5, zip_mb=0.45, epochs=2, params=400),
+    row("prune-channels:0.5", "tflite", 0.8, 0.975, size=0.5, zip_mb=0.45, epochs=2, params=400),
+    row("prune-unstructured:0.9", "onnxruntime", 1.0, 0.930, zip_mb=0.2, epochs=2, sparsity=0.88),
+    row("qat", "onnxruntime", 0.5, 0.981, precision="int8", size=0.25, epochs=2),
+    row("distill:s", "onnxruntime", 0.3, 0.955, size=0.2, params=200, epochs=6),
+    row("student:s", "onnxruntime", 0.3, 0.960, size=0.2, params=200, epochs=6),
+]
+
+
+def find(compression: str, runtime: str = "onnxruntime", precision: str = "fp32") -> ResultRow:
+    return next(r for r in ROWS if (r.compression, r.runtime, r.precision) == (compression, runtime, precision))
+
+
+def test_each_variant_is_compared_with_its_own_control():
+    assert control_of(find("prune-channels:0.5"), ROWS) is find("finetune:2")  # fine-tuned as long
+    assert control_of(find("qat", precision="int8"), ROWS) is find("finetune:2", precision="int8")  # and quantized
+    assert control_of(find("distill:s"), ROWS) is find("student:s")  # the student alone
+    assert control_of(find("finetune:2"), ROWS) is find("none")
+    assert control_of(find("none", precision="int8"), ROWS) is find("none")  # PTQ against fp32
+
+
+def test_differences_within_noise_are_not_significant():
+    assert significant(find("prune-channels:0.5"), find("finetune:2")) is False  # 0.5 points on 1000 images
+    assert significant(find("prune-unstructured:0.9"), find("finetune:2")) is True  # 5 points
+    assert significant(find("none"), None) is None
+
+
+def test_summary_ratios_come_from_the_same_runtime_and_span_the_runtimes():
+    table = summary_table(ROWS, "m")
+    line = next(x for x in table.splitlines() if x.startswith("| prune-channels:0.5 |"))
+    # file 1.0/0.5, zipped 0.9/0.45, speed-up 1.0/0.5 in ONNX Runtime and 2.0/0.8 in TFLite
+    assert line == "| prune-channels:0.5 | x2.00 | x2.00 | x2.00-2.50 | 97.5 (96.5-98.5) [-0.5 vs finetune:2 ~] |"
+    qat = next(x for x in table.splitlines() if x.startswith("| qat int8 |"))
+    assert "x4.00 |" in qat and "[+0.2 vs finetune:2 ~]" in qat
+    assert next(x for x in table.splitlines() if x.startswith("| PTQ int8 |"))
+
+
+def test_the_study_has_the_seven_tables_of_the_talk():
+    text = study_markdown(ROWS, ROWS, "m", "# header\n\n")
+    titles = [line for line in text.splitlines() if line.startswith("## ")]
+    assert [t.split(". ", 1)[1].split(":")[0] for t in titles] == [
+        "Inference frameworks", "Pruning", "Quantization", "Weight clustering", "Knowledge distillation",
+        "Architecture family", "Summary"]
+    assert "| student s, with distillation | 200 | 95.5 (94.5-96.5) [-0.5 vs student:s ~] |" in text
+    assert "| prune-unstructured:0.9 | 88% | 1,000 | 120 |" in text  # non-zero parameters from true sparsity
