@@ -72,7 +72,7 @@ $(STAMP): pyproject.toml
 	@mkdir -p $(VENV)
 	@echo "Setting up $(VENV) (first time: torch and the runtimes, a few minutes; log: $(VENV)/install.log)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -e '.[dev]' > $(VENV)/install.log 2>&1 \
+	@$(PY) -m pip install -e '.[dev,yolo]' > $(VENV)/install.log 2>&1 \
 		|| { tail -n 25 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
 

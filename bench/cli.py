@@ -119,6 +119,8 @@ def print_listing(console: Console) -> None:
 
     console.print("Reference models: " + ", ".join(f"{n} ({s}x{s})" for n, s in REFERENCE_MODELS.items()))
     console.print("Also: any torchvision classifier by name, or path/to/file.py:function")
+    console.print("YOLO detectors (the yolo extra), built offline from Ultralytics' YAML: yolov5nu..yolov5xu, "
+                  "yolov8n..yolov8x, yolo11n..yolo11x (scales n, s, m, l, x)")
     from compression import get_method, method_names
     from models.zoo import ZOO
 

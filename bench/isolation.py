@@ -30,6 +30,9 @@ QUIET_ENV = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "DO_NOT_TRACK": "1",
     "NNCF_CI": "1",  # NNCF sends no telemetry when it believes it runs in CI
+    "YOLO_OFFLINE": "1",  # Ultralytics: no network, no package installs, no chatter
+    "YOLO_AUTOINSTALL": "False",
+    "YOLO_VERBOSE": "False",
 }
 
 
@@ -46,6 +49,7 @@ def child_env(threads: int) -> dict[str, str]:
     env.update(QUIET_ENV)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TBB_NUM_THREADS"):
         env[var] = str(threads)
+    env.setdefault("YOLO_CONFIG_DIR", str(PROJECT_ROOT / "models" / ".cache" / "ultralytics"))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 

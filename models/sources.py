@@ -153,15 +153,20 @@ def resolve_source(text: str) -> ModelSource:
         source = UserFileSource(path=path.resolve(), function=function)
         source.check()
         return source
+    from models.yolo import yolo_source
     from models.zoo import ZOO
 
     if text in ZOO:
         return ZOO[text]
+    yolo = yolo_source(text)
+    if yolo is not None:
+        return yolo
     if text in REFERENCE_MODELS:
         return TorchvisionSource(text, REFERENCE_MODELS[text])
     if text in _torchvision_classifiers():
         return TorchvisionSource(text, 224)
     raise UsageError(
         f"unknown model {text!r}: choose one of {', '.join([*REFERENCE_MODELS, *ZOO])}, "
-        "another torchvision classifier (edgebench --list-models), or path/to/file.py:function"
+        "yolov8n..yolo11x (the yolo extra), another torchvision classifier (edgebench --list), "
+        "or path/to/file.py:function"
     )

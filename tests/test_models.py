@@ -79,3 +79,35 @@ def test_bad_model_sources(text, message):
 def test_user_function_returning_wrong_things():
     with pytest.raises(UsageError, match="not an nn.Module"):
         load_model(f"{ASSETS}/tiny_cnn.py:not_a_model")
+
+
+def test_yolo_builds_offline_from_its_yaml_with_one_decoded_output(tmp_path):
+    pytest.importorskip("ultralytics", reason="the yolo extra is not installed")
+    import torch
+
+    from bench.variants import load_module, save_variant
+
+    model = load_model("yolov8n")
+    assert model.weights == "random-init, BN recalibrated (seed 0)" and tuple(model.example.shape) == (1, 3, 640, 640)
+    with torch.no_grad():
+        out = model.module(model.example)
+    assert isinstance(out, torch.Tensor) and tuple(out.shape) == (1, 84, 8400)  # export-mode head: boxes + 80 classes
+    np.save(tmp_path / "x.npy", model.example.numpy())
+    info = save_variant(model.module, tmp_path / "v", {1: tmp_path / "x.npy"}, 0, "")
+    assert 3_000_000 < info.params < 3_300_000  # yolov8n: 3.2 M parameters
+    again = load_module(tmp_path / "v" / "model.pt", "yolov8n")  # what every child process unpickles
+    with torch.no_grad():
+        assert torch.equal(again(model.example), out)
+
+
+def test_a_yolo_name_without_the_extra_says_how_to_install_it(monkeypatch):
+    import importlib.util
+
+    from bench.errors import UsageError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ultralytics" else real(name, *a))
+    with pytest.raises(UsageError, match=r"MODEL=yolo11s needs the yolo extra: .*pip install -e '\.\[yolo\]'"):
+        resolve_source("yolo11s")
+    with pytest.raises(UsageError, match="unknown model 'yolov9n'"):
+        resolve_source("yolov9n")
