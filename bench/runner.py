@@ -52,6 +52,7 @@ class Reference:
     """What every child reads for one model: the module, per batch size the input and eager's outputs, the data."""
 
     folder: Path
+    info: VariantInfo | None = None  # the uncompressed module's counts (parameters, sizes)
 
     @property
     def model_file(self) -> Path:
@@ -154,13 +155,12 @@ def save_reference(model: Any, batches: tuple[int, ...], folder: Path, seed: int
         x = make_input(model.example, batch, seed).numpy() if task is None else \
             np.resize(task.x_test, (batch, *task.x_test.shape[1:]))
         np.save(reference.input(batch), x)
-    info = save_variant(model.module, folder, {b: reference.input(b) for b in batches}, 0, "")
+    reference.info = save_variant(model.module, folder, {b: reference.input(b) for b in batches}, 0, "")
     if task is not None:
         task.save(reference.task)
         np.save(reference.calibration, task.calibration(seed=seed))
     else:  # int8 calibration on seeded inputs shaped like the example: all a model without data offers
         np.save(reference.calibration, make_input(model.example, CALIBRATION_INPUTS, seed + 3).numpy())
-    reference.info = info
     return reference
 
 
