@@ -2,7 +2,7 @@
 
 They give every compression method a real accuracy to lose. Training takes seconds to a minute on 2 cores
 and is cached under models/.cache (keyed by name, seed, recipe and torch version), so it happens once.
-The MNIST ResNets are big enough (2-36 million multiply-adds per image) for runtimes to differ for real
+The MNIST ResNets are big enough (2.5-37.5 million multiply-adds per image) for runtimes to differ for real
 reasons, unlike a 29k-parameter toy where an inference is 40 us of overhead.
 """
 

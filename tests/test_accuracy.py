@@ -85,6 +85,7 @@ def measure(runtime: str, precision: str, digits, tmp_path) -> dict:
     return {**results[1], "artifact": results[0]["artifact"]}
 
 
+@pytest.mark.slow  # real exports in four runtimes: run by `make test`, left out of mutmut's fast selection
 @pytest.mark.parametrize("runtime", ["pytorch", "onnxruntime", "openvino", "tflite"])
 def test_each_runtime_scores_its_own_artifact_on_the_whole_test_split(runtime, digits, tmp_path):
     model, task, _ = digits
@@ -120,6 +121,7 @@ def _is_integer_artifact(runtime: str, artifact: str) -> bool:
     raise AssertionError(runtime)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "tflite", "pytorch"])
 def test_int8_artifacts_are_really_integer_and_keep_their_accuracy(runtime, digits, tmp_path):
     if runtime == "pytorch" and get_runtime("pytorch").export_unavailable("cpu", "int8"):
