@@ -102,7 +102,10 @@ def run_child(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: 
             proc.wait()
             raise
     wall_s = time.monotonic() - start
-    phase = _read_phase(job_dir) or phase
+    final = _read_phase(job_dir) or phase
+    if final != phase:  # a child that dies within one poll still shows where it got to
+        on_phase(final)
+    phase = final
     usage = _read_json(report)
     if usage is None:
         return ChildOutcome(None, f"measurement process lost while {phase} (see run.log)", None, wall_s)

@@ -139,6 +139,15 @@ def test_a_crash_is_named_with_the_phase_it_happened_in(tmp_path):
     assert phases == ["loading"]
 
 
+def test_a_child_that_dies_between_two_polls_still_reports_its_last_phase(tmp_path):
+    """The crash comes long before the next poll: the progress callback still hears where the child got to."""
+    phases = []
+    outcome = run_child("measure", job_for(misbehaving("CrashOnLoadRuntime"), tmp_path), tmp_path / "job", 1, 60,
+                        on_phase=phases.append, poll_s=3)
+    assert outcome.error == "process killed by SIGSEGV while loading"
+    assert phases == ["loading"]
+
+
 def test_a_hang_is_stopped_at_the_timeout(tmp_path):
     t0 = time.monotonic()
     outcome = run_child("measure", job_for(misbehaving("HangingRuntime"), tmp_path), tmp_path / "job", 1, 3)
