@@ -22,6 +22,8 @@ from bench.worker import RESULT_FILE, STATUS_FILE
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Same thread count for every library, quiet logs, and no phoning home.
+YOLO_CONFIG_DIR = PROJECT_ROOT / "models" / ".cache" / "ultralytics"  # Ultralytics' settings stay in the project
+
 QUIET_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "3",
     "TORCH_CPP_LOG_LEVEL": "ERROR",
@@ -49,7 +51,7 @@ def child_env(threads: int) -> dict[str, str]:
     env.update(QUIET_ENV)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TBB_NUM_THREADS"):
         env[var] = str(threads)
-    env.setdefault("YOLO_CONFIG_DIR", str(PROJECT_ROOT / "models" / ".cache" / "ultralytics"))
+    env.setdefault("YOLO_CONFIG_DIR", str(YOLO_CONFIG_DIR))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 

@@ -72,6 +72,11 @@ class Reference:
     def calibration(self) -> Path:
         return self.folder / "calibration.npy"
 
+    @property
+    def task_for_job(self) -> str:
+        """The task file as a job names it: "" when the model has no labelled data."""
+        return str(self.task) if self.task.exists() else ""
+
 
 @dataclass
 class RunSummary:
@@ -130,7 +135,7 @@ def make_run_dir(config: BenchConfig, model_name: str) -> Path:
             raise UsageError(f"--out {str(run_dir)!r} is a file, not a folder")
     else:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_name)
+        safe = _safe(model_name)
         targets = "-".join(config.targets)
         run_dir = RESULTS_DIR / f"{stamp}-{safe}-{targets}"
         n = 2
@@ -281,9 +286,8 @@ class Runner:
         folder = run_dir / "variants" / slug
         job = CompressJob(chain=variant.spec, model_file=str(reference.model_file), model=model.source,
                           out_dir=str(folder), inputs={str(b): str(reference.input(b)) for b in self.config.batches},
-                          task=str(reference.task) if reference.task.exists() else "",
-                          finetune_epochs=self.config.finetune_epochs, seed=self.config.seed,
-                          threads=self.config.threads)
+                          task=reference.task_for_job, finetune_epochs=self.config.finetune_epochs,
+                          seed=self.config.seed, threads=self.config.threads)
 
         def on_phase(phase: str) -> None:
             self.reporter.phase(f"{model.name} {variant.spec}", phase)
@@ -321,8 +325,7 @@ class Runner:
                                    model=model_source, seed=config.seed),
             model_file=str(folder / MODEL_FILE), input=str(reference.input(job.batch)),
             reference=str(outputs_path(folder, job.batch)), artifact_dir=str(artifact_dir), timing=config.timing,
-            task=str(reference.task) if reference.task.exists() else "",
-            calibration=str(reference.calibration))
+            task=reference.task_for_job, calibration=str(reference.calibration))
 
         def on_phase(phase: str) -> None:
             self.reporter.phase(job.label, phase)

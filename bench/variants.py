@@ -6,7 +6,7 @@ The baseline (`none`) is saved by the runner itself; every other variant by a `c
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +75,3 @@ def load_module(path: Path | str, source: str) -> nn.Module:
     if source:
         resolve_source(source)
     return torch.load(path, map_location="cpu", weights_only=False).eval()
-
-
-def info_dict(info: VariantInfo) -> dict:
-    return asdict(info)

@@ -7,6 +7,7 @@ happened.
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import time
@@ -44,7 +45,7 @@ def _compress(job: CompressJob, job_dir: Path) -> dict[str, Any]:
     torch.set_num_threads(job.threads)
     _phase(job_dir, "loading model")
     baseline = load_module(job.model_file, job.model)
-    model = load_module(job.model_file, job.model)
+    model = copy.deepcopy(baseline)  # methods change it in place; the baseline stays for the agreement figure
     inputs = {int(batch): Path(path) for batch, path in job.inputs.items()}
     example = torch.from_numpy(np.load(next(iter(inputs.values())))[:1])
     task = Task.load(job.task) if job.task else None

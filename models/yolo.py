@@ -25,10 +25,9 @@ INPUT_SIZE = 640
 def yolo_env() -> dict[str, str]:
     """Never let Ultralytics reach the network, install packages, or write settings outside the project
     (child processes get the same from `bench.isolation.QUIET_ENV`)."""
-    from bench.isolation import PROJECT_ROOT, QUIET_ENV
+    from bench.isolation import QUIET_ENV, YOLO_CONFIG_DIR
 
-    return {**{k: v for k, v in QUIET_ENV.items() if k.startswith("YOLO_")},
-            "YOLO_CONFIG_DIR": str(PROJECT_ROOT / "models" / ".cache" / "ultralytics")}
+    return {**{k: v for k, v in QUIET_ENV.items() if k.startswith("YOLO_")}, "YOLO_CONFIG_DIR": str(YOLO_CONFIG_DIR)}
 
 
 @dataclass

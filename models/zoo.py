@@ -8,7 +8,6 @@ reasons, unlike a 29k-parameter toy where an inference is 40 us of overhead.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +15,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bench.runlog import logger
 from models.sources import ModelSource
 
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
-log = logging.getLogger("edgebench")
 
 
 class BasicBlock(nn.Module):
@@ -117,7 +116,7 @@ class TrainedSource(ModelSource):
         if path.is_file():
             module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             return module.eval(), example
-        log.info("training %s on %s (%d epochs, first use; cached in %s)", self.arch, self.task, self.epochs, path)
+        logger.info("training %s on %s (%d epochs, first use; cached in %s)", self.arch, self.task, self.epochs, path)
         fit(module, load_task(self.task, self.input_shape, seed), Recipe(self.epochs), seed)
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
