@@ -23,6 +23,8 @@ SEED         ?=
 COMPRESS     ?=
 DATA         ?=
 FINETUNE     ?=
+REPEATS      ?=
+CACHE        ?=
 
 BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
 	$(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(PRECISION),--precision $(PRECISION)) \
@@ -31,11 +33,12 @@ BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHT
 	$(if $(DURATION),--duration $(DURATION)) $(if $(MAX_DURATION),--max-duration $(MAX_DURATION)) \
 	$(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(SEED),--seed $(SEED)) \
 	$(if $(COMPRESS),--compress $(COMPRESS)) $(if $(DATA),--data $(DATA)) \
-	$(if $(FINETUNE),--finetune-epochs $(FINETUNE))
+	$(if $(FINETUNE),--finetune-epochs $(FINETUNE)) $(if $(REPEATS),--repeats $(REPEATS)) \
+	$(if $(filter 0 no off,$(CACHE)),--no-cache)
 
 RUNS         ?=
 
-.PHONY: bench test lint list help report study mutation clean-venv
+.PHONY: bench test lint list help report study validate mutation clean-venv clean-cache
 
 bench: $(STAMP)
 	@$(PY) -m bench $(BENCH_FLAGS)
@@ -61,6 +64,11 @@ report: $(STAMP)
 study: $(STAMP)
 	@$(PY) -m bench.studyrun $(if $(OUT),--out $(OUT))
 
+# edgebench's timing against OpenVINO's benchmark_app, litert-benchmark and bare API loops, on the same files.
+validate: $(STAMP)
+	@$(PY) -m bench.validate $(if $(MODEL),--model $(MODEL)) $(if $(THREADS),--threads $(THREADS)) \
+	$(if $(REPEATS),--repeats $(REPEATS)) $(if $(OUT),--out $(OUT))
+
 list: $(STAMP)
 	@$(PY) -m bench --list
 
@@ -78,3 +86,7 @@ $(STAMP): pyproject.toml
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Exported artifacts kept between runs (a warm re-run exports nothing); trained zoo models stay.
+clean-cache:
+	rm -rf models/.cache/artifacts

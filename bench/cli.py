@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"minimum timed seconds [{d.min_s:g}]")
     p.add_argument("--max-duration", type=_seconds("max duration"), default=d.max_s,
                    help=f"stop timing after this many seconds [{d.max_s:g}]")
+    p.add_argument("--repeats", type=_positive_int("repeats"), default=3,
+                   help="timed rounds per row, taken round-robin across the runtimes (A B C A B C ...) so a slow "
+                        "minute on a shared machine hits them alike; each round warms up and times as above [3]")
     p.add_argument("--timeout", type=_seconds("timeout"), default=900.0,
                    help="seconds allowed for each export and each measurement process [900]")
     p.add_argument("--seed", type=_positive_int("seed", 0), default=0, help="seed for random init and inputs [0]")
@@ -97,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-epochs", type=_positive_int("fine-tune epochs", 0), default=2,
                    help="epochs every fine-tuning method trains for, and its control [2]")
     p.add_argument("--keep-artifacts", action="store_true", help="keep exported models in the run folder")
+    p.add_argument("--no-cache", action="store_true", help="export every artifact afresh, neither reading nor "
+                   "filling the artifact cache (models/.cache/artifacts; `make clean-cache` empties it)")
     p.add_argument("--list", action="store_true", help="list models, runtimes and their availability, then exit")
     p.add_argument("--report", type=_names, default=(), metavar="RUN_DIR[,RUN_DIR...]",
                    help="print the Markdown table of earlier runs (e.g. a CPU run and a GPU run, merged into "
@@ -110,7 +115,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig(model=args.model, weights=args.weights, runtimes=args.runtimes, precisions=args.precision,
                        batches=args.batch, threads=args.threads, targets=args.target, out=args.out, timing=timing,
                        timeout_s=args.timeout, seed=args.seed, keep_artifacts=args.keep_artifacts,
-                       compress=args.compress, data=args.data, finetune_epochs=args.finetune_epochs)
+                       compress=args.compress, data=args.data, finetune_epochs=args.finetune_epochs,
+                       repeats=args.repeats, cache=not args.no_cache)
 
 
 def print_listing(console: Console) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import UsageError
+from bench.rounds import NoiseGuard
 
 TARGETS = ("cpu", "gpu", "npu")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -25,9 +26,9 @@ class TimingConfig:
     """How long to warm up and measure; defaults sit between trtexec's and TFLite's benchmark_model."""
 
     warmup_iters: int = 10  # warm-up runs at least this many iterations...
-    warmup_s: float = 0.5  # ...and at least this many seconds
-    min_iters: int = 50  # timed runs at least this many iterations...
-    min_s: float = 2.0  # ...and at least this many seconds
+    warmup_s: float = 0.5  # ...and at least this many seconds (first round; later rounds re-warm briefly)
+    min_iters: int = 20  # each round times at least this many iterations...
+    min_s: float = 1.0  # ...and at least this many seconds (3 rounds by default: 3 s and 60 iterations a row)
     max_s: float = 60.0  # but never longer than this (the count reached is recorded)
 
     def __post_init__(self) -> None:
@@ -62,6 +63,9 @@ class BenchConfig:
     compress: tuple[str, ...] = ()  # compression variants, e.g. ("prune-channels:0.3", "cluster:16@last3")
     data: str | None = None  # a task (mnist, digits) or an ImageFolder path; None: the model's own task, if any
     finetune_epochs: int = 2  # what every fine-tuning method (and its control) trains for
+    repeats: int = 3  # timed rounds per row, interleaved across the runtimes of each variant
+    cache: bool = True  # reuse exported artifacts of an identical earlier export (bench.cache)
+    noise_guard: NoiseGuard = field(default_factory=NoiseGuard)  # how a round disturbed by other processes is redone
     variants: tuple = field(init=False, default=())  # parsed from compress; the baseline `none` first
     # True when the user named the runtimes: a missing package is then bad input (exit 2), not a table row.
     runtimes_named: bool = field(init=False, default=False)
@@ -93,6 +97,8 @@ class BenchConfig:
         if not isinstance(self.finetune_epochs, int) or isinstance(self.finetune_epochs, bool) \
                 or self.finetune_epochs < 0:
             raise UsageError(f"bad fine-tune epochs {self.finetune_epochs!r}: expected a whole number >= 0")
+        if not isinstance(self.repeats, int) or isinstance(self.repeats, bool) or not 1 <= self.repeats <= 100:
+            raise UsageError(f"bad repeats {self.repeats!r}: expected a whole number of rounds from 1 to 100, e.g. 3")
         if not self.model_names:
             raise UsageError("no model given: e.g. resnet18, or mnist_resnet_s,mnist_resnet_m for a family")
         from compression import parse_variants  # late, like the adapters below

@@ -75,6 +75,15 @@ def accelerators() -> list[str]:
     return []
 
 
+def cpu_frequency_governor() -> str | None:
+    """The Linux cpufreq scaling governor of CPU 0 ("performance", "powersave", ...), None where unreadable
+    (most VMs expose no cpufreq): a "powersave" or "ondemand" governor makes the first samples slower."""
+    try:
+        return Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor").read_text().strip()
+    except OSError:
+        return None
+
+
 def capture(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     root = Path(__file__).resolve().parent.parent
     cpu = cpu_info()
@@ -91,6 +100,7 @@ def capture(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "packages": package_versions(),
         "git_commit": git_commit(root),
         "accelerators": accelerators(),
+        "cpu_governor": cpu_frequency_governor(),
     }
     environment.update(extra or {})
     return environment

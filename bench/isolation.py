@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.job import CompressJob, MeasureJob, save_job
-from bench.worker import RESULT_FILE, STATUS_FILE
+from bench.worker import PARENT_ENV, READY_FILE, RESULT_FILE, STATUS_FILE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Same thread count for every library, quiet logs, and no phoning home.
 YOLO_CONFIG_DIR = PROJECT_ROOT / "models" / ".cache" / "ultralytics"  # Ultralytics' settings stay in the project
+# NNCF's torch backend compiles a C++ extension at first use (about 20 s): once, kept in the project.
+TORCH_EXTENSIONS_DIR = PROJECT_ROOT / "models" / ".cache" / "torch_extensions"
 
 QUIET_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -52,6 +54,7 @@ def child_env(threads: int) -> dict[str, str]:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TBB_NUM_THREADS"):
         env[var] = str(threads)
     env.setdefault("YOLO_CONFIG_DIR", str(YOLO_CONFIG_DIR))
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(TORCH_EXTENSIONS_DIR))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 
@@ -71,49 +74,37 @@ def _describe_exit(status: int, phase: str, log_path: Path) -> str:
     return f"process exited with code {os.WEXITSTATUS(status)} while {phase}" + (f": {last}" if last else "")
 
 
-def run_child(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: int, timeout_s: float,
-              on_phase: Callable[[str], None] = lambda phase: None, poll_s: float = 0.1) -> ChildOutcome:
-    """Run `bench.worker` on `job` in a fresh interpreter; never raises for what happens inside it."""
+def _spawn(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: int, timeout_s: float,
+           stdin: int) -> tuple[subprocess.Popen, Path, Path]:
+    """Start `bench.worker` under the peak-RSS wrapper, in its own process group; (process, report, log)."""
     job_dir.mkdir(parents=True, exist_ok=True)
     report = job_dir / f"{mode}.rusage.json"
-    for stale in (RESULT_FILE, STATUS_FILE, report.name):
+    for stale in (RESULT_FILE, STATUS_FILE, READY_FILE, report.name):
         (job_dir / stale).unlink(missing_ok=True)
+    for stale in job_dir.glob("round_*.json"):
+        stale.unlink()
     job_path = job_dir / f"{mode}.json"
     save_job(job, job_path)
     log_path = job_dir / f"{mode}.log"
     command = [sys.executable, "-m", "bench.peakrss", str(report), str(timeout_s), "--",
                sys.executable, "-m", "bench.worker", mode, str(job_path)]
-    start = time.monotonic()
-    phase = "starting"
+    env = child_env(threads)
+    env[PARENT_ENV] = str(os.getpid())  # the wrapper dies with us (bench.peakrss)
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=PROJECT_ROOT, env=child_env(threads), start_new_session=True)
-        try:
-            while proc.poll() is None:
-                current = _read_phase(job_dir)
-                if current and current != phase:
-                    phase = current
-                    on_phase(phase)
-                if time.monotonic() - start > timeout_s + 60:  # the wrapper itself is stuck: a last resort
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    break
-                time.sleep(poll_s)
-        except BaseException:  # Ctrl-C or an error here: leave no orphan behind
-            _kill_group(proc.pid)
-            proc.wait()
-            raise
-    wall_s = time.monotonic() - start
-    final = _read_phase(job_dir) or phase
-    if final != phase:  # a child that dies within one poll still shows where it got to
-        on_phase(final)
-    phase = final
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=stdin, cwd=PROJECT_ROOT,
+                                env=env, start_new_session=True)
+    return proc, report, log_path
+
+
+def _outcome(job_dir: Path, report: Path, log_path: Path, phase: str, timeout_s: float, wall_s: float,
+             timed_out: bool = False) -> ChildOutcome:
+    """What an ended child came to: its result, or one line saying how and where it failed."""
     usage = _read_json(report)
+    peak_rss_mb = usage["maxrss_kb"] / 1024.0 if usage else None  # Linux reports KiB
+    if timed_out or (usage and usage["timed_out"]):
+        return ChildOutcome(None, f"timed out after {timeout_s:g} s while {phase}", peak_rss_mb, wall_s)
     if usage is None:
         return ChildOutcome(None, f"measurement process lost while {phase} (see run.log)", None, wall_s)
-    peak_rss_mb = usage["maxrss_kb"] / 1024.0  # Linux reports KiB
-    if usage["timed_out"]:
-        return ChildOutcome(None, f"timed out after {timeout_s:g} s while {phase}", peak_rss_mb, wall_s)
     status = usage["status"]
     result = _read_json(job_dir / RESULT_FILE)
     if result is not None and "error" in result:
@@ -121,6 +112,118 @@ def run_child(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: 
     if result is None or status != 0:
         return ChildOutcome(None, _describe_exit(status, phase, log_path), peak_rss_mb, wall_s)
     return ChildOutcome(result, None, peak_rss_mb, wall_s)
+
+
+def run_child(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: int, timeout_s: float,
+              on_phase: Callable[[str], None] = lambda phase: None, poll_s: float = 0.1) -> ChildOutcome:
+    """Run `bench.worker` on `job` in a fresh interpreter; never raises for what happens inside it."""
+    start = time.monotonic()
+    phase = "starting"
+    proc, report, log_path = _spawn(mode, job, job_dir, threads, timeout_s, subprocess.DEVNULL)
+    try:
+        while proc.poll() is None:
+            current = _read_phase(job_dir)
+            if current and current != phase:
+                phase = current
+                on_phase(phase)
+            if time.monotonic() - start > timeout_s + 60:  # the wrapper itself is stuck: a last resort
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                break
+            time.sleep(poll_s)
+    except BaseException:  # Ctrl-C or an error here: leave no orphan behind
+        _kill_group(proc.pid)
+        proc.wait()
+        raise
+    final = _read_phase(job_dir) or phase
+    if final != phase:  # a child that dies within one poll still shows where it got to
+        on_phase(final)
+    return _outcome(job_dir, report, log_path, final, timeout_s, time.monotonic() - start)
+
+
+class ChildSession:
+    """A measuring child that stays loaded between its rounds: started once, asked for rounds, then finished.
+
+    Loading a runtime (compiling a graph, building an engine) happens once; each round then costs only its
+    timing, so rounds can be interleaved across runtimes. Commands go to the child's stdin, one line each
+    (`round N`, `finish`); it answers with files in its job folder (`bench.worker`). Each wait has the
+    run's per-step timeout: a child that overruns one is killed, and its row says where it stopped.
+    """
+
+    def __init__(self, job: MeasureJob, job_dir: Path, threads: int, timeout_s: float,
+                 on_phase: Callable[[str], None] = lambda phase: None, poll_s: float = 0.02) -> None:
+        self.job_dir, self.timeout_s, self.on_phase, self.poll_s = job_dir, timeout_s, on_phase, poll_s
+        self.start = time.monotonic()
+        self.phase = "starting"
+        self.timed_out = False
+        # The wrapper's own limit is only a last resort: this parent enforces the per-step timeout.
+        self.proc, self.report, self.log_path = _spawn("measure", job, job_dir, threads, timeout_s * 1000,
+                                                       subprocess.PIPE)
+
+    def _await(self, answer: Path) -> dict[str, Any] | None:
+        """The answer file's content once written; None when the child ended or overran the timeout first."""
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            while True:
+                data = _read_json(answer) if answer.exists() else None
+                if data is not None:
+                    return data
+                if self.proc.poll() is not None:
+                    return None
+                current = _read_phase(self.job_dir)
+                if current and current != self.phase:
+                    self.phase = current
+                    self.on_phase(current)
+                if time.monotonic() > deadline:
+                    self.timed_out = True
+                    self.kill()
+                    return None
+                time.sleep(self.poll_s)
+        except BaseException:  # Ctrl-C: leave no orphan behind
+            self.kill()
+            raise
+
+    def _send(self, line: str) -> bool:
+        try:
+            self.proc.stdin.write(f"{line}\n".encode())
+            self.proc.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError):  # it has already ended
+            return False
+
+    def ready(self) -> dict[str, Any] | None:
+        """Wait until the child has loaded and checked its artifact: its first figures, or None if it ended."""
+        return self._await(self.job_dir / READY_FILE)
+
+    def round(self, index: int) -> dict[str, Any] | None:
+        """Time one round now; None when the child ended (finish() then says why)."""
+        answer = self.job_dir / f"round_{index}.json"
+        answer.unlink(missing_ok=True)
+        if not self._send(f"round {index}"):
+            return None
+        return self._await(answer)
+
+    def finish(self) -> ChildOutcome:
+        """Ask for the closing figures (accuracy, details), let the child exit, and report what it came to."""
+        if self.proc.poll() is None and not self.timed_out and self._send("finish"):
+            self._await(self.job_dir / RESULT_FILE)
+            try:
+                self.proc.wait(timeout=self.timeout_s)
+            except subprocess.TimeoutExpired:
+                self.timed_out = True
+                self.kill()
+        else:
+            self.kill()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        final = _read_phase(self.job_dir) or self.phase
+        return _outcome(self.job_dir, self.report, self.log_path, final, self.timeout_s,
+                        time.monotonic() - self.start, self.timed_out)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            _kill_group(self.proc.pid)
+            self.proc.wait()
 
 
 def _kill_group(pgid: int, settle_s: float = 2.0) -> None:

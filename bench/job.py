@@ -44,6 +44,9 @@ class MeasureJob:
     artifact: str = ""  # set by the runner after export
     task: str = ""  # the task's .npz: accuracy on its test split ("" when there are no labels)
     calibration: str = ""  # .npy of inputs for int8 calibration
+    qat_epochs: int = 0  # > 0: the int8 export trains this long with the runtime's QAT toolchain (needs task)
+    serve: bool = False  # measure: time rounds when the parent says so on stdin (bench.isolation.ChildSession)
+    rounds: int = 1  # measure without serve: this many rounds back to back
 
 
 JOB_TYPES = {"compress": CompressJob, "export": MeasureJob, "measure": MeasureJob}

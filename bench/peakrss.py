@@ -18,10 +18,31 @@ import sys
 import time
 from typing import Any
 
+PARENT_ENV = "EDGEBENCH_PARENT_PID"  # the pid a child must die with; each process sets it for its own child
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: str | None) -> None:
+    """Linux: have the kernel SIGKILL this process the moment its parent dies, even by `kill -9`.
+
+    Without it, a child of a killed run went on exporting alone until it finished; one that hangs would
+    load the CPU until its timeout and disturb the next run's numbers. If the parent is already gone when
+    this runs (it died between starting us and now), exit at once. Elsewhere this does nothing.
+    """
+    if not sys.platform.startswith("linux") or not parent:
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(parent):
+        os._exit(1)
+
 
 def run_measured(command: list[str], timeout_s: float, poll_s: float = 0.05) -> dict[str, Any]:
     """Run `command` to its end or until `timeout_s` (then SIGKILL it); its wait status, peak RSS and fate."""
-    proc = subprocess.Popen(command)  # stays in the caller's process group
+    env = dict(os.environ, **{PARENT_ENV: str(os.getpid())})  # the measured process dies with this wrapper
+    proc = subprocess.Popen(command, env=env)  # stays in the caller's process group
     deadline = time.monotonic() + timeout_s
     timed_out = False
     while True:
@@ -47,6 +68,7 @@ def write_report(path: str, report: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     report_path, timeout_s, command = argv[0], float(argv[1]), argv[3:]
+    die_with_parent(os.environ.get(PARENT_ENV))
     if os.getpgrp() != os.getpid():
         os.setpgid(0, 0)  # our own process group, so the clean-up below never reaches our caller
     report = run_measured(command, timeout_s)

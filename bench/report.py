@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from bench.results import ResultRow
 
-SINGLE_TARGET_HEADERS = ["Format", "Precision", "Batch", "Status", "Size (MB)", "p50 ms", "p90 ms",
-                         "Throughput (img/s)", "max abs diff vs PyTorch"]
+SINGLE_TARGET_HEADERS = ["Format", "Precision", "Batch", "Status", "Size (MB)", "p50 ms (95% CI)", "p90 ms",
+                         "Speed-up vs PyTorch (95% CI)", "Throughput (img/s)", "max abs diff vs PyTorch"]
 
 FLAG_HELP = {
     "fidelity!": "outputs differ from PyTorch beyond the precision's tolerance",
@@ -73,6 +73,29 @@ def _status_cell(row: ResultRow, notes: _Notes) -> str:
     return text
 
 
+def latency_cell(row: ResultRow) -> str:
+    """p50 with the interval of the median where the row has one, e.g. `1.23 (1.20-1.26)`."""
+    if row.p50_ci_low_ms is None or row.p50_ci_high_ms is None:
+        return fmt(row.p50_ms)
+    return f"{fmt(row.p50_ms)} ({fmt(row.p50_ci_low_ms)}-{fmt(row.p50_ci_high_ms)})"
+
+
+def is_speedup_baseline(row: ResultRow) -> bool:
+    return row.runtime == "pytorch" and row.precision == "fp32" and row.compression == "none"
+
+
+def speedup_cell(row: ResultRow) -> str:
+    """`x2.10 (2.02-2.19)`; `~` when the interval holds 1 (not faster or slower beyond noise)."""
+    if row.speedup is None:
+        return "-"
+    if is_speedup_baseline(row):
+        return "x1 (baseline)"
+    if row.speedup_ci_low is None or row.speedup_ci_high is None:
+        return f"x{row.speedup:.2f}"
+    same = " ~" if row.speedup_ci_low <= 1 <= row.speedup_ci_high else ""
+    return f"x{row.speedup:.2f} ({row.speedup_ci_low:.2f}-{row.speedup_ci_high:.2f}){same}"
+
+
 def accuracy_cell(row: ResultRow) -> str:
     """Top-1 in percent with its 95% interval, e.g. `97.5 (96.4-98.3)`."""
     if row.accuracy is None:
@@ -88,16 +111,16 @@ def _single_target(rows: Sequence[ResultRow], notes: _Notes) -> tuple[list[str],
     compressed = len({r.compression for r in rows}) > 1
     scored = any(r.accuracy is not None for r in rows)
     agreement = compressed and not scored  # no labels: fidelity of each variant to the uncompressed model
+    h = SINGLE_TARGET_HEADERS
     headers = (["Model"] if many_models else []) + ["Format"] + (["Compression"] if compressed else []) + \
-        SINGLE_TARGET_HEADERS[1:5] + (["Zip (MB)"] if compressed else []) + SINGLE_TARGET_HEADERS[5:8] + \
-        (["Accuracy % (95% CI)"] if scored else []) + \
-        (["Top-1 agreement vs uncompressed (fidelity)"] if agreement else []) + SINGLE_TARGET_HEADERS[8:]
+        h[1:5] + (["Zip (MB)"] if compressed else []) + h[5:9] + (["Accuracy % (95% CI)"] if scored else []) + \
+        (["Top-1 agreement vs uncompressed (fidelity)"] if agreement else []) + h[9:]
     body = []
     for r in rows:
         cells = ([r.model] if many_models else []) + [r.format] + ([r.compression] if compressed else [])
         cells += [r.precision, str(r.batch), _status_cell(r, notes), fmt(r.size_mb, 1)]
         cells += [fmt(r.zip_mb, 2)] if compressed else []
-        cells += [fmt(r.p50_ms), fmt(r.p90_ms), fmt(r.throughput, 1)]
+        cells += [latency_cell(r), fmt(r.p90_ms), speedup_cell(r), fmt(r.throughput, 1)]
         cells += [accuracy_cell(r)] if scored else []
         cells += [f"{r.agreement:.0%}" if r.agreement is not None else "-"] if agreement else []
         body.append(cells + [sci(r.max_abs_diff)])
@@ -139,7 +162,8 @@ def used_flags(body: list[list[str]]) -> list[str]:
 
 
 DETAIL_HEADERS = ["Format", "Precision", "Batch", "Target", "Export s", "Load s", "First ms", "p99 ms", "std ms",
-                  "Iterations", "Peak RSS (MB)", "Cosine", "Other CPU load"]
+                  "Iterations", "Rounds (repeated)", "GFLOP/s", "% of GEMM peak", "Peak RSS (MB)", "Cosine",
+                  "Other CPU load"]
 
 
 def _identity_columns(rows: Sequence[ResultRow]) -> tuple[bool, bool]:
@@ -158,8 +182,15 @@ def detail_cells(rows: Sequence[ResultRow]) -> list[list[str]]:
     many_models, compressed = _identity_columns(rows)
     return [([r.model] if many_models else []) + [r.format] + ([r.compression] if compressed else []) +
             [r.precision, str(r.batch), r.target, fmt(r.export_s), fmt(r.load_s), fmt(r.first_ms),
-             fmt(r.p99_ms), fmt(r.std_ms), str(r.iterations), fmt(r.peak_rss_mb, 0), fmt(r.cosine, 6),
+             fmt(r.p99_ms), fmt(r.std_ms), str(r.iterations), _rounds_cell(r), fmt(r.gflops_per_s, 1),
+             f"{r.peak_fraction:.1%}" if r.peak_fraction is not None else "-", fmt(r.peak_rss_mb, 0), fmt(r.cosine, 6),
              f"{r.foreign_load:.1%}" if r.foreign_load is not None else "-"] for r in rows if r.status == "ok"]
+
+
+def _rounds_cell(row: ResultRow) -> str:
+    if row.repeats is None:
+        return "-"
+    return f"{row.repeats} ({row.rounds_repeated})" if row.rounds_repeated else str(row.repeats)
 
 
 def markdown_grid(headers: Sequence[str], body: Sequence[Sequence[str]]) -> str:

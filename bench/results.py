@@ -12,9 +12,12 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.stats import LatencyStats
+from bench.stats import LatencyStats, median_interval, ratio_interval
+
+if TYPE_CHECKING:
+    from bench.rounds import RowRounds
 
 
 @dataclass
@@ -70,6 +73,18 @@ class ResultRow:
     packed_mb: float | None = None  # stored as indices + codebook where a tensor has <= 256 values (clustering)
     finetune_epochs: int | None = None
     agreement: float | None = None  # top-1 agreement with the uncompressed model on seeded inputs, in PyTorch
+    # Numbers that hold on a shared machine (issue 8): rounds interleaved across the variant's rows.
+    mode: str = "latency"  # latency: one request in flight (MLPerf's SingleStream)
+    repeats: int | None = None  # timed rounds kept
+    rounds_repeated: int | None = None  # rounds measured again because other processes loaded the CPU
+    p50_ci_low_ms: float | None = None  # 95% interval of the median (bootstrap over rounds, then samples)
+    p50_ci_high_ms: float | None = None
+    speedup: float | None = None  # p50 of PyTorch fp32 (uncompressed, same model/target/batch) over this p50
+    speedup_ci_low: float | None = None
+    speedup_ci_high: float | None = None
+    flops: int | None = None  # floating-point operations per inference at this batch (PyTorch's FLOP counter)
+    gflops_per_s: float | None = None  # flops / p50
+    peak_fraction: float | None = None  # gflops_per_s over the machine's measured GEMM peak at this precision
 
     def add_latency(self, stats: LatencyStats) -> None:
         self.p50_ms, self.p90_ms, self.p99_ms = stats.p50, stats.p90, stats.p99
@@ -77,12 +92,46 @@ class ResultRow:
         self.throughput = stats.throughput(self.batch)
         self.iterations = stats.count
 
+    def add_rounds(self, rounds: RowRounds) -> None:
+        """Latency figures from every kept sample of every round, and the interval of their median."""
+        self.add_latency(LatencyStats(tuple(rounds.samples_ms)))
+        self.p50_ci_low_ms, self.p50_ci_high_ms = median_interval(rounds.per_round_ms)
+        self.repeats, self.rounds_repeated = len(rounds.kept), rounds.repeated
+        self.warmup_iters = rounds.kept[0].warmup_iters
+        self.capped = any(r.capped for r in rounds.kept)
+        self.foreign_load, self.steal, self.noisy = rounds.foreign_load, rounds.steal, rounds.noisy
+        if self.flops and self.p50_ms:
+            self.gflops_per_s = self.flops / (self.p50_ms * 1e6)
+
     @property
     def key(self) -> str:
         return f"{self.model}|{self.compression}|{self.runtime}|{self.precision}|{self.target}|b{self.batch}"
 
 
 COLUMNS = [f.name for f in fields(ResultRow)]
+
+
+class SpeedupBaseline:
+    """Gives each row its speed-up over PyTorch fp32 (uncompressed) of the same model, target and batch.
+
+    Rows arrive in run order, and that baseline is the first row of its model's first variant, so it is
+    always known before the rows compared with it. A run without it leaves the speed-up empty.
+    """
+
+    def __init__(self, peaks: dict[str, float] | None = None) -> None:
+        self.rounds: dict[tuple[str, str, int], list[list[float]]] = {}
+        self.peaks = peaks or {}  # precision -> measured GEMM GFLOP/s of this machine at the run's threads
+
+    def annotate(self, row: ResultRow, rounds: list[list[float]]) -> None:
+        key = (row.model, row.target, row.batch)
+        if row.runtime == "pytorch" and row.precision == "fp32" and row.compression == "none" and rounds:
+            self.rounds[key] = rounds
+        base = self.rounds.get(key)
+        if base and rounds:
+            row.speedup, row.speedup_ci_low, row.speedup_ci_high = ratio_interval(base, rounds)
+        peak = self.peaks.get(row.precision)
+        if row.gflops_per_s and peak:
+            row.peak_fraction = row.gflops_per_s / peak
 
 
 def read_rows(run_dir: Path) -> list[ResultRow]:
@@ -103,13 +152,15 @@ class RunWriter:
     def write_environment(self, environment: dict[str, Any]) -> None:
         (self.run_dir / "environment.json").write_text(json.dumps(environment, indent=2, default=str))
 
-    def append(self, row: ResultRow, samples_ms: tuple[float, ...] | list[float] = ()) -> None:
+    def append(self, row: ResultRow, rounds: list[list[float]] = ()) -> None:
+        """Write the row; its kept samples, per round, go to samples.jsonl (intervals are recomputed from them)."""
         from bench.report import markdown_report
 
         self.rows.append(row)
         _append_line(self.run_dir / "rows.jsonl", json.dumps(asdict(row)))
-        if samples_ms:
-            _append_line(self.run_dir / "samples.jsonl", json.dumps({"key": row.key, "latency_ms": list(samples_ms)}))
+        if rounds:
+            _append_line(self.run_dir / "samples.jsonl", json.dumps(
+                {"key": row.key, "latency_ms": [s for r in rounds for s in r], "rounds": [len(r) for r in rounds]}))
         with open(self.run_dir / "rows.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bench.cache import ArtifactCache, cache_key
 from bench.config import BenchConfig
+from bench.cpuload import NOISY_FOREIGN_LOAD
 from bench.errors import UsageError
-from bench.isolation import PROJECT_ROOT, run_child
+from bench.isolation import PROJECT_ROOT, ChildSession, run_child
 from bench.job import CompressJob, MeasureJob
+from bench.peak import GEMM_SIZE, TRIES, gemm_peaks
 from bench.progress import Reporter
-from bench.results import ResultRow, RunWriter
+from bench.results import ResultRow, RunWriter, SpeedupBaseline
+from bench.rounds import RE_WARMUP_ITERS, RoundFailed, RoundResult, RowRounds, interleave
 from bench.runlog import RunLog, logger
-from bench.stats import LatencyStats
 from bench.targets import check_target
 from bench.variants import MODEL_FILE, VariantInfo, outputs_path, save_variant
 from compression import NONE, Variant, parse_variant
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
     from models.tasks import Task
 
 RESULTS_DIR = PROJECT_ROOT / "results"
+IDLE_PHASES = ("ready", "waiting")
 CALIBRATION_INPUTS = 32
 
 
@@ -37,6 +42,7 @@ class Job:
     runtime: type[Runtime]
     precision: str
     batch: int
+    qat_epochs: int = 0  # quantization-aware training the runtime's int8 export does first (COMPRESS=qat)
 
     @property
     def label(self) -> str:
@@ -88,11 +94,12 @@ def plan_jobs(config: BenchConfig, variant: Variant = NONE, quantized_study: boo
     """Every row of one variant. A quantization-aware variant is measured at int8 only; when a run has one,
     the baseline and the fine-tuning control are measured at int8 too (post-training int8), as its comparison."""
     precisions = config.precisions
+    qat_epochs = 0
     if variant.quantizes:
-        precisions = ("int8",)
+        precisions, qat_epochs = ("int8",), config.finetune_epochs
     elif quantized_study and all(m.name == "finetune" for m in variant.methods) and "int8" not in precisions:
         precisions = (*precisions, "int8")
-    return [Job(target, get_runtime(name), precision, batch) for target in config.targets
+    return [Job(target, get_runtime(name), precision, batch, qat_epochs) for target in config.targets
             for name in config.runtimes for precision in precisions for batch in config.batches]
 
 
@@ -206,10 +213,16 @@ def table_header(config: BenchConfig, models: list[Any], tasks: list[Task | None
         f"- Machine: {environment['cpu']}, {environment['cpu_logical_cores']} logical cores, "
         f"{environment['ram_gib']} GiB RAM, {environment['os']}, Python {environment['python']}\n"
         f"- Software: {packages}; edgebench commit {environment['git_commit']}\n"
-        f"- Method: each runtime exported and measured in its own process with {config.threads} thread(s); "
-        f"warm-up >= {t.warmup_iters} iterations and >= {t.warmup_s:g} s, then >= {t.min_iters} timed iterations "
-        f"and >= {t.min_s:g} s (at most {t.max_s:g} s); latency = one synchronous inference on a prepared input; "
-        f"harness overhead {environment['harness_overhead_us']:.2f} us/iteration\n"
+        f"- Method: each runtime exported and measured in its own process with {config.threads} thread(s), "
+        f"kept loaded while {config.repeats} rounds are timed round-robin across the runtimes of each variant; "
+        f"per round a warm-up (>= {t.warmup_iters} iterations and >= {t.warmup_s:g} s in the first, "
+        f"{min(t.warmup_iters, RE_WARMUP_ITERS)} iterations after), then >= {t.min_iters} timed iterations "
+        f"and >= {t.min_s:g} s (at most {t.max_s:g} s); a round during which other processes used over "
+        f"{NOISY_FOREIGN_LOAD:.0%} of the CPU is measured again (up to {config.noise_guard.retries} times); "
+        f"latency = one synchronous inference on a prepared input; p50 interval: bootstrap over rounds, then "
+        f"samples; speed-up against PyTorch fp32; harness overhead "
+        f"{environment['harness_overhead_us']:.2f} us/iteration; GEMM peak (GFLOP/s) "
+        f"{', '.join(f'{k} {v:g}' for k, v in environment['gemm_peak_gflops'].items())}\n"
         f"- Date: {environment['date']}\n\n"
     )
 
@@ -221,6 +234,9 @@ class Runner:
         self.config = config
         self.reporter = reporter
         self.log = log
+        self.cache = ArtifactCache()
+        self.versions: dict[str, str] = {}
+        self.baselines = SpeedupBaseline()
 
     def run(self) -> RunSummary:
         from bench.environment import capture
@@ -248,10 +264,16 @@ class Runner:
         run_dir = make_run_dir(config, "+".join(m.name for m in models))
         self.log.attach(run_dir / "run.log")
         logger.info("run folder %s; config %s", run_dir, asdict(config))
+        precisions = tuple(job.precision for plan in plans for _, jobs in plan for job in jobs)
+        peaks = gemm_peaks(config.threads, precisions)
+        self.baselines = SpeedupBaseline(peaks)
         environment = capture({
             "targets": list(config.targets), "target_devices": devices, "threads": config.threads,
             "timing": asdict(config.timing), "harness_overhead_us": harness_overhead_us(),
+            "repeats": config.repeats, "noise_guard": asdict(config.noise_guard),
+            "gemm_peak_gflops": peaks, "gemm_peak_method": f"torch n={GEMM_SIZE} square matmul, best of {TRIES}",
         })
+        self.versions = environment["packages"]
         writer = RunWriter(run_dir, table_header(config, models, tasks, environment))
         writer.write_environment(environment)
         where = ", ".join(config.targets)
@@ -265,11 +287,9 @@ class Runner:
                         "dataset": task.label if task is not None else ""}
                 for variant, jobs in plan:
                     made, error = self.compress(variant, model, reference, run_dir)
-                    for job in jobs:
-                        row, samples = self.measure(job, reference, made, error, run_dir,
-                                                    {**base, "compression": variant.spec}, model.source)
-                        writer.append(row, samples)
-                        self.reporter.row_done(row)
+                    self.measure_variant(jobs, reference, made, error, run_dir,
+                                         {**base, "compression": variant.spec}, model.source,
+                                         lambda row, rounds: self._write(writer, row, rounds))
         finally:
             self.reporter.finish()
             if not config.keep_artifacts:
@@ -299,67 +319,152 @@ class Runner:
             return None, f"compress: {outcome.error}"
         return (folder, VariantInfo(**outcome.result)), ""
 
-    def measure(self, job: Job, reference: Reference, made: tuple[Path, VariantInfo] | None, compress_error: str,
-                run_dir: Path, base: dict[str, Any], model_source: str) -> tuple[ResultRow, tuple[float, ...]]:
+    def measure_variant(self, jobs: list[Job], reference: Reference, made: tuple[Path, VariantInfo] | None,
+                        compress_error: str, run_dir: Path, base: dict[str, Any], model_source: str,
+                        emit: Callable[[ResultRow, list[list[float]]], None]) -> None:
+        """Every row of one variant: each exported in its own child, then all loaded at once and timed in
+        interleaved rounds (A B C A B C ...), so a slow minute on a shared machine hits every runtime alike.
+
+        Rows are emitted in job order, each as soon as it and the rows before it are finished.
+        """
+        finished: dict[int, tuple[ResultRow, list[list[float]]]] = {}
+        next_out = 0
+
+        def complete(index: int, row: ResultRow, rounds: list[list[float]]) -> None:
+            nonlocal next_out
+            finished[index] = (row, rounds)
+            while next_out in finished:
+                emit(*finished.pop(next_out))
+                next_out += 1
+
+        rows: list[ResultRow] = []
+        sessions: dict[int, tuple[ChildSession, dict[str, Any]]] = {}
+        try:
+            for job in jobs:
+                row, spec, job_dir = self.export(job, reference, made, compress_error, run_dir, base, model_source)
+                rows.append(row)
+                index = len(rows) - 1
+                if spec is None:
+                    complete(index, row, [])
+                    continue
+                session = ChildSession(spec, job_dir, self.config.threads, self.config.timeout_s,
+                                       lambda phase, label=job.label: self._progress(label, phase))
+                ready = session.ready()
+                if ready is None:
+                    self._finish(row, session, job_dir)
+                    complete(index, row, [])
+                else:
+                    sessions[index] = (session, ready)
+            counter = iter(range(10**9))  # each try of a round answers in its own file
+
+            def run_round(index: int, round_no: int) -> RoundResult:
+                session = sessions[index][0]
+                answer = session.round(next(counter))
+                if answer is None:
+                    raise RoundFailed(session.finish().error or "measurement process ended early")
+                return RoundResult(**answer)
+
+            def on_round(index: int, round_no: int) -> None:
+                self.reporter.phase(jobs[index].label, f"round {round_no + 1}/{self.config.repeats}")
+
+            def on_done(index: int, rounds: RowRounds) -> None:
+                session, ready = sessions[index]
+                measured = self._finish(rows[index], session, Path(session.job_dir), ready, rounds)
+                complete(index, rows[index], rounds.per_round_ms if measured else [])
+
+            interleave(list(sessions), self.config.repeats, run_round, self.config.noise_guard,
+                       on_round=on_round, on_done=on_done)
+        finally:
+            for session, _ in sessions.values():
+                session.kill()
+
+    def _write(self, writer: RunWriter, row: ResultRow, rounds: list[list[float]]) -> None:
+        self.baselines.annotate(row, rounds)
+        writer.append(row, rounds)
+        self.reporter.row_done(row)
+
+    def _progress(self, label: str, phase: str) -> None:
+        if phase not in IDLE_PHASES:  # a loaded child waiting for its next round is not news
+            self.reporter.phase(label, phase)
+
+    def export(self, job: Job, reference: Reference, made: tuple[Path, VariantInfo] | None, compress_error: str,
+               run_dir: Path, base: dict[str, Any], model_source: str) -> tuple[ResultRow, MeasureJob | None, Path]:
+        """The row with what is known before timing; and the measuring job when the artifact was exported."""
         config = self.config
         row = ResultRow(**base, runtime=job.runtime.name, format=job.runtime.label, precision=job.precision,
-                        target=job.target, device=job.target, batch=job.batch, status="ok")
+                        target=job.target, device=job.target, batch=job.batch, status="ok", repeats=config.repeats)
+        where = Path(_safe(row.model), _safe(row.compression), job.slug)
+        job_dir = run_dir / "jobs" / where
         if made is None:
             row.status, row.error = "error", compress_error
-            return row, ()
+            return row, None, job_dir
         folder, info = made
         row.params, row.sparsity, row.packed_mb = info.params, info.sparsity, info.packed_mb
         row.finetune_epochs, row.agreement = info.finetune_epochs, info.agreement
+        row.flops = info.flops * job.batch if info.flops else None
         if info.notes:
             row.details = info.notes
         reason = job.runtime.export_unavailable(job.target, job.precision)
         if reason:
             row.status, row.error = "unavailable", reason
-            return row, ()
-        where = Path(_safe(row.model), _safe(row.compression), job.slug)
+            return row, None, job_dir
         artifact_dir = run_dir / "artifacts" / where
-        job_dir = run_dir / "jobs" / where
         spec = MeasureJob(
             adapter=adapter_ref(job.runtime),
             options=RuntimeOptions(target=job.target, precision=job.precision, threads=config.threads,
                                    model=model_source, seed=config.seed),
             model_file=str(folder / MODEL_FILE), input=str(reference.input(job.batch)),
             reference=str(outputs_path(folder, job.batch)), artifact_dir=str(artifact_dir), timing=config.timing,
-            task=reference.task_for_job, calibration=str(reference.calibration))
+            task=reference.task_for_job, calibration=str(reference.calibration), qat_epochs=job.qat_epochs,
+            serve=True)
 
-        def on_phase(phase: str) -> None:
-            self.reporter.phase(job.label, phase)
-
-        exported = run_child("export", spec, job_dir, config.threads, config.timeout_s, on_phase)
-        self.log.append_file(f"{job.label}: export", job_dir / "export.log")
-        row.export_peak_rss_mb = exported.peak_rss_mb
-        if exported.error:
-            row.status, row.error = "error", f"export: {exported.error}"
-            return row, ()
-        row.export_s = exported.result["export_s"]
+        key = cache_key(spec, self.versions) if config.cache else ""
+        cached = self.cache.restore(key, artifact_dir, job_dir) if key else None
+        if cached is not None:
+            logger.info("%s: artifact from the cache (key %s)", job.label, key)
+            row.export_s, row.export_peak_rss_mb, spec.artifact = cached.export_s, cached.export_peak_rss_mb, \
+                cached.artifact
+            spec.reference = cached.reference or spec.reference
+            row.details = "; ".join(part for part in ("artifact from cache", row.details) if part)
+        else:
+            exported = run_child("export", spec, job_dir, config.threads, config.timeout_s,
+                                 lambda phase: self.reporter.phase(job.label, phase))
+            self.log.append_file(f"{job.label}: export", job_dir / "export.log")
+            row.export_peak_rss_mb = exported.peak_rss_mb
+            if exported.error:
+                row.status, row.error = "error", f"export: {exported.error}"
+                return row, None, job_dir
+            row.export_s = exported.result["export_s"]
+            spec.artifact = exported.result["artifact"]
+            spec.reference = exported.result.get("reference") or spec.reference  # the QAT-trained model's outputs
+            if key:
+                self.cache.store(key, artifact_dir, spec.artifact, row.export_s, row.export_peak_rss_mb,
+                                 exported.result.get("reference", ""))
         row.size_mb = artifact_size_bytes(artifact_dir) / 1e6
         row.zip_mb = zipped_bytes(artifact_dir) / 1e6
-        spec.artifact = exported.result["artifact"]
+        return row, spec, job_dir
 
-        measured = run_child("measure", spec, job_dir, config.threads, config.timeout_s, on_phase)
-        self.log.append_file(f"{job.label}: measure", job_dir / "measure.log")
-        if measured.error:
-            row.status, row.error, row.peak_rss_mb = "error", measured.error, measured.peak_rss_mb
-            return row, ()
+    def _finish(self, row: ResultRow, session: ChildSession, job_dir: Path, ready: dict[str, Any] | None = None,
+                rounds: RowRounds | None = None) -> bool:
+        """Close the measuring child and fill the row from its answers; False when the row is not measured."""
+        measured = session.finish()
+        self.log.append_file(f"{row.format} {row.precision} b{row.batch}: measure", job_dir / "measure.log")
+        error = (rounds.error if rounds is not None else "") or measured.error
+        if error:
+            row.status, row.error, row.peak_rss_mb = "error", error, measured.peak_rss_mb
+            return False
         result = measured.result
         if "unavailable" in result:  # exported and sized, but nothing was run: no memory figure to report
             row.status, row.error = "unavailable", result["unavailable"]
-            return row, ()
+            return False
         row.peak_rss_mb = measured.peak_rss_mb
-        samples = tuple(result["samples_ms"])
-        row.add_latency(LatencyStats(samples))
-        for name in ("load_s", "first_ms", "warmup_iters", "capped", "max_abs_diff", "cosine", "fidelity_ok",
-                     "foreign_load", "steal", "noisy", "device", "h2d_ms", "d2h_ms"):
-            setattr(row, name, result[name])
-        row.details = "; ".join(part for part in (result["details"], row.details) if part)
-        for name in ("accuracy", "accuracy_ci_low", "accuracy_ci_high"):
+        for name in ("load_s", "first_ms", "max_abs_diff", "cosine", "fidelity_ok"):
+            setattr(row, name, ready[name])
+        for name in ("device", "h2d_ms", "d2h_ms", "accuracy", "accuracy_ci_low", "accuracy_ci_high"):
             setattr(row, name, result.get(name))
-        return row, samples
+        row.details = "; ".join(part for part in (result["details"], row.details) if part)
+        row.add_rounds(rounds)
+        return True
 
 
 def _safe(text: str) -> str:

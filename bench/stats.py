@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -87,3 +88,46 @@ def accuracies_differ(a: tuple[int, int], b: tuple[int, int], z: float = 1.96) -
     if se == 0:
         return ca / na != cb / nb
     return bool(abs(ca / na - cb / nb) / se > z)
+
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_PER_ROUND = 500  # samples drawn per round and resample: enough for a median, cheap at 50,000 samples
+
+
+def _bootstrap_medians(rounds: Sequence[Sequence[float]], rng: np.random.Generator,
+                       resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
+    """Medians of a two-level bootstrap: rounds drawn with replacement, then samples within each drawn round.
+
+    Rounds are the independent units on a shared machine (samples within one round share its neighbours),
+    so a round that ran slow widens the interval, as it should; resampling samples alone would not see it.
+    """
+    arrays = [np.asarray(r, dtype=np.float64) for r in rounds if len(r)]
+    if not arrays:
+        raise ValueError("an interval of the median needs at least one sample")
+    per_round = min(BOOTSTRAP_PER_ROUND, max(len(a) for a in arrays))
+    picked = rng.integers(0, len(arrays), size=(resamples, len(arrays)))
+    draws = np.empty((resamples, len(arrays), per_round))
+    for slot in range(len(arrays)):
+        for j, array in enumerate(arrays):  # the resamples whose slot drew round j take samples from it
+            chosen = picked[:, slot] == j
+            if chosen.any():
+                draws[chosen, slot] = array[rng.integers(0, len(array), size=(int(chosen.sum()), per_round))]
+    return np.median(draws.reshape(resamples, -1), axis=1)
+
+
+def median_interval(rounds: Sequence[Sequence[float]], confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Interval of the median latency from the kept samples of each round (seeded: the same rows, the same interval)."""
+    medians = _bootstrap_medians(rounds, np.random.default_rng(seed))
+    tail = (1 - confidence) / 2
+    return float(np.quantile(medians, tail)), float(np.quantile(medians, 1 - tail))
+
+
+def ratio_interval(base_rounds: Sequence[Sequence[float]], rounds: Sequence[Sequence[float]],
+                   confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Speed-up of a row over a baseline, median over median, with its interval: (ratio, low, high)."""
+    rng = np.random.default_rng(seed)
+    ratios = _bootstrap_medians(base_rounds, rng) / _bootstrap_medians(rounds, rng)
+    ratio = float(np.median(np.concatenate([np.asarray(r, float) for r in base_rounds]))
+                  / np.median(np.concatenate([np.asarray(r, float) for r in rounds])))
+    tail = (1 - confidence) / 2
+    return ratio, float(np.quantile(ratios, tail)), float(np.quantile(ratios, 1 - tail))

@@ -27,6 +27,23 @@ class VariantInfo:
     finetune_epochs: int
     notes: str = ""
     agreement: float | None = None  # top-1 agreement with the uncompressed model on seeded inputs (PyTorch)
+    flops: int | None = None  # per inference at batch 1, counted by PyTorch's FLOP counter
+
+
+def count_flops(module: nn.Module, example: torch.Tensor) -> int | None:
+    """Floating-point operations of one inference (convolutions, matrix products), or None where uncountable.
+
+    PyTorch's own counter (torch.utils.flop_counter), as the roofline column's numerator: multiply-adds
+    count two. Element-wise work is left out, as every published FLOP figure leaves it out.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            module(example)
+    except Exception:  # a model the counter cannot follow still gets every other figure
+        return None
+    return int(counter.get_total_flops()) or None
 
 
 def outputs_path(folder: Path, batch: int) -> Path:
@@ -50,9 +67,10 @@ def save_variant(module: nn.Module, folder: Path, inputs: dict[int, Path], finet
     if baseline is not None:
         first = np.load(next(iter(inputs.values())))
         agreement = top1_agreement(module, baseline.eval(), first, seed)
+    first = torch.from_numpy(np.load(next(iter(inputs.values())))[:1])
     return VariantInfo(params=parameter_count(module), sparsity=sparsity(module),
                        packed_mb=packed_bytes(module) / 1e6, finetune_epochs=finetune_epochs, notes=notes,
-                       agreement=agreement)
+                       agreement=agreement, flops=count_flops(module, first))
 
 
 def top1_agreement(module: nn.Module, baseline: nn.Module, like: np.ndarray, seed: int) -> float | None:

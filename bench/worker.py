@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sys
 import time
 import traceback
@@ -19,10 +20,12 @@ from typing import Any
 import numpy as np
 
 from bench.job import CompressJob, MeasureJob, load_job
+from bench.peakrss import PARENT_ENV, die_with_parent
 from runtimes import load_adapter
 
 RESULT_FILE = "result.json"
 STATUS_FILE = "status"
+READY_FILE = "ready.json"  # serve mode: loaded, first inference done, fidelity known
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -71,12 +74,24 @@ def _export(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     example = torch.from_numpy(np.load(job.input))
     if job.calibration:
         adapter.calibration = np.load(job.calibration)
+    if job.qat_epochs:
+        from runtimes._quant import QatPlan
+
+        adapter.qat = QatPlan(job.task, job.qat_epochs, job.options.seed)
     folder = Path(job.artifact_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    _phase(job_dir, "exporting")
+    _phase(job_dir, "training (QAT)" if job.qat_epochs else "exporting")
     t0 = time.perf_counter()
     artifact = adapter.export(module, example, folder)
-    return {"artifact": str(artifact), "export_s": time.perf_counter() - t0}
+    result: dict[str, Any] = {"artifact": str(artifact), "export_s": time.perf_counter() - t0}
+    if adapter.trained is not None:  # the artifact should compute what the trained model does, not the float one
+        from runtimes._torch import to_host
+
+        with torch.no_grad():
+            outputs = to_host(adapter.trained(example))
+        result["reference"] = str(job_dir / "qat_outputs.npz")
+        np.savez(result["reference"], **{f"out_{i}": o for i, o in enumerate(outputs)})
+    return result
 
 
 def _accuracy(adapter: Any, task_path: str, batch: int) -> dict[str, Any]:
@@ -101,10 +116,35 @@ def _accuracy(adapter: Any, task_path: str, batch: int) -> dict[str, Any]:
     return {"accuracy": correct / len(y), "accuracy_ci_low": low, "accuracy_ci_high": high}
 
 
-def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
+def _time_round(step: Any, timing: Any, first: bool) -> dict[str, Any]:
+    """One round: warm-up (short after the first: the runtime is loaded, only caches went cold), then timing,
+    with the CPU time other processes used meanwhile."""
+    from dataclasses import replace
+
     from bench.cpuload import ForeignLoadTracker
-    from bench.fidelity import compare
+    from bench.rounds import RE_WARMUP_ITERS, RoundResult
     from bench.timing import time_step
+
+    config = timing if first else replace(timing, warmup_iters=min(timing.warmup_iters, RE_WARMUP_ITERS),
+                                          warmup_s=0.0)
+    with ForeignLoadTracker() as tracker:
+        timed = time_step(step, config)
+    return asdict(RoundResult(samples_ms=list(timed.samples_ms), warmup_iters=timed.warmup_iters,
+                              capped=timed.capped, foreign_load=tracker.load.foreign, steal=tracker.load.steal))
+
+
+def _commands() -> Any:
+    """The parent's commands, one per line on stdin, until `finish` or until the parent goes away."""
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] == "finish":
+            return
+        yield words
+
+
+def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
+    """Load, check fidelity, time rounds (driven by the parent in serve mode), score accuracy, close."""
+    from bench.fidelity import compare
 
     reason = type(adapter).run_unavailable(job.options.target)
     if reason:  # exported (so its size is known) but cannot run here
@@ -126,16 +166,28 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     outputs = adapter.predict(x)
     first_ms = (time.perf_counter() - t0) * 1e3
     fidelity = compare(outputs, reference, job.options.precision)
-
-    _phase(job_dir, "timing")
+    ready = {"load_s": load_s, "first_ms": first_ms, "max_abs_diff": fidelity.max_abs_diff,
+             "cosine": fidelity.cosine, "fidelity_ok": fidelity.within_tolerance}
     prepared = adapter.prepare(x)
 
     def step() -> None:
         adapter.run(prepared)
         adapter.sync()
 
-    with ForeignLoadTracker() as tracker:
-        timed = time_step(step, job.timing)
+    rounds = []
+    if job.serve:
+        _write_json(job_dir / READY_FILE, ready)
+        _phase(job_dir, "ready")
+        for words in _commands():
+            if words[0] == "round":
+                _phase(job_dir, "timing")
+                _write_json(job_dir / f"round_{int(words[1])}.json", _time_round(step, job.timing, not rounds))
+                rounds.append(words[1])
+                _phase(job_dir, "waiting")
+        rounds = []  # the parent has them, from the round files
+    else:
+        _phase(job_dir, "timing")
+        rounds = [_time_round(step, job.timing, i == 0) for i in range(job.rounds)]
 
     on_device = job.options.target != "cpu"
     transfers = _transfer_times(adapter, x, prepared) if on_device else {"h2d_ms": None, "d2h_ms": None}
@@ -146,17 +198,8 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     details = adapter.details()
     adapter.close()
     return {
-        "load_s": load_s,
-        "first_ms": first_ms,
-        "samples_ms": list(timed.samples_ms),
-        "warmup_iters": timed.warmup_iters,
-        "capped": timed.capped,
-        "max_abs_diff": fidelity.max_abs_diff,
-        "cosine": fidelity.cosine,
-        "fidelity_ok": fidelity.within_tolerance,
-        "foreign_load": tracker.load.foreign,
-        "steal": tracker.load.steal,
-        "noisy": tracker.load.noisy,
+        **ready,
+        "rounds": rounds,
         "device": adapter.device,
         "details": details,
         **transfers,
@@ -182,6 +225,7 @@ def _transfer_times(adapter: Any, x: np.ndarray, prepared: Any, repeats: int = 2
 
 def main(argv: list[str]) -> int:
     mode, job_path = argv
+    die_with_parent(os.environ.get(PARENT_ENV))
     job_path = Path(job_path)
     job_dir = job_path.parent
     try:

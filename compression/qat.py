@@ -1,46 +1,27 @@
-"""Quantization-aware training: fine-tune with int8 fake quantization (torchao PT2E QAT), then quantize per runtime.
+"""Quantization-aware training: each runtime fine-tunes with int8 fake quantization in its own toolchain.
 
-The model is exported with a dynamic batch, prepared with torchao's X86 QAT config (per-channel symmetric
-int8 weights, uint8 activations), and fine-tuned so the weights settle where int8 rounding hurts least.
-The trained weights are then loaded back into the original architecture, and each runtime quantizes them
-with its own int8 toolchain (calibrated on the task's images), which uses the same per-channel weight grid.
-Its rows are int8 only, and compared with the baseline fine-tuned as long and quantized the same way.
+Where the fake quantizers sit, and how they round, is the runtime's own business (NNCF for ONNX Runtime
+and OpenVINO, LiteRT's PT2E quantizer for TFLite, torchao's X86 PT2E quantizer for PyTorch), so the training
+happens in each runtime's int8 export (`runtimes._quant.QatPlan`), not here: this step passes the model on
+unchanged (after any pruning before it in the chain) and marks the variant int8-only. Its rows are compared
+with the baseline fine-tuned as long and quantized after training by the same runtime.
 """
 
 from __future__ import annotations
 
-import copy
-
-import torch
 from torch import nn
 
 from compression.base import CompressionContext, CompressionMethod
-from models.training import finetune_recipe, fit
 
 
 class QuantizationAwareTraining(CompressionMethod):
     name = "qat"
-    summary = "fine-tune with int8 fake quantization (torchao PT2E QAT); every runtime then runs it in int8"
+    summary = "int8 fake-quantized fine-tuning, in each runtime's own toolchain (NNCF, LiteRT PT2E, torchao PT2E)"
     position = "last"
     needs_task = True
     quantizes = True
     fine_tunes = True
 
     def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:
-        import torchao.quantization.pt2e as pt2e
-        from torchao.quantization.pt2e import quantize_pt2e
-        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
-
-        x = torch.from_numpy(context.task.x_train[:2])
-        batch = torch.export.Dim("batch")
-        exported = torch.export.export(copy.deepcopy(model).train(), (x,), dynamic_shapes={"x": {0: batch}})
-        quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config(is_qat=True))
-        prepared = quantize_pt2e.prepare_qat_pt2e(exported.module(), quantizer)
-        pt2e.allow_exported_model_train_eval(prepared)  # exported programs refuse .train()/.eval() otherwise
-        fit(prepared, context.task, finetune_recipe(context.finetune_epochs), context.seed)
-        trained = prepared.state_dict()
-        wanted = model.state_dict()
-        model.load_state_dict({name: trained[name] for name in wanted})  # same names; observers left behind
-        context.notes.append(f"QAT {context.finetune_epochs} epochs (torchao PT2E, X86 int8 config), "
-                             "re-quantized by each runtime")
+        context.notes.append(f"QAT {context.finetune_epochs} epochs at export, in each runtime's toolchain")
         return model.eval()

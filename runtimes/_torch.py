@@ -6,26 +6,37 @@ from typing import Any
 
 import numpy as np
 
+from runtimes._quant import QatPlan, export_for_training
 from runtimes.base import Runtime
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}  # int8: float in, Q/DQ inside
 
 
-def quantize_x86(model: Any, example: Any, batches: list[np.ndarray]) -> Any:
-    """Static int8 with torchao's PT2E X86 Inductor quantizer, calibrated on `batches`: an ExportedProgram.
+def quantize_x86(model: Any, example: Any, batches: list[np.ndarray], qat: QatPlan | None = None) -> Any:
+    """Static int8 with torchao's PT2E X86 Inductor quantizer: an ExportedProgram, and the module it came from.
 
-    It runs fast only compiled (`torch.compile` with Inductor freezing), which `load_quantized` does.
+    Calibrated on `batches`, or, with a QAT plan, trained with the quantizer's QAT configuration instead
+    (its observers calibrate as it trains). It runs fast only compiled (`torch.compile` with Inductor
+    freezing), which `load_quantized` does.
     """
     import torch
+    from torchao.quantization import pt2e
     from torchao.quantization.pt2e import quantize_pt2e
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
 
-    quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config())
-    prepared = quantize_pt2e.prepare_pt2e(torch.export.export(model.eval(), (example,)).module(), quantizer)
-    with torch.no_grad():
-        for batch in batches:
-            prepared(torch.from_numpy(batch))
-    return torch.export.export(quantize_pt2e.convert_pt2e(prepared), (example,))
+    quantizer = x86.X86InductorQuantizer().set_global(
+        x86.get_default_x86_inductor_quantization_config(is_qat=qat is not None))
+    if qat is None:
+        prepared = quantize_pt2e.prepare_pt2e(torch.export.export(model.eval(), (example,)).module(), quantizer)
+        with torch.no_grad():
+            for batch in batches:
+                prepared(torch.from_numpy(batch))
+    else:
+        prepared = quantize_pt2e.prepare_qat_pt2e(export_for_training(model, example), quantizer)
+        pt2e.allow_exported_model_train_eval(prepared)  # exported programs refuse .train()/.eval() otherwise
+        qat.train(prepared)
+    quantized = quantize_pt2e.convert_pt2e(prepared)
+    return torch.export.export(quantized, (example,)), quantized
 
 
 def load_quantized(path: Any) -> Any:

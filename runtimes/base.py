@@ -11,9 +11,12 @@ import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from runtimes._quant import QatPlan
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,12 @@ class Runtime(ABC):
     # Set by the worker before export(): int8 calibration inputs (N x input shape), the task's training
     # images, or seeded inputs for a model without data.
     calibration: np.ndarray | None = None
+    # Set by the worker before export() of a quantization-aware variant (`COMPRESS=qat`): the int8 export
+    # first trains with this runtime's own QAT toolchain. None: post-training int8.
+    qat: QatPlan | None = None
+    # Set by export() after quantization-aware training: the trained module as PyTorch runs it (fake
+    # quantizers in place). Its outputs are the row's fidelity reference, since the float model's are not.
+    trained: Any = None
 
     def __init__(self, options: RuntimeOptions) -> None:
         self.options = options

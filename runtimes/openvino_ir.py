@@ -5,7 +5,8 @@ the precision is always set, and read back from the compiled model into the row'
 The Python converter (`ov.convert_model`) sends telemetry unless opted out, so the IR is made
 with the runtime's own ONNX reader instead, which sends nothing.
 int8 is NNCF's post-training quantization of the IR (`nncf.quantize`), calibrated on the task's images;
-the parts NNCF leaves in float run at f32.
+the parts NNCF leaves in float run at f32. Quantization-aware int8 is NNCF's QAT on the PyTorch model,
+exported as Q/DQ ONNX, which OpenVINO reads into an int8 IR.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from runtimes._onnx import ONNX_PACKAGES, export_onnx
-from runtimes._quant import calibration_batches
+from runtimes._quant import calibration_batches, nncf_qat_onnx
 from runtimes.base import Runtime
 
 DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}
@@ -66,12 +67,16 @@ class OpenVINO(Runtime):
     def export(self, model: Any, example: Any, folder: Path) -> Path:
         import openvino as ov
 
-        onnx_path = export_onnx(model, example, folder / "intermediate.onnx")
-        ov_model = ov.Core().read_model(str(onnx_path))
-        if self.options.precision == "int8":
+        onnx_path = folder / "intermediate.onnx"
+        batches = calibration_batches(self.calibration, example.numpy())
+        if self.options.precision == "int8" and self.qat is not None:
+            self.trained = nncf_qat_onnx(model, example, batches, self.qat, onnx_path)
+            ov_model = ov.Core().read_model(str(onnx_path))  # Q/DQ pairs become int8 FakeQuantize
+        else:
+            ov_model = ov.Core().read_model(str(export_onnx(model, example, onnx_path)))
+        if self.options.precision == "int8" and self.qat is None:
             import nncf
 
-            batches = calibration_batches(self.calibration, example.numpy())
             ov_model = nncf.quantize(ov_model, nncf.Dataset(batches), subset_size=len(batches))
         path = folder / self.artifact
         # fp16 rows ship fp16 weights (half the file); fp32 and bf16 rows keep fp32 weights.

@@ -3,7 +3,8 @@
 int8 is the PyTorch deployment path for quantized CNNs: torchao's PT2E X86 quantizer (static, calibrated on
 the task's images), saved as an exported program and compiled by Inductor with freezing. The
 compilation happens at the first inference (about 25 s here), so it shows in the row's first-inference time;
-int8 without compiling runs reference kernels, slower than fp32.
+int8 without compiling runs reference kernels, slower than fp32. Quantization-aware int8 trains with the
+same quantizer's QAT configuration instead of calibrating.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ class PyTorchEager(_torch.TorchModuleRuntime):
         if self.options.precision == "int8":
             path = folder / "model_int8.pt2"
             batches = calibration_batches(self.calibration, example.numpy())
-            torch.export.save(_torch.quantize_x86(model, example, batches), str(path))
+            program, quantized = _torch.quantize_x86(model, example, batches, self.qat)
+            torch.export.save(program, str(path))
+            if self.qat is not None:
+                self.trained = quantized
             return path
         path = folder / self.artifact
         torch.save(model, path)

@@ -5,19 +5,22 @@ int8/uint8 outputs: prepare() and fetch() quantize and dequantize with the scale
 model declares, so fidelity is always compared in float. On `npu`, the delegate libraries named by
 EDGEBENCH_TFLITE_DELEGATE are loaded; on `cpu`, XNNPACK runs with the run's thread count.
 int8 is full-integer static quantization with litert-torch's PT2E quantizer (per-channel symmetric weights),
-calibrated on the task's images: the model then takes int8 input and gives int8 output.
+calibrated on the task's images: the model then takes int8 input and gives int8 output. Quantization-aware
+int8 trains with the same quantizer's QAT configuration (PT2E QAT) before converting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.targets import tflite_delegates
-from runtimes._quant import calibration_batches
+from runtimes._quant import calibration_batches, export_for_training
 from runtimes.base import Runtime
 
 
@@ -42,6 +45,28 @@ def _output_position(detail: dict[str, Any]) -> int:
     """litert-torch names outputs `..._output_<n>...`; order them as the PyTorch model returned them."""
     match = re.search(r"output_(\d+)", detail["name"])
     return int(match.group(1)) if match else detail["index"]
+
+
+@contextlib.contextmanager
+def _litert_qat_patterns() -> Iterator[None]:
+    """litert-torch 0.10 hands torchao a plain function as a conv-BN pattern, which torch 2.14's export refuses
+    ("Expected 'mod' to be an instance of 'torch.nn.Module', got function"); while preparing QAT, wrap it in
+    the module torchao itself uses for this. Nothing changes when litert-torch already passes a module.
+    """
+    from litert_torch.quantize import pt2e_quantizer_utils as utils
+    from torch import nn
+    from torchao.quantization.pt2e.export_utils import WrapperModule
+
+    original = utils._get_aten_graph_module_for_pattern
+
+    def wrapped(pattern: Any, *args: Any, **kwargs: Any) -> Any:
+        return original(pattern if isinstance(pattern, nn.Module) else WrapperModule(pattern), *args, **kwargs)
+
+    utils._get_aten_graph_module_for_pattern = wrapped
+    try:
+        yield
+    finally:
+        utils._get_aten_graph_module_for_pattern = original
 
 
 class TFLite(Runtime):
@@ -76,15 +101,24 @@ class TFLite(Runtime):
         import litert_torch
         import torch
         from litert_torch.quantize import pt2e_quantizer, quant_config
+        from torchao.quantization import pt2e
         from torchao.quantization.pt2e import quantize_pt2e
 
-        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-        prepared = quantize_pt2e.prepare_pt2e(torch.export.export(model.eval(), (example,)).module(), quantizer)
-        with torch.no_grad():
-            for batch in calibration_batches(self.calibration, example.numpy()):
-                prepared(torch.from_numpy(batch))
+        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(pt2e_quantizer.get_symmetric_quantization_config(
+            is_per_channel=True, is_dynamic=False, is_qat=self.qat is not None))
+        if self.qat is None:
+            prepared = quantize_pt2e.prepare_pt2e(torch.export.export(model.eval(), (example,)).module(), quantizer)
+            with torch.no_grad():
+                for batch in calibration_batches(self.calibration, example.numpy()):
+                    prepared(torch.from_numpy(batch))
+        else:
+            with _litert_qat_patterns():
+                prepared = quantize_pt2e.prepare_qat_pt2e(export_for_training(model, example), quantizer)
+            pt2e.allow_exported_model_train_eval(prepared)
+            self.qat.train(prepared)
         quantized = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+        if self.qat is not None:
+            self.trained = quantized
         litert_torch.convert(quantized, (example,), quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer)
                              ).export(str(path))
 

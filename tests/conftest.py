@@ -17,3 +17,26 @@ def fast_timing():
     from bench.config import TimingConfig
 
     return TimingConfig(warmup_iters=2, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=10.0)
+
+
+@pytest.fixture
+def tiny_reference(tmp_path):
+    """The tiny user model saved as a run saves its reference (module, batch-1 input, eager outputs); and its source."""
+    from bench.runner import save_reference
+    from models import load_model
+
+    model = load_model(TINY_MODEL)
+    return save_reference(model, (1,), tmp_path / "reference", 0), model.source
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _artifact_cache_of_this_test_session(tmp_path_factory):
+    """Whole runs in tests cache their exports in a folder of their own, never in the project's cache."""
+    import os
+
+    import bench.cache
+
+    folder = tmp_path_factory.mktemp("artifact-cache")
+    bench.cache.CACHE_DIR = folder
+    os.environ["EDGEBENCH_CACHE_DIR"] = str(folder)  # runs started as subprocesses too
+    yield

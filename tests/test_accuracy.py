@@ -6,6 +6,7 @@ PyTorch at fp32; int8 artifacts are really integer in each runtime's own format 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 
@@ -69,20 +70,21 @@ def digits(tmp_path_factory):
     return model, task, reference
 
 
-def measure(runtime: str, precision: str, digits, tmp_path) -> dict:
+def measure(runtime: str, precision: str, digits, tmp_path, qat_epochs: int = 0) -> dict:
+    """Export then measure through the worker, as the runner does (a QAT export's reference replaces eager's)."""
     model, _, reference = digits
     job = MeasureJob(adapter=adapter_ref(get_runtime(runtime)),
                      options=RuntimeOptions(precision=precision, threads=1, model=model.source),
                      model_file=str(reference.model_file), input=str(reference.input(BATCH)),
                      reference=str(reference.outputs(BATCH)), artifact_dir=str(tmp_path / "artifact"), timing=FAST,
-                     task=str(reference.task), calibration=str(reference.calibration))
+                     task=str(reference.task), calibration=str(reference.calibration), qat_epochs=qat_epochs)
     results = []
     for mode in ("export", "measure"):
         save_job(job, tmp_path / f"{mode}.json")
         assert worker.main([mode, str(tmp_path / f"{mode}.json")]) == 0, (tmp_path / "result.json").read_text()
-        results.append(__import__("json").loads((tmp_path / "result.json").read_text()))
-        job = replace(job, artifact=results[0]["artifact"])
-    return {**results[1], "artifact": results[0]["artifact"]}
+        results.append(json.loads((tmp_path / "result.json").read_text()))
+        job = replace(job, artifact=results[0]["artifact"], reference=results[0].get("reference", job.reference))
+    return {**results[1], "artifact": results[0]["artifact"], "reference": job.reference}
 
 
 @pytest.mark.slow  # real exports in four runtimes: run by `make test`, left out of mutmut's fast selection
@@ -135,3 +137,24 @@ def test_int8_artifacts_are_really_integer_and_keep_their_accuracy(runtime, digi
 
 def test_torchscript_has_no_int8_and_says_so():
     assert get_runtime("torchscript").export_unavailable("cpu", "int8") == "TorchScript on cpu runs fp32, not int8"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "tflite", "pytorch"])
+def test_quantization_aware_training_happens_in_each_runtimes_own_toolchain(runtime, digits, tmp_path):
+    """The int8 export trains first (its outputs differ from the float model's), ships an integer artifact that
+    keeps the accuracy, and is judged against the trained model it came from."""
+    if runtime == "pytorch" and get_runtime("pytorch").export_unavailable("cpu", "int8"):
+        pytest.skip(get_runtime("pytorch").export_unavailable("cpu", "int8"))
+    model, task, reference = digits
+    result = measure(runtime, "int8", digits, tmp_path, qat_epochs=1)
+    assert _is_integer_artifact(runtime, result["artifact"])
+    assert abs(result["accuracy"] - accuracy(model.module, task)) < 0.03, result["accuracy"]
+    assert result["reference"] != str(reference.outputs(BATCH))
+    with np.load(result["reference"]) as trained, np.load(reference.outputs(BATCH)) as untrained:
+        assert not np.allclose(trained["out_0"], untrained["out_0"], atol=1e-3)  # the weights moved in training
+    assert result["cosine"] > 0.99 and result["fidelity_ok"]
+    if runtime == "onnxruntime":  # BatchNorm folded before NNCF: no float BN left between int8 convolutions
+        import onnx
+
+        assert "BatchNormalization" not in {n.op_type for n in onnx.load(result["artifact"]).graph.node}

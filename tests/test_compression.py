@@ -1,8 +1,8 @@
 """Each compression method does what it claims, on the tiny digits CNN (trained once, cached) or its architecture.
 
 Sparsity reached and kept through fine-tuning, channels really removed (fewer multiply-adds, multiples of 8),
-at most N distinct values per clustered layer in the exported ONNX file, distillation and its control trained
-on identical batches, and every bad spec refused in one line.
+at most N distinct values per clustered layer in the ONNX, OpenVINO and TFLite files, distillation and its
+control trained on identical batches, and every bad spec refused in one line.
 """
 
 from __future__ import annotations
@@ -90,17 +90,35 @@ def test_channel_pruning_result_really_runs_faster_in_pytorch(benchmark):
         benchmark(pruned, example)
 
 
-def test_clustering_leaves_at_most_n_values_per_layer_in_the_exported_onnx_file(trained, task, tmp_path):
-    import onnx
-    from onnx import numpy_helper
+def _weight_arrays(runtime: str, artifact) -> list[np.ndarray]:
+    """Convolution and linear weights as stored in each runtime's own file."""
+    if runtime == "onnxruntime":
+        import onnx
+        from onnx import numpy_helper
 
-    from runtimes._onnx import export_onnx
+        return [numpy_helper.to_array(t) for t in onnx.load(str(artifact)).graph.initializer if len(t.dims) in (2, 4)]
+    if runtime == "openvino":
+        import openvino as ov
+
+        return [op.get_data() for op in ov.Core().read_model(str(artifact)).get_ops()
+                if op.get_type_name() == "Constant" and len(op.get_output_shape(0)) in (2, 4)]
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(artifact))
+    interpreter.allocate_tensors()
+    weights = {op["inputs"][1] for op in interpreter._get_ops_details()
+               if op["op_name"] in ("CONV_2D", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D")}
+    return [interpreter.get_tensor(i) for i in sorted(weights)]
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "tflite"])
+def test_clustering_leaves_at_most_n_values_per_layer_in_each_exported_file(runtime, trained, task, tmp_path):
+    from runtimes import RuntimeOptions, get_runtime
 
     clustered = apply("cluster:8", copy.deepcopy(trained.module), context(task, trained.example))
     assert not any(isinstance(m, nn.BatchNorm2d) for m in clustered.modules())  # folded before clustering
-    path = export_onnx(clustered, trained.example, tmp_path / "model.onnx")
-    weights = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer if t.dims and
-               len(t.dims) in (2, 4)]
+    artifact = get_runtime(runtime)(RuntimeOptions()).export(clustered, trained.example, tmp_path)
+    weights = _weight_arrays(runtime, artifact)
     assert len(weights) == 3
     assert all(len(np.unique(w)) <= 8 for w in weights), [len(np.unique(w)) for w in weights]
     assert packed_bytes(clustered) < 0.2 * packed_bytes(trained.module)
@@ -183,3 +201,30 @@ def test_controls_are_added_for_fine_tuned_variants_and_distillation():
         "none", "finetune:2", "prune-unstructured:0.5", "distill:digits_cnn_s", "student:digits_cnn_s"]
     assert [v.spec for v in with_controls(variants[:2], False, 2)] == ["none", "prune-unstructured:0.5"]
     assert [v.spec for v in with_controls(variants[:2], True, 0)] == ["none", "prune-unstructured:0.5"]
+
+
+def test_batchnorm_is_folded_in_the_module_tree_before_nncf_qat_and_untraceable_models_are_left_alone():
+    from runtimes._quant import fold_batchnorm_modules
+
+    torch.manual_seed(0)
+    model = MnistResNet(8).eval()
+    for m in model.modules():  # non-trivial statistics, so a wrong fold would show
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2), m.weight.data.uniform_(0.5, 2)
+    x = torch.randn(3, 1, 28, 28)
+    expected = model(x)
+    folded = fold_batchnorm_modules(copy.deepcopy(model))
+    assert type(folded) is MnistResNet  # still the user's module: NNCF's tracer refuses fx graph modules
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    torch.testing.assert_close(folded(x), expected, atol=1e-4, rtol=1e-4)
+
+    class DataDependent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.bn(self.conv(x)) if x.sum() > 0 else self.conv(x)
+
+    untraceable = DataDependent().eval()
+    assert isinstance(fold_batchnorm_modules(untraceable).bn, nn.BatchNorm2d)

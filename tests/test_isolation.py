@@ -242,3 +242,68 @@ def test_a_stuck_wrapper_is_killed_as_a_last_resort(tmp_path, monkeypatch):
                                    outcome.wall_s)
     assert 0.5 <= outcome.wall_s < time.monotonic() - t0 + 0.1
     assert processes_mentioning(str(tmp_path / "job")) == []
+
+
+def _phase_of(job_dir: Path) -> str:
+    try:
+        return (job_dir / "status").read_text()
+    except OSError:
+        return ""
+
+
+def test_children_die_with_a_killed_parent(tmp_path):
+    """`kill -9` of the harness leaves no child running on its own (Linux: the kernel's parent-death signal)."""
+    job_dir = tmp_path / "job"
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
+        "from bench.isolation import run_child; from test_isolation import job_for, misbehaving; "
+        "run_child('measure', job_for(misbehaving('HangingRuntime'), Path(sys.argv[2])), Path(sys.argv[3]), 1, 600)")
+    harness = subprocess.Popen([sys.executable, "-c", script, str(Path(__file__).parent), str(tmp_path), str(job_dir)],
+                               cwd=Path(__file__).parent.parent)
+    deadline = time.monotonic() + 60
+    while _phase_of(job_dir) != "loading":
+        assert time.monotonic() < deadline and harness.poll() is None, "the child never started loading"
+        time.sleep(0.05)
+    children = [pid for pid in processes_mentioning(str(job_dir)) if pid != harness.pid]
+    assert len(children) == 2  # the peak-RSS wrapper and the worker, hanging in load()
+    harness.kill()
+    harness.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in children)
+
+
+def test_a_session_that_hangs_while_loading_is_stopped_at_the_timeout(tmp_path):
+    from bench.isolation import ChildSession
+
+    session = ChildSession(job_for(misbehaving("HangingRuntime"), tmp_path), tmp_path / "job", 1, 3)
+    assert session.ready() is None
+    outcome = session.finish()
+    assert outcome.error == "timed out after 3 s while loading"
+    assert processes_mentioning(str(tmp_path / "job")) == []
+
+
+def test_a_session_stays_loaded_between_rounds_and_then_finishes(tmp_path, tiny_reference):
+    """Loaded once, two rounds on command (each its own file and samples), then the closing figures."""
+    from bench.config import TimingConfig
+    from bench.isolation import ChildSession
+    from runtimes import adapter_ref, get_runtime
+
+    reference, source = tiny_reference
+    timing = TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=5.0)
+    job = MeasureJob(adapter=adapter_ref(get_runtime("pytorch")), options=RuntimeOptions(threads=1, model=source),
+                     model_file=str(reference.model_file), input=str(reference.input(1)),
+                     reference=str(reference.outputs(1)), artifact_dir=str(tmp_path / "a"),
+                     artifact=str(reference.model_file), timing=timing, serve=True)
+    session = ChildSession(job, tmp_path / "job", 1, 60)
+    ready = session.ready()
+    assert ready["fidelity_ok"] is True and ready["load_s"] > 0
+    pid = processes_mentioning(str(tmp_path / "job" / "measure.json"))
+    first, second = session.round(0), session.round(1)
+    assert len(first["samples_ms"]) >= 5 and len(second["samples_ms"]) >= 5
+    assert first["warmup_iters"] == 1 and second["warmup_iters"] == 1  # later rounds re-warm briefly
+    assert processes_mentioning(str(tmp_path / "job" / "measure.json")) == pid  # the same process throughout
+    outcome = session.finish()
+    assert outcome.error is None and outcome.result["device"] == "cpu" and outcome.peak_rss_mb > 0
+    assert processes_mentioning(str(tmp_path / "job")) == []

@@ -44,7 +44,7 @@ def test_details_section_lists_measured_rows_only():
     measured.iterations, measured.peak_rss_mb = 91, 206.0
     text = markdown_report([measured, row("tensorrt", "cpu", "unavailable", error="no", size=None)])
     details = text.split("## Details", 1)[1]
-    assert "| Onnx | fp32 | 1 | cpu | 4.20 | 0.20 | 30.00 |" in details and "| 91 | 206 |" in details
+    assert "| Onnx | fp32 | 1 | cpu | 4.20 | 0.20 | 30.00 |" in details and "| 91 | - | - | - | 206 |" in details
     assert "1.5%" in details and "Tensorrt" not in details
 
 
@@ -134,7 +134,7 @@ def test_details_columns():
     measured.p99_ms, measured.std_ms, measured.cosine, measured.iterations = 15.5, 1.25, 0.9999995, 40
     text = markdown_report([measured])
     assert "| " + " | ".join(DETAIL_HEADERS) + " |" in text
-    assert "| Onnx | fp32 | 1 | cpu | - | - | - | 15.50 | 1.25 | 40 | - | 1.000000 | - |" in text
+    assert "| Onnx | fp32 | 1 | cpu | - | - | - | 15.50 | 1.25 | 40 | - | - | - | - | 1.000000 | - |" in text
 
 
 def test_table_md_body_exactly():
@@ -145,18 +145,22 @@ def test_table_md_body_exactly():
     measured.p90_ms, measured.throughput, measured.p99_ms, measured.std_ms = 14.0, 81.04, 20.5, 1.5
     measured.export_s, measured.load_s, measured.first_ms, measured.iterations = 3.9, 0.16, 22.61, 87
     measured.peak_rss_mb, measured.cosine, measured.foreign_load, measured.noisy = 206.4, 0.99999912, 0.25, True
+    measured.p50_ci_low_ms, measured.p50_ci_high_ms, measured.repeats, measured.rounds_repeated = 12.1, 12.6, 3, 2
+    measured.speedup, measured.speedup_ci_low, measured.speedup_ci_high = 3.391, 3.2, 3.55
+    measured.gflops_per_s, measured.peak_fraction = 146.2, 0.2466
     down = row("tensorrt", "cpu", "unavailable", error="TensorRT does not run on cpu | (it runs on gpu)", size=None)
     odd = row("mine", "cpu", p50=1.0, diff=0.0)
     odd.format, odd.capped, odd.iterations = "My|Runtime", True, 3  # a user's label with a pipe in it
+    odd.speedup, odd.speedup_ci_low, odd.speedup_ci_high, odd.repeats = 1.02, 0.97, 1.08, 1  # within noise
     lost = row("coreml", "cpu", "error", error="process killed by SIGSEGV while loading", size=None)
     assert markdown_report([measured, down, odd, lost]) == (
-        "| Format | Precision | Batch | Status | Size (MB) | p50 ms | p90 ms | Throughput (img/s) "
-        "| max abs diff vs PyTorch |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
-        "| Onnx | fp32 | 1 | ok (noisy) | 46.8 | 12.35 | 14.00 | 81.0 | 2.5e-06 |\n"
-        "| Tensorrt | fp32 | 1 | unavailable [1] | - | - | - | - | - |\n"
-        "| My/Runtime | fp32 | 1 | ok (capped) | 46.8 | 1.00 | - | - | 0 |\n"
-        "| Coreml | fp32 | 1 | error [2] | - | - | - | - | - |\n"
+        "| Format | Precision | Batch | Status | Size (MB) | p50 ms (95% CI) | p90 ms | Speed-up vs PyTorch (95% CI) "
+        "| Throughput (img/s) | max abs diff vs PyTorch |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
+        "| Onnx | fp32 | 1 | ok (noisy) | 46.8 | 12.35 (12.10-12.60) | 14.00 | x3.39 (3.20-3.55) | 81.0 | 2.5e-06 |\n"
+        "| Tensorrt | fp32 | 1 | unavailable [1] | - | - | - | - | - | - |\n"
+        "| My/Runtime | fp32 | 1 | ok (capped) | 46.8 | 1.00 | - | x1.02 (0.97-1.08) ~ | - | 0 |\n"
+        "| Coreml | fp32 | 1 | error [2] | - | - | - | - | - | - |\n"
         "\n"
         "[1] Tensorrt fp32 b1 on cpu: TensorRT does not run on cpu | (it runs on gpu)\n"
         "[2] Coreml fp32 b1 on cpu: process killed by SIGSEGV while loading\n"
@@ -167,10 +171,11 @@ def test_table_md_body_exactly():
         "## Details\n"
         "\n"
         "| Format | Precision | Batch | Target | Export s | Load s | First ms | p99 ms | std ms | Iterations "
-        "| Peak RSS (MB) | Cosine | Other CPU load |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-        "| Onnx | fp32 | 1 | cpu | 3.90 | 0.16 | 22.61 | 20.50 | 1.50 | 87 | 206 | 0.999999 | 25.0% |\n"
-        "| My/Runtime | fp32 | 1 | cpu | - | - | - | - | - | 3 | - | - | - |\n"
+        "| Rounds (repeated) | GFLOP/s | % of GEMM peak | Peak RSS (MB) | Cosine | Other CPU load |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| Onnx | fp32 | 1 | cpu | 3.90 | 0.16 | 22.61 | 20.50 | 1.50 | 87 | 3 (2) | 146.2 | 24.7% | 206 | 0.999999 "
+        "| 25.0% |\n"
+        "| My/Runtime | fp32 | 1 | cpu | - | - | - | - | - | 3 | 1 | - | - | - | - | - |\n"
     )
 
 

@@ -16,7 +16,7 @@ def row(runtime: str, status: str = "ok", **values) -> ResultRow:
 
 def test_every_file_is_complete_after_each_row(tmp_path):
     writer = RunWriter(tmp_path, table_header="# header\n\n")
-    writer.append(row("onnx", p50_ms=12.0), samples_ms=(11.0, 12.0, 13.0))
+    writer.append(row("onnx", p50_ms=12.0), rounds=[[11.0, 12.0], [13.0]])
     with open(tmp_path / "rows.csv") as f:
         first = list(csv.DictReader(f))
     assert [r["runtime"] for r in first] == ["onnx"] and first[0]["p50_ms"] == "12.0"
@@ -31,7 +31,8 @@ def test_every_file_is_complete_after_each_row(tmp_path):
     assert "| Tflite | fp32 | 2 | error [1] |" in (tmp_path / "table.md").read_text()
     assert [r.runtime for r in read_rows(tmp_path)] == ["onnx", "tflite"]
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
-    assert samples == [{"key": "m|none|onnx|fp32|cpu|b2", "latency_ms": [11.0, 12.0, 13.0]}]  # none for the error
+    # per round kept, and nothing for the error row
+    assert samples == [{"key": "m|none|onnx|fp32|cpu|b2", "latency_ms": [11.0, 12.0, 13.0], "rounds": [2, 1]}]
 
 
 def test_environment_is_written_for_people_to_read(tmp_path):

@@ -15,6 +15,7 @@ import runtimes
 from bench.config import BenchConfig, TimingConfig
 from bench.progress import Reporter
 from bench.results import read_rows
+from bench.rounds import NoiseGuard
 from bench.runlog import RunLog
 from bench.runner import Runner
 
@@ -52,8 +53,14 @@ def test_all_cpu_runtimes_end_to_end(tmp_path):
     # Long enough (0.3 s) for /proc/stat's 10 ms ticks to say what else ran meanwhile.
     timing = TimingConfig(warmup_iters=2, warmup_s=0.0, min_iters=5, min_s=0.3, max_s=10.0)
     summary = run(BenchConfig(model=TINY_MODEL, runtimes=names, batches=(1, 4), threads=1,
-                              out=tmp_path / "run", timing=timing))
+                              out=tmp_path / "run", timing=timing, repeats=2))
     rows = summary.rows
+    for row in rows:  # two interleaved rounds each, an interval around the median, a speed-up with its own
+        assert row.repeats == 2 and row.p50_ci_low_ms <= row.p50_ms <= row.p50_ci_high_ms
+        assert row.speedup_ci_low <= row.speedup <= row.speedup_ci_high and row.mode == "latency"
+        assert row.flops > 0 and row.gflops_per_s > 0 and 0 < row.peak_fraction
+    assert all(r.speedup == pytest.approx(1.0) for r in rows if r.runtime == "pytorch" and r.batch == 1)
+    assert rows[1].flops == 4 * rows[0].flops  # batch 4 does four images' work
     assert [(r.runtime, r.batch) for r in rows] == [(n, b) for n in names for b in (1, 4)]
     for row in rows:
         assert row.status == "ok", row.error
@@ -73,8 +80,10 @@ def test_all_cpu_runtimes_end_to_end(tmp_path):
     assert set(REQUIRED_COLUMNS) <= set(header)
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert [len(s["latency_ms"]) for s in samples] == [r.iterations for r in rows]
+    assert all(len(s["rounds"]) == 2 and sum(s["rounds"]) == len(s["latency_ms"]) for s in samples)
     env = json.loads((run_dir / "environment.json").read_text())
     assert env["packages"]["torch"] and env["cpu"] and env["threads"] == 1 and env["harness_overhead_us"] > 0
+    assert env["gemm_peak_gflops"]["fp32"] > 0 and env["repeats"] == 2
     table = (run_dir / "table.md").read_text()
     assert "| ONNX Runtime | fp32 | 4 | ok" in table  # may carry a (noisy) flag on a busy machine
     assert not (run_dir / "artifacts").exists()  # exported models are removed unless asked to keep them
@@ -88,6 +97,7 @@ def test_misbehaving_backends_become_rows_that_say_what_happened(tmp_path, fast_
              "noisyneighbour", "coreml")
     timing = TimingConfig(warmup_iters=2, warmup_s=0.0, min_iters=5, min_s=0.5, max_s=10.0)
     summary = run(BenchConfig(model=TINY_MODEL, runtimes=names, threads=1, out=tmp_path / "run", timing=timing,
+                              repeats=1, noise_guard=NoiseGuard(retries=1, quiet_wait_s=0.1),
                               timeout_s=25))
     by_name = {r.runtime: r for r in summary.rows}
     assert list(by_name) == list(names)
@@ -121,6 +131,8 @@ def test_misbehaving_backends_become_rows_that_say_what_happened(tmp_path, fast_
     # A neighbour spinning a core during timing reaches the row, the table and the CSV.
     noisy = by_name["noisyneighbour"]
     assert noisy.status == "ok" and noisy.noisy is True and noisy.foreign_load > 0.1
+    assert noisy.rounds_repeated == 1  # measured again once (the guard's limit here), then kept and flagged
+    assert "measuring it again" in (summary.run_dir / "run.log").read_text()
     table = (summary.run_dir / "table.md").read_text()
     assert "| Noisy neighbour | fp32 | 1 | ok (noisy) |" in table
     assert "| Perturbed | fp32 | 1 | ok (fidelity!) |" in table
@@ -162,7 +174,7 @@ def test_runtimes_unset_default_folder_kept_artifacts_and_an_unavailable_row(tmp
     monkeypatch.setattr(runtimes, "_REGISTRY", {"pytorch": runtimes.get_runtime("pytorch"),
                                                 "missingpkg": module.MissingPackageRuntime})
     monkeypatch.setattr(runner, "RESULTS_DIR", tmp_path / "results")
-    summary = run(BenchConfig(model=TINY_MODEL, threads=1, timing=fast_timing, keep_artifacts=True))
+    summary = run(BenchConfig(model=TINY_MODEL, threads=1, timing=fast_timing, keep_artifacts=True, repeats=1))
     assert [(r.runtime, r.status) for r in summary.rows] == [("pytorch", "ok"), ("missingpkg", "unavailable")]
     assert summary.rows[1].error == "needs edgebench-no-such-package (pip install edgebench-no-such-package)"
     assert summary.run_dir.parent == tmp_path / "results"
@@ -180,7 +192,8 @@ def test_bad_model_or_weights_write_no_folder(tmp_path, fast_timing, monkeypatch
     monkeypatch.setattr(runner, "RESULTS_DIR", tmp_path / "results")
     for out in (None, tmp_path / "named"):
         with pytest.raises(UsageError):
-            run(BenchConfig(model=model, weights=weights, runtimes=("pytorch",), out=out, timing=fast_timing))
+            run(BenchConfig(model=model, weights=weights, runtimes=("pytorch",), out=out, timing=fast_timing,
+                            repeats=1))
     assert not (tmp_path / "results").exists() and not (tmp_path / "named").exists()
 
 
@@ -208,7 +221,7 @@ def test_the_measuring_process_imports_only_its_runtime(tmp_path, fast_timing, m
     site.mkdir()
     (site / "sitecustomize.py").write_text(BLOCK_TORCH)
     monkeypatch.setenv("PYTHONPATH", str(site))
-    summary = run(BenchConfig(model=TINY_MODEL, runtimes=(name, "pytorch"), threads=1, out=tmp_path / "run",
+    summary = run(BenchConfig(model=TINY_MODEL, runtimes=(name, "pytorch"), threads=1, out=tmp_path / "run", repeats=1,
                               timing=fast_timing))
     measured, blocked = summary.rows
     assert measured.status == "ok", measured.error
@@ -221,7 +234,8 @@ def test_a_compression_study_measures_every_variant_with_its_controls_in_each_ru
     """digits_cnn in two runtimes: pruning with its fine-tuning control, and QAT with post-training int8 of the
     baseline and of the control, every row scored on the digits test split."""
     config = BenchConfig(model="digits_cnn", runtimes=("onnxruntime", "tflite"), threads=1, timing=fast_timing,
-                         compress=("prune-unstructured:0.75", "qat"), finetune_epochs=1, out=tmp_path / "run")
+                         repeats=1, compress=("prune-unstructured:0.75", "qat"), finetune_epochs=1,
+                         out=tmp_path / "run")
     summary = run(config)
     got = [(r.compression, r.runtime, r.precision, r.status) for r in summary.rows]
     assert got == [(c, rt, p, "ok") for c, precisions in (
@@ -246,6 +260,7 @@ def test_a_method_that_fails_on_a_model_is_an_error_row_and_the_rest_is_measured
     """A user's model scored on DATA=digits: clustering cannot trace it (an error row per runtime, saying why),
     while the baseline and the fine-tuning control are measured."""
     config = BenchConfig(model=f"{ASSETS / 'untraceable.py'}:build", data="digits", runtimes=("onnxruntime",),
+                         repeats=1,
                          threads=1, timing=fast_timing, compress=("cluster:4",), finetune_epochs=1,
                          out=tmp_path / "run")
     summary = run(config)
@@ -260,9 +275,31 @@ def test_a_method_that_fails_on_a_model_is_an_error_row_and_the_rest_is_measured
 def test_a_student_that_cannot_replace_the_teacher_is_refused_before_anything_is_written(tmp_path):
     from bench.errors import UsageError
 
-    config = BenchConfig(model="digits_cnn", runtimes=("onnxruntime",), compress=(f"distill:{TINY_MODEL}",),
+    config = BenchConfig(model="digits_cnn", runtimes=("onnxruntime",), compress=(f"distill:{TINY_MODEL}",), repeats=1,
                          out=tmp_path / "run")
     with pytest.raises(UsageError, match=r"student .*tiny_cnn.py:build takes input \(3, 32, 32\), but the teacher "
                                          r"takes \(1, 8, 8\): choose a student of the same family"):
         run(config)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_warm_rerun_exports_nothing_and_a_changed_key_exports_again(tmp_path, fast_timing, monkeypatch):
+    import bench.cache
+
+    monkeypatch.setattr(bench.cache, "CACHE_DIR", tmp_path / "cache")  # not the exports of earlier tests
+    def once(name: str, **changes):
+        config = BenchConfig(model=TINY_MODEL, runtimes=("onnxruntime",), threads=1, timing=fast_timing, repeats=1,
+                             out=tmp_path / name, keep_artifacts=True, **changes)
+        (row,) = run(config).rows
+        return row, next((tmp_path / name / "jobs").glob("*/none/cpu-onnxruntime-fp32-b1"))
+
+    cold, cold_job = once("cold")
+    warm, warm_job = once("warm")
+    other, other_job = once("other", seed=1)  # other weights: another key
+    assert (cold_job / "export.log").exists() and not (warm_job / "export.log").exists()
+    assert "artifact from cache" in warm.details and "artifact from cache" not in cold.details
+    assert warm.export_s == cold.export_s and warm.size_mb == cold.size_mb and warm.status == "ok"
+    assert (other_job / "export.log").exists() and "artifact from cache" not in other.details
+    uncached, uncached_job = once("uncached", cache=False)
+    assert (uncached_job / "export.log").exists()

@@ -15,6 +15,7 @@ from bench import worker
 from bench.config import TimingConfig
 from bench.cpuload import CpuSnapshot, ForeignLoadTracker
 from bench.job import MeasureJob, save_job
+from bench.rounds import RE_WARMUP_ITERS, RoundResult
 from bench.runner import save_reference
 from models import load_model
 from runtimes import RuntimeOptions, adapter_ref, get_runtime
@@ -89,11 +90,12 @@ def test_a_measurement_reports_samples_fidelity_and_load(job, monkeypatch, phase
     assert code == 0, result
     assert phases == ["loading model", "exporting", "loading", "first inference", "timing"]
     assert 0 < result["load_s"] < elapsed and 0 < result["first_ms"] < elapsed * 1e3
-    assert all(0 < s < elapsed * 1e3 for s in result["samples_ms"])
-    assert len(result["samples_ms"]) == 4 and result["warmup_iters"] == 1 and result["capped"] is False
+    (timed,) = [RoundResult(**r) for r in result["rounds"]]  # one round unless the job asks for more
+    assert all(0 < s < elapsed * 1e3 for s in timed.samples_ms)
+    assert len(timed.samples_ms) == 4 and timed.warmup_iters == 1 and timed.capped is False
     assert result["fidelity_ok"] is True and result["max_abs_diff"] == 0.0 and result["cosine"] == pytest.approx(1)
-    assert result["foreign_load"] == pytest.approx(0.3) and result["steal"] == pytest.approx(0.02)
-    assert result["noisy"] is True
+    assert timed.foreign_load == pytest.approx(0.3) and timed.steal == pytest.approx(0.02)
+    assert timed.noisy is True
     assert result["load_s"] > 0 and result["first_ms"] > 0 and result["device"] == "cpu"
     assert result["h2d_ms"] is None and result["d2h_ms"] is None  # no device copies on a CPU
     assert (job_dir / worker.STATUS_FILE).read_text() == "timing"
@@ -207,7 +209,18 @@ def test_timings_are_in_milliseconds(tmp_path):
     spec.adapter = adapter_ref(misbehaving_runtimes.SteadyRuntime)
     code, result = export_then_measure(spec, job_dir)
     floor = misbehaving_runtimes.SteadyRuntime.SLEEP_MS
-    assert code == 0 and result["first_ms"] >= floor and min(result["samples_ms"]) >= floor, result
+    samples = [s for r in result["rounds"] for s in r["samples_ms"]]
+    assert code == 0 and result["first_ms"] >= floor and min(samples) >= floor, result
+
+
+def test_later_rounds_warm_up_briefly_and_each_round_keeps_its_own_samples(job):
+    spec, job_dir = job
+    spec.rounds = 3
+    spec.timing = replace(spec.timing, warmup_iters=6)
+    code, result = export_then_measure(spec, job_dir)
+    assert code == 0, result
+    assert [r["warmup_iters"] for r in result["rounds"]] == [6, RE_WARMUP_ITERS, RE_WARMUP_ITERS]
+    assert all(len(r["samples_ms"]) == spec.timing.min_iters for r in result["rounds"])
 
 
 def test_a_precision_the_runtime_did_not_honour_is_unavailable(job):

@@ -1,0 +1,116 @@
+"""Interleaved rounds: every row of a variant timed round-robin (A B C A B C ...), a noisy round measured again.
+
+On a shared machine a slow minute should hit every runtime alike, so no row gets all of its samples from
+one bad stretch; ratios between rows measured this way hold where single back-to-back measurements did not
+(measured here: PyTorch's p50 for one model 1.62 ms and 0.71 ms minutes apart). A round during which other
+processes used more than `NOISY_FOREIGN_LOAD` of the CPU is measured again after a pause, up to a limit;
+only a row that keeps a noisy round is flagged `noisy`. This module knows nothing about processes or
+runtimes: it calls `run_round(key, index)` and decides what to keep.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+
+from bench.cpuload import NOISY_FOREIGN_LOAD
+
+logger = logging.getLogger("edgebench")
+
+RE_WARMUP_ITERS = 3  # warm-up of every round after the first: the runtime is loaded and compiled, only caches are cold
+
+
+@dataclass
+class RoundResult:
+    """One timed round of one row, as the measuring child reports it."""
+
+    samples_ms: list[float]
+    warmup_iters: int
+    capped: bool  # the round hit its time cap before its minimum iteration count
+    foreign_load: float | None = None  # share of the machine's CPU other processes used during the round
+    steal: float | None = None
+
+    @property
+    def noisy(self) -> bool:
+        return self.foreign_load is not None and self.foreign_load > NOISY_FOREIGN_LOAD
+
+
+class RoundFailed(Exception):
+    """The row's measuring process could not time a round (it crashed, hung or raised): one line why."""
+
+
+@dataclass(frozen=True)
+class NoiseGuard:
+    """How hard to try for a quiet round before keeping a noisy one."""
+
+    retries: int = 2  # a noisy round is measured again up to this many times
+    quiet_wait_s: float = 1.0  # pause before measuring it again, for the neighbour to finish
+
+
+@dataclass
+class RowRounds:
+    """What the rounds of one row came to: the kept rounds, the repeats spent, or why it stopped."""
+
+    kept: list[RoundResult] = field(default_factory=list)
+    repeated: int = 0  # rounds measured again because of foreign load
+    error: str = ""
+
+    @property
+    def samples_ms(self) -> list[float]:
+        return [s for r in self.kept for s in r.samples_ms]
+
+    @property
+    def per_round_ms(self) -> list[list[float]]:
+        return [list(r.samples_ms) for r in self.kept]
+
+    @property
+    def noisy(self) -> bool:
+        return any(r.noisy for r in self.kept)
+
+    @property
+    def foreign_load(self) -> float | None:
+        loads = [r.foreign_load for r in self.kept if r.foreign_load is not None]
+        return max(loads) if loads else None
+
+    @property
+    def steal(self) -> float | None:
+        steals = [r.steal for r in self.kept if r.steal is not None]
+        return max(steals) if steals else None
+
+
+def interleave(keys: Sequence[Hashable], repeats: int, run_round: Callable[[Hashable, int], RoundResult],
+               guard: NoiseGuard = NoiseGuard(), sleep: Callable[[float], None] = time.sleep,
+               on_round: Callable[[Hashable, int], None] = lambda key, index: None,
+               on_done: Callable[[Hashable, RowRounds], None] = lambda key, rounds: None) -> dict[Hashable, RowRounds]:
+    """Time `repeats` rounds of every key, round-robin in the given order; a failed key drops out, the rest go on.
+
+    `on_done` hears of each key as soon as it has all its rounds (or has failed), so its row can be written
+    while the others finish their last round.
+    """
+    rows = {key: RowRounds() for key in keys}
+    for index in range(repeats):
+        for key in keys:
+            row = rows[key]
+            if row.error:
+                continue
+            on_round(key, index)
+            try:
+                result = run_round(key, index)
+                tries = 0
+                while result.noisy and tries < guard.retries:
+                    logger.info("%s round %d: other processes used %.0f%% of the CPU; measuring it again in %g s",
+                                key, index + 1, 100 * result.foreign_load, guard.quiet_wait_s)
+                    tries += 1
+                    row.repeated += 1
+                    sleep(guard.quiet_wait_s)
+                    result = run_round(key, index)
+            except RoundFailed as exc:
+                row.error = str(exc)
+                on_done(key, row)
+                continue
+            row.kept.append(result)
+            if index == repeats - 1:
+                on_done(key, row)
+    return rows

@@ -1,0 +1,261 @@
+"""`make validate`: edgebench's timing against each runtime's own tool, on the very same artifact, interleaved.
+
+Users' most common complaint about benchmark harnesses is "your numbers don't match the vendor's tool".
+This exports the model for OpenVINO, ONNX Runtime and TFLite as `make bench` does, keeps edgebench's
+measuring processes loaded, and takes rounds round-robin: edgebench's round of a runtime, then the tool's
+round of the same file, then the next runtime... The tools: OpenVINO's `benchmark_app` (it ships in the
+openvino wheel; given edgebench's exact compile configuration through `-load_config`), LiteRT's
+`litert-benchmark` (in the ai-edge-litert wheel), and, for ONNX Runtime (no tool in its wheel) and for
+LiteRT's Interpreter, a minimal loop written directly on the Python API (`bench/bare_loops`).
+Each comparison is the ratio of edgebench's median to the tool's, per round medians paired by round,
+with a bootstrap interval over rounds: 1.00 means the same number, above 1 edgebench measured slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.config import BenchConfig, TimingConfig, default_threads
+from bench.errors import UsageError
+from bench.rounds import NoiseGuard, RoundFailed, RoundResult, interleave
+
+BIN = Path(sys.executable).parent
+LOOPS = Path(__file__).parent / "bare_loops"
+AGREEMENT = 0.03  # the target: edgebench within 3% of the tool
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A way to time an artifact outside edgebench: the command for one round, and how to read its median."""
+
+    runtime: str  # the edgebench runtime whose artifact it times
+    name: str
+    describe: str  # what the line says about its settings
+    command: Callable[[Path, Path, int, float, float, Path], list[str]]  # artifact, input, threads, s, est ms, work
+    median_ms: Callable[[str, Path], float]  # stdout, work folder -> median latency in ms
+
+
+def _benchmark_app(artifact: Path, x: Path, threads: int, seconds: float, estimate_ms: float, work: Path) -> list[str]:
+    config = work / "benchmark_app_config.json"  # the compile settings edgebench's adapter uses, exactly
+    config.write_text(json.dumps({"CPU": {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
+                                          "INFERENCE_PRECISION_HINT": "f32"}}))
+    return [str(BIN / "benchmark_app"), "-m", str(artifact), "-d", "CPU", "-load_config", str(config), "-api", "sync",
+            "-t", str(max(1, round(seconds)))]
+
+
+def _benchmark_app_median(stdout: str, work: Path) -> float:
+    match = re.search(r"Median:\s+([\d.]+)\s+(ms|us)", stdout)
+    if match is None:
+        raise RoundFailed(f"benchmark_app printed no median: {stdout.strip().splitlines()[-1:]}")
+    return float(match.group(1)) / (1000.0 if match.group(2) == "us" else 1.0)
+
+
+def _litert_benchmark(artifact: Path, x: Path, threads: int, seconds: float, estimate_ms: float,
+                      work: Path) -> list[str]:
+    runs = max(20, int(seconds * 1000 / max(estimate_ms, 1e-3)))  # it takes a count, not a duration
+    return [str(BIN / "litert-benchmark"), "--model", str(artifact), "--num_threads", str(threads),
+            "--num_runs", str(runs), "--warmup_runs", "10", "--result_json", str(work / "litert.json")]
+
+
+def _litert_median(stdout: str, work: Path) -> float:
+    return float(json.loads((work / "litert.json").read_text())["latency"]["median_ms"])
+
+
+def _loop(script: str) -> Callable[[Path, Path, int, float, float, Path], list[str]]:
+    def command(artifact: Path, x: Path, threads: int, seconds: float, estimate_ms: float, work: Path) -> list[str]:
+        return [sys.executable, str(LOOPS / script), str(artifact), str(x), str(threads), str(seconds)]
+    return command
+
+
+def _loop_median(stdout: str, work: Path) -> float:
+    return float(json.loads(stdout.strip().splitlines()[-1])["median_ms"])
+
+
+TOOLS = (
+    Tool("openvino", "benchmark_app", "OpenVINO's own tool: sync API, LATENCY hint, f32, same threads, "
+         "random input", _benchmark_app, _benchmark_app_median),
+    Tool("onnxruntime", "bare Python loop", "session.run in a loop on ONNX Runtime's API (the wheel has no tool)",
+         _loop("onnxruntime_loop.py"), _loop_median),
+    Tool("tflite", "bare Python loop", "Interpreter set_tensor + invoke in a loop", _loop("tflite_loop.py"),
+         _loop_median),
+    Tool("tflite", "litert-benchmark", "LiteRT's own tool (CompiledModel API, CPU accelerator; medians "
+         "rounded to 0.01 ms)", _litert_benchmark, _litert_median),
+)
+
+
+def paired_ratio(ours: Sequence[float], theirs: Sequence[float], seed: int = 0,
+                 resamples: int = 2000) -> tuple[float, float, float]:
+    """Median of our round medians over median of theirs, with a bootstrap interval over paired rounds.
+
+    Rounds are paired (ours then theirs, moments apart), so the resampling draws round indices and keeps
+    each pair together: a slow minute moves both sides of its pair.
+    """
+    a, b = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
+    if len(a) != len(b) or not len(a):
+        raise ValueError("paired rounds needed on both sides")
+    picks = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
+    ratios = np.median(a[picks], axis=1) / np.median(b[picks], axis=1)
+    return float(np.median(a) / np.median(b)), float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
+
+
+def verdict(low: float, high: float) -> str:
+    if low >= 1 - AGREEMENT and high <= 1 + AGREEMENT:
+        return f"within ±{AGREEMENT:.0%}"
+    if high < 1 - AGREEMENT or low > 1 + AGREEMENT:
+        return f"outside ±{AGREEMENT:.0%}"
+    return f"not resolved to ±{AGREEMENT:.0%} (interval too wide: more REPEATS or a quieter machine)"
+
+
+def run_tool(tool: Tool, artifact: Path, x: Path, threads: int, seconds: float, estimate_ms: float,
+             work: Path, timeout_s: float) -> float:
+    from bench.isolation import child_env
+
+    work.mkdir(parents=True, exist_ok=True)
+    command = tool.command(artifact, x, threads, seconds, estimate_ms, work)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=child_env(threads))
+    except subprocess.TimeoutExpired as exc:
+        raise RoundFailed(f"{tool.name} timed out after {timeout_s:g} s") from exc
+    except OSError as exc:
+        raise RoundFailed(f"{tool.name} could not start: {exc}") from exc
+    (work / f"{tool.name.replace(' ', '_')}.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise RoundFailed(f"{tool.name} exited with code {done.returncode}: {last[0][:300]}")
+    return tool.median_ms(done.stdout, work)
+
+
+def validate(model: str, threads: int, repeats: int, seconds: float, out: Path,
+             say: Callable[[str], None] = print) -> list[str]:
+    """Export, then interleave edgebench's rounds with each tool's; returns the result lines (also in out)."""
+    from rich.console import Console
+
+    from bench.environment import package_versions
+    from bench.isolation import ChildSession
+    from bench.progress import Reporter
+    from bench.runlog import RunLog
+    from bench.runner import Job, Runner, save_reference
+    from models import load_model
+    from runtimes import get_runtime
+
+    runtimes = tuple(dict.fromkeys(t.runtime for t in TOOLS))
+    timing = TimingConfig(warmup_iters=10, warmup_s=0.5, min_iters=20, min_s=seconds, max_s=max(60.0, seconds * 5))
+    config = BenchConfig(model=model, runtimes=runtimes, threads=threads, timing=timing, repeats=repeats, out=out)
+    loaded = load_model(model, None, config.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    log = RunLog()
+    log.attach(out / "run.log")
+    runner = Runner(config, Reporter(Console(stderr=True)), log)
+    runner.versions = package_versions()
+    reference = save_reference(loaded, (1,), out / "reference", config.seed)
+    base = {"model": loaded.name, "weights": loaded.weights, "threads": threads, "dataset": "", "compression": "none"}
+    sessions, artifacts = {}, {}
+    try:
+        for name in runtimes:
+            job = Job("cpu", get_runtime(name), "fp32", 1)
+            row, spec, job_dir = runner.export(job, reference, (reference.folder, reference.info), "", out, base,
+                                               loaded.source)
+            if spec is None:
+                say(f"{row.format}: cannot validate: {row.error}")
+                continue
+            session = ChildSession(spec, job_dir, threads, config.timeout_s)
+            if session.ready() is None:
+                say(f"{row.format}: cannot validate: {session.finish().error}")
+                continue
+            sessions[name], artifacts[name] = session, Path(spec.artifact)
+        keys = [key for name in sessions for key in [("edgebench", name)] +
+                [(t.name, name) for t in TOOLS if t.runtime == name]]
+        estimates: dict[str, float] = {}
+        counter = iter(range(10**9))
+
+        def run_round(key: tuple[str, str], index: int) -> RoundResult:
+            who, name = key
+            say(f"round {index + 1}/{repeats}: {who} on {get_runtime(name).label}")
+            if who == "edgebench":
+                answer = sessions[name].round(next(counter))
+                if answer is None:
+                    raise RoundFailed(sessions[name].finish().error or "edgebench's measuring process ended")
+                result = RoundResult(**answer)
+                estimates[name] = float(np.median(result.samples_ms))
+                return result
+            tool = next(t for t in TOOLS if t.name == who and t.runtime == name)
+            median = run_tool(tool, artifacts[name], reference.input(1), threads, seconds, estimates.get(name, 1.0),
+                              out / "tools" / name, config.timeout_s)
+            return RoundResult(samples_ms=[median], warmup_iters=0, capped=False)
+
+        rounds = interleave(keys, repeats, run_round, NoiseGuard(retries=0))
+    finally:
+        for session in sessions.values():
+            session.finish()
+        log.close()
+    lines = []
+    for name in sessions:
+        ours = rounds[("edgebench", name)]
+        for tool in (t for t in TOOLS if t.runtime == name):
+            theirs = rounds[(tool.name, name)]
+            label = get_runtime(name).label
+            if ours.error or theirs.error:
+                lines.append(f"{label} vs {tool.name}: no ratio: {ours.error or theirs.error}")
+                continue
+            a = [float(np.median(r.samples_ms)) for r in ours.kept]
+            b = [r.samples_ms[0] for r in theirs.kept]
+            ratio, low, high = paired_ratio(a, b)
+            lines.append(f"{label} vs {tool.name}: edgebench p50 {np.median(a):.3f} ms, tool {np.median(b):.3f} ms, "
+                         f"ratio {ratio:.3f} (95% CI {low:.3f}-{high:.3f}), {verdict(low, high)}")
+    _write_report(out, model, threads, repeats, seconds, lines)
+    return lines
+
+
+def _write_report(out: Path, model: str, threads: int, repeats: int, seconds: float, lines: list[str]) -> None:
+    tools = "\n".join(f"- {t.name} ({t.runtime}): {t.describe}" for t in TOOLS)
+    (out / "VALIDATE.md").write_text(
+        f"# edgebench against each runtime's own tool: {model}, batch 1, {threads} thread(s)\n\n"
+        f"{repeats} rounds of {seconds:g} s each, edgebench's round then the tool's, runtime after runtime; "
+        "ratio = median of edgebench's round medians / median of the tool's, 95% interval from a paired "
+        "bootstrap over rounds.\n\n" + "\n".join(f"- {line}" for line in lines) + f"\n\nTools:\n{tools}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="edgebench-validate", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet18", help="model to validate on [resnet18]")
+    parser.add_argument("--threads", type=int, default=default_threads(), help="threads for every side [all cores]")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds per side [5]")
+    parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per round [2]")
+    parser.add_argument("--out", type=Path, default=None, help="folder [results/validate-<time>]")
+    args = parser.parse_args(argv)
+    from bench.runner import RESULTS_DIR
+
+    out = args.out or RESULTS_DIR / f"validate-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    t0 = time.monotonic()
+    try:
+        if not 1 <= args.repeats <= 100:
+            raise UsageError(f"bad repeats {args.repeats!r}: expected 1 to 100")
+        if not args.seconds > 0:
+            raise UsageError(f"bad seconds {args.seconds!r}: expected a duration > 0")
+        lines = validate(args.model, args.threads, args.repeats, args.seconds, out,
+                         say=lambda text: print(text, file=sys.stderr))
+    except UsageError as exc:
+        print(f"edgebench-validate: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgebench-validate: interrupted", file=sys.stderr)
+        return 130
+    print(f"\nValidated in {time.monotonic() - t0:.0f} s; {out / 'VALIDATE.md'}")
+    for line in lines:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The artifact cache: a warm re-run exports nothing, and an entry is never served for another key.
+
+Every input of an export changes the key (module bytes, timed input, calibration and task where they are
+read, runtime, target, precision, seed, QAT epochs, adapter source, library versions); inputs an export
+does not read do not. Entries are written whole and restored with the QAT reference they came with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.cache import ArtifactCache, cache_key
+from bench.job import MeasureJob
+from runtimes import RuntimeOptions
+
+VERSIONS = {"torch": "2.14.1", "onnxruntime": "1.32.0"}
+
+
+@pytest.fixture()
+def job(tmp_path) -> MeasureJob:
+    files = {}
+    for name, value in (("model.pt", b"module"), ("input.npy", b"input"), ("calibration.npy", b"calib"),
+                        ("task.npz", b"task")):
+        files[name] = tmp_path / name
+        files[name].write_bytes(value)
+    return MeasureJob(adapter="runtimes.onnxrt:OnnxRuntime", options=RuntimeOptions(precision="fp32"),
+                      model_file=str(files["model.pt"]), input=str(files["input.npy"]), reference="",
+                      artifact_dir=str(tmp_path / "artifact"), task=str(files["task.npz"]),
+                      calibration=str(files["calibration.npy"]))
+
+
+def rewrite(path: str, data: bytes) -> None:
+    Path(path).write_bytes(data)
+
+
+def test_the_same_export_gets_the_same_key(job):
+    assert cache_key(job, VERSIONS) == cache_key(replace(job), dict(VERSIONS))
+
+
+@pytest.mark.parametrize("change", [
+    lambda j: replace(j, options=replace(j.options, precision="fp16")),
+    lambda j: replace(j, options=replace(j.options, target="gpu")),
+    lambda j: replace(j, options=replace(j.options, seed=1)),
+    lambda j: replace(j, adapter="runtimes.openvino_ir:OpenVINO"),
+    lambda j: rewrite(j.model_file, b"pruned module") or j,
+    lambda j: rewrite(j.input, b"input at batch 8") or j,
+])
+def test_every_input_of_the_export_changes_the_key(job, change):
+    before = cache_key(job, VERSIONS)
+    assert cache_key(change(job), VERSIONS) != before
+
+
+def test_library_versions_change_the_key(job):
+    assert cache_key(job, VERSIONS) != cache_key(job, {**VERSIONS, "onnxruntime": "1.33.0"})
+
+
+def test_calibration_and_task_count_only_where_the_export_reads_them(job):
+    fp32 = cache_key(job, VERSIONS)
+    int8 = replace(job, options=replace(job.options, precision="int8"))
+    int8_key, qat_key = cache_key(int8, VERSIONS), cache_key(replace(int8, qat_epochs=2), VERSIONS)
+    rewrite(job.calibration, b"other calibration images")
+    rewrite(job.task, b"other task")
+    assert cache_key(job, VERSIONS) == fp32  # fp32 reads neither
+    assert cache_key(int8, VERSIONS) != int8_key  # int8 calibrates
+    assert cache_key(replace(int8, qat_epochs=2), VERSIONS) != qat_key  # QAT trains on the task
+    assert cache_key(replace(int8, qat_epochs=3), VERSIONS) != cache_key(replace(int8, qat_epochs=2), VERSIONS)
+
+
+def test_a_user_adapter_files_source_is_part_of_the_key(job, tmp_path):
+    adapter = tmp_path / "my_runtime.py"
+    adapter.write_text("class Mine: pass\n")
+    mine = replace(job, adapter=f"{adapter}:Mine")
+    before = cache_key(mine, VERSIONS)
+    adapter.write_text("class Mine:\n    pass  # changed\n")
+    assert cache_key(mine, VERSIONS) != before
+
+
+def test_store_then_restore_copies_the_artifact_and_the_qat_reference(tmp_path):
+    cache = ArtifactCache(tmp_path / "cache")
+    exported = tmp_path / "run1" / "artifact"
+    (exported / "model.xml").parent.mkdir(parents=True)
+    (exported / "model.xml").write_text("<xml/>")
+    (exported / "model.bin").write_bytes(b"\0" * 10)
+    reference = tmp_path / "run1" / "qat_outputs.npz"
+    np.savez(reference, out_0=np.ones(3))
+    cache.store("k1", exported, str(exported / "model.xml"), 12.5, 300.0, str(reference))
+    cache.store("k1", exported, str(exported / "model.xml"), 99.0, None)  # a second store keeps the first
+    assert cache.restore("other", tmp_path / "run2" / "artifact", tmp_path / "run2" / "job") is None
+    got = cache.restore("k1", tmp_path / "run2" / "artifact", tmp_path / "run2" / "job")
+    assert got.export_s == 12.5 and got.export_peak_rss_mb == 300.0
+    assert Path(got.artifact) == tmp_path / "run2" / "artifact" / "model.xml"
+    assert (tmp_path / "run2" / "artifact" / "model.bin").read_bytes() == b"\0" * 10
+    assert Path(got.reference).parent == tmp_path / "run2" / "job"
+    assert np.load(got.reference)["out_0"].tolist() == [1.0, 1.0, 1.0]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["k1"]  # no half-written entries left
+
+
+def test_saving_the_same_module_twice_gives_the_same_bytes_so_a_rerun_hits(tmp_path):
+    from bench.cache import file_digest
+    from models import load_model
+
+    from tests_paths import TINY_MODEL
+
+    for run in ("a", "b"):  # the same file name: torch.save names the archive's records after it
+        (tmp_path / run).mkdir()
+        torch.save(load_model(TINY_MODEL, None, 0).module, tmp_path / run / "model.pt")
+    assert file_digest(tmp_path / "a" / "model.pt") == file_digest(tmp_path / "b" / "model.pt")

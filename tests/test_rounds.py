@@ -1,0 +1,110 @@
+"""Interleaved rounds and their statistics, on synthetic samples and a fake load source: no model, no clock.
+
+Round-robin order, a noisy round measured again (and kept, flagged, once the retries are spent), a failed
+row dropping out while the others go on, and the intervals of the median and of a speed-up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.cpuload import NOISY_FOREIGN_LOAD
+from bench.rounds import NoiseGuard, RoundFailed, RoundResult, interleave
+from bench.stats import median_interval, ratio_interval
+
+
+def quiet(samples=(1.0, 1.0, 1.0), load=0.0) -> RoundResult:
+    return RoundResult(samples_ms=list(samples), warmup_iters=1, capped=False, foreign_load=load, steal=0.0)
+
+
+def test_rounds_go_round_robin_across_rows():
+    calls = []
+
+    def run_round(key, index):
+        calls.append((key, index))
+        return quiet()
+
+    rows = interleave(["A", "B", "C"], 3, run_round, sleep=lambda s: None)
+    assert calls == [("A", 0), ("B", 0), ("C", 0), ("A", 1), ("B", 1), ("C", 1), ("A", 2), ("B", 2), ("C", 2)]
+    assert all(len(r.kept) == 3 and r.repeated == 0 and not r.noisy for r in rows.values())
+
+
+def test_a_noisy_round_is_measured_again_after_a_pause_and_the_quiet_one_is_kept():
+    loads = iter([0.5, 0.0, 0.0, 0.0])  # A's first try is disturbed by a neighbour
+    pauses = []
+
+    def run_round(key, index):
+        load = next(loads)
+        return quiet(samples=(9.0,) if load else (1.0,), load=load)
+
+    rows = interleave(["A", "B"], 1, run_round, NoiseGuard(retries=2, quiet_wait_s=0.7), sleep=pauses.append)
+    assert pauses == [0.7]
+    assert rows["A"].repeated == 1 and rows["A"].samples_ms == [1.0] and not rows["A"].noisy
+    assert rows["B"].repeated == 0
+
+
+def test_a_round_that_stays_noisy_is_kept_and_flagged_once_the_retries_are_spent():
+    tries = []
+
+    def run_round(key, index):
+        tries.append(index)
+        return quiet(load=NOISY_FOREIGN_LOAD + 0.05)
+
+    rows = interleave(["A"], 2, run_round, NoiseGuard(retries=1, quiet_wait_s=0), sleep=lambda s: None)
+    assert tries == [0, 0, 1, 1]  # each round: one try and one retry
+    assert rows["A"].repeated == 2 and len(rows["A"].kept) == 2 and rows["A"].noisy
+    assert rows["A"].foreign_load == pytest.approx(NOISY_FOREIGN_LOAD + 0.05)
+
+
+def test_a_failed_row_drops_out_and_the_others_are_still_measured():
+    def run_round(key, index):
+        if key == "B" and index == 1:
+            raise RoundFailed("process killed by SIGSEGV while timing round 2")
+        return quiet()
+
+    rows = interleave(["A", "B", "C"], 3, run_round, sleep=lambda s: None)
+    assert rows["B"].error == "process killed by SIGSEGV while timing round 2" and len(rows["B"].kept) == 1
+    assert len(rows["A"].kept) == len(rows["C"].kept) == 3
+
+
+def test_the_median_interval_covers_the_median_and_narrows_with_more_samples():
+    rng = np.random.default_rng(1)
+    few = [list(rng.normal(10, 1, 20)) for _ in range(3)]
+    many = [list(rng.normal(10, 1, 2000)) for _ in range(3)]
+    low_f, high_f = median_interval(few)
+    low_m, high_m = median_interval(many)
+    assert low_f < 10 < high_f and low_m < 10 < high_m
+    assert (high_m - low_m) < (high_f - low_f) / 3
+    assert median_interval(many) == (low_m, high_m)  # seeded: the same rows give the same interval
+
+
+def test_a_slow_round_widens_the_interval_which_pooled_samples_would_hide():
+    rng = np.random.default_rng(2)
+    steady = [list(rng.normal(10, 0.1, 500)) for _ in range(3)]
+    one_slow = steady[:2] + [list(rng.normal(13, 0.1, 500))]
+    width = lambda rounds: np.subtract(*median_interval(rounds)[::-1])  # noqa: E731
+    assert width(one_slow) > 10 * width(steady)
+
+
+def test_speedup_interval_brackets_the_true_ratio_and_says_when_rows_do_not_differ():
+    rng = np.random.default_rng(3)
+    base = [list(rng.normal(20, 1, 300)) for _ in range(3)]
+    faster = [list(rng.normal(10, 0.5, 300)) for _ in range(3)]
+    ratio, low, high = ratio_interval(base, faster)
+    assert low < 2.0 < high and ratio == pytest.approx(2.0, rel=0.02)
+    same = [list(rng.normal(20, 1, 300)) for _ in range(3)]
+    _, low, high = ratio_interval(base, same)
+    assert low < 1.0 < high  # overlapping: not called different
+
+
+def test_an_interval_needs_samples():
+    with pytest.raises(ValueError):
+        median_interval([[], []])
+
+
+def test_the_gemm_peak_is_measured_only_for_the_runs_precisions():
+    from bench.peak import gemm_peaks
+
+    peaks = gemm_peaks(1, ("fp32", "fp32", "int4"))
+    assert list(peaks) == ["fp32"] and peaks["fp32"] > 0
