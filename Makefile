@@ -25,6 +25,7 @@ DATA         ?=
 FINETUNE     ?=
 REPEATS      ?=
 CACHE        ?=
+MODE         ?=
 
 BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
 	$(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(PRECISION),--precision $(PRECISION)) \
@@ -34,7 +35,7 @@ BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHT
 	$(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(SEED),--seed $(SEED)) \
 	$(if $(COMPRESS),--compress $(COMPRESS)) $(if $(DATA),--data $(DATA)) \
 	$(if $(FINETUNE),--finetune-epochs $(FINETUNE)) $(if $(REPEATS),--repeats $(REPEATS)) \
-	$(if $(filter 0 no off,$(CACHE)),--no-cache)
+	$(if $(filter 0 no off,$(CACHE)),--no-cache) $(if $(MODE),--mode $(MODE))
 
 RUNS         ?=
 

@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_positive_int("repeats"), default=3,
                    help="timed rounds per row, taken round-robin across the runtimes (A B C A B C ...) so a slow "
                         "minute on a shared machine hits them alike; each round warms up and times as above [3]")
+    p.add_argument("--mode", default="latency", metavar="latency|throughput",
+                   help="latency: one request in flight (MLPerf SingleStream); throughput: as many as each runtime "
+                        "serves at once (OpenVINO's THROUGHPUT hint and its infer requests, ONNX Runtime's "
+                        "concurrent runs), items/s over the window (MLPerf Offline) [latency]")
     p.add_argument("--timeout", type=_seconds("timeout"), default=900.0,
                    help="seconds allowed for each export and each measurement process [900]")
     p.add_argument("--seed", type=_positive_int("seed", 0), default=0, help="seed for random init and inputs [0]")
@@ -116,7 +120,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
                        batches=args.batch, threads=args.threads, targets=args.target, out=args.out, timing=timing,
                        timeout_s=args.timeout, seed=args.seed, keep_artifacts=args.keep_artifacts,
                        compress=args.compress, data=args.data, finetune_epochs=args.finetune_epochs,
-                       repeats=args.repeats, cache=not args.no_cache)
+                       repeats=args.repeats, cache=not args.no_cache, mode=args.mode)
 
 
 def print_listing(console: Console) -> None:

@@ -11,6 +11,7 @@ from bench.rounds import NoiseGuard
 
 TARGETS = ("cpu", "gpu", "npu")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+MODES = ("latency", "throughput")
 
 
 def default_threads() -> int:
@@ -65,6 +66,7 @@ class BenchConfig:
     finetune_epochs: int = 2  # what every fine-tuning method (and its control) trains for
     repeats: int = 3  # timed rounds per row, interleaved across the runtimes of each variant
     cache: bool = True  # reuse exported artifacts of an identical earlier export (bench.cache)
+    mode: str = "latency"  # latency: one request in flight; throughput: the runtime's concurrent requests
     noise_guard: NoiseGuard = field(default_factory=NoiseGuard)  # how a round disturbed by other processes is redone
     variants: tuple = field(init=False, default=())  # parsed from compress; the baseline `none` first
     # True when the user named the runtimes: a missing package is then bad input (exit 2), not a table row.
@@ -97,6 +99,8 @@ class BenchConfig:
         if not isinstance(self.finetune_epochs, int) or isinstance(self.finetune_epochs, bool) \
                 or self.finetune_epochs < 0:
             raise UsageError(f"bad fine-tune epochs {self.finetune_epochs!r}: expected a whole number >= 0")
+        if self.mode not in MODES:
+            raise UsageError(f"unknown mode {self.mode!r}: choose from {', '.join(MODES)}")
         if not isinstance(self.repeats, int) or isinstance(self.repeats, bool) or not 1 <= self.repeats <= 100:
             raise UsageError(f"bad repeats {self.repeats!r}: expected a whole number of rounds from 1 to 100, e.g. 3")
         if not self.model_names:

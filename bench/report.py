@@ -162,7 +162,7 @@ def used_flags(body: list[list[str]]) -> list[str]:
 
 
 DETAIL_HEADERS = ["Format", "Precision", "Batch", "Target", "Export s", "Load s", "First ms", "p99 ms", "std ms",
-                  "Iterations", "Rounds (repeated)", "GFLOP/s", "% of GEMM peak", "Peak RSS (MB)", "Cosine",
+                  "Iterations", "Rounds (repeated)", "GFLOP/s", "% of peak", "Peak RSS (MB)", "Cosine",
                   "Other CPU load"]
 
 

@@ -74,17 +74,18 @@ class ResultRow:
     finetune_epochs: int | None = None
     agreement: float | None = None  # top-1 agreement with the uncompressed model on seeded inputs, in PyTorch
     # Numbers that hold on a shared machine (issue 8): rounds interleaved across the variant's rows.
-    mode: str = "latency"  # latency: one request in flight (MLPerf's SingleStream)
+    mode: str = "latency"  # latency: one request in flight (MLPerf SingleStream); throughput: many (Offline)
     repeats: int | None = None  # timed rounds kept
     rounds_repeated: int | None = None  # rounds measured again because other processes loaded the CPU
     p50_ci_low_ms: float | None = None  # 95% interval of the median (bootstrap over rounds, then samples)
     p50_ci_high_ms: float | None = None
-    speedup: float | None = None  # p50 of PyTorch fp32 (uncompressed, same model/target/batch) over this p50
+    speedup: float | None = None  # PyTorch fp32 (uncompressed, same model/target/batch) p50 over this p50; in
+    # throughput mode this row's items/s over PyTorch's
     speedup_ci_low: float | None = None
     speedup_ci_high: float | None = None
     flops: int | None = None  # floating-point operations per inference at this batch (PyTorch's FLOP counter)
     gflops_per_s: float | None = None  # flops / p50
-    peak_fraction: float | None = None  # gflops_per_s over the machine's measured GEMM peak at this precision
+    peak_fraction: float | None = None  # gflops_per_s over the machine's measured dense-kernel peak (bench.peak)
 
     def add_latency(self, stats: LatencyStats) -> None:
         self.p50_ms, self.p90_ms, self.p99_ms = stats.p50, stats.p90, stats.p99
@@ -100,8 +101,11 @@ class ResultRow:
         self.warmup_iters = rounds.kept[0].warmup_iters
         self.capped = any(r.capped for r in rounds.kept)
         self.foreign_load, self.steal, self.noisy = rounds.foreign_load, rounds.steal, rounds.noisy
-        if self.flops and self.p50_ms:
-            self.gflops_per_s = self.flops / (self.p50_ms * 1e6)
+        items_per_s = rounds.items_per_s(self.batch)
+        if items_per_s is not None:  # throughput mode: completions over the window, not 1 / latency
+            self.throughput = items_per_s
+        if self.flops and self.throughput:  # achieved: work per second, in either mode
+            self.gflops_per_s = self.flops / self.batch * self.throughput / 1e9
 
     @property
     def key(self) -> str:
@@ -119,16 +123,23 @@ class SpeedupBaseline:
     """
 
     def __init__(self, peaks: dict[str, float] | None = None) -> None:
-        self.rounds: dict[tuple[str, str, int], list[list[float]]] = {}
+        self.rounds: dict[tuple[str, str, int, str], list[list[float]]] = {}
         self.peaks = peaks or {}  # precision -> measured GEMM GFLOP/s of this machine at the run's threads
 
-    def annotate(self, row: ResultRow, rounds: list[list[float]]) -> None:
-        key = (row.model, row.target, row.batch)
-        if row.runtime == "pytorch" and row.precision == "fp32" and row.compression == "none" and rounds:
-            self.rounds[key] = rounds
+    def annotate(self, row: ResultRow, rounds: RowRounds | None) -> None:
+        """Latency mode: baseline p50 over the row's; throughput mode: the row's items/s over the baseline's."""
+        key = (row.model, row.target, row.batch, row.mode)
+        per_round = None
+        if rounds is not None and rounds.kept:
+            per_round = rounds.per_round_items if row.mode == "throughput" else rounds.per_round_ms
+        if row.runtime == "pytorch" and row.precision == "fp32" and row.compression == "none" and per_round:
+            self.rounds[key] = per_round
         base = self.rounds.get(key)
-        if base and rounds:
-            row.speedup, row.speedup_ci_low, row.speedup_ci_high = ratio_interval(base, rounds)
+        if base and per_round:
+            if row.mode == "throughput":  # more items per second is faster: the ratio the other way round
+                row.speedup, row.speedup_ci_low, row.speedup_ci_high = ratio_interval(per_round, base)
+            else:
+                row.speedup, row.speedup_ci_low, row.speedup_ci_high = ratio_interval(base, per_round)
         peak = self.peaks.get(row.precision)
         if row.gflops_per_s and peak:
             row.peak_fraction = row.gflops_per_s / peak

@@ -31,6 +31,8 @@ class RoundResult:
     capped: bool  # the round hit its time cap before its minimum iteration count
     foreign_load: float | None = None  # share of the machine's CPU other processes used during the round
     steal: float | None = None
+    completed: int | None = None  # throughput mode: requests completed within the window
+    window_s: float | None = None  # throughput mode: the window's length
 
     @property
     def noisy(self) -> bool:
@@ -68,6 +70,20 @@ class RowRounds:
     @property
     def noisy(self) -> bool:
         return any(r.noisy for r in self.kept)
+
+    @property
+    def per_round_items(self) -> list[list[float]] | None:
+        """Throughput mode: each round's completed requests per second (one figure a round); None otherwise."""
+        if not self.kept or any(r.completed is None or not r.window_s for r in self.kept):
+            return None
+        return [[r.completed / r.window_s] for r in self.kept]
+
+    def items_per_s(self, batch: int) -> float | None:
+        """Throughput mode: items completed over the kept rounds' windows, all rounds together."""
+        windows = sum(r.window_s or 0.0 for r in self.kept)
+        if not windows or any(r.completed is None for r in self.kept):
+            return None
+        return batch * sum(r.completed for r in self.kept) / windows
 
     @property
     def foreign_load(self) -> float | None:

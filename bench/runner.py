@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 
 RESULTS_DIR = PROJECT_ROOT / "results"
 IDLE_PHASES = ("ready", "waiting")
+MODE_METHOD = {
+    "latency": "latency mode: one synchronous inference at a time on a prepared input",
+    "throughput": "throughput mode: each runtime's concurrent requests kept busy from threads for the window, "
+                  "items/s = completed requests x batch / window, latency = each completed request's",
+}
 CALIBRATION_INPUTS = 32
 
 
@@ -219,9 +224,9 @@ def table_header(config: BenchConfig, models: list[Any], tasks: list[Task | None
         f"{min(t.warmup_iters, RE_WARMUP_ITERS)} iterations after), then >= {t.min_iters} timed iterations "
         f"and >= {t.min_s:g} s (at most {t.max_s:g} s); a round during which other processes used over "
         f"{NOISY_FOREIGN_LOAD:.0%} of the CPU is measured again (up to {config.noise_guard.retries} times); "
-        f"latency = one synchronous inference on a prepared input; p50 interval: bootstrap over rounds, then "
+        f"{MODE_METHOD[config.mode]}; p50 interval: bootstrap over rounds, then "
         f"samples; speed-up against PyTorch fp32; harness overhead "
-        f"{environment['harness_overhead_us']:.2f} us/iteration; GEMM peak (GFLOP/s) "
+        f"{environment['harness_overhead_us']:.2f} us/iteration; dense-kernel peak (GFLOP/s) "
         f"{', '.join(f'{k} {v:g}' for k, v in environment['gemm_peak_gflops'].items())}\n"
         f"- Date: {environment['date']}\n\n"
     )
@@ -271,7 +276,9 @@ class Runner:
             "targets": list(config.targets), "target_devices": devices, "threads": config.threads,
             "timing": asdict(config.timing), "harness_overhead_us": harness_overhead_us(),
             "repeats": config.repeats, "noise_guard": asdict(config.noise_guard),
-            "gemm_peak_gflops": peaks, "gemm_peak_method": f"torch n={GEMM_SIZE} square matmul, best of {TRIES}",
+            "gemm_peak_gflops": peaks, "mode": config.mode,
+            "gemm_peak_method": f"torch: the faster of an n={GEMM_SIZE} matmul and a 256-channel 3x3 conv at "
+                                f"56x56, best of {TRIES}",
         })
         self.versions = environment["packages"]
         writer = RunWriter(run_dir, table_header(config, models, tasks, environment))
@@ -321,16 +328,16 @@ class Runner:
 
     def measure_variant(self, jobs: list[Job], reference: Reference, made: tuple[Path, VariantInfo] | None,
                         compress_error: str, run_dir: Path, base: dict[str, Any], model_source: str,
-                        emit: Callable[[ResultRow, list[list[float]]], None]) -> None:
+                        emit: Callable[[ResultRow, RowRounds | None], None]) -> None:
         """Every row of one variant: each exported in its own child, then all loaded at once and timed in
         interleaved rounds (A B C A B C ...), so a slow minute on a shared machine hits every runtime alike.
 
         Rows are emitted in job order, each as soon as it and the rows before it are finished.
         """
-        finished: dict[int, tuple[ResultRow, list[list[float]]]] = {}
+        finished: dict[int, tuple[ResultRow, RowRounds | None]] = {}
         next_out = 0
 
-        def complete(index: int, row: ResultRow, rounds: list[list[float]]) -> None:
+        def complete(index: int, row: ResultRow, rounds: RowRounds | None) -> None:
             nonlocal next_out
             finished[index] = (row, rounds)
             while next_out in finished:
@@ -345,14 +352,14 @@ class Runner:
                 rows.append(row)
                 index = len(rows) - 1
                 if spec is None:
-                    complete(index, row, [])
+                    complete(index, row, None)
                     continue
                 session = ChildSession(spec, job_dir, self.config.threads, self.config.timeout_s,
                                        lambda phase, label=job.label: self._progress(label, phase))
                 ready = session.ready()
                 if ready is None:
                     self._finish(row, session, job_dir)
-                    complete(index, row, [])
+                    complete(index, row, None)
                 else:
                     sessions[index] = (session, ready)
             counter = iter(range(10**9))  # each try of a round answers in its own file
@@ -370,7 +377,7 @@ class Runner:
             def on_done(index: int, rounds: RowRounds) -> None:
                 session, ready = sessions[index]
                 measured = self._finish(rows[index], session, Path(session.job_dir), ready, rounds)
-                complete(index, rows[index], rounds.per_round_ms if measured else [])
+                complete(index, rows[index], rounds if measured else None)
 
             interleave(list(sessions), self.config.repeats, run_round, self.config.noise_guard,
                        on_round=on_round, on_done=on_done)
@@ -378,9 +385,9 @@ class Runner:
             for session, _ in sessions.values():
                 session.kill()
 
-    def _write(self, writer: RunWriter, row: ResultRow, rounds: list[list[float]]) -> None:
+    def _write(self, writer: RunWriter, row: ResultRow, rounds: RowRounds | None) -> None:
         self.baselines.annotate(row, rounds)
-        writer.append(row, rounds)
+        writer.append(row, rounds.per_round_ms if rounds is not None else [])
         self.reporter.row_done(row)
 
     def _progress(self, label: str, phase: str) -> None:
@@ -392,7 +399,8 @@ class Runner:
         """The row with what is known before timing; and the measuring job when the artifact was exported."""
         config = self.config
         row = ResultRow(**base, runtime=job.runtime.name, format=job.runtime.label, precision=job.precision,
-                        target=job.target, device=job.target, batch=job.batch, status="ok", repeats=config.repeats)
+                        target=job.target, device=job.target, batch=job.batch, status="ok", repeats=config.repeats,
+                        mode=config.mode)
         where = Path(_safe(row.model), _safe(row.compression), job.slug)
         job_dir = run_dir / "jobs" / where
         if made is None:
@@ -405,6 +413,8 @@ class Runner:
         if info.notes:
             row.details = info.notes
         reason = job.runtime.export_unavailable(job.target, job.precision)
+        if not reason and job.qat_epochs:
+            reason = job.runtime.qat_unavailable()
         if reason:
             row.status, row.error = "unavailable", reason
             return row, None, job_dir
@@ -412,7 +422,7 @@ class Runner:
         spec = MeasureJob(
             adapter=adapter_ref(job.runtime),
             options=RuntimeOptions(target=job.target, precision=job.precision, threads=config.threads,
-                                   model=model_source, seed=config.seed),
+                                   model=model_source, seed=config.seed, mode=config.mode),
             model_file=str(folder / MODEL_FILE), input=str(reference.input(job.batch)),
             reference=str(outputs_path(folder, job.batch)), artifact_dir=str(artifact_dir), timing=config.timing,
             task=reference.task_for_job, calibration=str(reference.calibration), qat_epochs=job.qat_epochs,

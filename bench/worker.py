@@ -116,21 +116,26 @@ def _accuracy(adapter: Any, task_path: str, batch: int) -> dict[str, Any]:
     return {"accuracy": correct / len(y), "accuracy_ci_low": low, "accuracy_ci_high": high}
 
 
-def _time_round(step: Any, timing: Any, first: bool) -> dict[str, Any]:
+def _time_round(step: Any, timing: Any, first: bool, streams: list[Any] | None = None) -> dict[str, Any]:
     """One round: warm-up (short after the first: the runtime is loaded, only caches went cold), then timing,
     with the CPU time other processes used meanwhile."""
     from dataclasses import replace
 
     from bench.cpuload import ForeignLoadTracker
     from bench.rounds import RE_WARMUP_ITERS, RoundResult
-    from bench.timing import time_step
+    from bench.timing import time_concurrent, time_step
 
     config = timing if first else replace(timing, warmup_iters=min(timing.warmup_iters, RE_WARMUP_ITERS),
                                           warmup_s=0.0)
     with ForeignLoadTracker() as tracker:
-        timed = time_step(step, config)
+        if streams is None:
+            timed, extra = time_step(step, config), {}
+        else:  # throughput mode: every stream kept busy for the window
+            timed = time_concurrent(streams, config)
+            extra = {"completed": timed.completed, "window_s": timed.window_s}
     return asdict(RoundResult(samples_ms=list(timed.samples_ms), warmup_iters=timed.warmup_iters,
-                              capped=timed.capped, foreign_load=tracker.load.foreign, steal=tracker.load.steal))
+                              capped=timed.capped, foreign_load=tracker.load.foreign, steal=tracker.load.steal,
+                              **extra))
 
 
 def _commands() -> Any:
@@ -174,6 +179,7 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
         adapter.run(prepared)
         adapter.sync()
 
+    streams = adapter.throughput_streams(x) if job.options.mode == "throughput" else None
     rounds = []
     if job.serve:
         _write_json(job_dir / READY_FILE, ready)
@@ -181,13 +187,13 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
         for words in _commands():
             if words[0] == "round":
                 _phase(job_dir, "timing")
-                _write_json(job_dir / f"round_{int(words[1])}.json", _time_round(step, job.timing, not rounds))
+                _write_json(job_dir / f"round_{int(words[1])}.json", _time_round(step, job.timing, not rounds, streams))
                 rounds.append(words[1])
                 _phase(job_dir, "waiting")
         rounds = []  # the parent has them, from the round files
     else:
         _phase(job_dir, "timing")
-        rounds = [_time_round(step, job.timing, i == 0) for i in range(job.rounds)]
+        rounds = [_time_round(step, job.timing, i == 0, streams) for i in range(job.rounds)]
 
     on_device = job.options.target != "cpu"
     transfers = _transfer_times(adapter, x, prepared) if on_device else {"h2d_ms": None, "d2h_ms": None}

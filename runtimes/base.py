@@ -28,6 +28,7 @@ class RuntimeOptions:
     threads: int = 1
     model: str = ""  # the model source, for adapters that rebuild the architecture (PyTorch eager)
     seed: int = 0
+    mode: str = "latency"  # latency: one request in flight; throughput: as many as the runtime serves at once
 
 
 class Runtime(ABC):
@@ -77,6 +78,11 @@ class Runtime(ABC):
         """Why an exported artifact cannot be run here (wrong OS, no device). Checked after export."""
         return None
 
+    @classmethod
+    def qat_unavailable(cls) -> str | None:
+        """Why this runtime's int8 export cannot train quantization-aware (`COMPRESS=qat`), or None."""
+        return None
+
     # -- lifecycle -----------------------------------------------------------------------------------
     @property
     def device(self) -> str:
@@ -108,6 +114,21 @@ class Runtime(ABC):
         if isinstance(outputs, np.ndarray):
             return [outputs]
         return [np.asarray(o) for o in outputs]
+
+    def throughput_streams(self, x: np.ndarray) -> list[Any]:
+        """Throughput mode: one blocking inference per stream, all to be kept busy at once from threads.
+
+        The default is a single stream (back-to-back inferences): right for runtimes with no concurrent
+        request API here. Adapters with one (OpenVINO's infer requests, ONNX Runtime's thread-safe
+        sessions) return several, each releasing the GIL while it computes.
+        """
+        prepared = self.prepare(x)
+
+        def step() -> None:
+            self.run(prepared)
+            self.sync()
+
+        return [step]
 
     def predict(self, x: np.ndarray) -> list[np.ndarray]:
         outputs = self.run(self.prepare(x))

@@ -137,3 +137,27 @@ def test_gpu_run_reports_transfers_apart_from_compute(tmp_path, fast_timing):
     gpu_rows = [r for r in summary.rows if r.target == "gpu" and r.status == "ok"]
     assert gpu_rows and all(r.h2d_ms is not None and r.d2h_ms is not None for r in gpu_rows)
     assert "GPU ms" in (summary.run_dir / "table.md").read_text()
+
+
+def test_tensorrt_int8_is_an_explicitly_quantized_onnx_graph_with_symmetric_int8(tmp_path):
+    """Built here without TensorRT: the Q/DQ file its int8 engine is made from must be symmetric int8 throughout
+    (TensorRT rejects non-zero zero points and uint8 activations)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = load_model(TINY_MODEL)
+    adapter = get_runtime("tensorrt")(RuntimeOptions(target="gpu", precision="int8"))
+    adapter.calibration = np.random.default_rng(0).standard_normal((16, *model.example.shape[1:])).astype(np.float32)
+    graph = onnx.load(str(adapter._int8_onnx(model.module, model.example, tmp_path))).graph
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    quantizers = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert quantizers and "Conv" in {n.op_type for n in graph.node}
+    zero_points = [constants[n.input[2]] for n in quantizers if len(n.input) > 2 and n.input[2] in constants]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    assert not (tmp_path / "float.onnx").exists()
+
+
+def test_tensorrt_runs_int8_on_the_gpu_but_says_why_it_has_no_quantization_aware_row():
+    tensorrt = get_runtime("tensorrt")
+    assert "int8" in tensorrt.precisions["gpu"]
+    assert "symmetric" in tensorrt.qat_unavailable() and get_runtime("onnxruntime").qat_unavailable() is None

@@ -303,3 +303,14 @@ def test_a_warm_rerun_exports_nothing_and_a_changed_key_exports_again(tmp_path, 
     assert (other_job / "export.log").exists() and "artifact from cache" not in other.details
     uncached, uncached_job = once("uncached", cache=False)
     assert (uncached_job / "export.log").exists()
+
+
+@pytest.mark.slow
+def test_throughput_mode_keeps_requests_in_flight_and_says_so(tmp_path, fast_timing):
+    config = BenchConfig(model=TINY_MODEL, runtimes=("pytorch", "onnxruntime", "openvino"), threads=2,
+                         timing=fast_timing, repeats=1, out=tmp_path / "run", mode="throughput")
+    rows = {r.runtime: r for r in run(config).rows}
+    assert all(r.status == "ok" and r.mode == "throughput" and r.throughput > 0 for r in rows.values())
+    assert "hint THROUGHPUT" in rows["openvino"].details
+    assert rows["onnxruntime"].speedup == pytest.approx(rows["onnxruntime"].throughput / rows["pytorch"].throughput)
+    assert "throughput mode" in (tmp_path / "run" / "table.md").read_text()
