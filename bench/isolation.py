@@ -193,7 +193,9 @@ class ChildSession:
 
     def ready(self) -> dict[str, Any] | None:
         """Wait until the child has loaded and checked its artifact: its first figures, or None if it ended."""
-        return self._await(self.job_dir / READY_FILE)
+        answer = self._await(self.job_dir / READY_FILE)
+        self.ready_s = time.monotonic() - self.start  # process start + imports + load + first inference
+        return answer
 
     def round(self, index: int) -> dict[str, Any] | None:
         """Time one round now; None when the child ended (finish() then says why)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -366,10 +367,16 @@ class Runner:
 
             def run_round(index: int, round_no: int) -> RoundResult:
                 session = sessions[index][0]
+                t0 = time.monotonic()
                 answer = session.round(next(counter))
                 if answer is None:
                     raise RoundFailed(session.finish().error or "measurement process ended early")
-                return RoundResult(**answer)
+                result = RoundResult(**answer)
+                logger.info("%s round %d: %.2f s, %d samples, p50 %.4g ms, other processes %s of the CPU",
+                            jobs[index].label, round_no + 1, time.monotonic() - t0, len(result.samples_ms),
+                            float(np.median(result.samples_ms)),
+                            "?" if result.foreign_load is None else f"{result.foreign_load:.1%}")
+                return result
 
             def on_round(index: int, round_no: int) -> None:
                 self.reporter.phase(jobs[index].label, f"round {round_no + 1}/{self.config.repeats}")
@@ -439,6 +446,9 @@ class Runner:
         else:
             exported = run_child("export", spec, job_dir, config.threads, config.timeout_s,
                                  lambda phase: self.reporter.phase(job.label, phase))
+            if exported.result:
+                logger.info("%s stages: export process %.2f s, of which export %.2f s", job.label, exported.wall_s,
+                            exported.result["export_s"])
             self.log.append_file(f"{job.label}: export", job_dir / "export.log")
             row.export_peak_rss_mb = exported.peak_rss_mb
             if exported.error:
@@ -457,7 +467,13 @@ class Runner:
     def _finish(self, row: ResultRow, session: ChildSession, job_dir: Path, ready: dict[str, Any] | None = None,
                 rounds: RowRounds | None = None) -> bool:
         """Close the measuring child and fill the row from its answers; False when the row is not measured."""
+        t0 = time.monotonic()
         measured = session.finish()
+        if ready is not None:  # where a row's time went, stage by stage
+            start_s = session.ready_s - ready["load_s"] - ready["first_ms"] / 1e3
+            logger.info("%s %s b%d stages: measuring process start and imports %.2f s, load %.2f s, first "
+                        "inference %.1f ms, accuracy and close %.2f s", row.format, row.precision, row.batch,
+                        start_s, ready["load_s"], ready["first_ms"], time.monotonic() - t0)
         self.log.append_file(f"{row.format} {row.precision} b{row.batch}: measure", job_dir / "measure.log")
         error = (rounds.error if rounds is not None else "") or measured.error
         if error:
