@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_positive_int("repeats"), default=3,
                    help="timed rounds per row, taken round-robin across the runtimes (A B C A B C ...) so a slow "
                         "minute on a shared machine hits them alike; each round warms up and times as above [3]")
+    p.add_argument("--target-ci", type=float, default=None, metavar="FRACTION",
+                   help="adaptive: take rounds past --repeats until the 95%% interval of each row's p50 is within "
+                        "±FRACTION of it (0.02 = ±2%%), at most --max-repeats rounds; each row says which stopped it")
+    p.add_argument("--max-repeats", type=_positive_int("max repeats"), default=10,
+                   help="adaptive: the most rounds a row gets [10]")
     p.add_argument("--mode", default="latency", metavar="latency|throughput",
                    help="latency: one request in flight (MLPerf SingleStream); throughput: as many as each runtime "
                         "serves at once (OpenVINO's THROUGHPUT hint and its infer requests, ONNX Runtime's "
@@ -120,7 +125,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
                        batches=args.batch, threads=args.threads, targets=args.target, out=args.out, timing=timing,
                        timeout_s=args.timeout, seed=args.seed, keep_artifacts=args.keep_artifacts,
                        compress=args.compress, data=args.data, finetune_epochs=args.finetune_epochs,
-                       repeats=args.repeats, cache=not args.no_cache, mode=args.mode)
+                       repeats=args.repeats, cache=not args.no_cache, mode=args.mode, target_ci=args.target_ci,
+                       max_repeats=max(args.max_repeats, args.repeats))
 
 
 def print_listing(console: Console) -> None:

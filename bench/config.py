@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import UsageError
-from bench.rounds import NoiseGuard
+from bench.rounds import NoiseGuard, Stopping
 
 TARGETS = ("cpu", "gpu", "npu")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -65,12 +65,18 @@ class BenchConfig:
     data: str | None = None  # a task (mnist, digits) or an ImageFolder path; None: the model's own task, if any
     finetune_epochs: int = 2  # what every fine-tuning method (and its control) trains for
     repeats: int = 3  # timed rounds per row, interleaved across the runtimes of each variant
+    target_ci: float | None = None  # adaptive: go on past `repeats` until the p50 interval is within ±this
+    max_repeats: int = 10  # adaptive: never more rounds than this
     cache: bool = True  # reuse exported artifacts of an identical earlier export (bench.cache)
     mode: str = "latency"  # latency: one request in flight; throughput: the runtime's concurrent requests
     noise_guard: NoiseGuard = field(default_factory=NoiseGuard)  # how a round disturbed by other processes is redone
     variants: tuple = field(init=False, default=())  # parsed from compress; the baseline `none` first
     # True when the user named the runtimes: a missing package is then bad input (exit 2), not a table row.
     runtimes_named: bool = field(init=False, default=False)
+
+    @property
+    def stopping(self) -> Stopping:
+        return Stopping(repeats=self.repeats, target=self.target_ci, max_repeats=self.max_repeats)
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -99,6 +105,12 @@ class BenchConfig:
         if not isinstance(self.finetune_epochs, int) or isinstance(self.finetune_epochs, bool) \
                 or self.finetune_epochs < 0:
             raise UsageError(f"bad fine-tune epochs {self.finetune_epochs!r}: expected a whole number >= 0")
+        if self.target_ci is not None and not 0 < self.target_ci < 1:
+            raise UsageError(f"bad target interval {self.target_ci!r}: expected a fraction between 0 and 1, "
+                             "e.g. 0.02 for ±2%")
+        if not isinstance(self.max_repeats, int) or self.max_repeats < self.repeats:
+            raise UsageError(f"bad max repeats {self.max_repeats!r}: expected a whole number >= repeats "
+                             f"({self.repeats})")
         if self.mode not in MODES:
             raise UsageError(f"unknown mode {self.mode!r}: choose from {', '.join(MODES)}")
         if not isinstance(self.repeats, int) or isinstance(self.repeats, bool) or not 1 <= self.repeats <= 100:

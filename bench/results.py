@@ -77,6 +77,7 @@ class ResultRow:
     mode: str = "latency"  # latency: one request in flight (MLPerf SingleStream); throughput: many (Offline)
     repeats: int | None = None  # timed rounds kept
     rounds_repeated: int | None = None  # rounds measured again because other processes loaded the CPU
+    stopped_by: str = ""  # what ended the row's rounds: their number, the target interval, or the limit
     p50_ci_low_ms: float | None = None  # 95% interval of the median (bootstrap over rounds, then samples)
     p50_ci_high_ms: float | None = None
     speedup: float | None = None  # PyTorch fp32 (uncompressed, same model/target/batch) p50 over this p50; in
@@ -97,7 +98,7 @@ class ResultRow:
         """Latency figures from every kept sample of every round, and the interval of their median."""
         self.add_latency(LatencyStats(tuple(rounds.samples_ms)))
         self.p50_ci_low_ms, self.p50_ci_high_ms = median_interval(rounds.per_round_ms)
-        self.repeats, self.rounds_repeated = len(rounds.kept), rounds.repeated
+        self.repeats, self.rounds_repeated, self.stopped_by = len(rounds.kept), rounds.repeated, rounds.stopped_by
         self.warmup_iters = rounds.kept[0].warmup_iters
         self.capped = any(r.capped for r in rounds.kept)
         self.foreign_load, self.steal, self.noisy = rounds.foreign_load, rounds.steal, rounds.noisy

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from bench.cpuload import NOISY_FOREIGN_LOAD
 
 logger = logging.getLogger("edgebench")
@@ -58,6 +60,7 @@ class RowRounds:
     kept: list[RoundResult] = field(default_factory=list)
     repeated: int = 0  # rounds measured again because of foreign load
     error: str = ""
+    stopped_by: str = ""  # what ended its rounds: their number, the interval reached, or the limit
 
     @property
     def samples_ms(self) -> list[float]:
@@ -96,21 +99,55 @@ class RowRounds:
         return max(steals) if steals else None
 
 
-def interleave(keys: Sequence[Hashable], repeats: int, run_round: Callable[[Hashable, int], RoundResult],
+@dataclass(frozen=True)
+class Stopping:
+    """When a row has rounds enough: after `repeats`, or, adaptively, once its interval is narrow enough.
+
+    With `target` (say 0.02), a row goes on past `repeats` until the 95% interval of its median lies within
+    ±target of the median, or `max_repeats` rounds are spent; the row says which stopped it.
+    """
+
+    repeats: int = 3
+    target: float | None = None  # relative half-width of the p50 interval to reach (adaptive), or None
+    max_repeats: int = 10
+
+    @property
+    def most(self) -> int:
+        return max(self.repeats, self.max_repeats) if self.target else self.repeats
+
+    def reason(self, rounds: RowRounds) -> str | None:
+        """Why the row is done after the rounds it has, or None to go on."""
+        from bench.stats import median_interval
+
+        count = len(rounds.kept)
+        if count < self.repeats:
+            return None
+        if not self.target:
+            return f"{count} rounds"
+        low, high = median_interval(rounds.per_round_ms)
+        median = float(np.median(rounds.samples_ms))
+        if (high - low) / 2 <= self.target * median:
+            return f"interval within ±{self.target:.1%} after {count} rounds"
+        return f"max {count} rounds (interval ±{(high - low) / 2 / median:.1%})" if count >= self.most else None
+
+
+def interleave(keys: Sequence[Hashable], stopping: Stopping | int, run_round: Callable[[Hashable, int], RoundResult],
                guard: NoiseGuard = NoiseGuard(), sleep: Callable[[float], None] = time.sleep,
                on_round: Callable[[Hashable, int], None] = lambda key, index: None,
                on_done: Callable[[Hashable, RowRounds], None] = lambda key, rounds: None) -> dict[Hashable, RowRounds]:
-    """Time `repeats` rounds of every key, round-robin in the given order; a failed key drops out, the rest go on.
+    """Time rounds of every key, round-robin in the given order, until each has enough (`Stopping`, or a plain
+    number of rounds); a failed key drops out, the rest go on.
 
     `on_done` hears of each key as soon as it has all its rounds (or has failed), so its row can be written
     while the others finish their last round.
     """
+    if isinstance(stopping, int):
+        stopping = Stopping(repeats=stopping)
     rows = {key: RowRounds() for key in keys}
-    for index in range(repeats):
-        for key in keys:
+    active = list(keys)
+    for index in range(stopping.most):
+        for key in list(active):
             row = rows[key]
-            if row.error:
-                continue
             on_round(key, index)
             try:
                 result = run_round(key, index)
@@ -124,9 +161,13 @@ def interleave(keys: Sequence[Hashable], repeats: int, run_round: Callable[[Hash
                     result = run_round(key, index)
             except RoundFailed as exc:
                 row.error = str(exc)
+                active.remove(key)
                 on_done(key, row)
                 continue
             row.kept.append(result)
-            if index == repeats - 1:
+            reason = stopping.reason(row)
+            if reason:
+                row.stopped_by = reason
+                active.remove(key)
                 on_done(key, row)
     return rows

@@ -379,14 +379,14 @@ class Runner:
                 return result
 
             def on_round(index: int, round_no: int) -> None:
-                self.reporter.phase(jobs[index].label, f"round {round_no + 1}/{self.config.repeats}")
+                self.reporter.phase(jobs[index].label, f"round {round_no + 1}/{self.config.stopping.most}")
 
             def on_done(index: int, rounds: RowRounds) -> None:
                 session, ready = sessions[index]
                 measured = self._finish(rows[index], session, Path(session.job_dir), ready, rounds)
                 complete(index, rows[index], rounds if measured else None)
 
-            interleave(list(sessions), self.config.repeats, run_round, self.config.noise_guard,
+            interleave(list(sessions), self.config.stopping, run_round, self.config.noise_guard,
                        on_round=on_round, on_done=on_done)
         finally:
             for session, _ in sessions.values():

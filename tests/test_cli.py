@@ -48,6 +48,9 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
     (["--model", "digits_cnn", "--data", "no/such/folder"], "DATA folder 'no/such/folder' does not exist"),
     (["--model", "digits_cnn", "--data", "imagenet"], "unknown DATA 'imagenet': choose mnist, digits, or a folder"),
     (["--finetune-epochs", "-1"], "bad fine-tune epochs '-1'"),
+    (["--repeats", "0"], "bad repeats '0'"),
+    (["--mode", "fast"], "unknown mode 'fast': choose from latency, throughput"),
+    (["--target-ci", "2"], "bad target interval 2.0: expected a fraction between 0 and 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, args, message):
     code, out, err = run_main(capsys, *args)

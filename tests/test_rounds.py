@@ -108,3 +108,24 @@ def test_the_gemm_peak_is_measured_only_for_the_runs_precisions():
 
     peaks = gemm_peaks(1, ("fp32", "fp32", "int4"))
     assert list(peaks) == ["fp32"] and peaks["fp32"] > 0
+
+
+def test_adaptive_stopping_ends_a_steady_row_early_and_a_noisy_one_at_the_limit():
+    from bench.rounds import Stopping
+
+    rng = np.random.default_rng(4)
+    steady = lambda: quiet(samples=rng.normal(10, 0.05, 200))  # noqa: E731
+    wobbly = lambda index: quiet(samples=rng.normal(10 + 4 * (index % 2), 0.05, 200))  # noqa: E731
+    stopping = Stopping(repeats=2, target=0.01, max_repeats=6)
+    rows = interleave(["steady", "wobbly"], stopping,
+                      lambda key, index: steady() if key == "steady" else wobbly(index), sleep=lambda s: None)
+    assert len(rows["steady"].kept) == 2 and rows["steady"].stopped_by == "interval within ±1.0% after 2 rounds"
+    assert len(rows["wobbly"].kept) == 6 and rows["wobbly"].stopped_by.startswith("max 6 rounds (interval ±")
+
+
+def test_without_a_target_the_rounds_are_exactly_repeats():
+    from bench.rounds import Stopping
+
+    rows = interleave(["A"], Stopping(repeats=3, target=None, max_repeats=10), lambda key, index: quiet(),
+                      sleep=lambda s: None)
+    assert len(rows["A"].kept) == 3 and rows["A"].stopped_by == "3 rounds"
