@@ -80,15 +80,11 @@ def latency_cell(row: ResultRow) -> str:
     return f"{fmt(row.p50_ms)} ({fmt(row.p50_ci_low_ms)}-{fmt(row.p50_ci_high_ms)})"
 
 
-def is_speedup_baseline(row: ResultRow) -> bool:
-    return row.runtime == "pytorch" and row.precision == "fp32" and row.compression == "none"
-
-
 def speedup_cell(row: ResultRow) -> str:
     """`x2.10 (2.02-2.19)`; `~` when the interval holds 1 (not faster or slower beyond noise)."""
     if row.speedup is None:
         return "-"
-    if is_speedup_baseline(row):
+    if row.is_speedup_baseline:
         return "x1 (baseline)"
     if row.speedup_ci_low is None or row.speedup_ci_high is None:
         return f"x{row.speedup:.2f}"

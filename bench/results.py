@@ -94,6 +94,11 @@ class ResultRow:
         self.throughput = stats.throughput(self.batch)
         self.iterations = stats.count
 
+    @property
+    def is_speedup_baseline(self) -> bool:
+        """PyTorch at fp32, uncompressed: what every row's speed-up is measured against."""
+        return self.runtime == "pytorch" and self.precision == "fp32" and self.compression == "none"
+
     def add_rounds(self, rounds: RowRounds) -> None:
         """Latency figures from every kept sample of every round, and the interval of their median."""
         self.add_latency(LatencyStats(tuple(rounds.samples_ms)))
@@ -133,7 +138,7 @@ class SpeedupBaseline:
         per_round = None
         if rounds is not None and rounds.kept:
             per_round = rounds.per_round_items if row.mode == "throughput" else rounds.per_round_ms
-        if row.runtime == "pytorch" and row.precision == "fp32" and row.compression == "none" and per_round:
+        if row.is_speedup_baseline and per_round:
             self.rounds[key] = per_round
         base = self.rounds.get(key)
         if base and per_round:

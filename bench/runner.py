@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import shutil
 import time
 from collections.abc import Callable
@@ -363,7 +364,7 @@ class Runner:
                     complete(index, row, None)
                 else:
                     sessions[index] = (session, ready)
-            counter = iter(range(10**9))  # each try of a round answers in its own file
+            counter = itertools.count()  # each try of a round answers in its own file
 
             def run_round(index: int, round_no: int) -> RoundResult:
                 session = sessions[index][0]

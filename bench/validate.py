@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import re
 import subprocess
@@ -177,7 +178,7 @@ def validate(model: str, threads: int, repeats: int, seconds: float, out: Path,
         keys = [key for name in sessions for key in [("edgebench", name)] +
                 [(t.name, name) for t in TOOLS if t.runtime == name]]
         estimates: dict[str, float] = {}
-        counter = iter(range(10**9))
+        counter = itertools.count()
 
         def run_round(key: tuple[str, str], index: int) -> RoundResult:
             who, name = key

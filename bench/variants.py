@@ -50,6 +50,11 @@ def outputs_path(folder: Path, batch: int) -> Path:
     return folder / f"outputs_b{batch}.npz"
 
 
+def save_outputs(path: Path | str, outputs: list[np.ndarray]) -> None:
+    """A module's outputs as the measuring child reads its fidelity reference: out_0, out_1, ... in order."""
+    np.savez(path, **{f"out_{i}": o for i, o in enumerate(outputs)})
+
+
 def save_variant(module: nn.Module, folder: Path, inputs: dict[int, Path], finetune_epochs: int, notes: str,
                  baseline: nn.Module | None = None, seed: int = 0) -> VariantInfo:
     """Pickle the whole module (its architecture may have changed) and its eager outputs per batch size."""
@@ -62,7 +67,7 @@ def save_variant(module: nn.Module, folder: Path, inputs: dict[int, Path], finet
     with torch.inference_mode():
         for batch, path in inputs.items():
             outputs = to_host(module(torch.from_numpy(np.load(path))))
-            np.savez(outputs_path(folder, batch), **{f"out_{i}": o for i, o in enumerate(outputs)})
+            save_outputs(outputs_path(folder, batch), outputs)
     agreement = None
     if baseline is not None:
         first = np.load(next(iter(inputs.values())))

@@ -85,12 +85,13 @@ def _export(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     artifact = adapter.export(module, example, folder)
     result: dict[str, Any] = {"artifact": str(artifact), "export_s": time.perf_counter() - t0}
     if adapter.trained is not None:  # the artifact should compute what the trained model does, not the float one
+        from bench.variants import save_outputs
         from runtimes._torch import to_host
 
         with torch.no_grad():
             outputs = to_host(adapter.trained(example))
         result["reference"] = str(job_dir / "qat_outputs.npz")
-        np.savez(result["reference"], **{f"out_{i}": o for i, o in enumerate(outputs)})
+        save_outputs(result["reference"], outputs)
     return result
 
 
@@ -180,17 +181,17 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
         adapter.sync()
 
     streams = adapter.throughput_streams(x) if job.options.mode == "throughput" else None
-    rounds = []
+    rounds = []  # served rounds go to the parent in their own files, not here
     if job.serve:
         _write_json(job_dir / READY_FILE, ready)
         _phase(job_dir, "ready")
+        first = True
         for words in _commands():
             if words[0] == "round":
                 _phase(job_dir, "timing")
-                _write_json(job_dir / f"round_{int(words[1])}.json", _time_round(step, job.timing, not rounds, streams))
-                rounds.append(words[1])
+                _write_json(job_dir / f"round_{int(words[1])}.json", _time_round(step, job.timing, first, streams))
+                first = False
                 _phase(job_dir, "waiting")
-        rounds = []  # the parent has them, from the round files
     else:
         _phase(job_dir, "timing")
         rounds = [_time_round(step, job.timing, i == 0, streams) for i in range(job.rounds)]

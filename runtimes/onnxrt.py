@@ -13,31 +13,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from runtimes._onnx import ONNX_PACKAGES, export_onnx
+from runtimes._onnx import ONNX_PACKAGES, export_onnx, quantize_onnx
 from runtimes._quant import calibration_batches, nncf_qat_onnx
 from runtimes._torch import torch_device
 from runtimes.base import Runtime
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider"}
-
-
-def quantize_onnx(float_path: Path, path: Path, batches: list[np.ndarray]) -> Path:
-    """Static QDQ int8 of an ONNX file with onnxruntime.quantization, calibrated on `batches`."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    input_name = onnx.load(str(float_path), load_external_data=False).graph.input[0].name
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter([{input_name: b} for b in batches])
-
-        def get_next(self):
-            return next(self.items, None)
-
-    quantize_static(str(float_path), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return path
 
 
 class OnnxRuntime(Runtime):

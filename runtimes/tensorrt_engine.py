@@ -17,16 +17,10 @@ from typing import Any
 import numpy as np
 
 from runtimes import _torch
-from runtimes._onnx import ONNX_PACKAGES, export_onnx
+from runtimes._onnx import ONNX_PACKAGES, export_onnx, quantize_onnx
 from runtimes.base import Runtime
 
 WORKSPACE_BYTES = 4 << 30
-
-
-def _input_name(path: Path) -> str:
-    import onnx
-
-    return onnx.load(str(path), load_external_data=False).graph.input[0].name
 
 
 class TensorRT(Runtime):
@@ -89,26 +83,11 @@ class TensorRT(Runtime):
 
     def _int8_onnx(self, model: Any, example: Any, folder: Path) -> Path:
         """A Q/DQ ONNX file TensorRT builds int8 kernels from: symmetric int8 activations and weights."""
-        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
         from runtimes._quant import calibration_batches
 
         float_path = export_onnx(model, example, folder / "float.onnx")
-        batches = calibration_batches(self.calibration, example.numpy())
-        name = _input_name(float_path)
-
-        class Reader(CalibrationDataReader):
-            def __init__(self) -> None:
-                self.items = iter([{name: b} for b in batches])
-
-            def get_next(self):
-                return next(self.items, None)
-
-        path = folder / "intermediate.onnx"
-        quantize_static(str(float_path), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        # TensorRT takes biases in float and fuses them; an int32 bias DQ is not for it.
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+        path = quantize_onnx(float_path, folder / "intermediate.onnx",
+                             calibration_batches(self.calibration, example.numpy()), symmetric=True)
         float_path.unlink()
         return path
 
