@@ -288,10 +288,11 @@ def test_a_session_stays_loaded_between_rounds_and_then_finishes(tmp_path, tiny_
     """Loaded once, two rounds on command (each its own file and samples), then the closing figures."""
     from bench.config import TimingConfig
     from bench.isolation import ChildSession
+    from bench.rounds import RE_WARMUP_ITERS
     from runtimes import adapter_ref, get_runtime
 
     reference, source = tiny_reference
-    timing = TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=5.0)
+    timing = TimingConfig(warmup_iters=6, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=5.0)
     job = MeasureJob(adapter=adapter_ref(get_runtime("pytorch")), options=RuntimeOptions(threads=1, model=source),
                      model_file=str(reference.model_file), input=str(reference.input(1)),
                      reference=str(reference.outputs(1)), artifact_dir=str(tmp_path / "a"),
@@ -302,7 +303,7 @@ def test_a_session_stays_loaded_between_rounds_and_then_finishes(tmp_path, tiny_
     pid = processes_mentioning(str(tmp_path / "job" / "measure.json"))
     first, second = session.round(0), session.round(1)
     assert len(first["samples_ms"]) >= 5 and len(second["samples_ms"]) >= 5
-    assert first["warmup_iters"] == 1 and second["warmup_iters"] == 1  # later rounds re-warm briefly
+    assert first["warmup_iters"] == 6 and second["warmup_iters"] == RE_WARMUP_ITERS  # later rounds re-warm briefly
     assert processes_mentioning(str(tmp_path / "job" / "measure.json")) == pid  # the same process throughout
     outcome = session.finish()
     assert outcome.error is None and outcome.result["device"] == "cpu" and outcome.peak_rss_mb > 0

@@ -54,3 +54,11 @@ def test_a_throughput_row_reports_completions_not_one_over_latency():
     row.add_rounds(RowRounds(kept=[RoundResult([4.0] * 500, 1, False, completed=500, window_s=1.0)]))
     assert row.throughput == pytest.approx(500.0)  # 4 requests in flight: 500/s, not 1000/4 = 250/s
     assert row.p50_ms == pytest.approx(4.0) and row.gflops_per_s == pytest.approx(1.0)
+
+
+def test_requests_still_in_flight_when_the_window_closes_are_not_counted():
+    # Two streams of 200 ms requests, a 0.3 s window: each finishes one request inside it; the second one
+    # of each stream ends at about 0.4 s, after the window, and must not count.
+    run = time_concurrent([sleeper(200), sleeper(200)],
+                          TimingConfig(warmup_iters=0, warmup_s=0.0, min_iters=1, min_s=0.3, max_s=5.0))
+    assert run.completed == 2 and len(run.samples_ms) == 2 and 0.3 <= run.window_s < 0.39
