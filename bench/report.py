@@ -80,16 +80,28 @@ def latency_cell(row: ResultRow) -> str:
     return f"{fmt(row.p50_ms)} ({fmt(row.p50_ci_low_ms)}-{fmt(row.p50_ci_high_ms)})"
 
 
-def speedup_cell(row: ResultRow) -> str:
+def ratio_cell(ratio: float | None, low: float | None, high: float | None) -> str:
     """`x2.10 (2.02-2.19)`; `~` when the interval holds 1 (not faster or slower beyond noise)."""
-    if row.speedup is None:
+    if ratio is None:
         return "-"
-    if row.is_speedup_baseline:
+    if low is None or high is None:
+        return f"x{ratio:.2f}"
+    same = " ~" if low <= 1 <= high else ""
+    return f"x{ratio:.2f} ({low:.2f}-{high:.2f}){same}"
+
+
+def speedup_cell(row: ResultRow) -> str:
+    """Against PyTorch fp32, uncompressed, of the same run."""
+    if row.is_speedup_baseline and row.speedup is not None:
         return "x1 (baseline)"
-    if row.speedup_ci_low is None or row.speedup_ci_high is None:
-        return f"x{row.speedup:.2f}"
-    same = " ~" if row.speedup_ci_low <= 1 <= row.speedup_ci_high else ""
-    return f"x{row.speedup:.2f} ({row.speedup_ci_low:.2f}-{row.speedup_ci_high:.2f}){same}"
+    return ratio_cell(row.speedup, row.speedup_ci_low, row.speedup_ci_high)
+
+
+def compression_speedup_cell(row: ResultRow) -> str:
+    """Against the same runtime at fp32, uncompressed: what the compression (or int8) itself gained."""
+    if row.compression == "none" and row.precision == "fp32" and row.compression_speedup is not None:
+        return "x1 (baseline)"
+    return ratio_cell(row.compression_speedup, row.compression_speedup_ci_low, row.compression_speedup_ci_high)
 
 
 def accuracy_cell(row: ResultRow) -> str:
@@ -107,16 +119,21 @@ def _single_target(rows: Sequence[ResultRow], notes: _Notes) -> tuple[list[str],
     compressed = len({r.compression for r in rows}) > 1
     scored = any(r.accuracy is not None for r in rows)
     agreement = compressed and not scored  # no labels: fidelity of each variant to the uncompressed model
+    gains = compressed or len({r.precision for r in rows}) > 1  # what compression or int8 gained, per runtime
     h = SINGLE_TARGET_HEADERS
     headers = (["Model"] if many_models else []) + ["Format"] + (["Compression"] if compressed else []) + \
-        h[1:5] + (["Zip (MB)"] if compressed else []) + h[5:9] + (["Accuracy % (95% CI)"] if scored else []) + \
+        h[1:5] + (["Zip (MB)"] if compressed else []) + h[5:8] + \
+        (["Speed-up vs its fp32 uncompressed (95% CI)"] if gains else []) + h[8:9] + \
+        (["Accuracy % (95% CI)"] if scored else []) + \
         (["Top-1 agreement vs uncompressed (fidelity)"] if agreement else []) + h[9:]
     body = []
     for r in rows:
         cells = ([r.model] if many_models else []) + [r.format] + ([r.compression] if compressed else [])
         cells += [r.precision, str(r.batch), _status_cell(r, notes), fmt(r.size_mb, 1)]
         cells += [fmt(r.zip_mb, 2)] if compressed else []
-        cells += [latency_cell(r), fmt(r.p90_ms), speedup_cell(r), fmt(r.throughput, 1)]
+        cells += [latency_cell(r), fmt(r.p90_ms), speedup_cell(r)]
+        cells += [compression_speedup_cell(r)] if gains else []
+        cells += [fmt(r.throughput, 1)]
         cells += [accuracy_cell(r)] if scored else []
         cells += [f"{r.agreement:.0%}" if r.agreement is not None else "-"] if agreement else []
         body.append(cells + [sci(r.max_abs_diff)])

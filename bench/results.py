@@ -81,9 +81,12 @@ class ResultRow:
     p50_ci_low_ms: float | None = None  # 95% interval of the median (bootstrap over rounds, then samples)
     p50_ci_high_ms: float | None = None
     speedup: float | None = None  # PyTorch fp32 (uncompressed, same model/target/batch) p50 over this p50; in
-    # throughput mode this row's items/s over PyTorch's
+    # throughput mode this row's items/s over PyTorch's. Paired: from rounds of both timed in the same cycles
     speedup_ci_low: float | None = None
     speedup_ci_high: float | None = None
+    compression_speedup: float | None = None  # the same against this runtime's own uncompressed fp32 row
+    compression_speedup_ci_low: float | None = None
+    compression_speedup_ci_high: float | None = None
     flops: int | None = None  # floating-point operations per inference at this batch (PyTorch's FLOP counter)
     gflops_per_s: float | None = None  # flops / p50
     peak_fraction: float | None = None  # gflops_per_s over the machine's measured dense-kernel peak (bench.peak)
@@ -121,34 +124,36 @@ class ResultRow:
 COLUMNS = [f.name for f in fields(ResultRow)]
 
 
-class SpeedupBaseline:
-    """Gives each row its speed-up over PyTorch fp32 (uncompressed) of the same model, target and batch.
+def annotate_ratios(row: ResultRow, rounds: RowRounds, pytorch: RowRounds | None, uncompressed: RowRounds | None,
+                    peaks: dict[str, float]) -> None:
+    """The row's speed-ups, each from rounds timed in the same cycles as its baseline's (paired), and its share
+    of the machine's peak.
 
-    Rows arrive in run order, and that baseline is the first row of its model's first variant, so it is
-    always known before the rows compared with it. A run without it leaves the speed-up empty.
+    `pytorch`: the rounds of PyTorch fp32, uncompressed, of the same model, target and batch; `uncompressed`:
+    those of this runtime at fp32, uncompressed. Both were timed in the same round-robin as the row (the
+    runner keeps their measuring processes loaded for every variant of the model), so a slow minute on a
+    shared machine hits both sides of each ratio. Latency mode: the baseline's p50 over the row's;
+    throughput mode: the row's items/s over the baseline's.
     """
+    from bench.rounds import paired_rounds
 
-    def __init__(self, peaks: dict[str, float] | None = None) -> None:
-        self.rounds: dict[tuple[str, str, int, str], list[list[float]]] = {}
-        self.peaks = peaks or {}  # precision -> measured GEMM GFLOP/s of this machine at the run's threads
+    throughput = row.mode == "throughput"
 
-    def annotate(self, row: ResultRow, rounds: RowRounds | None) -> None:
-        """Latency mode: baseline p50 over the row's; throughput mode: the row's items/s over the baseline's."""
-        key = (row.model, row.target, row.batch, row.mode)
-        per_round = None
-        if rounds is not None and rounds.kept:
-            per_round = rounds.per_round_items if row.mode == "throughput" else rounds.per_round_ms
-        if row.is_speedup_baseline and per_round:
-            self.rounds[key] = per_round
-        base = self.rounds.get(key)
-        if base and per_round:
-            if row.mode == "throughput":  # more items per second is faster: the ratio the other way round
-                row.speedup, row.speedup_ci_low, row.speedup_ci_high = ratio_interval(per_round, base)
-            else:
-                row.speedup, row.speedup_ci_low, row.speedup_ci_high = ratio_interval(base, per_round)
-        peak = self.peaks.get(row.precision)
-        if row.gflops_per_s and peak:
-            row.peak_fraction = row.gflops_per_s / peak
+    def ratio(base: RowRounds | None) -> tuple[float | None, float | None, float | None]:
+        if base is None:
+            return None, None, None
+        base_figures, figures = paired_rounds(base, rounds, throughput)
+        if not figures:
+            return None, None, None
+        if throughput:  # more items per second is faster: the ratio the other way round
+            return ratio_interval(figures, base_figures, paired=True)
+        return ratio_interval(base_figures, figures, paired=True)
+
+    row.speedup, row.speedup_ci_low, row.speedup_ci_high = ratio(pytorch)
+    row.compression_speedup, row.compression_speedup_ci_low, row.compression_speedup_ci_high = ratio(uncompressed)
+    peak = peaks.get(row.precision)
+    if row.gflops_per_s and peak:
+        row.peak_fraction = row.gflops_per_s / peak
 
 
 def read_rows(run_dir: Path) -> list[ResultRow]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,6 +58,7 @@ class RowRounds:
     """What the rounds of one row came to: the kept rounds, the repeats spent, or why it stopped."""
 
     kept: list[RoundResult] = field(default_factory=list)
+    cycles: list[int] = field(default_factory=list)  # the round-robin cycle each kept round was timed in
     repeated: int = 0  # rounds measured again because of foreign load
     error: str = ""
     stopped_by: str = ""  # what ended its rounds: their number, the interval reached, or the limit
@@ -99,6 +100,22 @@ class RowRounds:
         return max(steals) if steals else None
 
 
+def paired_rounds(base: RowRounds, row: RowRounds, throughput: bool = False
+                  ) -> tuple[list[list[float]], list[list[float]]]:
+    """The per-round figures of a baseline and a row from the cycles both were timed in, one for one.
+
+    Latency: each round's samples (ms); throughput: each round's requests per second. Empty when they share
+    no cycle (or a throughput round lacks its count).
+    """
+    def figures(rounds: RowRounds) -> dict[int, list[float]]:
+        per_round = rounds.per_round_items if throughput else rounds.per_round_ms
+        return dict(zip(rounds.cycles, per_round or [], strict=False))
+
+    mine, theirs = figures(row), figures(base)
+    common = [cycle for cycle in mine if cycle in theirs]
+    return [theirs[c] for c in common], [mine[c] for c in common]
+
+
 @dataclass(frozen=True)
 class Stopping:
     """When a row has rounds enough: after `repeats`, or, adaptively, once its interval is narrow enough.
@@ -134,19 +151,40 @@ class Stopping:
 def interleave(keys: Sequence[Hashable], stopping: Stopping | int, run_round: Callable[[Hashable, int], RoundResult],
                guard: NoiseGuard = NoiseGuard(), sleep: Callable[[float], None] = time.sleep,
                on_round: Callable[[Hashable, int], None] = lambda key, index: None,
-               on_done: Callable[[Hashable, RowRounds], None] = lambda key, rounds: None) -> dict[Hashable, RowRounds]:
+               on_done: Callable[[Hashable, RowRounds], None] = lambda key, rounds: None,
+               anchors: Mapping[Hashable, Collection[Hashable]] | None = None,
+               state: dict[Hashable, RowRounds] | None = None, name: Callable[[Hashable], str] = str
+               ) -> dict[Hashable, RowRounds]:
     """Time rounds of every key, round-robin in the given order, until each has enough (`Stopping`, or a plain
     number of rounds); a failed key drops out, the rest go on.
 
+    `anchors` maps a key timed only as a baseline to the keys compared with it: it takes a round in every
+    cycle while any of them is still going, so each of their rounds has a partner from the same minute
+    (put it before them in `keys`, so the partner is timed first within a cycle).
     `on_done` hears of each key as soon as it has all its rounds (or has failed), so its row can be written
-    while the others finish their last round.
+    while the others finish their last round; `state`, when given, is the dict the rounds are kept in, for an
+    `on_done` that reads a baseline's rounds. `name` says a key in the log.
     """
     if isinstance(stopping, int):
         stopping = Stopping(repeats=stopping)
-    rows = {key: RowRounds() for key in keys}
+    anchors = anchors or {}
+    rows = state if state is not None else {}
+    rows.update({key: RowRounds() for key in keys})
     active = list(keys)
+
+    def done(key: Hashable, reason: str = "") -> None:
+        rows[key].stopped_by = reason or rows[key].stopped_by
+        active.remove(key)
+        on_done(key, rows[key])
+
+    def idle_anchor(key: Hashable) -> bool:
+        return key in anchors and not any(k in active for k in anchors[key])
+
     for index in range(stopping.most):
         for key in list(active):
+            if idle_anchor(key):
+                done(key, f"baseline for {len(rows[key].kept)} rounds")
+                continue
             row = rows[key]
             on_round(key, index)
             try:
@@ -154,20 +192,20 @@ def interleave(keys: Sequence[Hashable], stopping: Stopping | int, run_round: Ca
                 tries = 0
                 while result.noisy and tries < guard.retries:
                     logger.info("%s round %d: other processes used %.0f%% of the CPU; measuring it again in %g s",
-                                key, index + 1, 100 * result.foreign_load, guard.quiet_wait_s)
+                                name(key), index + 1, 100 * result.foreign_load, guard.quiet_wait_s)
                     tries += 1
                     row.repeated += 1
                     sleep(guard.quiet_wait_s)
                     result = run_round(key, index)
             except RoundFailed as exc:
                 row.error = str(exc)
-                active.remove(key)
-                on_done(key, row)
+                done(key)
                 continue
             row.kept.append(result)
-            reason = stopping.reason(row)
+            row.cycles.append(index)
+            reason = None if key in anchors else stopping.reason(row)
             if reason:
-                row.stopped_by = reason
-                active.remove(key)
-                on_done(key, row)
+                done(key, reason)
+    for key in list(active):  # anchors whose rows finished in the last cycle
+        done(key, f"baseline for {len(rows[key].kept)} rounds")
     return rows

@@ -6,7 +6,7 @@ import datetime as dt
 import itertools
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from bench.isolation import PROJECT_ROOT, ChildSession, run_child
 from bench.job import CompressJob, MeasureJob
 from bench.peak import GEMM_SIZE, TRIES, gemm_peaks
 from bench.progress import Reporter
-from bench.results import ResultRow, RunWriter, SpeedupBaseline
+from bench.results import ResultRow, RunWriter, annotate_ratios
 from bench.rounds import RE_WARMUP_ITERS, RoundFailed, RoundResult, RowRounds, interleave
 from bench.runlog import RunLog, logger
 from bench.targets import check_target
@@ -243,7 +243,12 @@ class Runner:
         self.log = log
         self.cache = ArtifactCache()
         self.versions: dict[str, str] = {}
-        self.baselines = SpeedupBaseline()
+        self.peaks: dict[str, float] = {}
+        # The uncompressed fp32 row of each (model, runtime, target, batch): its measuring job, and the process
+        # kept loaded to time it beside every later variant of the model (None when it could not start).
+        self.baseline_jobs: dict[tuple[str, str, str, int], tuple[MeasureJob, str]] = {}
+        self.anchors: dict[tuple[str, str, str, int], ChildSession | None] = {}
+        self.anchor_labels: dict[tuple[str, str, str, int], str] = {}
 
     def run(self) -> RunSummary:
         from bench.environment import capture
@@ -272,8 +277,7 @@ class Runner:
         self.log.attach(run_dir / "run.log")
         logger.info("run folder %s; config %s", run_dir, asdict(config))
         precisions = tuple(job.precision for plan in plans for _, jobs in plan for job in jobs)
-        peaks = gemm_peaks(config.threads, precisions)
-        self.baselines = SpeedupBaseline(peaks)
+        peaks = self.peaks = gemm_peaks(config.threads, precisions)
         environment = capture({
             "targets": list(config.targets), "target_devices": devices, "threads": config.threads,
             "timing": asdict(config.timing), "harness_overhead_us": harness_overhead_us(),
@@ -294,11 +298,14 @@ class Runner:
                 reference = save_reference(model, config.batches, folder, config.seed, task)
                 base = {"model": model.name, "weights": model.weights, "threads": config.threads,
                         "dataset": task.label if task is not None else ""}
-                for variant, jobs in plan:
-                    made, error = self.compress(variant, model, reference, run_dir)
-                    self.measure_variant(jobs, reference, made, error, run_dir,
-                                         {**base, "compression": variant.spec}, model.source,
-                                         lambda row, rounds: self._write(writer, row, rounds))
+                try:
+                    for variant, jobs in plan:
+                        made, error = self.compress(variant, model, reference, run_dir)
+                        self.measure_variant(jobs, reference, made, error, run_dir,
+                                             {**base, "compression": variant.spec}, model.source,
+                                             lambda row, rounds: self._write(writer, row, rounds))
+                finally:
+                    self.close_anchors()
         finally:
             self.reporter.finish()
             if not config.keep_artifacts:
@@ -348,6 +355,7 @@ class Runner:
 
         rows: list[ResultRow] = []
         sessions: dict[int, tuple[ChildSession, dict[str, Any]]] = {}
+        uncompressed = base["compression"] == "none"
         try:
             for job in jobs:
                 row, spec, job_dir = self.export(job, reference, made, compress_error, run_dir, base, model_source)
@@ -362,39 +370,121 @@ class Runner:
                 if ready is None:
                     self._finish(row, session, job_dir)
                     complete(index, row, None)
-                else:
-                    sessions[index] = (session, ready)
+                    continue
+                sessions[index] = (session, ready)
+                if uncompressed and job.precision == "fp32":
+                    self.baseline_jobs[(row.model, job.runtime.name, job.target, job.batch)] = (spec, str(job_dir))
+            # Each row's baselines, timed in the same cycles: this runtime's uncompressed fp32 and PyTorch's.
+            # In the uncompressed variant they are rows of it; later, processes kept loaded for the model.
+            timed: dict[Hashable, tuple[ChildSession, str]] = {}
+            baseline_of: dict[int, tuple[Hashable | None, Hashable | None]] = {}
+            anchors: dict[Hashable, list[int]] = {}
+            for index in sessions:
+                job = jobs[index]
+                keys = []
+                for runtime in ("pytorch", job.runtime.name):
+                    found = (base["model"], runtime, job.target, job.batch)
+                    key = None
+                    if uncompressed:
+                        key = next((i for i in sessions if jobs[i].runtime.name == runtime
+                                    and jobs[i].precision == "fp32" and jobs[i].target == job.target
+                                    and jobs[i].batch == job.batch), None)
+                    else:
+                        anchor = self.anchor(found, run_dir)
+                        if anchor is not None:
+                            key = f"{anchor[1]} (uncompressed baseline)"
+                            timed[key] = (anchor[0], key)
+                            anchors.setdefault(key, []).append(index)
+                    keys.append(key)
+                baseline_of[index] = (keys[0], keys[1])
+            for index, (session, _) in sessions.items():
+                timed[index] = (session, jobs[index].label)
+            bases = {key for pair in baseline_of.values() for key in pair if key is not None}
+            # Each baseline just before the first row compared with it: partners are timed seconds apart, and a
+            # row's partner round is in before the row finishes.
+            order: list[Hashable] = []
+            for index in sorted(sessions, key=lambda i: (i not in bases, i)):
+                order += [key for key in dict.fromkeys(baseline_of[index]) if key in anchors and key not in order]
+                order.append(index)
             counter = itertools.count()  # each try of a round answers in its own file
+            state: dict[Hashable, RowRounds] = {}
 
-            def run_round(index: int, round_no: int) -> RoundResult:
-                session = sessions[index][0]
+            def run_round(key: Hashable, round_no: int) -> RoundResult:
+                session, label = timed[key]
                 t0 = time.monotonic()
                 answer = session.round(next(counter))
                 if answer is None:
-                    raise RoundFailed(session.finish().error or "measurement process ended early")
+                    raise RoundFailed((session.finish().error if key in sessions else "")
+                                      or "measurement process ended early")
                 result = RoundResult(**answer)
                 logger.info("%s round %d: %.2f s, %d samples, p50 %.4g ms, other processes %s of the CPU",
-                            jobs[index].label, round_no + 1, time.monotonic() - t0, len(result.samples_ms),
+                            label, round_no + 1, time.monotonic() - t0, len(result.samples_ms),
                             float(np.median(result.samples_ms)),
                             "?" if result.foreign_load is None else f"{result.foreign_load:.1%}")
                 return result
 
-            def on_round(index: int, round_no: int) -> None:
-                self.reporter.phase(jobs[index].label, f"round {round_no + 1}/{self.config.stopping.most}")
+            def on_round(key: Hashable, round_no: int) -> None:
+                self.reporter.phase(timed[key][1], f"round {round_no + 1}/{self.config.stopping.most}")
 
-            def on_done(index: int, rounds: RowRounds) -> None:
-                session, ready = sessions[index]
-                measured = self._finish(rows[index], session, Path(session.job_dir), ready, rounds)
-                complete(index, rows[index], rounds if measured else None)
+            def on_done(key: Hashable, rounds: RowRounds) -> None:
+                if key not in sessions:  # an anchor: it stays loaded for the next variant, unless it failed
+                    if rounds.error:
+                        logger.info("%s: %s; later variants of the model have no paired ratio for it",
+                                    key, rounds.error)
+                        self.drop_anchor(timed[key][0])
+                    return
+                session, ready = sessions[key]
+                row = rows[key]
+                measured = self._finish(row, session, Path(session.job_dir), ready, rounds)
+                if measured:
+                    pytorch, own = (state.get(k) if k is not None else None for k in baseline_of[key])
+                    annotate_ratios(row, rounds, pytorch, own, self.peaks)
+                complete(key, row, rounds if measured else None)
 
-            interleave(list(sessions), self.config.stopping, run_round, self.config.noise_guard,
-                       on_round=on_round, on_done=on_done)
+            interleave(order, self.config.stopping, run_round, self.config.noise_guard,
+                       on_round=on_round, on_done=on_done, anchors=anchors, state=state,
+                       name=lambda key: timed[key][1])
         finally:
             for session, _ in sessions.values():
                 session.kill()
 
+    def anchor(self, found: tuple[str, str, str, int], run_dir: Path) -> tuple[ChildSession, str] | None:
+        """The loaded process that times an uncompressed fp32 row beside later variants of its model, and its
+        label; started on first use. None where that row was not measured or its process did not start again."""
+        if found not in self.anchors:
+            if found not in self.baseline_jobs:
+                return None
+            spec, job_dir = self.baseline_jobs[found]
+            _, runtime, target, batch = found
+            label = f"{get_runtime(runtime).label} fp32 b{batch} on {target}"
+            session = ChildSession(spec, run_dir / "jobs" / "baselines" / Path(job_dir).relative_to(run_dir / "jobs"),
+                                   self.config.threads, self.config.timeout_s,
+                                   lambda phase: self._progress(f"{label} (baseline)", phase))
+            if session.ready() is None:
+                logger.info("%s: the baseline's process did not start again (%s); later variants have no paired "
+                            "ratio against it", label, session.finish().error)
+                session.kill()
+                self.anchors[found] = None
+            else:
+                self.anchors[found] = session
+                self.anchor_labels[found] = label
+        session = self.anchors[found]
+        return None if session is None else (session, self.anchor_labels[found])
+
+    def drop_anchor(self, session: ChildSession) -> None:
+        for found, kept in self.anchors.items():
+            if kept is session:
+                session.kill()
+                self.anchors[found] = None
+
+    def close_anchors(self) -> None:
+        """End the model's baseline processes: the next model has its own."""
+        for session in self.anchors.values():
+            if session is not None:
+                session.kill()
+        self.anchors.clear()
+
     def _write(self, writer: RunWriter, row: ResultRow, rounds: RowRounds | None) -> None:
-        self.baselines.annotate(row, rounds)
         writer.append(row, rounds.per_round_ms if rounds is not None else [])
         self.reporter.row_done(row)
 

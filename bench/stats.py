@@ -95,17 +95,19 @@ BOOTSTRAP_PER_ROUND = 500  # samples drawn per round and resample: enough for a 
 
 
 def _bootstrap_medians(rounds: Sequence[Sequence[float]], rng: np.random.Generator,
-                       resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
+                       resamples: int = BOOTSTRAP_RESAMPLES, picked: np.ndarray | None = None) -> np.ndarray:
     """Medians of a two-level bootstrap: rounds drawn with replacement, then samples within each drawn round.
 
     Rounds are the independent units on a shared machine (samples within one round share its neighbours),
     so a round that ran slow widens the interval, as it should; resampling samples alone would not see it.
+    `picked` (resamples x rounds) gives the rounds drawn, so that two rows can draw the same ones.
     """
-    arrays = [np.asarray(r, dtype=np.float64) for r in rounds if len(r)]
-    if not arrays:
-        raise ValueError("an interval of the median needs at least one sample")
+    arrays = [np.asarray(r, dtype=np.float64) for r in rounds if len(r) or picked is not None]
+    if not arrays or not all(len(a) for a in arrays):
+        raise ValueError("an interval of the median needs samples (paired: in every round)")
     per_round = min(BOOTSTRAP_PER_ROUND, max(len(a) for a in arrays))
-    picked = rng.integers(0, len(arrays), size=(resamples, len(arrays)))
+    if picked is None:
+        picked = rng.integers(0, len(arrays), size=(resamples, len(arrays)))
     draws = np.empty((resamples, len(arrays), per_round))
     for slot in range(len(arrays)):
         for j, array in enumerate(arrays):  # the resamples whose slot drew round j take samples from it
@@ -123,10 +125,21 @@ def median_interval(rounds: Sequence[Sequence[float]], confidence: float = 0.95,
 
 
 def ratio_interval(base_rounds: Sequence[Sequence[float]], rounds: Sequence[Sequence[float]],
-                   confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """Speed-up of a row over a baseline, median over median, with its interval: (ratio, low, high)."""
+                   confidence: float = 0.95, seed: int = 0, paired: bool = False) -> tuple[float, float, float]:
+    """Speed-up of a row over a baseline, median over median, with its interval: (ratio, low, high).
+
+    `paired`: round i of each was timed in the same round-robin cycle, minutes or seconds apart from the
+    other cycles; each resample then draws the same cycles for both, so a slow stretch that hit both rows
+    cancels in the ratio instead of widening it.
+    """
     rng = np.random.default_rng(seed)
-    ratios = _bootstrap_medians(base_rounds, rng) / _bootstrap_medians(rounds, rng)
+    if paired:
+        if len(base_rounds) != len(rounds):
+            raise ValueError(f"paired rounds must match one for one: {len(base_rounds)} and {len(rounds)}")
+        picked = rng.integers(0, len(rounds), size=(BOOTSTRAP_RESAMPLES, len(rounds)))
+        ratios = _bootstrap_medians(base_rounds, rng, picked=picked) / _bootstrap_medians(rounds, rng, picked=picked)
+    else:
+        ratios = _bootstrap_medians(base_rounds, rng) / _bootstrap_medians(rounds, rng)
     ratio = float(np.median(np.concatenate([np.asarray(r, float) for r in base_rounds]))
                   / np.median(np.concatenate([np.asarray(r, float) for r in rounds])))
     tail = (1 - confidence) / 2

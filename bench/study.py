@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from bench.report import accuracy_cell, fmt, markdown_grid
+from bench.report import accuracy_cell, fmt, markdown_grid, ratio_cell
 from bench.results import ResultRow
 from bench.stats import accuracies_differ
 
@@ -192,33 +192,34 @@ def family_table(rows: Sequence[ResultRow]) -> str:
 def summary_table(rows: Sequence[ResultRow], model: str) -> str:
     """7. Per technique: size decrease and speed-up as measured ratios to the baseline, and the accuracy change.
 
-    Size is the reference runtime's file and its zipped file; speed-up is p50 baseline / p50 variant in the
-    same runtime, given as the range over runtimes, so one runtime's luck does not make the headline.
+    Size is the reference runtime's file and its zipped file. Speed-up is per runtime, p50 of that runtime's
+    uncompressed fp32 over the variant's, with its 95% interval: both were timed in the same round-robin
+    cycles (the run keeps the baseline loaded beside every variant), so a slow minute on a shared machine
+    hits both sides of the ratio. `~` marks an interval that holds x1.
     """
     chosen = [r for r in _ok(rows) if r.model == model]
+    runtimes = _runtimes(chosen)
+    labels = _labels(chosen)
     body = []
     variants = [(spec, prec) for spec, prec in dict.fromkeys((r.compression, r.precision) for r in chosen)
                 if (spec, prec) != ("none", "fp32")]
     for spec, precision in variants:
-        ratios, sizes, zips = [], [], []
         variant_rows = [r for r in chosen if r.compression == spec and r.precision == precision]
-        for row in variant_rows:
-            base = _find(chosen, compression="none", precision="fp32", runtime=row.runtime, target=row.target,
-                         batch=row.batch)
-            if base is None or not row.p50_ms:
-                continue
-            ratios.append(base.p50_ms / row.p50_ms)
-            if row.runtime == REFERENCE_RUNTIME and row.size_mb and row.zip_mb:
-                sizes.append(base.size_mb / row.size_mb)
-                zips.append(base.zip_mb / row.zip_mb)
-        if not ratios:
-            continue
         ref = next((r for r in variant_rows if r.runtime == REFERENCE_RUNTIME), variant_rows[0])
+        base = _find(chosen, compression="none", precision="fp32", runtime=ref.runtime, target=ref.target,
+                     batch=ref.batch)
+        sizes = zips = "-"
+        if base is not None and ref.size_mb and ref.zip_mb and base.size_mb and base.zip_mb:
+            sizes, zips = f"x{base.size_mb / ref.size_mb:.2f}", f"x{base.zip_mb / ref.zip_mb:.2f}"
+        speedups = []
+        for runtime in runtimes:
+            row = next((r for r in variant_rows if r.runtime == runtime), None)
+            speedups.append("-" if row is None else ratio_cell(
+                row.compression_speedup, row.compression_speedup_ci_low, row.compression_speedup_ci_high))
         name = spec if precision == "fp32" else (f"{spec} {precision}" if spec != "none" else f"PTQ {precision}")
-        body.append([name, f"x{sizes[0]:.2f}" if sizes else "-", f"x{zips[0]:.2f}" if zips else "-",
-                     f"x{min(ratios):.2f}-{max(ratios):.2f}", accuracy_vs_control(ref, rows)])
+        body.append([name, sizes, zips, *speedups, accuracy_vs_control(ref, rows)])
     return markdown_grid(["Technique", "Size decrease (file)", "Size decrease (zipped)",
-                          "Speed-up (range over runtimes)", "Accuracy %"], body)
+                          *(f"{labels[rt]} speed-up (95% CI)" for rt in runtimes), "Accuracy %"], body)
 
 
 def study_markdown(family_rows: Sequence[ResultRow], rows: Sequence[ResultRow], model: str,

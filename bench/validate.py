@@ -30,6 +30,7 @@ import numpy as np
 from bench.config import BenchConfig, TimingConfig, default_threads
 from bench.errors import UsageError
 from bench.rounds import NoiseGuard, RoundFailed, RoundResult, interleave
+from bench.stats import ratio_interval
 
 BIN = Path(sys.executable).parent
 LOOPS = Path(__file__).parent / "bare_loops"
@@ -95,19 +96,16 @@ TOOLS = (
 )
 
 
-def paired_ratio(ours: Sequence[float], theirs: Sequence[float], seed: int = 0,
-                 resamples: int = 2000) -> tuple[float, float, float]:
+def paired_ratio(ours: Sequence[float], theirs: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
     """Median of our round medians over median of theirs, with a bootstrap interval over paired rounds.
 
     Rounds are paired (ours then theirs, moments apart), so the resampling draws round indices and keeps
-    each pair together: a slow minute moves both sides of its pair.
+    each pair together: a slow minute moves both sides of its pair. A tool reports one median a round, so
+    each round is one figure here.
     """
-    a, b = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
-    if len(a) != len(b) or not len(a):
+    if len(ours) != len(theirs) or not len(ours):
         raise ValueError("paired rounds needed on both sides")
-    picks = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
-    ratios = np.median(a[picks], axis=1) / np.median(b[picks], axis=1)
-    return float(np.median(a) / np.median(b)), float(np.quantile(ratios, 0.025)), float(np.quantile(ratios, 0.975))
+    return ratio_interval([[x] for x in ours], [[x] for x in theirs], seed=seed, paired=True)
 
 
 def verdict(low: float, high: float) -> str:

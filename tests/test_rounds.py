@@ -129,3 +129,56 @@ def test_without_a_target_the_rounds_are_exactly_repeats():
     rows = interleave(["A"], Stopping(repeats=3, target=None, max_repeats=10), lambda key, index: quiet(),
                       sleep=lambda s: None)
     assert len(rows["A"].kept) == 3 and rows["A"].stopped_by == "3 rounds"
+
+
+def test_a_paired_ratio_cancels_a_slow_stretch_that_hit_both_rows_which_an_unpaired_one_cannot():
+    """Round 3 ran on a machine 1.5x slower for both rows (the VM's vCPU state here): the paired interval
+    stays around the true 2x, the unpaired one spreads over the states."""
+    rng = np.random.default_rng(5)
+    slow = (1.0, 1.0, 1.5)
+    base = [list(rng.normal(20 * s, 0.2, 300)) for s in slow]
+    row = [list(rng.normal(10 * s, 0.1, 300)) for s in slow]
+    ratio, low, high = ratio_interval(base, row, paired=True)
+    assert low < 2.0 < high and high - low < 0.05
+    _, low, high = ratio_interval(base, row)
+    assert high - low > 0.5
+    with pytest.raises(ValueError, match="one for one"):
+        ratio_interval(base, row[:2], paired=True)
+
+
+def test_an_anchor_is_timed_in_every_cycle_its_rows_are_and_only_then():
+    """A baseline kept loaded beside a variant goes before its row in each cycle, for as long as the row takes
+    rounds (adaptive here: the noisy row takes five, the steady one two), then stops without being judged."""
+    from bench.rounds import Stopping, paired_rounds
+
+    calls = []
+    rng = np.random.default_rng(6)
+
+    def run_round(key, index):
+        calls.append((key, index))
+        wobble = 4 * (index % 2) if key == "noisy" else 0
+        return quiet(samples=rng.normal(10 + wobble, 0.05, 100))
+
+    stopping = Stopping(repeats=2, target=0.01, max_repeats=5)
+    rows = interleave(["base-a", "steady", "base-b", "noisy"], stopping, run_round, sleep=lambda s: None,
+                      anchors={"base-a": ["steady"], "base-b": ["noisy"]})
+    assert calls[:4] == [("base-a", 0), ("steady", 0), ("base-b", 0), ("noisy", 0)]
+    assert [k for k, i in calls if k == "base-a"] == ["base-a"] * 2  # stops with its row, at 2
+    assert [i for k, i in calls if k == "base-b"] == [i for k, i in calls if k == "noisy"] == [0, 1, 2, 3, 4]
+    assert rows["base-b"].stopped_by == "baseline for 5 rounds" and rows["base-b"].cycles == [0, 1, 2, 3, 4]
+    base, mine = paired_rounds(rows["base-b"], rows["noisy"])
+    assert len(base) == len(mine) == 5
+
+
+def test_an_anchor_whose_rows_failed_stops_and_pairs_only_shared_cycles():
+    from bench.rounds import paired_rounds
+
+    def run_round(key, index):
+        if key == "row" and index == 1:
+            raise RoundFailed("crashed")
+        return quiet()
+
+    rows = interleave(["base", "row", "other"], 3, run_round, sleep=lambda s: None, anchors={"base": ["row"]})
+    assert rows["row"].error == "crashed" and rows["base"].cycles == [0, 1] and rows["other"].cycles == [0, 1, 2]
+    assert rows["row"].cycles == [0]  # shared with the anchor: cycle 0 only
+    assert [len(side) for side in paired_rounds(rows["base"], rows["row"])] == [1, 1]

@@ -314,3 +314,32 @@ def test_throughput_mode_keeps_requests_in_flight_and_says_so(tmp_path, fast_tim
     assert "hint THROUGHPUT" in rows["openvino"].details
     assert rows["onnxruntime"].speedup == pytest.approx(rows["onnxruntime"].throughput / rows["pytorch"].throughput)
     assert "throughput mode" in (tmp_path / "run" / "table.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_variant_is_timed_beside_its_uncompressed_baselines_and_its_ratios_are_paired(tmp_path, fast_timing):
+    """A later variant's rows are compared with baselines timed in the same cycles: the uncompressed fp32 row
+    of each runtime, kept loaded in its own process, goes just before the variant's row in every round; each
+    row gets a speed-up against its own runtime's baseline and against PyTorch's, with intervals; and the
+    baselines' processes end with the run."""
+    from live_processes import alive, processes_mentioning
+
+    config = BenchConfig(model=TINY_MODEL, runtimes=("pytorch", "onnxruntime"), threads=1, timing=fast_timing,
+                         repeats=2, compress=("prune-unstructured:0.5",), finetune_epochs=0, out=tmp_path / "run",
+                         noise_guard=NoiseGuard(retries=0))  # rounds of a few ms: a retry would upset the order
+    summary = run(config)
+    rows = {(r.compression, r.runtime): r for r in summary.rows}
+    assert all(r.status == "ok" for r in rows.values()), [r.error for r in rows.values()]
+    for row in rows.values():
+        assert row.compression_speedup_ci_low <= row.compression_speedup <= row.compression_speedup_ci_high
+        assert row.speedup_ci_low <= row.speedup <= row.speedup_ci_high
+    assert rows["none", "pytorch"].speedup == rows["none", "pytorch"].compression_speedup == 1.0  # itself, paired
+    assert rows["none", "onnxruntime"].compression_speedup == 1.0
+    log = (summary.run_dir / "run.log").read_text()
+    timed = re.findall(r"edgebench: (.+?) round (\d):", log)
+    variant = [label for label, _ in timed[4:]]  # after the uncompressed variant's 2 rounds x 2 rows
+    assert variant == ["PyTorch fp32 b1 on cpu (uncompressed baseline)", "PyTorch fp32 b1 on cpu",
+                       "ONNX Runtime fp32 b1 on cpu (uncompressed baseline)", "ONNX Runtime fp32 b1 on cpu"] * 2
+    assert not [pid for pid in processes_mentioning(str(summary.run_dir)) if alive(pid)]
+    table = (summary.run_dir / "table.md").read_text()
+    assert "Speed-up vs its fp32 uncompressed (95% CI)" in table
