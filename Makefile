@@ -28,6 +28,7 @@ CACHE        ?=
 MODE         ?=
 TARGET_CI    ?=
 MAX_REPEATS  ?=
+EXPORT_JOBS  ?=
 
 BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
 	$(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(PRECISION),--precision $(PRECISION)) \
@@ -38,11 +39,12 @@ BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHT
 	$(if $(COMPRESS),--compress $(COMPRESS)) $(if $(DATA),--data $(DATA)) \
 	$(if $(FINETUNE),--finetune-epochs $(FINETUNE)) $(if $(REPEATS),--repeats $(REPEATS)) \
 	$(if $(filter 0 no off,$(CACHE)),--no-cache) $(if $(MODE),--mode $(MODE)) \
-	$(if $(TARGET_CI),--target-ci $(TARGET_CI)) $(if $(MAX_REPEATS),--max-repeats $(MAX_REPEATS))
+	$(if $(TARGET_CI),--target-ci $(TARGET_CI)) $(if $(MAX_REPEATS),--max-repeats $(MAX_REPEATS)) \
+	$(if $(EXPORT_JOBS),--export-jobs $(EXPORT_JOBS))
 
 RUNS         ?=
 
-.PHONY: bench test lint list help report study validate mutation clean-venv clean-cache
+.PHONY: bench test lint list help report compare recommend study validate mutation clean-venv clean-cache
 
 bench: $(STAMP)
 	@$(PY) -m bench $(BENCH_FLAGS)
@@ -58,11 +60,22 @@ mutation: $(STAMP)
 	@$(PY) tests/mutation_score.py
 
 lint: $(STAMP)
-	@$(PY) -m ruff check bench runtimes models compression tests
+	@$(PY) -m ruff check bench runtimes models compression reports tests
 
-# The table of earlier runs, merged: make report RUNS=results/<cpu-run>,results/<gpu-run>
+# Reports from stored runs (measuring nothing): make report [RUNS=results/a,results/b] -> results/report/
 report: $(STAMP)
-	@$(PY) -m bench --report $(RUNS)
+	@$(PY) -m reports build $(RUNS) $(if $(REPORT_OUT),--out $(REPORT_OUT))
+
+# Change per row between two runs; exits 1 on a regression beyond THRESHOLD (0.05) and the noise.
+compare: $(STAMP)
+	@$(PY) -m reports compare $(BASE) $(NEW) $(if $(THRESHOLD),--threshold $(THRESHOLD))
+
+# What to deploy: make recommend MAX_MS=10 MIN_ACCURACY=0.98 [MAX_MB= MAX_MEMORY_MB= MIN_COSINE= WHERE= OBJECTIVE=]
+recommend: $(STAMP)
+	@$(PY) -m reports recommend $(RUNS) $(if $(MAX_MS),--max-ms $(MAX_MS)) \
+		$(if $(MIN_ACCURACY),--min-accuracy $(MIN_ACCURACY)) $(if $(MAX_MB),--max-mb $(MAX_MB)) \
+		$(if $(MAX_MEMORY_MB),--max-memory-mb $(MAX_MEMORY_MB)) $(if $(MIN_COSINE),--min-cosine $(MIN_COSINE)) \
+		$(foreach w,$(WHERE),--where '$(w)') $(if $(OBJECTIVE),--objective $(OBJECTIVE))
 
 # The compression survey's seven tables, measured here: MNIST ResNets, every method, 4 runtimes (README, Compression).
 study: $(STAMP)

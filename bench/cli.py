@@ -111,10 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-artifacts", action="store_true", help="keep exported models in the run folder")
     p.add_argument("--no-cache", action="store_true", help="export every artifact afresh, neither reading nor "
                    "filling the artifact cache (models/.cache/artifacts; `make clean-cache` empties it)")
+    p.add_argument("--export-jobs", type=_positive_int("export jobs"), default=1,
+                   help="exports run at once, each in its own process [1]; more is faster on many cores, but "
+                        "each row's export time then includes the others' contention")
     p.add_argument("--list", action="store_true", help="list models, runtimes and their availability, then exit")
-    p.add_argument("--report", type=_names, default=(), metavar="RUN_DIR[,RUN_DIR...]",
-                   help="print the Markdown table of earlier runs (e.g. a CPU run and a GPU run, merged into "
-                        "CPU ms / GPU ms columns), then exit")
     return p
 
 
@@ -126,6 +126,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
                        timeout_s=args.timeout, seed=args.seed, keep_artifacts=args.keep_artifacts,
                        compress=args.compress, data=args.data, finetune_epochs=args.finetune_epochs,
                        repeats=args.repeats, cache=not args.no_cache, mode=args.mode, target_ci=args.target_ci,
+                       export_jobs=args.export_jobs,
                        max_repeats=max(args.max_repeats, args.repeats))
 
 
@@ -175,20 +176,6 @@ def _usage_error(exc: UsageError) -> int:
     return 2
 
 
-def merged_report(run_dirs: Sequence[str]) -> str:
-    """The table of one or more finished runs, from their rows.jsonl, without measuring anything."""
-    from bench.report import markdown_report
-    from bench.results import read_rows
-
-    rows = []
-    for run_dir in run_dirs:
-        found = read_rows(Path(run_dir))
-        if not found:
-            raise UsageError(f"no results in {run_dir!r}: expected a run folder holding rows.jsonl")
-        rows += found
-    return markdown_report(rows)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Logs and CI have no terminal width: give tables room rather than folding every cell.
@@ -196,12 +183,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
     if args.list:
         print_listing(console)
-        return 0
-    if args.report:
-        try:
-            print(merged_report(args.report), end="")
-        except UsageError as exc:
-            return _usage_error(exc)
         return 0
     from bench.progress import Reporter
     from bench.runlog import RunLog

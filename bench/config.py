@@ -68,6 +68,8 @@ class BenchConfig:
     target_ci: float | None = None  # adaptive: go on past `repeats` until the p50 interval is within ±this
     max_repeats: int = 10  # adaptive: never more rounds than this
     cache: bool = True  # reuse exported artifacts of an identical earlier export (bench.cache)
+    export_jobs: int = 1  # exports run at once (each its own process); >1 is faster, but each row's export_s
+    # then includes the others' contention for the cores
     mode: str = "latency"  # latency: one request in flight; throughput: the runtime's concurrent requests
     noise_guard: NoiseGuard = field(default_factory=NoiseGuard)  # how a round disturbed by other processes is redone
     variants: tuple = field(init=False, default=())  # parsed from compress; the baseline `none` first
@@ -113,6 +115,10 @@ class BenchConfig:
                              f"({self.repeats})")
         if self.mode not in MODES:
             raise UsageError(f"unknown mode {self.mode!r}: choose from {', '.join(MODES)}")
+        jobs = self.export_jobs
+        if not isinstance(jobs, int) or isinstance(jobs, bool) or not 1 <= jobs <= 16:
+            raise UsageError(f"bad export jobs {self.export_jobs!r}: expected a whole number of exports at once, "
+                             "from 1 to 16")
         if not isinstance(self.repeats, int) or isinstance(self.repeats, bool) or not 1 <= self.repeats <= 100:
             raise UsageError(f"bad repeats {self.repeats!r}: expected a whole number of rounds from 1 to 100, e.g. 3")
         if not self.model_names:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import threading
 import warnings
 from pathlib import Path
 
@@ -14,6 +15,7 @@ class RunLog:
     """Buffers log records until the run folder exists, then writes them and everything after to run.log."""
 
     def __init__(self) -> None:
+        self._appending = threading.Lock()
         self._buffer = logging.handlers.MemoryHandler(capacity=100000, flushLevel=logging.CRITICAL + 1)
         self._file: logging.FileHandler | None = None
         root = logging.getLogger()
@@ -39,10 +41,11 @@ class RunLog:
         """Copy a child process's output into run.log under a header."""
         if self._file is None or not path.exists():
             return
-        self._file.flush()
-        with open(self.path, "a") as out:
-            out.write(f"\n===== {title} =====\n")
-            out.write(path.read_text(errors="replace"))
+        with self._appending:  # exports may finish together, each from its own thread
+            self._file.flush()
+            with open(self.path, "a") as out:
+                out.write(f"\n===== {title} =====\n")
+                out.write(path.read_text(errors="replace"))
 
     def close(self) -> None:
         root = logging.getLogger()

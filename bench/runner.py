@@ -7,6 +7,7 @@ import itertools
 import shutil
 import time
 from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -357,8 +358,10 @@ class Runner:
         sessions: dict[int, tuple[ChildSession, dict[str, Any]]] = {}
         uncompressed = base["compression"] == "none"
         try:
-            for job in jobs:
-                row, spec, job_dir = self.export(job, reference, made, compress_error, run_dir, base, model_source)
+            with ThreadPoolExecutor(max_workers=self.config.export_jobs) as pool:  # threads wait on child processes
+                exported = list(pool.map(lambda job: self.export(job, reference, made, compress_error, run_dir,
+                                                                 base, model_source), jobs))
+            for job, (row, spec, job_dir) in zip(jobs, exported, strict=True):
                 rows.append(row)
                 index = len(rows) - 1
                 if spec is None:

@@ -48,24 +48,6 @@ def test_details_section_lists_measured_rows_only():
     assert "1.5%" in details and "Tensorrt" not in details
 
 
-def test_report_merges_runs_from_different_machines(tmp_path, capsys):
-    """A CPU run and a GPU run, made apart, become one CPU ms / GPU ms table."""
-    import json
-    from dataclasses import asdict
-
-    from bench.cli import main
-
-    for target, p50 in (("cpu", 12.0), ("gpu", 1.5)):
-        folder = tmp_path / target
-        folder.mkdir()
-        (folder / "rows.jsonl").write_text(json.dumps(asdict(row("onnx", target, p50=p50))) + "\n")
-    assert main(["--report", f"{tmp_path / 'cpu'},{tmp_path / 'gpu'}"]) == 0
-    out = capsys.readouterr().out
-    assert "| Onnx | fp32 | 1 | 46.8 | 12.00 | 1.50 |" in out
-    assert main(["--report", str(tmp_path / "nothing")]) == 2
-    assert "no results in" in capsys.readouterr().err
-
-
 def test_cross_target_table_keeps_flags_and_explains_them():
     noisy = row("onnx", "gpu", p50=1.5)
     noisy.noisy = True

@@ -1,0 +1,111 @@
+"""`python -m reports build|compare|recommend`: what `make report`, `make compare` and `make recommend` run.
+
+Exit status: 0 done; 1 `compare` found a regression beyond the threshold and the noise; 2 bad input
+(one line on stderr naming the bad value and the choices).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.errors import UsageError
+
+PROG = "edgebench-report"
+RESULTS = Path("results")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _runs(text: str) -> list[Path]:
+    return [Path(p) for p in text.split(",") if p.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    build = sub.add_parser("build", help="REPORT.md, report.html, plots, CSV and Parquet from stored runs")
+    build.add_argument("runs", nargs="?", type=_runs, default=None,
+                       help="comma-separated run folders [every run under results/]")
+    build.add_argument("--out", type=Path, default=RESULTS / "report", help="report folder [results/report]")
+    compare = sub.add_parser("compare", help="change per row between two runs; exit 1 on a regression")
+    compare.add_argument("base", type=Path)
+    compare.add_argument("new", type=Path)
+    compare.add_argument("--threshold", type=float, default=0.05, help="smallest change that counts [0.05 = 5%%]")
+    rec = sub.add_parser("recommend", help="what to deploy under constraints, from stored rows")
+    rec.add_argument("runs", nargs="?", type=_runs, default=None, help="comma-separated run folders [all]")
+    rec.add_argument("--max-ms", default="", help="p50 budget in ms, one number or per target: cpu:10,gpu:2")
+    rec.add_argument("--min-accuracy", default="", help="minimum top-1 accuracy as a fraction (0.98)")
+    rec.add_argument("--max-mb", default="", help="largest artifact on disk (MB)")
+    rec.add_argument("--max-memory-mb", default="", help="largest peak memory of the measuring process (MB)")
+    rec.add_argument("--min-cosine", default="", help="minimum cosine similarity of outputs to PyTorch's")
+    rec.add_argument("--where", action="append", default=[], metavar="COLUMN<=N",
+                     help="any numeric column with a bound, repeatable (p50_ms<=5@gpu, throughput>=1000)")
+    rec.add_argument("--objective", default="p50_ms", help="column to rank by [p50_ms]")
+    return parser
+
+
+def _load(folders: list[Path] | None) -> list:
+    from reports.runs import find_runs, load_run
+
+    if folders is None:
+        folders = find_runs(RESULTS) if RESULTS.is_dir() else []
+        if not folders:
+            raise UsageError("no runs under results/: measure one with `make bench`, or name run folders with RUNS=")
+    return [load_run(folder) for folder in folders]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # third-party chatter (pandas, matplotlib) stays off the terminal
+            return _run(args)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "build":
+        from reports.build import build_report
+
+        runs = _load(args.runs)
+        path = build_report(runs, args.out)
+        print(f"report of {len(runs)} run(s): {path} and {path.parent / 'report.html'} "
+              f"(rows also as {path.parent / 'rows.csv'} and rows.parquet)")
+        return 0
+    if args.command == "compare":
+        from reports.compare import compare, comparison_table
+        from reports.runs import load_run
+
+        base, new = load_run(args.base), load_run(args.new)
+        changes, warnings_ = compare(base, new, args.threshold)
+        for line in warnings_:
+            print(f"warning: {line}")
+        print(comparison_table(changes), end="")
+        bad = [c for c in changes if c.regression]
+        print(f"\n{len(bad)} regression(s) beyond {args.threshold:.0%} and the noise; "
+              f"{sum(c.verdict == 'faster' for c in changes)} row(s) faster; "
+              f"{sum(c.verdict.startswith('only') for c in changes)} row(s) in one run only")
+        return 1 if bad else 0
+    from reports.recommend import Constraint, budget_constraints, recommend, recommendation_text
+
+    runs = _load(args.runs)
+    constraints = budget_constraints(args.max_ms, args.min_accuracy, args.max_mb, args.max_memory_mb,
+                                     args.min_cosine) + [Constraint.parse(text) for text in args.where]
+    passing, misses, skipped = recommend([(run.name, row) for run in runs for row in run.rows], constraints,
+                                         args.objective)
+    print(recommendation_text(passing, misses, skipped, constraints, args.objective), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

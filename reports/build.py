@@ -1,0 +1,134 @@
+"""`make report`: stored runs -> REPORT.md, report.html, plots, and the rows as CSV and Parquet.
+
+Built from what the runs wrote, measuring nothing. Deterministic: the same runs give the same Markdown,
+HTML and PNG bytes (no generation time anywhere; plots carry no software stamp), so a report kept in git
+changes only when its rows do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.report import FLAG_HELP, detail_cells, detail_headers, markdown_grid, table_layout, used_flags
+from reports import plots
+from reports.html import html_page
+from reports.runs import Run, rows_frame
+from reports.tables import environment_lines, side_by_side
+
+
+@dataclass
+class Figure:
+    title: str
+    path: Path  # relative to the report folder
+    caption: str = ""
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    body: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Section:
+    """One part of the report: a heading, lines of text, tables, then figures; rendered as Markdown and HTML."""
+
+    title: str
+    lines: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+
+
+def markdown_section(section: Section) -> str:
+    text = f"\n## {section.title}\n\n"
+    text += "".join(f"- {line}\n" for line in section.lines) + ("\n" if section.lines else "")
+    for table in section.tables:
+        text += markdown_grid(table.headers, table.body)
+        text += ("\n" + "".join(f"- {note}\n" for note in table.notes)) if table.notes else ""
+        text += "\n"
+    for figure in section.figures:
+        text += f"![{figure.title}]({figure.path.as_posix()})\n\n" + (f"{figure.caption}\n\n" if figure.caption else "")
+    return text
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower()
+
+
+def _groups(run: Run) -> list[tuple[str, list]]:
+    """A run's rows by target: latencies on different targets do not share an axis."""
+    targets = list(dict.fromkeys(r.target for r in run.rows))
+    return [(t, [r for r in run.rows if r.target == t]) for t in targets]
+
+
+def _add(section: Section, out: Path, name: str, fig, title: str, caption: str = "") -> None:
+    if fig is not None:
+        section.figures.append(Figure(title, plots.save(fig, out / "plots" / f"{name}.png").relative_to(out), caption))
+
+
+def tradeoff_section(run: Run, target: str, rows: list, out: Path) -> Section:
+    """The conclusion first: latency against accuracy (or fidelity) and size, with the Pareto front."""
+    slug, where = _slug(run.name), f"{run.name}, {target.upper()} ({run.machine})"
+    section = Section(f"Trade-offs: {where}")
+    scored = any(r.accuracy is not None for r in rows if r.status == "ok")
+    quality = "accuracy" if scored else "max_abs_diff"
+    _add(section, out, f"{slug}-{target}-latency-vs-{quality}", plots.tradeoff(
+        rows, quality, f"Latency vs {'accuracy' if scored else 'fidelity'}: {where}"),
+        f"Latency vs {'accuracy' if scored else 'fidelity to PyTorch'}",
+        "Red: the Pareto front, the choices nothing else beats on both axes."
+        + ("" if scored else " No labelled data: fidelity (largest output difference from PyTorch) instead."))
+    _add(section, out, f"{slug}-{target}-latency-vs-size", plots.tradeoff(
+        rows, "size_mb", f"Latency vs size on disk: {where}"), "Latency vs size")
+    _add(section, out, f"{slug}-{target}-compression", plots.compression_curves(
+        rows, f"Compression trade-off curves: {where}"), "Compression trade-offs",
+        "Accuracy and latency against how hard each method compressed, from the uncompressed model.")
+    return section
+
+
+def run_section(run: Run, out: Path) -> Section:
+    """A run's own table, its details, its environment, the distribution of its samples and its speed-ups."""
+    slug = _slug(run.name)
+    headers, body, notes = table_layout(run.rows)
+    notes = [f"[{i}] {n}" for i, n in enumerate(notes, 1)] + [f"{f}: {FLAG_HELP[f]}" for f in used_flags(body)]
+    section = Section(f"Run {run.name}", environment_lines(run), [Table(headers, body, notes)])
+    details = detail_cells(run.rows)
+    if details:
+        section.tables.append(Table(detail_headers(run.rows), details))
+    for target, rows in _groups(run):
+        where = f"{run.name}, {target.upper()}"
+        _add(section, out, f"{slug}-{target}-distribution", plots.distribution(
+            rows, run.samples, f"Latency distribution per row: {where}"), "Latency distributions",
+            "Every kept sample of every round, so the noise behind each p50 is visible.")
+        _add(section, out, f"{slug}-{target}-speedup", plots.speedups(
+            rows, f"Speed-up against PyTorch fp32: {where}"), "Speed-up against PyTorch")
+        if any(r.compression != "none" or r.precision != "fp32" for r in rows):
+            _add(section, out, f"{slug}-{target}-compression-speedup", plots.speedups(
+                rows, f"Speed-up against the same runtime uncompressed at fp32: {where}", "compression_speedup"),
+                "Speed-up from compression, per runtime")
+    return section
+
+
+def build_report(runs: Sequence[Run], out: Path) -> Path:
+    """Write the report folder; returns REPORT.md's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    for old in (out / "plots").glob("*.png"):  # plots of runs no longer in the report go
+        old.unlink()
+    sections = [tradeoff_section(run, target, rows, out) for run in runs for target, rows in _groups(run)]
+    if len(runs) > 1:
+        headers, body, notes = side_by_side(runs)
+        sections.append(Section("All runs side by side: p50 ms per target and machine",
+                                tables=[Table(headers, body, notes)]))
+    sections += [run_section(run, out) for run in runs]
+    intro = (f"Built from {len(runs)} stored run{'s' if len(runs) != 1 else ''} "
+             f"({', '.join(r.name for r in runs)}), measuring nothing; the rows as CSV and Parquet are beside "
+             "this file.")
+    (out / "REPORT.md").write_text("# edgebench report\n\n" + intro + "\n" + "".join(map(markdown_section, sections)))
+    (out / "report.html").write_text(html_page("edgebench report", intro, sections, out))
+    frame = rows_frame(list(runs))
+    frame.to_csv(out / "rows.csv", index=False)
+    frame.to_parquet(out / "rows.parquet", index=False)
+    return out / "REPORT.md"

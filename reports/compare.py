@@ -1,0 +1,128 @@
+"""`make compare`: two stored runs lined up row by row, and a gate a CI pipeline can fail on.
+
+A change is called a regression only when it exceeds both the threshold (5% by default) and the noise:
+the 95% interval of new p50 / base p50, bootstrapped from both runs' kept samples (rounds, then samples),
+must exclude 1. A noise-level change is reported with its interval and passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.errors import UsageError
+from bench.report import fmt, markdown_grid
+from bench.results import ResultRow
+from bench.stats import ratio_interval
+from reports.runs import Run
+
+KEY_PACKAGES = ("torch", "torchvision", "onnxruntime", "onnxruntime-gpu", "openvino", "ai-edge-litert", "litert-torch",
+                "tensorrt", "coremltools", "numpy")
+
+
+@dataclass
+class Change:
+    """One row of the comparison: the two rows (either may be missing) and what their difference means."""
+
+    label: str
+    base: ResultRow | None
+    new: ResultRow | None
+    ratio: float | None = None  # new p50 / base p50
+    low: float | None = None  # its 95% interval
+    high: float | None = None
+    p90_ratio: float | None = None
+    verdict: str = ""  # regression | faster | within noise | below threshold | only in base | only in new | ...
+
+    @property
+    def regression(self) -> bool:
+        return self.verdict in ("regression", "now failing")
+
+
+def _identity(row: ResultRow) -> tuple:
+    return row.model, row.compression, row.runtime, row.precision, row.target, row.batch
+
+
+def _label(row: ResultRow) -> str:
+    parts = [row.model, row.format, row.precision, f"b{row.batch}", row.target]
+    if row.compression != "none":
+        parts.insert(2, row.compression)
+    return " ".join(parts)
+
+
+def judge(base: ResultRow, new: ResultRow, base_rounds: list[list[float]], new_rounds: list[list[float]],
+          threshold: float) -> Change:
+    """The change between two measurements of one row, judged against the threshold and the noise."""
+    change = Change(_label(new), base, new)
+    if base.status != "ok" or new.status != "ok":
+        if base.status == "ok":
+            change.verdict = "now failing"  # a row that measured and now errors fails the gate
+        else:
+            change.verdict = "now measured" if new.status == "ok" else f"{new.status} in both"
+        return change
+    change.ratio = new.p50_ms / base.p50_ms
+    change.p90_ratio = new.p90_ms / base.p90_ms if base.p90_ms and new.p90_ms else None
+    if base_rounds and new_rounds:
+        change.ratio, change.low, change.high = ratio_interval(new_rounds, base_rounds)
+    elif None not in (base.p50_ci_low_ms, base.p50_ci_high_ms, new.p50_ci_low_ms, new.p50_ci_high_ms):
+        change.low, change.high = new.p50_ci_low_ms / base.p50_ci_high_ms, new.p50_ci_high_ms / base.p50_ci_low_ms
+    beyond_noise = change.low is None or not (change.low <= 1 <= change.high)
+    if abs(change.ratio - 1) <= threshold:
+        change.verdict = "below threshold" if beyond_noise else "within noise"
+    elif not beyond_noise:
+        change.verdict = "within noise"
+    else:
+        change.verdict = "regression" if change.ratio > 1 else "faster"
+    return change
+
+
+def environment_warnings(base: Run, new: Run) -> list[str]:
+    """Why the two runs' numbers may differ for reasons other than the change: machine, threads, versions."""
+    warnings = []
+    if base.machine != new.machine:
+        warnings.append(f"different machines: {base.machine} (base) and {new.machine} (new)")
+    packages = [(name, (base.environment.get("packages") or {}).get(name), (new.environment.get("packages") or {})
+                 .get(name)) for name in KEY_PACKAGES]
+    changed = [f"{name} {a} -> {b}" for name, a, b in packages if a != b and (a or b)]
+    if changed:
+        warnings.append("different library versions: " + ", ".join(changed))
+    for what in ("mode", "timing"):
+        a, b = base.environment.get(what), new.environment.get(what)
+        if a != b and a is not None and b is not None:
+            warnings.append(f"different {what}: {a} (base) and {b} (new)")
+    return warnings
+
+
+def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change], list[str]]:
+    """Every row of both runs, matched by model, compression, runtime, precision, target and batch; rows
+    present in one run only are listed, not dropped. Refused when the runs have no row in common."""
+    if not 0 < threshold < 10:
+        raise UsageError(f"bad threshold {threshold!r}: expected a fraction such as 0.05 (5%)")
+    base_rows = {_identity(r): r for r in base.rows}
+    new_rows = {_identity(r): r for r in new.rows}
+    if not set(base_rows) & set(new_rows):
+        raise UsageError(f"{base.folder} and {new.folder} have no row in common (same model, compression, runtime, "
+                         "precision, target and batch): nothing to compare")
+    changes = []
+    for key in dict.fromkeys([*base_rows, *new_rows]):
+        a, b = base_rows.get(key), new_rows.get(key)
+        if a is None:
+            changes.append(Change(_label(b), None, b, verdict="only in new"))
+        elif b is None:
+            changes.append(Change(_label(a), a, None, verdict="only in base"))
+        else:
+            changes.append(judge(a, b, base.samples.get(a.key, []), new.samples.get(b.key, []), threshold))
+    return changes, environment_warnings(base, new)
+
+
+def _percent(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{(ratio - 1) * 100:+.1f}%"
+
+
+def comparison_table(changes: list[Change]) -> str:
+    body = []
+    for c in changes:
+        noise = "-" if c.low is None else f"{_percent(c.low)} to {_percent(c.high)}"
+        mark = {"regression": "REGRESSION", "now failing": "NOW FAILING", "faster": "faster"}.get(c.verdict, c.verdict)
+        body.append([c.label, fmt(c.base.p50_ms if c.base else None, 3), fmt(c.new.p50_ms if c.new else None, 3),
+                     _percent(c.ratio), noise, _percent(c.p90_ratio), mark])
+    return markdown_grid(["Row", "Base p50 ms", "New p50 ms", "p50 change", "95% interval of the change",
+                          "p90 change", "Verdict"], body)

@@ -1,0 +1,166 @@
+"""`make recommend`: which runtime x compression x precision to deploy, from stored rows and constraints.
+
+A constraint is a column with a bound (`p50_ms<=10`, `accuracy>=0.98`); the latency budget may differ per
+target (`MAX_MS=cpu:10,gpu:2`). Rows that meet every constraint are ranked by the objective; a near miss
+(a row that fails one constraint) says which and by how much; when nothing passes, the closest rows are
+named instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bench.errors import UsageError
+from bench.report import fmt, markdown_grid
+from bench.results import COLUMNS, ResultRow
+
+NUMERIC = [c for c in COLUMNS if c in {
+    "size_mb", "load_s", "first_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "max_ms", "throughput", "peak_rss_mb",
+    "max_abs_diff", "cosine", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "params", "sparsity", "zip_mb",
+    "agreement", "speedup", "compression_speedup", "export_s", "export_peak_rss_mb", "flops"}]
+HIGHER_IS_BETTER = {"throughput", "cosine", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement", "speedup",
+                    "compression_speedup", "sparsity"}
+_CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*(?:@\s*([a-z]+))?\s*$")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """`column <= bound` or `column >= bound`, for one target or all (target '')."""
+
+    column: str
+    op: str
+    bound: float
+    target: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Constraint:
+        found = _CONSTRAINT.match(text)
+        if not found:
+            raise UsageError(f"bad constraint {text!r}: expected COLUMN<=NUMBER or COLUMN>=NUMBER (for one target: "
+                             "p50_ms<=10@cpu)")
+        column, op, bound, target = found.groups()
+        if column not in NUMERIC:
+            raise UsageError(f"unknown column {column!r} in constraint {text!r}: choose from {', '.join(NUMERIC)}")
+        return cls(column, op, float(bound), target or "")
+
+    def applies(self, row: ResultRow) -> bool:
+        return not self.target or row.target == self.target
+
+    def shortfall(self, row: ResultRow) -> float | None:
+        """0 when the row meets it; else how far off, relative to the bound; None when the row lacks the figure."""
+        value = getattr(row, self.column)
+        if value is None:
+            return None
+        over = value - self.bound if self.op == "<=" else self.bound - value
+        return max(0.0, over) / (abs(self.bound) or 1.0)
+
+    def __str__(self) -> str:
+        return f"{self.column} {self.op} {self.bound:g}" + (f" on {self.target}" if self.target else "")
+
+
+def budget_constraints(max_ms: str = "", min_accuracy: str = "", max_mb: str = "", max_memory_mb: str = "",
+                       min_cosine: str = "") -> list[Constraint]:
+    """The Makefile's named limits as constraints; MAX_MS is one number or per target (cpu:10,gpu:2)."""
+    found = []
+    for part in filter(None, (p.strip() for p in max_ms.split(","))):
+        target, _, value = part.rpartition(":")
+        found.append(_bound("p50_ms", "<=", value, f"MAX_MS={max_ms}", target))
+    named = (("accuracy", ">=", min_accuracy, "MIN_ACCURACY"), ("size_mb", "<=", max_mb, "MAX_MB"),
+             ("peak_rss_mb", "<=", max_memory_mb, "MAX_MEMORY_MB"), ("cosine", ">=", min_cosine, "MIN_COSINE"))
+    for column, op, text, name in named:
+        if text:
+            found.append(_bound(column, op, text, f"{name}={text}"))
+    for c in found:
+        if c.column in ("accuracy", "cosine") and not 0 <= c.bound <= 1:
+            raise UsageError(f"bad {c.column} bound {c.bound:g}: expected a fraction between 0 and 1 (0.98 for 98%)")
+    return found
+
+
+def _bound(column: str, op: str, text: str, given: str, target: str = "") -> Constraint:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"bad number in {given}: expected for example 10 or cpu:10,gpu:2") from None
+    if value < 0:
+        raise UsageError(f"bad bound in {given}: expected a number >= 0")
+    return Constraint(column, op, value, target)
+
+
+@dataclass
+class Verdict:
+    row: ResultRow
+    run: str
+    failed: list[tuple[Constraint, float | None]]  # the constraints it misses (None: the row lacks that figure)
+
+    @property
+    def miss(self) -> float:
+        return sum(1.0 if s is None else s for _, s in self.failed)
+
+
+def recommend(rows: Sequence[tuple[str, ResultRow]], constraints: Sequence[Constraint],
+              objective: str = "p50_ms") -> tuple[list[Verdict], list[Verdict], int]:
+    """(rows meeting every constraint, best first by the objective; the near misses, closest first; how many
+    rows were not considered because they were not measured)."""
+    if objective not in NUMERIC:
+        raise UsageError(f"unknown objective {objective!r}: choose from {', '.join(NUMERIC)}")
+    measured = [(run, r) for run, r in rows if r.status == "ok"]
+    verdicts = []
+    for run, row in measured:
+        failed = []
+        for c in constraints:
+            if c.applies(row):
+                short = c.shortfall(row)
+                if short is None or short > 0:
+                    failed.append((c, short))
+        verdicts.append(Verdict(row, run, failed))
+    sign = -1 if objective in HIGHER_IS_BETTER else 1
+
+    def rank(v: Verdict) -> tuple:
+        value = getattr(v.row, objective)
+        return (value is None, sign * value if value is not None else 0.0, v.row.p50_ms or 0.0)
+
+    passing = sorted((v for v in verdicts if not v.failed), key=rank)
+    misses = sorted((v for v in verdicts if v.failed), key=lambda v: (len(v.failed), v.miss, rank(v)))
+    return passing, misses, len(rows) - len(measured)
+
+
+def _why(verdict: Verdict) -> str:
+    parts = []
+    for c, short in verdict.failed:
+        value = getattr(verdict.row, c.column)
+        parts.append(f"{c.column} not measured" if short is None else f"{c.column} {fmt(value, 3)} (needs {c.op[0]}= "
+                     f"{c.bound:g})")
+    return "; ".join(parts)
+
+
+def _cells(v: Verdict) -> list[str]:
+    r = v.row
+    return [r.model, r.format, r.compression, r.precision, str(r.batch), r.target, v.run, fmt(r.p50_ms, 3),
+            fmt(r.size_mb, 3), fmt(r.accuracy * 100 if r.accuracy is not None else None, 1), fmt(r.peak_rss_mb, 0)]
+
+
+HEADERS = ["Model", "Format", "Compression", "Precision", "Batch", "Target", "Run", "p50 ms", "Size (MB)",
+           "Accuracy %", "Peak RSS (MB)"]
+
+
+def recommendation_text(passing: list[Verdict], misses: list[Verdict], skipped: int,
+                        constraints: Sequence[Constraint], objective: str, near: int = 5) -> str:
+    wanted = "; ".join(map(str, constraints)) or "none"
+    text = f"Constraints: {wanted}. Best first by {objective}" + (
+        " (higher is better)." if objective in HIGHER_IS_BETTER else " (lower is better).") + "\n\n"
+    if passing:
+        best = passing[0].row
+        text += (f"Deploy: {best.format} {best.precision}" + (f" {best.compression}" if best.compression != "none"
+                                                              else "") + f" on {best.target} ({best.model}).\n\n")
+        text += markdown_grid(HEADERS, [_cells(v) for v in passing])
+    else:
+        text += "Nothing meets every constraint. Closest:\n\n"
+    if misses:
+        shown = misses[:near]
+        text += ("\nNear misses (what ruled each out):\n\n" if passing else "") + markdown_grid(
+            [*HEADERS, "Ruled out by"], [[*_cells(v), _why(v)] for v in shown])
+    if skipped:
+        text += f"\n{skipped} rows were not considered: they were not measured (error or unavailable).\n"
+    return text

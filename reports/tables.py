@@ -1,0 +1,63 @@
+"""The report's tables: runs from several machines side by side (the `CPU ms | GPU ms` layout), and where
+each column was measured."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bench.report import accuracy_cell, fmt
+from bench.results import ResultRow
+from reports.runs import Run, rows_frame
+
+ROW_COLUMNS = ["model", "format", "compression", "precision", "batch"]
+
+
+def side_by_side(runs: Sequence[Run]) -> tuple[list[str], list[list[str]], list[str]]:
+    """(headers, cells, notes): one line per model x runtime x compression x precision x batch, one p50
+    column per target of each run (pivoted with pandas), with size and accuracy; an error or unavailable
+    row shows its status and a note with the reason, never a blank. The notes end with each column's
+    machine."""
+    frame = rows_frame(list(runs))
+    rows = [row for run in runs for row in run.rows]
+    notes: list[str] = []
+
+    def cell(row: ResultRow, run: str) -> str:
+        if row.status == "ok":
+            return fmt(row.p50_ms, 3)
+        note = f"{row.format} {row.compression} {row.precision} on {row.target} ({run}): {row.error or row.status}"
+        if note not in notes:
+            notes.append(note)
+        return f"{row.status} [{notes.index(note) + 1}]"
+
+    frame["cell"] = [cell(row, run) for row, run in zip(rows, frame["run"], strict=True)]
+    frame["size"] = [f"{r.size_mb:.3g}" if r.status == "ok" and r.size_mb is not None else "" for r in rows]
+    frame["scored"] = [accuracy_cell(r) if r.status == "ok" and r.accuracy is not None else "" for r in rows]
+    frame["column"] = [f"{target}|{run}" for target, run in zip(frame["target"], frame["run"], strict=True)]
+    columns = list(dict.fromkeys(frame["column"]))
+    grid = frame.pivot_table(index=ROW_COLUMNS, columns="column", values="cell", aggfunc="first", sort=False)
+    first = frame.groupby(ROW_COLUMNS, sort=False)[["size", "scored"]].agg(lambda v: next((x for x in v if x), "-"))
+    body = []
+    for keys in grid.index:
+        values = [grid.at[keys, c] if c in grid.columns else None for c in columns]
+        body.append([*(str(k) for k in keys), first.at[keys, "size"],
+                     *("-" if not isinstance(v, str) else v for v in values), first.at[keys, "scored"]])
+    machines = dict(zip(frame["column"], frame["machine"], strict=True))
+    headers = ["Model", "Format", "Compression", "Precision", "Batch", "Size (MB)",
+               *(f"{c.split('|')[0].upper()} ms [m{i}]" for i, c in enumerate(columns, 1)), "Accuracy %"]
+    legend = [f"m{i}: {machines[c]}, run {c.split('|', 1)[1]}" for i, c in enumerate(columns, 1)]
+    return headers, body, [*(f"[{i}] {n}" for i, n in enumerate(notes, 1)), *legend]
+
+
+def environment_lines(run: Run) -> list[str]:
+    """What a reader needs to trust a run's numbers: machine, date, commit, threads, timing, key versions."""
+    env = run.environment
+    packages = env.get("packages") or {}
+    key = ", ".join(f"{name} {packages[name]}" for name in ("torch", "onnxruntime", "openvino", "ai-edge-litert",
+                                                            "tensorrt", "coremltools") if name in packages)
+    timing = env.get("timing") or {}
+    return [f"machine: {run.machine}; {env.get('ram_gib', '?')} GiB; {env.get('os', '?')}",
+            f"measured {env.get('date', '?')} at commit {str(env.get('git_commit', '?'))[:10]}, "
+            f"{env.get('repeats', '?')} rounds a row, mode {env.get('mode', 'latency')}, "
+            f"each round at least {timing.get('min_iters', '?')} iterations and {timing.get('min_s', '?')} s",
+            f"libraries: {key or 'not recorded'}",
+            f"command: {env.get('command', '?')}"]

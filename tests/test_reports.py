@@ -1,0 +1,237 @@
+"""Reports from stored runs: merging machines, the Pareto front, compare's gate, recommend, determinism,
+bad input, and the HTML page as a browser shows it.
+
+Runs are written here as a run folder would be (rows.jsonl, environment.json, samples.jsonl) with samples
+drawn from known distributions, so every verdict below is known in advance.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.results import ResultRow
+from reports.__main__ import main
+from reports.pareto import pareto_front
+from reports.runs import load_run
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def result(runtime: str, p50: float, target: str = "cpu", compression: str = "none", precision: str = "fp32",
+           status: str = "ok", error: str = "", size: float = 10.0, accuracy: float | None = None,
+           rss: float = 100.0) -> ResultRow:
+    return ResultRow(model="m", weights="w", compression=compression, runtime=runtime, format=runtime.title(),
+                     precision=precision, target=target, device=target, batch=1, threads=2, status=status,
+                     error=error, size_mb=size if status == "ok" else None, p50_ms=p50 if status == "ok" else None,
+                     p90_ms=p50 * 1.1 if status == "ok" else None, accuracy=accuracy, peak_rss_mb=rss,
+                     max_abs_diff=1e-6 if status == "ok" else None)
+
+
+def write_run(folder: Path, rows: list[ResultRow], machine: str = "Test CPU", accelerators=(), seed: int = 0,
+              spread: float = 0.01, packages: dict | None = None) -> Path:
+    """A run folder; each measured row gets 3 rounds of 200 samples around its p50 (relative sd `spread`)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    with open(folder / "rows.jsonl", "w") as f, open(folder / "samples.jsonl", "w") as s:
+        for row in rows:
+            if row.status == "ok":
+                rounds = [list(rng.normal(row.p50_ms, spread * row.p50_ms, 200)) for _ in range(3)]
+                flat = [x for r in rounds for x in r]
+                row.p50_ms, row.p90_ms = float(np.median(flat)), float(np.percentile(flat, 90))
+                s.write(json.dumps({"key": row.key, "latency_ms": flat, "rounds": [200] * 3}) + "\n")
+            f.write(json.dumps(asdict(row)) + "\n")
+    environment = {"cpu": machine, "threads": 2, "accelerators": list(accelerators), "date": "2026-11-30T00:00:00",
+                   "packages": packages or {"torch": "2.14.1"}, "mode": "latency"}
+    (folder / "environment.json").write_text(json.dumps(environment))
+    return folder
+
+
+def test_a_cpu_run_and_a_gpu_run_from_different_machines_become_one_table_with_each_machine_named(tmp_path):
+    from reports.tables import side_by_side
+
+    cpu = write_run(tmp_path / "laptop", [result("onnxruntime", 12.0), result("tensorrt", 0, status="unavailable",
+                                                                             error="TensorRT needs a GPU")])
+    gpu = write_run(tmp_path / "server", [result("onnxruntime", 1.5, "gpu"), result("tensorrt", 0.8, "gpu")],
+                    machine="Xeon", accelerators=[{"name": "NVIDIA H200"}])
+    headers, body, notes = side_by_side([load_run(cpu), load_run(gpu)])
+    assert headers[5:] == ["Size (MB)", "CPU ms [m1]", "GPU ms [m2]", "Accuracy %"]
+    lines = {cells[1]: cells for cells in body}
+    assert float(lines["Onnxruntime"][6]) == pytest.approx(12.0, rel=0.01)  # the median of its samples
+    assert float(lines["Onnxruntime"][7]) == pytest.approx(1.5, rel=0.01)
+    assert lines["Tensorrt"][6] == "unavailable [1]" and float(lines["Tensorrt"][7]) == pytest.approx(0.8, rel=0.01)
+    assert notes[0] == "[1] Tensorrt none fp32 on cpu (laptop): TensorRT needs a GPU"
+    assert notes[1:] == ["m1: Test CPU, 2 threads, run laptop", "m2: NVIDIA H200 + Xeon, 2 threads, run server"]
+
+
+def test_the_pareto_front_on_a_hand_checked_example():
+    # (latency, size): A (1, 10) fastest; B (2, 5); C (3, 6) is beaten by B on both; D (4, 1) smallest;
+    # E (2, 5) ties B, so neither beats the other.
+    points = [(1, 10), (2, 5), (3, 6), (4, 1), (2, 5)]
+    assert pareto_front(points) == [0, 1, 4, 3]
+    # (latency, accuracy), higher accuracy better: C (3, 0.99) now survives, D (4, 0.90) is beaten by A.
+    scored = [(1, 0.95), (2, 0.94), (3, 0.99), (4, 0.90)]
+    assert pareto_front(scored, maximize_y=True) == [0, 2]
+
+
+def test_compare_flags_an_injected_20_percent_regression_and_passes_a_noise_level_change(tmp_path, capsys):
+    base = write_run(tmp_path / "base", [result("onnxruntime", 10.0), result("openvino", 10.0),
+                                         result("tflite", 10.0), result("pytorch", 20.0)], seed=1)
+    new = write_run(tmp_path / "new", [result("onnxruntime", 12.0), result("openvino", 10.1),
+                                       result("tflite", 7.0), result("coreml", 5.0)], seed=2,
+                    packages={"torch": "2.15.0"})
+    assert main(["compare", str(base), str(new)]) == 1
+    out = capsys.readouterr().out
+    verdicts = {line.split(" | ")[0].lstrip("| "): line.rstrip(" |").rsplit("| ", 1)[1]
+                for line in out.splitlines() if line.startswith("| m ")}
+    assert verdicts.pop("m Openvino fp32 b1 cpu") in ("within noise", "below threshold")  # 1%: passes either way
+    assert verdicts == {"m Onnxruntime fp32 b1 cpu": "REGRESSION", "m Tflite fp32 b1 cpu": "faster",
+                        "m Pytorch fp32 b1 cpu": "only in base",
+                        "m Coreml fp32 b1 cpu": "only in new"}
+    assert "warning: different library versions: torch 2.14.1 -> 2.15.0" in out
+    assert "1 regression(s) beyond 5% and the noise" in out
+    # The same noise-level change alone passes the gate.
+    calm = write_run(tmp_path / "calm", [result("openvino", 10.1)], seed=3)
+    assert main(["compare", str(base), str(calm), "--threshold", "0.05"]) == 0
+
+
+def test_compare_counts_a_row_that_now_fails_as_a_regression_and_refuses_runs_with_nothing_in_common(tmp_path,
+                                                                                                     capsys):
+    base = write_run(tmp_path / "base", [result("onnxruntime", 10.0)])
+    broken = write_run(tmp_path / "broken", [result("onnxruntime", 0, status="error", error="segfault")])
+    assert main(["compare", str(base), str(broken)]) == 1
+    assert "NOW FAILING" in capsys.readouterr().out
+    other = write_run(tmp_path / "other", [result("tflite", 10.0, target="npu")])
+    assert main(["compare", str(base), str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "have no row in common" in err
+
+
+def test_recommend_on_a_hand_checked_example(tmp_path, capsys):
+    run = write_run(tmp_path / "run", [
+        result("onnxruntime", 8.0, accuracy=0.985, size=40.0),
+        result("onnxruntime", 4.0, precision="int8", accuracy=0.975, size=10.0),  # fastest, but 97.5%
+        result("openvino", 6.0, accuracy=0.984, size=40.0),  # meets both: the answer
+        result("pytorch", 25.0, accuracy=0.985, size=40.0),  # too slow
+        result("tensorrt", 0, status="unavailable", error="no GPU"),
+    ])
+    assert main(["recommend", str(run), "--max-ms", "10", "--min-accuracy", "0.98"]) == 0
+    out = capsys.readouterr().out
+    assert "Deploy: Openvino fp32 on cpu (m)." in out
+    table = out.split("Near misses")[0]
+    assert table.index("| Openvino |") < table.index("| Onnxruntime | none | fp32 |") and "Pytorch" not in table
+    misses = out.split("Near misses")[1]
+    assert "| Onnxruntime | none | int8 |" in misses and "accuracy 0.975 (needs >= 0.98)" in misses
+    assert re.search(r"p50_ms 2[45]\.\d+ \(needs <= 10\)", misses) and "1 rows were not considered" in out
+    # Nothing meets an impossible budget: the closest rows are named instead.
+    assert main(["recommend", str(run), "--max-ms", "cpu:1"]) == 0
+    assert "Nothing meets every constraint. Closest:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, says", [
+    (["recommend", "--where", "latency<=3"], "unknown column 'latency'"),
+    (["recommend", "--min-accuracy", "98"], "bad accuracy bound 98"),
+    (["recommend", "--max-ms", "fast"], "bad number in MAX_MS=fast"),
+    (["recommend", "--objective", "speed"], "unknown objective 'speed'"),
+    (["compare", "--threshold", "-1"], "bad threshold -1"),
+])
+def test_bad_constraints_are_one_line_naming_the_value_and_the_choices(tmp_path, capsys, args, says):
+    run = str(write_run(tmp_path / "run", [result("onnxruntime", 8.0)]))
+    argv = [args[0], run, run, *args[1:]] if args[0] == "compare" else [args[0], run, *args[1:]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1
+
+
+def test_a_folder_that_is_not_a_run_or_from_another_version_is_refused_in_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["build", str(tmp_path / "empty")]) == 2
+    assert "is not a run: it has no rows.jsonl" in capsys.readouterr().err
+    old = write_run(tmp_path / "old", [result("onnxruntime", 8.0)])
+    line = json.loads((old / "rows.jsonl").read_text())
+    line["latency_p50"] = line.pop("p50_ms")  # a column this version does not know
+    (old / "rows.jsonl").write_text(json.dumps(line) + "\n")
+    assert main(["build", str(old), "--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown columns latency_p50" in err and "re-measure it" in err and err.count("\n") == 1
+    assert not (tmp_path / "report").exists()
+
+
+def _build(runs: list[Path], out: Path) -> dict[str, bytes]:
+    assert main(["build", ",".join(map(str, runs)), "--out", str(out)]) == 0
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def two_runs(tmp_path) -> list[Path]:
+    rows = [result("pytorch", 20.0, accuracy=0.97), result("onnxruntime", 10.0, accuracy=0.97),
+            result("onnxruntime", 5.0, precision="int8", accuracy=0.96, size=2.5),
+            result("onnxruntime", 7.0, compression="prune-channels:0.3", accuracy=0.95, size=6.0),
+            result("onnxruntime", 6.0, compression="prune-channels:0.5", accuracy=0.93, size=4.0),
+            result("tensorrt", 0, status="error", error="export: engine build failed")]
+    for r in rows[1:]:
+        if r.status == "ok":
+            r.speedup, r.speedup_ci_low, r.speedup_ci_high = 20.0 / r.p50_ms, 18.0 / r.p50_ms, 22.0 / r.p50_ms
+    return [write_run(tmp_path / "cpu-run", rows),
+            write_run(tmp_path / "gpu-run", [result("onnxruntime", 1.0, "gpu", accuracy=0.97)], machine="Xeon",
+                      accelerators=[{"name": "NVIDIA H200"}])]
+
+
+def test_the_report_is_the_same_bytes_from_the_same_rows_and_shows_errors_with_their_reason(tmp_path, two_runs):
+    first = _build(two_runs, tmp_path / "a")
+    second = _build(two_runs, tmp_path / "b")
+    assert {"REPORT.md", "report.html", "rows.csv", "rows.parquet"} <= set(first)
+    plots = [name for name in first if name.endswith(".png")]
+    assert any("latency-vs-accuracy" in p for p in plots) and any("distribution" in p for p in plots)
+    assert any("compression.png" in p for p in plots) and any("speedup" in p for p in plots)
+    for name in ("REPORT.md", "report.html", *plots):
+        assert first[name] == second[name], f"{name} differs between two builds of the same rows"
+    report = first["REPORT.md"].decode()
+    assert "engine build failed" in report and "error [1]" in report  # never silently dropped
+    assert "GPU ms [m" in report and "NVIDIA H200 + Xeon" in report
+    import pandas as pd
+
+    frame = pd.read_parquet(tmp_path / "a" / "rows.parquet")
+    assert len(frame) == 7 and set(frame["run"]) == {"cpu-run", "gpu-run"}
+    assert list(pd.read_csv(tmp_path / "a" / "rows.csv")["runtime"]) == list(frame["runtime"])
+
+
+def test_the_stored_reference_runs_rebuild_into_a_report(tmp_path):
+    reference = PROJECT / "results" / "reference"
+    runs = sorted(p.parent for p in reference.rglob("rows.jsonl"))
+    assert runs, "the repository keeps reference runs under results/reference"
+    files = _build(runs, tmp_path / "report")
+    assert "report.html" in files and any(name.endswith("latency-vs-size.png") for name in files)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (`.ci/run` installs it): "
+                                             "none on this machine")
+def test_the_html_page_renders_in_a_real_browser_with_its_table_and_first_plot(tmp_path, two_runs):
+    from matplotlib.image import imread
+
+    _build(two_runs, tmp_path / "report")
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars", "--window-size=1300,2600",
+                    f"--screenshot={shot}", (tmp_path / "report" / "report.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    pixels = (imread(shot)[:, :, :3] * 255).round().astype(int)
+
+    def rows_with(colour: tuple[int, int, int]) -> np.ndarray:
+        return np.flatnonzero((np.abs(pixels - colour).sum(axis=2) <= 6).any(axis=1))
+
+    plot_points = rows_with((44, 111, 187))  # the first runtime's colour in the first plot
+    table_heads = rows_with((243, 245, 248))  # table header background
+    assert len(plot_points) > 5, "the first plot is not visible in the screenshot"
+    assert len(table_heads) > 5, "no table is visible in the screenshot"
