@@ -95,19 +95,17 @@ BOOTSTRAP_PER_ROUND = 500  # samples drawn per round and resample: enough for a 
 
 
 def _bootstrap_medians(rounds: Sequence[Sequence[float]], rng: np.random.Generator,
-                       resamples: int = BOOTSTRAP_RESAMPLES, picked: np.ndarray | None = None) -> np.ndarray:
+                       resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
     """Medians of a two-level bootstrap: rounds drawn with replacement, then samples within each drawn round.
 
     Rounds are the independent units on a shared machine (samples within one round share its neighbours),
     so a round that ran slow widens the interval, as it should; resampling samples alone would not see it.
-    `picked` (resamples x rounds) gives the rounds drawn, so that two rows can draw the same ones.
     """
-    arrays = [np.asarray(r, dtype=np.float64) for r in rounds if len(r) or picked is not None]
-    if not arrays or not all(len(a) for a in arrays):
-        raise ValueError("an interval of the median needs samples (paired: in every round)")
+    arrays = [np.asarray(r, dtype=np.float64) for r in rounds if len(r)]
+    if not arrays:
+        raise ValueError("an interval of the median needs at least one sample")
     per_round = min(BOOTSTRAP_PER_ROUND, max(len(a) for a in arrays))
-    if picked is None:
-        picked = rng.integers(0, len(arrays), size=(resamples, len(arrays)))
+    picked = rng.integers(0, len(arrays), size=(resamples, len(arrays)))
     draws = np.empty((resamples, len(arrays), per_round))
     for slot in range(len(arrays)):
         for j, array in enumerate(arrays):  # the resamples whose slot drew round j take samples from it
@@ -124,23 +122,42 @@ def median_interval(rounds: Sequence[Sequence[float]], confidence: float = 0.95,
     return float(np.quantile(medians, tail)), float(np.quantile(medians, 1 - tail))
 
 
+def _round_medians(rounds: Sequence[Sequence[float]], rng: np.random.Generator,
+                   resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
+    """(rounds x resamples): each round's median under resampling of its own samples."""
+    out = np.empty((len(rounds), resamples))
+    for j, samples in enumerate(rounds):
+        array = np.asarray(samples, dtype=np.float64)
+        if not len(array):
+            raise ValueError("a paired ratio needs samples in every round")
+        draws = rng.integers(0, len(array), size=(resamples, min(BOOTSTRAP_PER_ROUND, len(array))))
+        out[j] = np.median(array[draws], axis=1)
+    return out
+
+
 def ratio_interval(base_rounds: Sequence[Sequence[float]], rounds: Sequence[Sequence[float]],
                    confidence: float = 0.95, seed: int = 0, paired: bool = False) -> tuple[float, float, float]:
-    """Speed-up of a row over a baseline, median over median, with its interval: (ratio, low, high).
+    """Speed-up of a row over a baseline with its interval: (ratio, low, high).
 
-    `paired`: round i of each was timed in the same round-robin cycle, minutes or seconds apart from the
-    other cycles; each resample then draws the same cycles for both, so a slow stretch that hit both rows
-    cancels in the ratio instead of widening it.
+    Unpaired (two runs, or two rows timed apart): median over median, each side bootstrapped on its own.
+    `paired`: round i of each was timed in the same round-robin cycle, seconds apart; the ratio is then the
+    median over cycles of base round median / row round median, and its interval comes from drawing the
+    same cycles for both sides (then samples within each round). A slow stretch that hit both rows of a
+    cycle cancels in that cycle's ratio instead of widening the interval, and a machine that changes
+    speed between cycles cannot put the ratio outside the range its cycles gave.
     """
     rng = np.random.default_rng(seed)
+    tail = (1 - confidence) / 2
     if paired:
-        if len(base_rounds) != len(rounds):
+        if len(base_rounds) != len(rounds) or not rounds:
             raise ValueError(f"paired rounds must match one for one: {len(base_rounds)} and {len(rounds)}")
+        per_cycle = _round_medians(base_rounds, rng) / _round_medians(rounds, rng)  # (cycles, resamples)
         picked = rng.integers(0, len(rounds), size=(BOOTSTRAP_RESAMPLES, len(rounds)))
-        ratios = _bootstrap_medians(base_rounds, rng, picked=picked) / _bootstrap_medians(rounds, rng, picked=picked)
+        ratios = np.median(per_cycle[picked, np.arange(BOOTSTRAP_RESAMPLES)[:, None]], axis=1)
+        ratio = float(np.median([np.median(np.asarray(b, float)) / np.median(np.asarray(r, float))
+                                 for b, r in zip(base_rounds, rounds, strict=True)]))
     else:
         ratios = _bootstrap_medians(base_rounds, rng) / _bootstrap_medians(rounds, rng)
-    ratio = float(np.median(np.concatenate([np.asarray(r, float) for r in base_rounds]))
-                  / np.median(np.concatenate([np.asarray(r, float) for r in rounds])))
-    tail = (1 - confidence) / 2
+        ratio = float(np.median(np.concatenate([np.asarray(r, float) for r in base_rounds]))
+                      / np.median(np.concatenate([np.asarray(r, float) for r in rounds])))
     return ratio, float(np.quantile(ratios, tail)), float(np.quantile(ratios, 1 - tail))

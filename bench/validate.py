@@ -7,8 +7,8 @@ round of the same file, then the next runtime... The tools: OpenVINO's `benchmar
 openvino wheel; given edgebench's exact compile configuration through `-load_config`), LiteRT's
 `litert-benchmark` (in the ai-edge-litert wheel), and, for ONNX Runtime (no tool in its wheel) and for
 LiteRT's Interpreter, a minimal loop written directly on the Python API (`bench/bare_loops`).
-Each comparison is the ratio of edgebench's median to the tool's, per round medians paired by round,
-with a bootstrap interval over rounds: 1.00 means the same number, above 1 edgebench measured slower.
+Each comparison is the median over rounds of edgebench's round median / the tool's (rounds paired: the two
+sides of a round run moments apart), with a bootstrap interval over rounds: 1.00 means the same number, above 1 edgebench measured slower.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ TOOLS = (
 
 
 def paired_ratio(ours: Sequence[float], theirs: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
-    """Median of our round medians over median of theirs, with a bootstrap interval over paired rounds.
+    """Median over rounds of our round median / theirs, with a bootstrap interval over paired rounds.
 
     Rounds are paired (ours then theirs, moments apart), so the resampling draws round indices and keeps
     each pair together: a slow minute moves both sides of its pair. A tool reports one median a round, so
@@ -221,7 +221,7 @@ def _write_report(out: Path, model: str, threads: int, repeats: int, seconds: fl
     (out / "VALIDATE.md").write_text(
         f"# edgebench against each runtime's own tool: {model}, batch 1, {threads} thread(s)\n\n"
         f"{repeats} rounds of {seconds:g} s each, edgebench's round then the tool's, runtime after runtime; "
-        "ratio = median of edgebench's round medians / median of the tool's, 95% interval from a paired "
+        "ratio = median over rounds of edgebench's round median / the tool's, 95% interval from a paired "
         "bootstrap over rounds.\n\n" + "\n".join(f"- {line}" for line in lines) + f"\n\nTools:\n{tools}\n")
 
 
