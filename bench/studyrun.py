@@ -22,12 +22,11 @@ COMPRESS = ("prune-unstructured:0.5", "prune-unstructured:0.75", "prune-unstruct
             "prune-channels:0.5", "cluster:16", "cluster:32@last3", f"distill:{FAMILY[0]}", "qat")
 # Short timing: these models run in well under a millisecond, so 0.3 s gives hundreds of samples per round.
 TIMING = TimingConfig(warmup_iters=5, warmup_s=0.2, min_iters=20, min_s=0.3, max_s=5.0)
-# Two exports at once: export time is not a column of the study's tables, and this halves the largest stage.
-EXPORT_JOBS = 2
+
 
 
 def study_configs(out: Path, threads: int | None = None, seed: int = 0) -> list[BenchConfig]:
-    common = dict(runtimes=RUNTIMES, timing=TIMING, seed=seed, targets=("cpu",), export_jobs=EXPORT_JOBS)
+    common = dict(runtimes=RUNTIMES, timing=TIMING, seed=seed, targets=("cpu",))
     if threads:
         common["threads"] = threads
     return [BenchConfig(model=",".join(FAMILY), out=out / "family", **common),

@@ -79,13 +79,17 @@ def tradeoff_section(run: Run, target: str, rows: list, out: Path) -> Section:
     _add(section, out, f"{slug}-{target}-latency-vs-{quality}", plots.tradeoff(
         rows, quality, f"Latency vs {'accuracy' if scored else 'fidelity'}: {where}"),
         f"Latency vs {'accuracy' if scored else 'fidelity to PyTorch'}",
-        "Red: the Pareto front, the choices nothing else beats on both axes."
+        "Circled and joined: the Pareto front, the choices nothing else beats on both axes."
         + ("" if scored else " No labelled data: fidelity (largest output difference from PyTorch) instead."))
     _add(section, out, f"{slug}-{target}-latency-vs-size", plots.tradeoff(
         rows, "size_mb", f"Latency vs size on disk: {where}"), "Latency vs size")
     _add(section, out, f"{slug}-{target}-compression", plots.compression_curves(
         rows, f"Compression trade-off curves: {where}"), "Compression trade-offs",
         "Accuracy and latency against how hard each method compressed, from the uncompressed model.")
+    if not section.figures:
+        measured = sum(r.status == "ok" for r in rows)
+        section.lines.append(f"{measured} row{'s' if measured != 1 else ''} measured here: nothing to trade off; "
+                             "the rows are in the tables below.")
     return section
 
 

@@ -51,6 +51,7 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
     (["--repeats", "0"], "bad repeats '0'"),
     (["--mode", "fast"], "unknown mode 'fast': choose from latency, throughput"),
     (["--target-ci", "2"], "bad target interval 2.0: expected a fraction between 0 and 1"),
+    (["--export-jobs", "0"], "bad export jobs '0'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, args, message):
     code, out, err = run_main(capsys, *args)

@@ -326,7 +326,8 @@ def test_a_variant_is_timed_beside_its_uncompressed_baselines_and_its_ratios_are
 
     config = BenchConfig(model=TINY_MODEL, runtimes=("pytorch", "onnxruntime"), threads=1, timing=fast_timing,
                          repeats=2, compress=("prune-unstructured:0.5",), finetune_epochs=0, out=tmp_path / "run",
-                         noise_guard=NoiseGuard(retries=0))  # rounds of a few ms: a retry would upset the order
+                         noise_guard=NoiseGuard(retries=0), export_jobs=2)  # no retry of
+                         # rounds of a few ms (it would upset the order); exports two at a time, rows in order
     summary = run(config)
     rows = {(r.compression, r.runtime): r for r in summary.rows}
     assert all(r.status == "ok" for r in rows.values()), [r.error for r in rows.values()]
