@@ -8,7 +8,8 @@ openvino wheel; given edgebench's exact compile configuration through `-load_con
 `litert-benchmark` (in the ai-edge-litert wheel), and, for ONNX Runtime (no tool in its wheel) and for
 LiteRT's Interpreter, a minimal loop written directly on the Python API (`bench/bare_loops`).
 Each comparison is the median over rounds of edgebench's round median / the tool's (rounds paired: the two
-sides of a round run moments apart), with a bootstrap interval over rounds: 1.00 means the same number, above 1 edgebench measured slower.
+sides of a round run moments apart), with a bootstrap interval over rounds: 1.00 means the same number,
+above 1 edgebench measured slower.
 """
 
 from __future__ import annotations

@@ -187,7 +187,7 @@ def compression_curves(rows: Sequence[ResultRow], title: str) -> Figure | None:
     if not families:
         return None
     paired = all(r.compression_speedup is not None for points in families.values() for _, r in points)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10.5, 7))
     scored_by: dict[str, str] = {}
     for (method, runtime), points in sorted(families.items()):
         base = next((r for r in measured if r.compression == "none" and r.precision == "fp32"
@@ -218,8 +218,8 @@ def compression_curves(rows: Sequence[ResultRow], title: str) -> Figure | None:
     top.set_title(title)
     for ax in (top, bottom):
         ax.grid(True, alpha=0.3)
-    top.legend(fontsize=7)
-    bottom.legend(fontsize=6.5, ncol=2)
+    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=6.5, frameon=False)
     fig.tight_layout()
     return fig
 
