@@ -155,6 +155,11 @@ def print_listing(console: Console) -> None:
         table.add_row(name, cls.label, ", ".join(f"{t} ({'/'.join(p)})" for t, p in cls.precisions.items()),
                       reason or "yes")
     console.print(table)
+    from runtimes.onnxrt import onnxruntime_conflict
+
+    conflict = onnxruntime_conflict()
+    if conflict:
+        console.print(f"warning: {conflict}", markup=False, highlight=False)
 
 
 def print_table(console: Console, rows) -> None:

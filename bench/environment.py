@@ -102,5 +102,11 @@ def capture(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "accelerators": accelerators(),
         "cpu_governor": cpu_frequency_governor(),
     }
+    from runtimes.onnxrt import installed_onnxruntimes, onnxruntime_conflict
+
+    environment["onnxruntime_distributions"] = installed_onnxruntimes()
+    conflict = onnxruntime_conflict()
+    if conflict:
+        environment["warnings"] = [conflict]
     environment.update(extra or {})
     return environment

@@ -159,7 +159,7 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     adapter.load(Path(job.artifact))
     load_s = time.perf_counter() - t0
-    mismatch = adapter.precision_mismatch()
+    mismatch = adapter.label_mismatch()
     if mismatch:
         return {"unavailable": mismatch}
 
@@ -196,8 +196,8 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
         _phase(job_dir, "timing")
         rounds = [_time_round(step, job.timing, i == 0, streams) for i in range(job.rounds)]
 
-    on_device = job.options.target != "cpu"
-    transfers = _transfer_times(adapter, x, prepared) if on_device else {"h2d_ms": None, "d2h_ms": None}
+    apart = job.options.target != "cpu" and adapter.copies_apart()  # else no copy figure exists to report
+    transfers = _transfer_times(adapter, x, prepared) if apart else {"h2d_ms": None, "d2h_ms": None}
     scored = {}
     if job.task:
         _phase(job_dir, "scoring accuracy")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.errors import UsageError
-from bench.report import fmt, markdown_grid
+from bench.report import latency_cell, markdown_grid
 from bench.results import ResultRow
 from bench.stats import ratio_interval
 from reports.runs import Run
@@ -122,7 +122,7 @@ def comparison_table(changes: list[Change]) -> str:
     for c in changes:
         noise = "-" if c.low is None else f"{_percent(c.low)} to {_percent(c.high)}"
         mark = {"regression": "REGRESSION", "now failing": "NOW FAILING", "faster": "faster"}.get(c.verdict, c.verdict)
-        body.append([c.label, fmt(c.base.p50_ms if c.base else None, 3), fmt(c.new.p50_ms if c.new else None, 3),
+        body.append([c.label, latency_cell(c.base) if c.base else "-", latency_cell(c.new) if c.new else "-",
                      _percent(c.ratio), noise, _percent(c.p90_ratio), mark])
-    return markdown_grid(["Row", "Base p50 ms", "New p50 ms", "p50 change", "95% interval of the change",
-                          "p90 change", "Verdict"], body)
+    return markdown_grid(["Row", "Base p50 ms (95% CI)", "New p50 ms (95% CI)", "p50 change",
+                          "95% interval of the change", "p90 change", "Verdict"], body)

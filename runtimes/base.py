@@ -101,6 +101,12 @@ class Runtime(ABC):
         """Host array -> whatever run() takes (device buffers on a GPU). Not timed with run()."""
         return x
 
+    def copies_apart(self) -> bool:
+        """Whether prepare() and fetch() do the host-device copies, apart from run(): only then are `h2d_ms` and
+        `d2h_ms` reported. False where run() copies itself (OpenVINO, CoreML, TFLite delegates on an NPU): a
+        near-zero figure there would be a false one."""
+        return False
+
     @abstractmethod
     def run(self, inputs: Any) -> Any:
         """One inference. Must not copy outputs back to the host if the device can keep them."""
@@ -135,8 +141,10 @@ class Runtime(ABC):
         self.sync()
         return self.fetch(outputs)
 
-    def precision_mismatch(self) -> str | None:
-        """After load(): why the runtime is not computing at the requested precision, if it silently chose another.
+    def label_mismatch(self) -> str | None:
+        """After load(): why the runtime is not running what the row's label says, if it silently chose
+        otherwise: another precision (OpenVINO), another execution provider or device (ONNX Runtime falls back
+        to the next provider with only a warning).
 
         Such a row is reported `unavailable` with this reason instead of being timed under a false label.
         """

@@ -21,6 +21,38 @@ from runtimes.base import Runtime
 PROVIDERS = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider"}
 
 
+ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
+
+
+def installed_onnxruntimes() -> list[str]:
+    """Every ONNX Runtime distribution pip has installed, with its version."""
+    from importlib import metadata
+
+    found = []
+    for name in ORT_DISTRIBUTIONS:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def onnxruntime_conflict() -> str | None:
+    """Two ONNX Runtime distributions share one `onnxruntime` package folder, and whichever pip wrote last wins
+    file by file: a mix that may run the CPU build under a GPU label."""
+    found = installed_onnxruntimes()
+    if len(found) < 2:
+        return None
+    return (f"{' and '.join(found)} are both installed and overwrite each other's files: keep one "
+            "(pip uninstall -y onnxruntime onnxruntime-gpu, then install the one you want; see the README)")
+
+
+def cuda_provider_options(precision: str) -> dict[str, Any]:
+    """The CUDA provider's options: fp32 computes in IEEE fp32, not TF32 (its `use_tf32` default is on, which
+    gave 1e-3 relative error on resnet18, beyond fp32's tolerance, under an fp32 label)."""
+    return {"device_id": 0, "use_tf32": 0 if precision == "fp32" else 1}
+
+
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
     label = "ONNX Runtime"
@@ -33,6 +65,16 @@ class OnnxRuntime(Runtime):
     @classmethod
     def provider_for(cls, target: str) -> str:
         return cls.provider or PROVIDERS[target]
+
+    @classmethod
+    def export_unavailable(cls, target: str, precision: str) -> str | None:
+        """A half-precision graph is traced on the GPU (see `_onnx`): without CUDA it cannot be made."""
+        reason = super().export_unavailable(target, precision)
+        if reason or not (target == "gpu" and precision == "fp16"):
+            return reason
+        from runtimes._torch import cuda_unavailable
+
+        return cuda_unavailable(target)
 
     @classmethod
     def run_unavailable(cls, target: str) -> str | None:
@@ -50,7 +92,21 @@ class OnnxRuntime(Runtime):
 
     def provider_list(self, artifact: Path) -> list:
         """Execution providers in priority order, with their options."""
+        if self.device == "CUDAExecutionProvider":
+            return [(self.device, cuda_provider_options(self.options.precision))]
         return [self.device]
+
+    def label_mismatch(self) -> str | None:
+        """ONNX Runtime falls back to the next provider (and last to the CPU) when one fails to load, with only
+        a warning, which `log_severity_level=3` hides: a row labelled CUDA would then time the CPU."""
+        used = self.session.get_providers()
+        if not used or used[0] != self.device:
+            return (f"ONNX Runtime did not use {self.device} (the session fell back to {', '.join(used) or 'none'}; "
+                    "its libraries failed to load, see run.log)")
+        return None
+
+    def details(self) -> str:
+        return "providers " + ", ".join(self.session.get_providers())
 
     def export(self, model: Any, example: Any, folder: Path) -> Path:
         device = torch_device(self.options.target)
@@ -76,6 +132,10 @@ class OnnxRuntime(Runtime):
         opts.intra_op_num_threads = 1 if throughput else self.options.threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        if self.options.target == "gpu" and hasattr(ort, "preload_dlls"):
+            # The CUDA and cuDNN libraries pip installed are not on the loader's path in a process that has not
+            # imported torch (this one): ONNX Runtime's documented way to load them (1.21+).
+            ort.preload_dlls()
         self.session = ort.InferenceSession(str(artifact), sess_options=opts, providers=self.provider_list(artifact))
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
@@ -90,6 +150,9 @@ class OnnxRuntime(Runtime):
             return super().throughput_streams(x)
         feed = self.prepare(x)
         return [lambda: self.session.run(None, feed) for _ in range(self.options.threads)]
+
+    def copies_apart(self) -> bool:
+        return self.on_gpu  # I/O binding: the input is copied in prepare(), outputs in fetch()
 
     def prepare(self, x: np.ndarray) -> Any:
         if self.input_dtype is not None:  # fp16 graph: the cast is part of preparing the input

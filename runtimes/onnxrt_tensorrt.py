@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtimes.onnxrt import OnnxRuntime
+from runtimes.onnxrt import OnnxRuntime, cuda_provider_options
 
 
 class OnnxRuntimeTensorRT(OnnxRuntime):
@@ -27,4 +27,4 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(artifact.parent / "trt_cache"),
         }
-        return [(self.provider, options), ("CUDAExecutionProvider", {"device_id": 0})]
+        return [(self.provider, options), ("CUDAExecutionProvider", cuda_provider_options(self.options.precision))]

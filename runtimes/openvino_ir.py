@@ -103,7 +103,7 @@ class OpenVINO(Runtime):
             return None
         return self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
-    def precision_mismatch(self) -> str | None:
+    def label_mismatch(self) -> str | None:
         return precision_fallback(self.device, HINTS[self.options.precision], self._computed_precision())
 
     def details(self) -> str:

@@ -54,6 +54,7 @@ class PyTorchEager(_torch.TorchModuleRuntime):
         from bench.variants import load_module
 
         _torch.set_threads(self.options.threads)
+        _torch.ieee_fp32()
         if self.options.precision == "int8":
             self.dtype = self.torch_dtype()
             self.module = _torch.load_quantized(artifact)

@@ -32,6 +32,11 @@ class TensorRT(Runtime):
     packages = {"tensorrt": "tensorrt", "torch": "torch", **ONNX_PACKAGES}
 
     @classmethod
+    def export_unavailable(cls, target: str, precision: str) -> str | None:
+        """The engine is built on the GPU it will run on: no GPU, no engine (an `unavailable` row, not an error)."""
+        return super().export_unavailable(target, precision) or _torch.cuda_unavailable(target)
+
+    @classmethod
     def run_unavailable(cls, target: str) -> str | None:
         return _torch.cuda_unavailable(target)
 
@@ -73,6 +78,8 @@ class TensorRT(Runtime):
             raise RuntimeError(f"TensorRT could not parse the ONNX file: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+        if self.options.precision == "fp32":  # TF32 is on by default: an fp32 engine must compute in fp32
+            config.clear_flag(trt.BuilderFlag.TF32)
         engine = builder.build_serialized_network(network, config)
         if engine is None:
             raise RuntimeError("TensorRT engine build failed (see run.log)")
@@ -105,14 +112,24 @@ class TensorRT(Runtime):
             shape = tuple(self.engine.get_tensor_shape(name))
             dtype = torch.from_numpy(np.empty(0, dtype=trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
             buffer = torch.empty(shape, dtype=dtype, device="cuda")
-            self.context.set_tensor_address(name, buffer.data_ptr())
+            if not self.context.set_tensor_address(name, buffer.data_ptr()):
+                raise RuntimeError(f"TensorRT refused the address of tensor {name!r} ({shape}, {dtype})")
             is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             (self.inputs if is_input else self.outputs).append(buffer)
+
+    def close(self) -> None:
+        """Context before engine, then the device buffers: what TensorRT holds on the GPU goes with the row."""
+        for name in ("context", "engine", "inputs", "outputs", "stream"):
+            if hasattr(self, name):
+                delattr(self, name)
 
     def details(self) -> str:
         import tensorrt as trt
 
         return f"TensorRT {trt.__version__}, {self.options.precision} engine, workspace {WORKSPACE_BYTES >> 30} GiB"
+
+    def copies_apart(self) -> bool:
+        return True
 
     def prepare(self, x: np.ndarray) -> Any:
         import torch

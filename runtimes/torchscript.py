@@ -35,6 +35,7 @@ class TorchScript(_torch.TorchModuleRuntime):
         import torch
 
         _torch.set_threads(self.options.threads)
+        _torch.ieee_fp32()
         self.dtype = self.torch_dtype()
         loaded = torch.jit.load(str(artifact), map_location=self.device)
         # Fuses conv+bn/relu and picks device-specific kernels: a load-time step, like an engine build.

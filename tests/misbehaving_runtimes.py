@@ -159,7 +159,7 @@ class MislabelledRuntime(PyTorchEager):
     label = "Mislabelled"
     order = 910
 
-    def precision_mismatch(self):
+    def label_mismatch(self):
         return "computes in f32 when asked for fp32 (test)"
 
 

@@ -82,9 +82,9 @@ def test_openvino_reports_a_precision_it_did_not_honour(reference, tmp_path):
     adapter.load(adapter.export(model.module, x, tmp_path))
     chosen = adapter.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
     if chosen == "bf16":
-        assert adapter.precision_mismatch() is None
+        assert adapter.label_mismatch() is None
     else:
-        assert adapter.precision_mismatch() == f"OpenVINO on CPU computes in {chosen} when asked for bf16 " \
+        assert adapter.label_mismatch() == f"OpenVINO on CPU computes in {chosen} when asked for bf16 " \
                                                "(no native support on this device)"
 
 
@@ -103,4 +103,4 @@ def test_openvino_honours_fp32_on_every_cpu(reference, tmp_path):
     model, x, _ = reference
     adapter = get_runtime("openvino")(RuntimeOptions(precision="fp32", threads=1, model=TINY_MODEL))
     adapter.load(adapter.export(model.module, x, tmp_path))
-    assert adapter.precision_mismatch() is None
+    assert adapter.label_mismatch() is None

@@ -161,3 +161,78 @@ def test_tensorrt_runs_int8_on_the_gpu_but_says_why_it_has_no_quantization_aware
     tensorrt = get_runtime("tensorrt")
     assert "int8" in tensorrt.precisions["gpu"]
     assert "symmetric" in tensorrt.qat_unavailable() and get_runtime("onnxruntime").qat_unavailable() is None
+
+
+def test_an_onnx_runtime_session_that_fell_back_to_another_provider_is_not_timed_under_the_label(tiny, tmp_path):
+    """ONNX Runtime falls back to the CPU with only a warning when the requested provider cannot load. Here
+    CUDA is absent and the CPU provider stands in for any fallback: the row must become `unavailable`."""
+    from runtimes.onnxrt import OnnxRuntime
+
+    class CudaRequested(OnnxRuntime):  # skips run_unavailable, as a provider that is listed but fails would
+        provider = "CUDAExecutionProvider"
+
+    model, x, _ = tiny
+    adapter = CudaRequested(RuntimeOptions(target="gpu", precision="fp32"))
+    artifact = OnnxRuntime(RuntimeOptions()).export(model.module, x, tmp_path)
+    adapter.load(artifact)
+    assert adapter.label_mismatch().startswith("ONNX Runtime did not use CUDAExecutionProvider (the session fell "
+                                               "back to CPUExecutionProvider")
+    honest = OnnxRuntime(RuntimeOptions())
+    honest.load(artifact)
+    assert honest.label_mismatch() is None and honest.details() == "providers CPUExecutionProvider"
+
+
+def test_fp32_on_a_gpu_is_ieee_fp32_in_the_options_each_runtime_receives(tiny, tmp_path):
+    """TF32 is the default of cuDNN under torch, of ONNX Runtime's CUDA provider and of TensorRT's builder:
+    each adapter turns it off for fp32 (and leaves it to fp16 rows, which do not use it)."""
+    from runtimes.onnxrt import cuda_provider_options
+
+    assert cuda_provider_options("fp32")["use_tf32"] == 0 and cuda_provider_options("fp16")["use_tf32"] == 1
+    trt_ep = get_runtime("onnxruntime-trt")(RuntimeOptions(target="gpu", precision="fp32"))
+    assert ("CUDAExecutionProvider", {"device_id": 0, "use_tf32": 0}) in trt_ep.provider_list(tmp_path / "m.onnx")
+    cuda = get_runtime("onnxruntime")(RuntimeOptions(target="gpu", precision="fp32"))
+    assert cuda.provider_list(tmp_path / "m.onnx") == [("CUDAExecutionProvider", {"device_id": 0, "use_tf32": 0})]
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    model, x, _ = tiny
+    for name in ("pytorch", "torchscript"):
+        adapter = get_runtime(name)(RuntimeOptions(model=TINY_MODEL))
+        adapter.load(adapter.export(model.module, x, tmp_path))
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32, name
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer where no CUDA device is visible")
+@pytest.mark.parametrize("name, precision", [("pytorch", "fp32"), ("torchscript", "fp16"), ("onnxruntime", "fp16")])
+def test_a_gpu_artifact_that_needs_cuda_to_be_made_is_unavailable_without_it(name, precision):
+    """A Mac asked for TARGET=gpu (for CoreML) or a CPU box: exports that trace on CUDA say so instead of
+    erroring; an fp32 ONNX file needs no GPU to be made, and its run is refused later with the reason."""
+    assert get_runtime(name).export_unavailable("gpu", precision).startswith("no CUDA device visible to torch")
+    assert get_runtime("onnxruntime").export_unavailable("gpu", "fp32") is None
+
+
+@pytest.mark.parametrize("name, target, apart", [
+    ("openvino", "npu", False), ("tflite", "npu", False), ("coreml", "npu", False), ("coreml", "gpu", False),
+    ("pytorch", "gpu", True), ("torchscript", "gpu", True), ("tensorrt", "gpu", True), ("pytorch", "cpu", False)])
+def test_copy_times_are_reported_only_where_prepare_and_fetch_do_the_copies(name, target, apart):
+    """On an NPU, OpenVINO, CoreML and TFLite delegates copy inside run(): no h2d/d2h figure rather than a
+    near-zero one. The worker asks `copies_apart()` before timing copies."""
+    assert get_runtime(name)(RuntimeOptions(target=target)).copies_apart() is apart
+
+
+def test_two_onnx_runtime_distributions_in_one_environment_are_named_with_a_warning(monkeypatch):
+    """`onnxruntime` and `onnxruntime-gpu` share one package folder: `make list` and every run's environment
+    warn when both are installed (faked here: this venv has the CPU one only)."""
+    from importlib import metadata
+
+    from runtimes.onnxrt import installed_onnxruntimes, onnxruntime_conflict
+
+    assert installed_onnxruntimes() == [f"onnxruntime {metadata.version('onnxruntime')}"]
+    assert onnxruntime_conflict() is None
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "1.32.0" if name == "onnxruntime-gpu" else real(name))
+    warning = onnxruntime_conflict()
+    assert warning.startswith("onnxruntime ") and "and onnxruntime-gpu 1.32.0 are both installed" in warning
+    from bench.environment import capture
+
+    assert capture()["warnings"] == [warning]

@@ -238,3 +238,35 @@ def test_the_html_page_renders_in_a_real_browser_with_its_table_and_first_plot(t
     table_heads = rows_with((243, 245, 248))  # table header background
     assert len(plot_points) > 5, "the first plot is not visible in the screenshot"
     assert len(table_heads) > 5, "no table is visible in the screenshot"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (`.ci/run` installs it): "
+                                             "none on this machine")
+def test_a_click_on_a_column_header_sorts_the_table_in_the_browser(tmp_path, two_runs):
+    """The page's own script, run by Chromium: a click on `Size (MB)` sorts numerically, rows without a size
+    last; a second click reverses."""
+    _build(two_runs, tmp_path / "report")
+    page = (tmp_path / "report" / "report.html").read_text()
+    probe = """<script>
+    var table = document.querySelector("table.sortable");
+    var heads = Array.prototype.map.call(table.querySelectorAll("th"), function (h) { return h.textContent; });
+    var col = heads.indexOf("Size (MB)"), th = table.querySelectorAll("th")[col];
+    function column() { return Array.prototype.map.call(table.tBodies[0].rows, function (r) {
+        return r.cells[col].textContent; }); }
+    th.click(); var first = column(); th.click();
+    document.body.setAttribute("data-probe", JSON.stringify([first, column()]));
+    </script>"""
+    (tmp_path / "probe.html").write_text(page.replace("</body>", probe + "</body>"))
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (tmp_path / "probe.html").as_uri()],
+                         check=True, capture_output=True, text=True, timeout=120).stdout
+    import html as html_module
+
+    found = re.search(r'data-probe="([^"]*)"', dom)
+    assert found, "the page's script did not run"
+    ascending, descending = json.loads(html_module.unescape(found.group(1)))
+    numbers = [float(x) for x in ascending if x != "-"]
+    assert numbers == sorted(numbers) and len(numbers) >= 4
+    assert ascending[len(numbers):] == ["-"] * (len(ascending) - len(numbers))  # no size: after the numbers
+    assert descending == ascending[::-1]
