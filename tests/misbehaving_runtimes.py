@@ -207,3 +207,15 @@ class ExitsBadlyRuntime(PyTorchEager):
     def run_unavailable(cls, target):
         atexit.register(os._exit, 3)
         return "cannot run (test)"
+
+
+class CopyingRuntime(PyTorchEager):
+    """The real PyTorch adapter saying that its prepare() and fetch() do the host-device copies, as a GPU
+    adapter's do: on this CPU it stands in for one, so the worker times its copies apart from compute."""
+
+    name = "copying"
+    label = "Copying"
+    order = 913
+
+    def copies_apart(self) -> bool:
+        return True

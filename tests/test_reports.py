@@ -212,6 +212,8 @@ def test_the_stored_reference_runs_rebuild_into_a_report(tmp_path):
     assert runs, "the repository keeps reference runs under results/reference"
     files = _build(runs, tmp_path / "report")
     assert "report.html" in files and any(name.endswith("latency-vs-size.png") for name in files)
+    # The copy kept in git is what this code builds from those rows (`make report` on a fresh clone).
+    assert files["REPORT.md"] == (reference / "report" / "REPORT.md").read_bytes()
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
