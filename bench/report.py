@@ -175,8 +175,8 @@ def used_flags(body: list[list[str]]) -> list[str]:
 
 
 DETAIL_HEADERS = ["Format", "Precision", "Batch", "Target", "Export s", "Load s", "First ms", "p99 ms", "std ms",
-                  "Iterations", "Rounds (repeated)", "GFLOP/s", "% of peak", "Peak RSS (MB)", "Cosine",
-                  "Other CPU load"]
+                  "Iterations", "Rounds (repeated)", "GFLOP/s", "% of peak", "Energy (mJ/inference)", "Peak RSS (MB)",
+                  "Cosine", "Other CPU load"]
 
 
 def _identity_columns(rows: Sequence[ResultRow]) -> tuple[bool, bool]:
@@ -196,7 +196,8 @@ def detail_cells(rows: Sequence[ResultRow]) -> list[list[str]]:
     return [([r.model] if many_models else []) + [r.format] + ([r.compression] if compressed else []) +
             [r.precision, str(r.batch), r.target, fmt(r.export_s), fmt(r.load_s), fmt(r.first_ms),
              fmt(r.p99_ms), fmt(r.std_ms), str(r.iterations), _rounds_cell(r), fmt(r.gflops_per_s, 1),
-             f"{r.peak_fraction:.1%}" if r.peak_fraction is not None else "-", fmt(r.peak_rss_mb, 0), fmt(r.cosine, 6),
+             f"{r.peak_fraction:.1%}" if r.peak_fraction is not None else "-", fmt(r.energy_mj, 3),
+             fmt(r.peak_rss_mb, 0), fmt(r.cosine, 6),
              f"{r.foreign_load:.1%}" if r.foreign_load is not None else "-"] for r in rows if r.status == "ok"]
 
 
@@ -230,4 +231,14 @@ def markdown_report(rows: Sequence[ResultRow]) -> str:
     details = detail_cells(rows)
     if details:
         text += "\n## Details\n\n" + markdown_grid(detail_headers(rows), details)
+        text += energy_note(rows)
     return text
+
+
+def energy_note(rows: Sequence[ResultRow]) -> str:
+    """Where the energy column came from, or why it is empty: never a guess in its place."""
+    sources = sorted({r.energy_source for r in rows if r.status == "ok" and r.energy_source})
+    if not sources:
+        return ""
+    measured = any(r.energy_mj is not None for r in rows)
+    return "\n" + ("Energy from " if measured else "Energy not measured: ") + "; ".join(sources) + ".\n"

@@ -90,6 +90,8 @@ class ResultRow:
     flops: int | None = None  # floating-point operations per inference at this batch (PyTorch's FLOP counter)
     gflops_per_s: float | None = None  # flops / p50
     peak_fraction: float | None = None  # gflops_per_s over the machine's measured dense-kernel peak (bench.peak)
+    energy_mj: float | None = None  # millijoules per inference from a hardware counter (RAPL, NVML); else empty
+    energy_source: str = ""  # the counter, or why there is none here
 
     def add_latency(self, stats: LatencyStats) -> None:
         self.p50_ms, self.p90_ms, self.p99_ms = stats.p50, stats.p90, stats.p99
@@ -110,6 +112,7 @@ class ResultRow:
         self.warmup_iters = rounds.kept[0].warmup_iters
         self.capped = any(r.capped for r in rounds.kept)
         self.foreign_load, self.steal, self.noisy = rounds.foreign_load, rounds.steal, rounds.noisy
+        self.energy_mj = rounds.energy_mj
         items_per_s = rounds.items_per_s(self.batch)
         if items_per_s is not None:  # throughput mode: completions over the window, not 1 / latency
             self.throughput = items_per_s

@@ -35,6 +35,7 @@ class RoundResult:
     steal: float | None = None
     completed: int | None = None  # throughput mode: requests completed within the window
     window_s: float | None = None  # throughput mode: the window's length
+    energy_j: float | None = None  # the energy counter's joules over the round (warm-up included), where one exists
 
     @property
     def noisy(self) -> bool:
@@ -88,6 +89,14 @@ class RowRounds:
         if not windows or any(r.completed is None for r in self.kept):
             return None
         return batch * sum(r.completed for r in self.kept) / windows
+
+    @property
+    def energy_mj(self) -> float | None:
+        """Millijoules per inference over the kept rounds (their warm-up inferences counted too), or None."""
+        if not self.kept or any(r.energy_j is None for r in self.kept):
+            return None
+        inferences = sum(r.warmup_iters + len(r.samples_ms) for r in self.kept)
+        return 1e3 * sum(r.energy_j for r in self.kept) / inferences if inferences else None
 
     @property
     def foreign_load(self) -> float | None:

@@ -582,6 +582,7 @@ class Runner:
         row.peak_rss_mb = measured.peak_rss_mb
         for name in ("load_s", "first_ms", "max_abs_diff", "cosine", "fidelity_ok"):
             setattr(row, name, ready[name])
+        row.energy_source = ready.get("energy_source", "")
         for name in ("device", "h2d_ms", "d2h_ms", "accuracy", "accuracy_ci_low", "accuracy_ci_high"):
             setattr(row, name, result.get(name))
         row.details = "; ".join(part for part in (result["details"], row.details) if part)

@@ -117,26 +117,29 @@ def _accuracy(adapter: Any, task_path: str, batch: int) -> dict[str, Any]:
     return {"accuracy": correct / len(y), "accuracy_ci_low": low, "accuracy_ci_high": high}
 
 
-def _time_round(step: Any, timing: Any, first: bool, streams: list[Any] | None = None) -> dict[str, Any]:
+def _time_round(step: Any, timing: Any, first: bool, streams: list[Any] | None = None,
+                energy: Any = None) -> dict[str, Any]:
     """One round: warm-up (short after the first: the runtime is loaded, only caches went cold), then timing,
-    with the CPU time other processes used meanwhile."""
+    with the CPU time other processes used meanwhile and, where a counter exists (`energy`, a function
+    returning joules), the energy of the round's inferences, warm-up included."""
     from dataclasses import replace
 
     from bench.cpuload import ForeignLoadTracker
+    from bench.energy import EnergyMeter
     from bench.rounds import RE_WARMUP_ITERS, RoundResult
     from bench.timing import time_concurrent, time_step
 
     config = timing if first else replace(timing, warmup_iters=min(timing.warmup_iters, RE_WARMUP_ITERS),
                                           warmup_s=0.0)
-    with ForeignLoadTracker() as tracker:
+    with ForeignLoadTracker() as tracker, EnergyMeter(energy if streams is None else None) as meter:
         if streams is None:
             timed, extra = time_step(step, config), {}
-        else:  # throughput mode: every stream kept busy for the window
+        else:  # throughput mode: every stream kept busy for the window (no per-inference energy)
             timed = time_concurrent(streams, config)
             extra = {"completed": timed.completed, "window_s": timed.window_s}
     return asdict(RoundResult(samples_ms=list(timed.samples_ms), warmup_iters=timed.warmup_iters,
                               capped=timed.capped, foreign_load=tracker.load.foreign, steal=tracker.load.steal,
-                              **extra))
+                              energy_j=meter.joules, **extra))
 
 
 def _commands() -> Any:
@@ -181,6 +184,11 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
         adapter.sync()
 
     streams = adapter.throughput_streams(x) if job.options.mode == "throughput" else None
+    from bench.energy import energy_source
+
+    energy, ready["energy_source"] = energy_source(job.options.target)
+    if streams is not None:
+        energy, ready["energy_source"] = None, "not measured in throughput mode"
     rounds = []  # served rounds go to the parent in their own files, not here
     if job.serve:
         _write_json(job_dir / READY_FILE, ready)
@@ -189,12 +197,13 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
         for words in _commands():
             if words[0] == "round":
                 _phase(job_dir, "timing")
-                _write_json(job_dir / f"round_{int(words[1])}.json", _time_round(step, job.timing, first, streams))
+                _write_json(job_dir / f"round_{int(words[1])}.json",
+                            _time_round(step, job.timing, first, streams, energy))
                 first = False
                 _phase(job_dir, "waiting")
     else:
         _phase(job_dir, "timing")
-        rounds = [_time_round(step, job.timing, i == 0, streams) for i in range(job.rounds)]
+        rounds = [_time_round(step, job.timing, i == 0, streams, energy) for i in range(job.rounds)]
 
     apart = job.options.target != "cpu" and adapter.copies_apart()  # else no copy figure exists to report
     transfers = _transfer_times(adapter, x, prepared) if apart else {"h2d_ms": None, "d2h_ms": None}

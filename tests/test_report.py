@@ -44,7 +44,7 @@ def test_details_section_lists_measured_rows_only():
     measured.iterations, measured.peak_rss_mb = 91, 206.0
     text = markdown_report([measured, row("tensorrt", "cpu", "unavailable", error="no", size=None)])
     details = text.split("## Details", 1)[1]
-    assert "| Onnx | fp32 | 1 | cpu | 4.20 | 0.20 | 30.00 |" in details and "| 91 | - | - | - | 206 |" in details
+    assert "| Onnx | fp32 | 1 | cpu | 4.20 | 0.20 | 30.00 |" in details and "| 91 | - | - | - | - | 206 |" in details
     assert "1.5%" in details and "Tensorrt" not in details
 
 
@@ -116,7 +116,7 @@ def test_details_columns():
     measured.p99_ms, measured.std_ms, measured.cosine, measured.iterations = 15.5, 1.25, 0.9999995, 40
     text = markdown_report([measured])
     assert "| " + " | ".join(DETAIL_HEADERS) + " |" in text
-    assert "| Onnx | fp32 | 1 | cpu | - | - | - | 15.50 | 1.25 | 40 | - | - | - | - | 1.000000 | - |" in text
+    assert "| Onnx | fp32 | 1 | cpu | - | - | - | 15.50 | 1.25 | 40 | - | - | - | - | - | 1.000000 | - |" in text
 
 
 def test_table_md_body_exactly():
@@ -130,6 +130,7 @@ def test_table_md_body_exactly():
     measured.p50_ci_low_ms, measured.p50_ci_high_ms, measured.repeats, measured.rounds_repeated = 12.1, 12.6, 3, 2
     measured.speedup, measured.speedup_ci_low, measured.speedup_ci_high = 3.391, 3.2, 3.55
     measured.gflops_per_s, measured.peak_fraction = 146.2, 0.2466
+    measured.energy_source = "no readable RAPL energy counters under /sys/class/powercap (common in VMs)"
     down = row("tensorrt", "cpu", "unavailable", error="TensorRT does not run on cpu | (it runs on gpu)", size=None)
     odd = row("mine", "cpu", p50=1.0, diff=0.0)
     odd.format, odd.capped, odd.iterations = "My|Runtime", True, 3  # a user's label with a pipe in it
@@ -153,11 +154,14 @@ def test_table_md_body_exactly():
         "## Details\n"
         "\n"
         "| Format | Precision | Batch | Target | Export s | Load s | First ms | p99 ms | std ms | Iterations "
-        "| Rounds (repeated) | GFLOP/s | % of peak | Peak RSS (MB) | Cosine | Other CPU load |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-        "| Onnx | fp32 | 1 | cpu | 3.90 | 0.16 | 22.61 | 20.50 | 1.50 | 87 | 3 (2) | 146.2 | 24.7% | 206 | 0.999999 "
-        "| 25.0% |\n"
-        "| My/Runtime | fp32 | 1 | cpu | - | - | - | - | - | 3 | 1 | - | - | - | - | - |\n"
+        "| Rounds (repeated) | GFLOP/s | % of peak | Energy (mJ/inference) | Peak RSS (MB) | Cosine "
+        "| Other CPU load |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| Onnx | fp32 | 1 | cpu | 3.90 | 0.16 | 22.61 | 20.50 | 1.50 | 87 | 3 (2) | 146.2 | 24.7% | - | 206 "
+        "| 0.999999 | 25.0% |\n"
+        "| My/Runtime | fp32 | 1 | cpu | - | - | - | - | - | 3 | 1 | - | - | - | - | - | - |\n"
+        "\n"
+        "Energy not measured: no readable RAPL energy counters under /sys/class/powercap (common in VMs).\n"
     )
 
 

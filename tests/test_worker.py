@@ -263,3 +263,23 @@ def test_an_exception_message_becomes_one_short_line(job, name, error):
     spec.adapter = adapter_ref(getattr(misbehaving_runtimes, name))
     code, result = export_then_measure(spec, job_dir)
     assert code == 1 and result == {"error": error}
+
+
+def test_the_energy_counter_is_read_in_the_measuring_process_and_named_in_the_result(tmp_path, monkeypatch):
+    """A fake RAPL tree (static, so 0 J) through the real child: the counter is found there and each round
+    carries its joules; without one, the result says why."""
+    from test_energy import fake_powercap
+
+    from bench.energy import POWERCAP_DIR_ENV
+
+    monkeypatch.setenv(POWERCAP_DIR_ENV, str(fake_powercap(tmp_path / "powercap", {0: 1000})))
+    spec, job_dir = make_job(tmp_path / "rapl")
+    code, result = export_then_measure(spec, job_dir)
+    assert code == 0, result
+    assert result["energy_source"] == "RAPL package energy (1 package)"
+    assert all(r["energy_j"] == 0.0 for r in result["rounds"])
+    monkeypatch.setenv(POWERCAP_DIR_ENV, str(tmp_path / "absent"))
+    spec, job_dir = make_job(tmp_path / "none")
+    code, result = export_then_measure(spec, job_dir)
+    assert result["energy_source"].startswith("no readable RAPL") and result["rounds"][0]["energy_j"] is None
+
