@@ -19,7 +19,7 @@ from bench.results import COLUMNS, ResultRow
 NUMERIC = [c for c in COLUMNS if c in {
     "size_mb", "load_s", "first_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "max_ms", "throughput", "peak_rss_mb",
     "max_abs_diff", "cosine", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "params", "sparsity", "zip_mb",
-    "agreement", "speedup", "compression_speedup", "export_s", "export_peak_rss_mb", "flops"}]
+    "agreement", "speedup", "compression_speedup", "export_s", "export_peak_rss_mb", "flops", "energy_mj"}]
 HIGHER_IS_BETTER = {"throughput", "cosine", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement", "speedup",
                     "compression_speedup", "sparsity"}
 _CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*(?:@\s*([a-z]+))?\s*$")
