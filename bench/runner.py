@@ -250,8 +250,7 @@ class Runner:
         # The uncompressed fp32 row of each (model, runtime, target, batch): its measuring job, and the process
         # kept loaded to time it beside every later variant of the model (None when it could not start).
         self.baseline_jobs: dict[tuple[str, str, str, int], tuple[MeasureJob, str]] = {}
-        self.anchors: dict[tuple[str, str, str, int], ChildSession | None] = {}
-        self.anchor_labels: dict[tuple[str, str, str, int], str] = {}
+        self.anchors: dict[tuple[str, str, str, int], tuple[ChildSession, str] | None] = {}
 
     def run(self) -> RunSummary:
         from bench.environment import capture
@@ -379,38 +378,7 @@ class Runner:
                 sessions[index] = (session, ready)
                 if uncompressed and job.precision == "fp32":
                     self.baseline_jobs[(row.model, job.runtime.name, job.target, job.batch)] = (spec, str(job_dir))
-            # Each row's baselines, timed in the same cycles: this runtime's uncompressed fp32 and PyTorch's.
-            # In the uncompressed variant they are rows of it; later, processes kept loaded for the model.
-            timed: dict[Hashable, tuple[ChildSession, str]] = {}
-            baseline_of: dict[int, tuple[Hashable | None, Hashable | None]] = {}
-            anchors: dict[Hashable, list[int]] = {}
-            for index in sessions:
-                job = jobs[index]
-                keys = []
-                for runtime in ("pytorch", job.runtime.name):
-                    found = (base["model"], runtime, job.target, job.batch)
-                    key = None
-                    if uncompressed:
-                        key = next((i for i in sessions if jobs[i].runtime.name == runtime
-                                    and jobs[i].precision == "fp32" and jobs[i].target == job.target
-                                    and jobs[i].batch == job.batch), None)
-                    else:
-                        anchor = self.anchor(found, run_dir)
-                        if anchor is not None:
-                            key = f"{anchor[1]} (uncompressed baseline)"
-                            timed[key] = (anchor[0], key)
-                            anchors.setdefault(key, []).append(index)
-                    keys.append(key)
-                baseline_of[index] = (keys[0], keys[1])
-            for index, (session, _) in sessions.items():
-                timed[index] = (session, jobs[index].label)
-            bases = {key for pair in baseline_of.values() for key in pair if key is not None}
-            # Each baseline just before the first row compared with it: partners are timed seconds apart, and a
-            # row's partner round is in before the row finishes.
-            order: list[Hashable] = []
-            for index in sorted(sessions, key=lambda i: (i not in bases, i)):
-                order += [key for key in dict.fromkeys(baseline_of[index]) if key in anchors and key not in order]
-                order.append(index)
+            timed, baseline_of, anchors, order = self.pairing(jobs, sessions, base["model"], uncompressed, run_dir)
             counter = itertools.count()  # each try of a round answers in its own file
             state: dict[Hashable, RowRounds] = {}
 
@@ -453,6 +421,42 @@ class Runner:
             for session, _ in sessions.values():
                 session.kill()
 
+    def pairing(self, jobs: list[Job], sessions: dict[int, tuple[ChildSession, dict[str, Any]]], model: str,
+                uncompressed: bool, run_dir: Path) -> tuple[dict[Hashable, tuple[ChildSession, str]],
+                                                           dict[int, tuple[Hashable | None, Hashable | None]],
+                                                           dict[Hashable, list[int]], list[Hashable]]:
+        """Who is timed with whom in a variant's round-robin: (each key's process and label; each row's
+        baselines, PyTorch's and its own runtime's uncompressed fp32; the anchors and the rows they serve;
+        the order of a cycle). In the uncompressed variant the baselines are rows of it; later, the processes
+        kept loaded for the model (`anchor`)."""
+        timed: dict[Hashable, tuple[ChildSession, str]] = {i: (s, jobs[i].label) for i, (s, _) in sessions.items()}
+        baseline_of: dict[int, tuple[Hashable | None, Hashable | None]] = {}
+        anchors: dict[Hashable, list[int]] = {}
+        for index in sessions:
+            job = jobs[index]
+            keys: list[Hashable | None] = []
+            for runtime in ("pytorch", job.runtime.name):
+                key = None
+                if uncompressed:
+                    key = next((i for i in sessions if jobs[i].runtime.name == runtime and jobs[i].precision == "fp32"
+                                and jobs[i].target == job.target and jobs[i].batch == job.batch), None)
+                else:
+                    anchor = self.anchor((model, runtime, job.target, job.batch), run_dir)
+                    if anchor is not None:
+                        key = f"{anchor[1]} (uncompressed baseline)"
+                        timed[key] = (anchor[0], key)
+                        anchors.setdefault(key, []).append(index)
+                keys.append(key)
+            baseline_of[index] = (keys[0], keys[1])
+        bases = {key for pair in baseline_of.values() for key in pair if key is not None}
+        # Each baseline just before the first row compared with it: partners are timed seconds apart, and a
+        # row's partner round is in before the row finishes.
+        order: list[Hashable] = []
+        for index in sorted(sessions, key=lambda i: (i not in bases, i)):
+            order += [key for key in dict.fromkeys(baseline_of[index]) if key in anchors and key not in order]
+            order.append(index)
+        return timed, baseline_of, anchors, order
+
     def anchor(self, found: tuple[str, str, str, int], run_dir: Path) -> tuple[ChildSession, str] | None:
         """The loaded process that times an uncompressed fp32 row beside later variants of its model, and its
         label; started on first use. None where that row was not measured or its process did not start again."""
@@ -471,22 +475,20 @@ class Runner:
                 session.kill()
                 self.anchors[found] = None
             else:
-                self.anchors[found] = session
-                self.anchor_labels[found] = label
-        session = self.anchors[found]
-        return None if session is None else (session, self.anchor_labels[found])
+                self.anchors[found] = (session, label)
+        return self.anchors[found]
 
     def drop_anchor(self, session: ChildSession) -> None:
         for found, kept in self.anchors.items():
-            if kept is session:
+            if kept is not None and kept[0] is session:
                 session.kill()
                 self.anchors[found] = None
 
     def close_anchors(self) -> None:
         """End the model's baseline processes: the next model has its own."""
-        for session in self.anchors.values():
-            if session is not None:
-                session.kill()
+        for kept in self.anchors.values():
+            if kept is not None:
+                kept[0].kill()
         self.anchors.clear()
 
     def _write(self, writer: RunWriter, row: ResultRow, rounds: RowRounds | None) -> None:
@@ -580,9 +582,8 @@ class Runner:
             row.status, row.error = "unavailable", result["unavailable"]
             return False
         row.peak_rss_mb = measured.peak_rss_mb
-        for name in ("load_s", "first_ms", "max_abs_diff", "cosine", "fidelity_ok"):
+        for name in ("load_s", "first_ms", "max_abs_diff", "cosine", "fidelity_ok", "energy_source"):
             setattr(row, name, ready[name])
-        row.energy_source = ready.get("energy_source", "")
         for name in ("device", "h2d_ms", "d2h_ms", "accuracy", "accuracy_ci_low", "accuracy_ci_high"):
             setattr(row, name, result.get(name))
         row.details = "; ".join(part for part in (result["details"], row.details) if part)

@@ -121,7 +121,7 @@ def _time_round(step: Any, timing: Any, first: bool, streams: list[Any] | None =
                 energy: Any = None) -> dict[str, Any]:
     """One round: warm-up (short after the first: the runtime is loaded, only caches went cold), then timing,
     with the CPU time other processes used meanwhile and, where a counter exists (`energy`, a function
-    returning joules), the energy of the round's inferences, warm-up included."""
+    returning joules; None in throughput mode), the energy of the round's inferences, warm-up included."""
     from dataclasses import replace
 
     from bench.cpuload import ForeignLoadTracker
@@ -131,7 +131,7 @@ def _time_round(step: Any, timing: Any, first: bool, streams: list[Any] | None =
 
     config = timing if first else replace(timing, warmup_iters=min(timing.warmup_iters, RE_WARMUP_ITERS),
                                           warmup_s=0.0)
-    with ForeignLoadTracker() as tracker, EnergyMeter(energy if streams is None else None) as meter:
+    with ForeignLoadTracker() as tracker, EnergyMeter(energy) as meter:
         if streams is None:
             timed, extra = time_step(step, config), {}
         else:  # throughput mode: every stream kept busy for the window (no per-inference energy)
@@ -186,9 +186,8 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     streams = adapter.throughput_streams(x) if job.options.mode == "throughput" else None
     from bench.energy import energy_source
 
-    energy, ready["energy_source"] = energy_source(job.options.target)
-    if streams is not None:
-        energy, ready["energy_source"] = None, "not measured in throughput mode"
+    energy, ready["energy_source"] = energy_source(job.options.target) if streams is None else \
+        (None, "not measured in throughput mode")
     rounds = []  # served rounds go to the parent in their own files, not here
     if job.serve:
         _write_json(job_dir / READY_FILE, ready)

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from bench.errors import UsageError
 from bench.report import fmt, markdown_grid
-from bench.results import COLUMNS, ResultRow
+from bench.results import ResultRow
 
-NUMERIC = [c for c in COLUMNS if c in {
-    "size_mb", "load_s", "first_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "max_ms", "throughput", "peak_rss_mb",
-    "max_abs_diff", "cosine", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "params", "sparsity", "zip_mb",
-    "agreement", "speedup", "compression_speedup", "export_s", "export_peak_rss_mb", "flops", "energy_mj"}]
+NUMERIC = [f.name for f in fields(ResultRow) if f.type in ("float | None", "int | None")]  # every measured figure
 HIGHER_IS_BETTER = {"throughput", "cosine", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement", "speedup",
-                    "compression_speedup", "sparsity"}
+                    "compression_speedup", "sparsity", "gflops_per_s", "peak_fraction"}
 _CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*(?:@\s*([a-z]+))?\s*$")
 
 
