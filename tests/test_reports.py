@@ -36,14 +36,15 @@ def result(runtime: str, p50: float, target: str = "cpu", compression: str = "no
 
 
 def write_run(folder: Path, rows: list[ResultRow], machine: str = "Test CPU", accelerators=(), seed: int = 0,
-              spread: float = 0.01, packages: dict | None = None) -> Path:
-    """A run folder; each measured row gets 3 rounds of 200 samples around its p50 (relative sd `spread`)."""
+              spread: float = 0.01, packages: dict | None = None, shifts=(1.0, 1.0, 1.0)) -> Path:
+    """A run folder; each measured row gets 3 rounds of 200 samples around its p50 (relative sd `spread`),
+    round i's centre scaled by shifts[i] (a machine that changed speed between rounds)."""
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     with open(folder / "rows.jsonl", "w") as f, open(folder / "samples.jsonl", "w") as s:
         for row in rows:
             if row.status == "ok":
-                rounds = [list(rng.normal(row.p50_ms, spread * row.p50_ms, 200)) for _ in range(3)]
+                rounds = [list(rng.normal(row.p50_ms * k, spread * row.p50_ms, 200)) for k in shifts]
                 flat = [x for r in rounds for x in r]
                 row.p50_ms, row.p90_ms = float(np.median(flat)), float(np.percentile(flat, 90))
                 s.write(json.dumps({"key": row.key, "latency_ms": flat, "rounds": [200] * 3}) + "\n")
@@ -100,6 +101,11 @@ def test_compare_flags_an_injected_20_percent_regression_and_passes_a_noise_leve
     # The same noise-level change alone passes the gate.
     calm = write_run(tmp_path / "calm", [result("openvino", 10.1)], seed=3)
     assert main(["compare", str(base), str(calm), "--threshold", "0.05"]) == 0
+    # 8% slower, beyond the threshold, but the new run's rounds spread over 0.8-1.3x: not beyond its noise.
+    capsys.readouterr()
+    shaky = write_run(tmp_path / "shaky", [result("openvino", 10.8)], seed=4, shifts=(0.8, 1.0, 1.3))
+    assert main(["compare", str(base), str(shaky)]) == 0
+    assert "| within noise |" in capsys.readouterr().out
 
 
 def test_compare_counts_a_row_that_now_fails_as_a_regression_and_refuses_runs_with_nothing_in_common(tmp_path,
@@ -196,6 +202,7 @@ def test_the_report_is_the_same_bytes_from_the_same_rows_and_shows_errors_with_t
     assert any("compression.png" in p for p in plots) and any("speedup" in p for p in plots)
     for name in ("REPORT.md", "report.html", *plots):
         assert first[name] == second[name], f"{name} differs between two builds of the same rows"
+    assert not any(b"Software" in first[name] or b"matplotlib" in first[name] for name in plots)  # no stamp
     report = first["REPORT.md"].decode()
     assert "engine build failed" in report and "error [1]" in report  # never silently dropped
     assert "GPU ms [m" in report and "NVIDIA H200 + Xeon" in report
