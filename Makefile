@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+# The extras installed: ONNX Runtime's CPU build by default; `make install-gpu` records `gpu` here instead.
+EXTRAS = $(shell cat $(VENV)/extras 2>/dev/null || echo dev,yolo,cpu)
+# TensorRT's wheels live on NVIDIA's index (PyPI holds stubs that fetch from it while installing).
+NVIDIA_INDEX ?= https://pypi.nvidia.com
 
 MODEL        ?=
 WEIGHTS      ?=
@@ -44,7 +48,8 @@ BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHT
 
 RUNS         ?=
 
-.PHONY: bench test lint list help report compare recommend study validate mutation clean-venv clean-cache
+.PHONY: bench test lint list help report compare recommend study validate mutation clean-venv clean-cache \
+	install-gpu install-cpu gpu-check
 
 bench: $(STAMP)
 	@$(PY) -m bench $(BENCH_FLAGS)
@@ -97,9 +102,27 @@ $(STAMP): pyproject.toml
 	@mkdir -p $(VENV)
 	@echo "Setting up $(VENV) (first time: torch and the runtimes, a few minutes; log: $(VENV)/install.log)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -e '.[dev,yolo]' > $(VENV)/install.log 2>&1 \
+	@$(PY) -m pip install -e '.[$(EXTRAS)]' > $(VENV)/install.log 2>&1 \
 		|| { tail -n 25 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
+
+# Switch the venv between ONNX Runtime's CPU and GPU builds, leaving exactly one: both are removed first
+# (they overwrite each other's files), then the chosen extra is installed and the result checked.
+install-gpu install-cpu:
+	@mkdir -p $(VENV)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "dev,yolo,$(@:install-%=%)" > $(VENV)/extras
+	@echo "Installing the $(@:install-%=%) runtimes into $(VENV) (log: $(VENV)/install.log)"
+	@$(PY) -m pip uninstall -y onnxruntime onnxruntime-gpu > $(VENV)/install.log 2>&1 || true
+	@$(PY) -m pip install $(if $(filter install-gpu,$@),--extra-index-url $(NVIDIA_INDEX)) -e '.[dev,yolo,$(@:install-%=%)]' \
+		>> $(VENV)/install.log 2>&1 \
+		|| { tail -n 25 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
+	@$(PY) -m runtimes.onnxrt --check-one
+	@touch $(STAMP)
+
+# On a machine with an NVIDIA GPU: GPU tests, a TF32 control, and cpu,gpu runs checked row by row (bench/gpu_check.py).
+gpu-check: $(STAMP)
+	@$(PY) -m bench.gpu_check $(or $(OUT),results/gpu-check)
 
 clean-venv:
 	rm -rf $(VENV)

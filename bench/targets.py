@@ -16,6 +16,28 @@ def tflite_delegates() -> list[str]:
     return [p for p in paths if os.path.isfile(p)]
 
 
+def tflite_delegate_options() -> dict[str, str]:
+    """Options handed to every delegate, from EDGEBENCH_TFLITE_DELEGATE_OPTIONS (`key=value,key=value`).
+
+    Vendor delegates usually need some (Qualcomm's QNN delegate `backend_type=htp`, for instance); which
+    keys exist is the delegate's own business, so they are passed through as strings, unchecked.
+    """
+    raw = os.environ.get("EDGEBENCH_TFLITE_DELEGATE_OPTIONS", "")
+    options = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"EDGEBENCH_TFLITE_DELEGATE_OPTIONS: {item!r} is not key=value "
+                             "(write them as key=value,key=value)")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def _missing_delegates() -> list[str]:
+    paths = [p for p in os.environ.get("EDGEBENCH_TFLITE_DELEGATE", "").split(",") if p]
+    return [p for p in paths if not os.path.isfile(p)]
+
+
 def _gpu_devices() -> tuple[list[str], list[str]]:
     """(device names, what was checked): CUDA devices, or the Apple GPU through CoreML on macOS."""
     import torch
@@ -63,6 +85,11 @@ def check_target(target: str) -> list[str]:
             raise UsageError("no CUDA device found for TARGET=gpu; checked " + "; ".join(checked))
         return devices
     if target == "npu":
+        missing = _missing_delegates()
+        if missing:
+            raise UsageError(f"EDGEBENCH_TFLITE_DELEGATE names {', '.join(missing)}: no such file "
+                             "(give the delegate .so paths, comma-separated)")
+        tflite_delegate_options()  # a malformed option string is refused before any work
         devices, checked = _npu_devices()
         if not devices:
             raise UsageError("no NPU found for TARGET=npu; looked for " + "; ".join(checked))

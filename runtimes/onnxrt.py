@@ -8,6 +8,7 @@ is NNCF's QAT, exported as a Q/DQ file that ONNX Runtime runs as it is.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -51,6 +52,14 @@ def cuda_provider_options(precision: str) -> dict[str, Any]:
     """The CUDA provider's options: fp32 computes in IEEE fp32, not TF32 (its `use_tf32` default is on, which
     gave 1e-3 relative error on resnet18, beyond fp32's tolerance, under an fp32 label)."""
     return {"device_id": 0, "use_tf32": 0 if precision == "fp32" else 1}
+
+
+def ieee_fp32_environment(target: str, precision: str) -> dict[str, str]:
+    """Environment for an fp32 GPU session: NVIDIA_TF32_OVERRIDE=0 turns TF32 off in every NVIDIA library that
+    reads it (cuBLAS, cuDNN, and TensorRT's builder, which ignores its TF32 flag then). It is the only way to
+    reach the TensorRT builder inside ONNX Runtime's TensorRT EP, whose options have no TF32 switch; the
+    libraries read it when they initialise, so it is set before the session is created."""
+    return {"NVIDIA_TF32_OVERRIDE": "0"} if target == "gpu" and precision == "fp32" else {}
 
 
 class OnnxRuntime(Runtime):
@@ -106,7 +115,9 @@ class OnnxRuntime(Runtime):
         return None
 
     def details(self) -> str:
-        return "providers " + ", ".join(self.session.get_providers())
+        text = "providers " + ", ".join(self.session.get_providers())
+        tf32_off = ieee_fp32_environment(self.options.target, self.options.precision)
+        return text + "".join(f", {k}={v}" for k, v in tf32_off.items())
 
     def export(self, model: Any, example: Any, folder: Path) -> Path:
         device = torch_device(self.options.target)
@@ -136,6 +147,7 @@ class OnnxRuntime(Runtime):
             # The CUDA and cuDNN libraries pip installed are not on the loader's path in a process that has not
             # imported torch (this one): ONNX Runtime's documented way to load them (1.21+).
             ort.preload_dlls()
+        os.environ.update(ieee_fp32_environment(self.options.target, self.options.precision))
         self.session = ort.InferenceSession(str(artifact), sess_options=opts, providers=self.provider_list(artifact))
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
@@ -181,3 +193,13 @@ class OnnxRuntime(Runtime):
         if self.on_gpu:
             return [np.asarray(o) for o in outputs.copy_outputs_to_cpu()]
         return [np.asarray(o) for o in outputs]
+
+
+if __name__ == "__main__":  # `make install-gpu` / `make install-cpu`: the install left exactly one ONNX Runtime
+    import sys
+
+    if sys.argv[1:] != ["--check-one"]:
+        sys.exit("usage: python -m runtimes.onnxrt --check-one")
+    installed = installed_onnxruntimes()
+    print(f"ONNX Runtime: {', '.join(installed) or 'none installed'}")
+    sys.exit(0 if len(installed) == 1 else 1)

@@ -41,7 +41,8 @@ class OpenVINO(Runtime):
     label = "OpenVINO"
     order = 30
     artifact = "model.xml"  # with model.bin beside it
-    precisions = {"cpu": ("fp32", "bf16", "fp16", "int8"), "gpu": ("fp32", "fp16"), "npu": ("fp16",)}
+    # The NPU runs fp16 graphs and NNCF's int8 IR, the same NPU precisions as CoreML and TFLite delegates.
+    precisions = {"cpu": ("fp32", "bf16", "fp16", "int8"), "gpu": ("fp32", "fp16"), "npu": ("fp16", "int8")}
     packages = {"openvino": "openvino", **ONNX_PACKAGES}
 
     @classmethod
@@ -106,14 +107,30 @@ class OpenVINO(Runtime):
     def label_mismatch(self) -> str | None:
         return precision_fallback(self.device, HINTS[self.options.precision], self._computed_precision())
 
+    def _readable(self, name: str) -> Any:
+        """A compiled model's property, or None where the device does not report it.
+
+        The NPU plugin throws on reading a property it does not list, or one not set before compiling: a
+        row already timed must not become an error for want of a detail.
+        """
+        try:
+            if name not in self.compiled.get_property("SUPPORTED_PROPERTIES"):
+                return None
+            return self.compiled.get_property(name)
+        except RuntimeError:
+            return None
+
     def details(self) -> str:
-        get = self.compiled.get_property
         precision = self._computed_precision() or "device's"
-        return f"inference precision {precision}, hint {get('PERFORMANCE_HINT')}, streams {get('NUM_STREAMS')}"
+        parts = [f"inference precision {precision}"]
+        for label, name in (("hint", "PERFORMANCE_HINT"), ("streams", "NUM_STREAMS")):
+            value = self._readable(name)
+            parts.append(f"{label} {value if value is not None else 'not reported by ' + self.device}")
+        return ", ".join(parts)
 
     def throughput_streams(self, x: np.ndarray) -> list[Any]:
         """As many infer requests as the compiled model says it serves at once (THROUGHPUT hint)."""
-        count = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        count = int(self._readable("OPTIMAL_NUMBER_OF_INFER_REQUESTS") or 1)
         requests = [self.compiled.create_infer_request() for _ in range(count)]
         return [lambda request=request: request.infer({0: x}) for request in requests]
 

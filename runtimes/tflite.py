@@ -3,7 +3,11 @@
 The model keeps PyTorch's NCHW layout. Fully integer-quantized models take int8/uint8 inputs and give
 int8/uint8 outputs: prepare() and fetch() quantize and dequantize with the scale and zero point the
 model declares, so fidelity is always compared in float. On `npu`, the delegate libraries named by
-EDGEBENCH_TFLITE_DELEGATE are loaded; on `cpu`, XNNPACK runs with the run's thread count.
+EDGEBENCH_TFLITE_DELEGATE are loaded with the options in EDGEBENCH_TFLITE_DELEGATE_OPTIONS; on `cpu`,
+XNNPACK runs with the run's thread count.
+fp16 (on `npu` only) is TFLite's float16 quantization: fp16 weights, fp32 inputs and outputs, computed in
+fp16 by delegates that can (NPU and GPU delegates) and in fp32 elsewhere, hence not offered on `cpu`, where
+XNNPACK would compute it in fp32 under an fp16 label.
 int8 is full-integer static quantization with litert-torch's PT2E quantizer (per-channel symmetric weights),
 calibrated on the task's images: the model then takes int8 input and gives int8 output. Quantization-aware
 int8 trains with the same quantizer's QAT configuration (PT2E QAT) before converting.
@@ -19,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.targets import tflite_delegates
+from bench.targets import tflite_delegate_options, tflite_delegates
 from runtimes._quant import calibration_batches, export_for_training
 from runtimes.base import Runtime
 
@@ -74,7 +78,8 @@ class TFLite(Runtime):
     label = "TFLite"
     order = 50
     artifact = "model.tflite"
-    precisions = {"cpu": ("fp32", "int8"), "npu": ("fp32", "int8")}
+    # NPU delegates run fp16 or int8 graphs: the same NPU precisions as OpenVINO and CoreML.
+    precisions = {"cpu": ("fp32", "int8"), "npu": ("fp16", "int8")}
     packages = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert"}
 
     @classmethod
@@ -93,6 +98,11 @@ class TFLite(Runtime):
         path = folder / self.artifact
         if self.options.precision == "int8":
             self._export_int8(model, example, path)
+        elif self.options.precision == "fp16":
+            from litert_torch.generative.quantize import quant_recipes
+
+            litert_torch.convert(model.eval(), (example,), quant_config=quant_recipes.full_fp16_recipe()
+                                 ).export(str(path))
         else:
             litert_torch.convert(model.eval(), (example,)).export(str(path))
         return path
@@ -125,7 +135,9 @@ class TFLite(Runtime):
     def load(self, artifact: Path) -> None:
         from ai_edge_litert.interpreter import Interpreter, load_delegate
 
-        delegates = [load_delegate(p) for p in tflite_delegates()] if self.options.target == "npu" else None
+        delegates = None
+        if self.options.target == "npu":
+            delegates = [load_delegate(p, tflite_delegate_options()) for p in tflite_delegates()]
         self.interpreter = Interpreter(model_path=str(artifact), num_threads=self.options.threads,
                                        experimental_delegates=delegates)
         self.interpreter.allocate_tensors()
@@ -134,7 +146,13 @@ class TFLite(Runtime):
 
     def details(self) -> str:
         dtypes = {np.dtype(self.input["dtype"]).name} | {np.dtype(o["dtype"]).name for o in self.outputs}
-        return f"tensor types {'/'.join(sorted(dtypes))}, threads {self.options.threads}"
+        text = f"tensor types {'/'.join(sorted(dtypes))}, threads {self.options.threads}"
+        if any(np.dtype(t["dtype"]) == np.float16 for t in self.interpreter.get_tensor_details()):
+            text += ", fp16 weights"
+        if self.options.target == "npu":
+            options = ",".join(f"{k}={v}" for k, v in tflite_delegate_options().items())
+            text += f", delegates {','.join(tflite_delegates()) or 'none'}" + (f" ({options})" if options else "")
+        return text
 
     def prepare(self, x: np.ndarray) -> Any:
         return quantize(x, self.input)

@@ -68,6 +68,37 @@ def test_openvino_precision_is_explicit_and_read_back(reference, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.xml"]  # no stray ONNX counted
 
 
+class _NpuLikeCompiledModel:
+    """A real compiled model seen through the NPU plugin's rules: properties it does not list, or that were
+    not set before compiling, throw when read (as openvino's NPU plugin does)."""
+
+    def __init__(self, compiled, unreadable):
+        self.compiled, self.unreadable = compiled, unreadable
+
+    def get_property(self, name):
+        if name in self.unreadable:
+            raise RuntimeError(f"[ NPU ] Unsupported configuration key: {name}")
+        if name == "SUPPORTED_PROPERTIES":
+            return {k: v for k, v in self.compiled.get_property(name).items() if k != "PERFORMANCE_HINT"}
+        return self.compiled.get_property(name)
+
+    def create_infer_request(self):
+        return self.compiled.create_infer_request()
+
+
+def test_openvino_details_read_only_what_the_device_reports(reference, tmp_path):
+    """A timed row must not turn into an error because details() read a property the device throws on."""
+    pytest.importorskip("openvino")
+    model, x, _ = reference
+    adapter = get_runtime("openvino")(RuntimeOptions(precision="fp32", threads=1, model=TINY_MODEL))
+    adapter.load(adapter.export(model.module, x, tmp_path))
+    assert "hint LATENCY, streams 1" in adapter.details()
+    adapter.compiled = _NpuLikeCompiledModel(adapter.compiled, unreadable={"NUM_STREAMS"})
+    assert adapter.details() == ("inference precision f32, hint not reported by CPU, "
+                                 "streams not reported by CPU")
+    assert len(adapter.throughput_streams(x.numpy())) >= 1
+
+
 def test_unsupported_target_or_precision_has_a_reason():
     ts = get_runtime("torchscript")
     assert "runs fp32, not bf16" in ts.export_unavailable("cpu", "bf16")

@@ -29,3 +29,38 @@ def test_make_variables_become_cli_flags():
     assert (parsed.threads, parsed.warmup, parsed.iters, parsed.seed) == (2, 3, 20, 4)
     assert (parsed.duration, parsed.max_duration, parsed.timeout) == (1.0, 9.0, 60.0)
     assert parsed.target == ("cpu",) and parsed.precision == ("fp32",) and str(parsed.out) == "results/x"
+
+
+def _requirements(items):
+    from packaging.requirements import Requirement
+
+    return {Requirement(item).name: Requirement(item) for item in items}
+
+
+def test_each_install_flavour_holds_exactly_one_onnx_runtime():
+    """onnxruntime and onnxruntime-gpu write the same package folder: no extra set may bring both, and the
+    TensorRT pin is the major onnxruntime-gpu's TensorRT EP was built against (10 for 1.31: libnvinfer.so.10)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = _requirements(project["dependencies"])
+    extras = {name: _requirements(items) for name, items in project["optional-dependencies"].items()}
+    flavours = {name: {**core, **extras["dev"], **extras["yolo"], **extras[name]} for name in ("cpu", "gpu")}
+    ort = {name: [d for d in deps if d.startswith("onnxruntime")] for name, deps in flavours.items()}
+    assert ort == {"cpu": ["onnxruntime"], "gpu": ["onnxruntime-gpu"]}
+    gpu = extras["gpu"]
+    ort_gpu = gpu["onnxruntime-gpu"].specifier
+    assert ort_gpu.contains("1.31.1") and not ort_gpu.contains("1.32.0")
+    tensorrt = gpu["tensorrt-cu13"].specifier
+    assert tensorrt.contains("10.16.1") and not tensorrt.contains("11.0.0")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize("flavour,other", [("gpu", "cpu"), ("cpu", "gpu")])
+def test_install_targets_remove_both_onnx_runtimes_then_install_one_and_check(flavour, other):
+    dry = subprocess.run(["make", "-n", f"install-{flavour}"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    uninstall = dry.index("pip uninstall -y onnxruntime onnxruntime-gpu")
+    install = dry.index(f"-e '.[dev,yolo,{flavour}]'")
+    assert uninstall < install < dry.index("-m runtimes.onnxrt --check-one")
+    assert f",{other}]" not in dry and f"echo \"dev,yolo,{flavour}\" > .venv/extras" in dry

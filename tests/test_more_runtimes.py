@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import platform
 
 import numpy as np
@@ -64,6 +65,68 @@ def test_coreml_converts_fp32_and_fp16_packages_and_measures_their_size(tiny, tm
     assert sizes["fp32"] >= 4 * weights and sizes["fp16"] < sizes["fp32"]
 
 
+def _mil_ops(package) -> set[str]:
+    import coremltools as ct
+
+    program = ct.models.MLModel(str(package), skip_model_load=True)._mil_program
+    if program is None:  # a loaded package keeps no MIL program: read the op types from the spec
+        spec = ct.utils.load_spec(str(package))
+        return {op.type for block in spec.mlProgram.functions["main"].block_specializations.values()
+                for op in block.operations}
+    return {op.op_type for function in program.functions.values() for op in function.operations}
+
+
+def test_coreml_int8_is_w8a8_calibrated_on_the_given_images(tiny, tmp_path):
+    """int8 weights and quantized activations (quantize/dequantize around the ops), a quarter of fp32's size."""
+    needs("coreml", "npu", "int8")
+    model, x, _ = tiny
+    rng = np.random.default_rng(0)
+    adapter = get_runtime("coreml")(RuntimeOptions(target="npu", precision="int8", model=TINY_MODEL))
+    adapter.calibration = rng.random((8, *x.shape[1:]), dtype=np.float32)
+    package = adapter.export(model.module, x, tmp_path / "int8")
+    full = get_runtime("coreml")(RuntimeOptions(precision="fp32", model=TINY_MODEL))
+    full.export(model.module, x, tmp_path / "fp32")
+    ops = _mil_ops(package)
+    assert {"quantize", "dequantize"} <= ops
+    assert ops & {"constexpr_affine_dequantize", "constexpr_blockwise_shift_scale"}  # int8 weights
+    weights = "model.mlpackage/Data/com.apple.CoreML/weights/weight.bin"  # the tiny model's graph outweighs them
+    assert (tmp_path / "int8" / weights).stat().st_size < 0.5 * (tmp_path / "fp32" / weights).stat().st_size
+    assert adapter.trained is None  # post-training: the float model stays the fidelity reference
+    adapter.calibration = adapter.calibration * 10  # wider activations: other scales in the graph
+    adapter.export(model.module, x, tmp_path / "wider")
+    graph = "model.mlpackage/Data/com.apple.CoreML/model.mlmodel"
+    assert (tmp_path / "wider" / graph).read_bytes() != (tmp_path / "int8" / graph).read_bytes()
+
+
+class _ShapeProductModel(torch.nn.Module):
+    """`int()` of a shape product in forward, as YOLOv8's and YOLO11's heads do: traced, it is an aten::Int of a
+    folded one-element constant, which coremltools 9.0 cannot convert under numpy >= 2.4 unaided."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y.reshape(y.shape[0], y.shape[1], int(y.shape[2] * y.shape[3]))
+
+
+def test_coreml_converts_a_model_taking_int_of_a_shape_product(tmp_path):
+    needs("coreml")
+    x = torch.randn(1, 3, 8, 8)
+    adapter = get_runtime("coreml")(RuntimeOptions(precision="fp32"))
+    package = adapter.export(_ShapeProductModel().eval(), x, tmp_path)
+    assert package.is_dir() and "conv" in _mil_ops(package)
+    import coremltools.converters.mil.frontend.torch.ops as ops
+
+    from runtimes.coreml import _numpy_scalar_casts
+
+    original = ops._cast
+    with _numpy_scalar_casts():
+        assert ops._cast is not original
+    assert ops._cast is original  # the workaround is undone after the conversion
+
+
 @pytest.mark.skipif(platform.system() == "Darwin", reason="CoreML runs on macOS")
 def test_coreml_says_why_it_cannot_run_off_macos():
     assert get_runtime("coreml").run_unavailable("cpu") == "CoreML inference runs only on macOS"
@@ -96,7 +159,70 @@ def test_tflite_npu_without_delegate_says_so(monkeypatch):
     assert "EDGEBENCH_TFLITE_DELEGATE" in get_runtime("tflite").run_unavailable("npu")
 
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to torch)")
+def test_tflite_npu_fp16_is_a_half_size_float16_model(tiny, tmp_path, monkeypatch):
+    """The NPU's fp16 graph: fp16 weights, fp32 I/O, outputs within fp16 rounding of the float model's.
+    Without a delegate library the interpreter runs it on the CPU, which is enough to check the file."""
+    needs("tflite", "npu", "fp16")
+    monkeypatch.delenv("EDGEBENCH_TFLITE_DELEGATE", raising=False)
+    model, x, expected = tiny
+    half = get_runtime("tflite")(RuntimeOptions(target="npu", precision="fp16", model=TINY_MODEL))
+    half.load(half.export(model.module, x, tmp_path / "half"))
+    full = get_runtime("tflite")(RuntimeOptions(target="cpu", precision="fp32", model=TINY_MODEL))
+    full.export(model.module, x, tmp_path / "full")
+    assert artifact_size_bytes(tmp_path / "half") < 0.8 * artifact_size_bytes(tmp_path / "full")
+    assert "fp16 weights" in half.details() and "tensor types float32" in half.details()
+    assert "delegates none" in half.details()
+    out = half.predict(x.numpy())[0]
+    np.testing.assert_allclose(out, expected, rtol=1e-2, atol=1e-2)
+    assert not np.array_equal(out, expected)  # the weights really were rounded
+
+
+def test_npu_precisions_agree_across_runtimes():
+    """One command (`PRECISION=fp16,int8 TARGET=npu`) reaches every NPU row: the NPU runtimes offer the same."""
+    assert {get_runtime(n).precisions["npu"] for n in ("openvino", "coreml", "tflite")} == {("fp16", "int8")}
+
+
+def test_tflite_delegate_options_reach_the_delegate(tmp_path, monkeypatch):
+    """EDGEBENCH_TFLITE_DELEGATE_OPTIONS is parsed and handed to every delegate library load_delegate opens."""
+    import ai_edge_litert.interpreter as litert
+
+    library = tmp_path / "libvendor_delegate.so"
+    library.write_bytes(b"")
+    monkeypatch.setenv("EDGEBENCH_TFLITE_DELEGATE", str(library))
+    monkeypatch.setenv("EDGEBENCH_TFLITE_DELEGATE_OPTIONS", "backend_type=htp, log_level = 2")
+    seen = []
+
+    def load_delegate(path, options=None):
+        seen.append((path, options))
+        raise ValueError("stop here: no real delegate in this test")
+
+    monkeypatch.setattr(litert, "load_delegate", load_delegate)
+    adapter = get_runtime("tflite")(RuntimeOptions(target="npu", precision="int8"))
+    with pytest.raises(ValueError, match="stop here"):
+        adapter.load(tmp_path / "model.tflite")
+    assert seen == [(str(library), {"backend_type": "htp", "log_level": "2"})]
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"EDGEBENCH_TFLITE_DELEGATE": "/nowhere/libdelegate.so"},
+     "EDGEBENCH_TFLITE_DELEGATE names /nowhere/libdelegate.so: no such file"),
+    ({"EDGEBENCH_TFLITE_DELEGATE_OPTIONS": "backend_type"},
+     "EDGEBENCH_TFLITE_DELEGATE_OPTIONS: 'backend_type' is not key=value"),
+])
+def test_bad_delegate_settings_are_one_line_before_any_work(env, message, monkeypatch):
+    from bench.errors import UsageError
+    from bench.targets import check_target
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(UsageError, match=message):
+        check_target("npu")
+
+
+def cuda(test):
+    """A GPU test: skipped without CUDA, and selected by `pytest -m gpu` (what `bench.gpu_check` runs)."""
+    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to torch)")
+    return pytest.mark.gpu(skip(test))
 
 
 @cuda
@@ -198,8 +324,29 @@ def test_fp32_on_a_gpu_is_ieee_fp32_in_the_options_each_runtime_receives(tiny, t
         adapter = get_runtime(name)(RuntimeOptions(model=TINY_MODEL))
         adapter.load(adapter.export(model.module, x, tmp_path))
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32, name
+        if hasattr(torch.backends.cudnn, "conv"):  # torch >= 2.9 reads these; conv defaults to 'tf32'
+            assert torch.backends.cudnn.conv.fp32_precision != "tf32", name
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+
+
+def test_onnxruntime_gpu_fp32_sessions_start_with_tf32_overridden_off(tiny, tmp_path, monkeypatch):
+    """The TensorRT EP's builder has no TF32 option: NVIDIA_TF32_OVERRIDE=0 reaches it, set before the session
+    exists, for fp32 GPU rows only. Here the CPU build stands in: the session falls back, and says so."""
+    from runtimes.onnxrt import ieee_fp32_environment
+
+    assert ieee_fp32_environment("gpu", "fp32") == {"NVIDIA_TF32_OVERRIDE": "0"}
+    assert ieee_fp32_environment("gpu", "fp16") == {} and ieee_fp32_environment("cpu", "fp32") == {}
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
+    model, x, _ = tiny
+    artifact = get_runtime("onnxruntime")(RuntimeOptions()).export(model.module, x, tmp_path)
+    adapter = get_runtime("onnxruntime")(RuntimeOptions(target="gpu", precision="fp32"))
+    try:
+        adapter.load(artifact)
+    except Exception as exc:  # a CPU build may refuse the CUDA provider outright
+        pytest.skip(f"this ONNX Runtime refuses a CUDA session: {exc}")
+    assert os.environ.get("NVIDIA_TF32_OVERRIDE") == "0"
+    assert adapter.details().endswith("NVIDIA_TF32_OVERRIDE=0")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer where no CUDA device is visible")

@@ -1,0 +1,49 @@
+"""bench.gpu_check's judgement of GPU rows, on rows written by hand (the run itself needs a GPU)."""
+
+import json
+
+import pytest
+import torch
+
+from bench import gpu_check
+
+
+def _row(**fields):
+    row = {"target": "gpu", "runtime": "pytorch", "precision": "fp32", "batch": 1, "status": "ok", "error": "",
+           "p50_ms": 1.0, "h2d_ms": 0.1, "d2h_ms": 0.05, "max_abs_diff": 1e-5, "fidelity_ok": True,
+           "energy_mj": None, "energy_source": "no NVML energy counter (pip install nvidia-ml-py)"}
+    return {**row, **fields}
+
+
+def _verdicts(tmp_path, rows, cuda_ep=False):
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return [(c.passed, c.detail) for c in gpu_check.check_rows("m", tmp_path, cuda_ep)]
+
+
+def test_a_measured_gpu_row_passes_only_within_tolerance_with_copies_and_energy_or_its_reason(tmp_path):
+    verdicts = _verdicts(tmp_path, [
+        _row(),
+        _row(fidelity_ok=False, max_abs_diff=3e-2),  # what TF32 under an fp32 label looks like
+        _row(h2d_ms=None),
+        _row(energy_source=""),
+        _row(target="cpu", fidelity_ok=False),  # CPU rows are not this script's business
+    ])
+    assert [passed for passed, _ in verdicts] == [True, False, False, False]
+    assert "outside fp32 tolerance" in verdicts[1][1] and "no h2d/d2h" in verdicts[2][1]
+    assert "no energy figure and no reason" in verdicts[3][1]
+
+
+def test_onnxruntime_gpu_rows_must_be_honestly_unavailable_without_its_cuda_provider(tmp_path):
+    unavailable = _row(runtime="onnxruntime", status="unavailable",
+                       error="onnxruntime 1.30 has no CUDAExecutionProvider (install onnxruntime-gpu)")
+    quietly_on_cpu = _row(runtime="onnxruntime")
+    assert [v[0] for v in _verdicts(tmp_path, [unavailable, quietly_on_cpu])] == [True, False]
+    assert [v[0] for v in _verdicts(tmp_path, [unavailable, quietly_on_cpu], cuda_ep=True)] == [False, True]
+    assert _verdicts(tmp_path, [_row(target="cpu")]) == [(False, "the run has no GPU rows")]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer where no CUDA device is visible")
+def test_without_a_gpu_the_check_says_so_and_exits_2(tmp_path, capsys):
+    assert gpu_check.main([str(tmp_path)]) == 2
+    assert "no CUDA device visible to torch" in capsys.readouterr().err
+    assert gpu_check.main([]) == 2
