@@ -10,7 +10,7 @@ from bench.errors import UsageError
 from bench.rounds import NoiseGuard, Stopping
 
 TARGETS = ("cpu", "gpu", "npu")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")  # tf32: fp32 tensors, TF32 math (NVIDIA Ampere+)
 MODES = ("latency", "throughput")
 
 

@@ -6,7 +6,7 @@ what the PyTorch, TorchScript and ONNX Runtime rows need. In one run of a few mi
 
 1. runs the GPU tests (`pytest -m gpu`, through the harness's real child processes) where pytest is installed;
 2. shows that the fp32 check can fail: resnet18 on the GPU with TF32 allowed, against the fp32 tolerance;
-3. runs `--target cpu,gpu --runtimes pytorch,torchscript,onnxruntime --precision fp32,fp16 --batch 1,8` on
+3. runs `--target cpu,gpu --runtimes pytorch,torchscript,onnxruntime --precision fp32,tf32,fp16 --batch 1,8` on
    resnet18 and the tiny test model, one run folder each under OUT_DIR;
 4. checks every GPU row: measured rows within their precision's tolerance (TF32 would fail fp32's), with
    h2d/d2h copies and energy (or the reason there is none); ONNX Runtime's GPU rows measured where
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TINY_MODEL = f"{ROOT / 'tests' / 'assets' / 'tiny_cnn.py'}:build"
 MODELS = {"resnet18": "resnet18", "tiny": TINY_MODEL}
-BENCH_ARGS = ["--target", "cpu,gpu", "--runtimes", "pytorch,torchscript,onnxruntime", "--precision", "fp32,fp16",
+BENCH_ARGS = ["--target", "cpu,gpu", "--runtimes", "pytorch,torchscript,onnxruntime", "--precision", "fp32,tf32,fp16",
               "--batch", "1,8", "--repeats", "3", "--duration", "0.5", "--timeout", "300"]
 
 

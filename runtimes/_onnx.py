@@ -23,8 +23,8 @@ def export_onnx(model: Any, example: Any, path: Path, precision: str = "fp32", d
     if precision == "fp16":
         model = model.to(device=device, dtype=torch.float16)
         example = example.to(device=device, dtype=torch.float16)
-    elif precision != "fp32":
-        raise ValueError(f"ONNX export supports fp32 and fp16, not {precision}")
+    elif precision not in ("fp32", "tf32"):  # tf32: an fp32 graph, computed with TF32 by the runtime
+        raise ValueError(f"ONNX export supports fp32, tf32 and fp16, not {precision}")
     with torch.no_grad():
         torch.onnx.export(model.eval(), (example,), str(path), dynamo=True, external_data=False, verbose=False)
     return path

@@ -9,7 +9,8 @@ import numpy as np
 from runtimes._quant import QatPlan, export_for_training
 from runtimes.base import Runtime
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}  # int8: float in, Q/DQ inside
+# tf32: fp32 tensors (TF32 is a math mode); int8: float in, Q/DQ inside.
+DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
 
 
 def quantize_x86(model: Any, example: Any, batches: list[np.ndarray], qat: QatPlan | None = None) -> Any:
@@ -63,13 +64,40 @@ def set_threads(threads: int) -> None:
         pass
 
 
-def ieee_fp32() -> None:
+def fp32_math(precision: str) -> None:
     """fp32 means IEEE fp32: cuDNN convolutions and CUDA matrix products default to TF32 on Ampere and later
-    (about 1e-3 relative error on resnet18, beyond fp32's tolerance). Harmless where there is no GPU."""
+    (about 1e-3 relative error on resnet18, beyond fp32's tolerance). TF32 is on only for the `tf32` precision,
+    a row labelled so. Harmless where there is no GPU. The legacy flags, not torch 2.9's `fp32_precision`:
+    setting the new API makes any later read of the legacy flags raise (FIELD-NOTES)."""
     import torch
 
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    allowed = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    torch.backends.cudnn.allow_tf32 = allowed
+
+
+def cuda_capability() -> tuple[int, int] | None:
+    """GPU 0's compute capability, from NVML where installed (no torch import in ONNX Runtime's process)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return tuple(pynvml.nvmlDeviceGetCudaComputeCapability(pynvml.nvmlDeviceGetHandleByIndex(0)))
+    except Exception:  # no package or no driver: ask torch
+        import torch
+
+        return torch.cuda.get_device_capability(0) if torch.cuda.is_available() else None
+
+
+def tf32_unsupported(target: str, precision: str, capability: tuple[int, int] | None = None) -> str | None:
+    """Why a `tf32` row would not be TF32: GPUs before Ampere (compute capability 8.0) compute IEEE fp32."""
+    if precision != "tf32" or target != "gpu":
+        return None
+    capability = capability or cuda_capability()
+    if capability is not None and tuple(capability) < (8, 0):
+        return (f"TF32 needs an NVIDIA GPU of compute capability 8.0 or later (Ampere); this one is "
+                f"{capability[0]}.{capability[1]} and computes fp32")
+    return None
 
 
 def cuda_unavailable(target: str) -> str | None:
@@ -126,6 +154,9 @@ class TorchModuleRuntime(Runtime):
     @property
     def device(self) -> str:
         return torch_device(self.options.target)
+
+    def label_mismatch(self) -> str | None:
+        return tf32_unsupported(self.options.target, self.options.precision)
 
     def torch_dtype(self) -> Any:
         import torch

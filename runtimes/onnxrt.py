@@ -50,7 +50,7 @@ def onnxruntime_conflict() -> str | None:
 
 def cuda_provider_options(precision: str) -> dict[str, Any]:
     """The CUDA provider's options: fp32 computes in IEEE fp32, not TF32 (its `use_tf32` default is on, which
-    gave 1e-3 relative error on resnet18, beyond fp32's tolerance, under an fp32 label)."""
+    gave 1e-3 relative error on resnet18, beyond fp32's tolerance, under an fp32 label); `tf32` rows keep it."""
     return {"device_id": 0, "use_tf32": 0 if precision == "fp32" else 1}
 
 
@@ -67,7 +67,8 @@ class OnnxRuntime(Runtime):
     label = "ONNX Runtime"
     order = 20
     artifact = "model.onnx"
-    precisions = {"cpu": ("fp32", "int8"), "gpu": ("fp32", "fp16")}  # gpu fp16: a half-precision ONNX graph
+    # gpu fp16: a half-precision ONNX graph; gpu tf32: the fp32 graph with the CUDA provider's TF32 on.
+    precisions = {"cpu": ("fp32", "int8"), "gpu": ("fp32", "tf32", "fp16")}
     packages = {"onnxruntime": "onnxruntime", **ONNX_PACKAGES}
     provider: ClassVar[str | None] = None  # a fixed execution provider; None: the target's (PROVIDERS)
 
@@ -112,7 +113,9 @@ class OnnxRuntime(Runtime):
         if not used or used[0] != self.device:
             return (f"ONNX Runtime did not use {self.device} (the session fell back to {', '.join(used) or 'none'}; "
                     "its libraries failed to load, see run.log)")
-        return None
+        from runtimes._torch import tf32_unsupported
+
+        return tf32_unsupported(self.options.target, self.options.precision)
 
     def details(self) -> str:
         text = "providers " + ", ".join(self.session.get_providers())

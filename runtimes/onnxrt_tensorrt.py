@@ -17,7 +17,7 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
     name = "onnxruntime-trt"
     label = "ONNX Runtime (TensorRT EP)"
     order = 25
-    precisions = {"gpu": ("fp32", "fp16")}
+    precisions = {"gpu": ("fp32", "tf32", "fp16")}  # tf32: TensorRT's default; fp32 turns it off (see onnxrt)
     provider = "TensorrtExecutionProvider"
 
     def provider_list(self, artifact: Path) -> list:

@@ -23,7 +23,7 @@ class PyTorchEager(_torch.TorchModuleRuntime):
     label = "PyTorch"
     order = 0
     artifact = "model.pt"  # the module pickled whole: compression may have changed its architecture
-    precisions = {"cpu": ("fp32", "bf16", "int8"), "gpu": ("fp32", "fp16", "bf16")}
+    precisions = {"cpu": ("fp32", "bf16", "int8"), "gpu": ("fp32", "tf32", "fp16", "bf16")}
 
     @classmethod
     def export_unavailable(cls, target: str, precision: str) -> str | None:
@@ -54,7 +54,7 @@ class PyTorchEager(_torch.TorchModuleRuntime):
         from bench.variants import load_module
 
         _torch.set_threads(self.options.threads)
-        _torch.ieee_fp32()
+        _torch.fp32_math(self.options.precision)
         if self.options.precision == "int8":
             self.dtype = self.torch_dtype()
             self.module = _torch.load_quantized(artifact)

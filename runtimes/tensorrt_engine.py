@@ -28,7 +28,7 @@ class TensorRT(Runtime):
     label = "TensorRT"
     order = 40
     artifact = "model.engine"
-    precisions = {"gpu": ("fp32", "fp16", "int8")}
+    precisions = {"gpu": ("fp32", "tf32", "fp16", "int8")}
     packages = {"tensorrt": "tensorrt", "torch": "torch", **ONNX_PACKAGES}
 
     @classmethod
@@ -80,6 +80,8 @@ class TensorRT(Runtime):
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
         if self.options.precision == "fp32":  # TF32 is on by default: an fp32 engine must compute in fp32
             config.clear_flag(trt.BuilderFlag.TF32)
+        elif self.options.precision == "tf32":  # the default, set explicitly: this row is TF32 by name
+            config.set_flag(trt.BuilderFlag.TF32)
         engine = builder.build_serialized_network(network, config)
         if engine is None:
             raise RuntimeError("TensorRT engine build failed (see run.log)")
@@ -122,6 +124,9 @@ class TensorRT(Runtime):
         for name in ("context", "engine", "inputs", "outputs", "stream"):
             if hasattr(self, name):
                 delattr(self, name)
+
+    def label_mismatch(self) -> str | None:
+        return _torch.tf32_unsupported("gpu", self.options.precision)
 
     def details(self) -> str:
         import tensorrt as trt

@@ -16,7 +16,7 @@ class TorchScript(_torch.TorchModuleRuntime):
     label = "TorchScript"
     order = 10
     artifact = "model.torchscript"
-    precisions = {"cpu": ("fp32",), "gpu": ("fp32", "fp16")}
+    precisions = {"cpu": ("fp32",), "gpu": ("fp32", "tf32", "fp16")}
 
     def export(self, model: Any, example: Any, folder: Path) -> Path:
         import torch
@@ -35,7 +35,7 @@ class TorchScript(_torch.TorchModuleRuntime):
         import torch
 
         _torch.set_threads(self.options.threads)
-        _torch.ieee_fp32()
+        _torch.fp32_math(self.options.precision)
         self.dtype = self.torch_dtype()
         loaded = torch.jit.load(str(artifact), map_location=self.device)
         # Fuses conv+bn/relu and picks device-specific kernels: a load-time step, like an engine build.

@@ -63,7 +63,7 @@ def test_cosine_limit(precision):
 
 def test_tolerances_tighten_with_precision():
     """The promised limits themselves (README: fp32 1e-3 of the largest output and cosine >= 0.9999)."""
-    assert TOLERANCES == {"fp32": (1e-3, 0.9999), "fp16": (2e-2, 0.999), "bf16": (5e-2, 0.995),
+    assert TOLERANCES == {"fp32": (1e-3, 0.9999), "tf32": (2e-2, 0.999), "fp16": (2e-2, 0.999), "bf16": (5e-2, 0.995),
                           "int8": (2e-1, 0.98)}
 
 
@@ -87,7 +87,8 @@ def test_inf_and_overflow_are_judged_without_warnings(recwarn):
 
 
 def test_unknown_precision_has_no_silent_default():
-    with pytest.raises(ValueError, match="no fidelity tolerance for precision 'fp8': known fp32, fp16, bf16, int8"):
+    known = "fp32, tf32, fp16, bf16, int8"
+    with pytest.raises(ValueError, match=f"no fidelity tolerance for precision 'fp8': known {known}"):
         compare([np.ones(3)], [np.ones(3)], "fp8")
 
 

@@ -330,6 +330,33 @@ def test_fp32_on_a_gpu_is_ieee_fp32_in_the_options_each_runtime_receives(tiny, t
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
 
 
+def test_tf32_is_its_own_labelled_gpu_precision_and_only_where_the_gpu_has_it(tiny, tmp_path):
+    """`tf32` rows allow TF32 on purpose (torch flags, the CUDA provider's use_tf32, TensorRT's flag); a GPU
+    before Ampere computes them in IEEE fp32, so such a row is unavailable rather than mislabelled."""
+    import onnx
+
+    from bench.fidelity import TOLERANCES
+    from runtimes import _torch
+    from runtimes._onnx import export_onnx
+    from runtimes.onnxrt import cuda_provider_options
+
+    for name in ("pytorch", "torchscript", "onnxruntime", "onnxruntime-trt", "tensorrt"):
+        assert "tf32" in get_runtime(name).precisions["gpu"], name
+    assert "runs fp32, bf16, int8, not tf32" in get_runtime("pytorch").export_unavailable("cpu", "tf32")
+    assert cuda_provider_options("tf32")["use_tf32"] == 1
+    assert TOLERANCES["fp32"] < TOLERANCES["tf32"] <= TOLERANCES["fp16"]
+    _torch.fp32_math("tf32")
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    _torch.fp32_math("fp32")
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    assert "compute capability 8.0" in _torch.tf32_unsupported("gpu", "tf32", capability=(7, 5))
+    assert _torch.tf32_unsupported("gpu", "tf32", capability=(9, 0)) is None
+    assert _torch.tf32_unsupported("gpu", "fp32", capability=(7, 5)) is None
+    model, x, _ = tiny
+    graph = onnx.load(str(export_onnx(model.module, x, tmp_path / "m.onnx", "tf32"))).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # the fp32 graph
+
+
 def test_onnxruntime_gpu_fp32_sessions_start_with_tf32_overridden_off(tiny, tmp_path, monkeypatch):
     """The TensorRT EP's builder has no TF32 option: NVIDIA_TF32_OVERRIDE=0 reaches it, set before the session
     exists, for fp32 GPU rows only. Here the CPU build stands in: the session falls back, and says so."""
