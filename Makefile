@@ -33,6 +33,7 @@ MODE         ?=
 TARGET_CI    ?=
 MAX_REPEATS  ?=
 EXPORT_JOBS  ?=
+RESUME       ?=
 
 BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
 	$(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(PRECISION),--precision $(PRECISION)) \
@@ -44,7 +45,7 @@ BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHT
 	$(if $(FINETUNE),--finetune-epochs $(FINETUNE)) $(if $(REPEATS),--repeats $(REPEATS)) \
 	$(if $(filter 0 no off,$(CACHE)),--no-cache) $(if $(MODE),--mode $(MODE)) \
 	$(if $(TARGET_CI),--target-ci $(TARGET_CI)) $(if $(MAX_REPEATS),--max-repeats $(MAX_REPEATS)) \
-	$(if $(EXPORT_JOBS),--export-jobs $(EXPORT_JOBS))
+	$(if $(EXPORT_JOBS),--export-jobs $(EXPORT_JOBS)) $(if $(RESUME),--resume $(RESUME))
 
 RUNS         ?=
 

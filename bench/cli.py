@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-jobs", type=_positive_int("export jobs"), default=1,
                    help="exports run at once, each in its own process [1]; more is faster on many cores, but "
                         "each row's export time then includes the others' contention")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                   help="finish an interrupted run in its folder, with its own settings: finished rows are kept, "
+                        "the rest measured (a variant cut off part-way is measured again whole)")
     p.add_argument("--list", action="store_true", help="list models, runtimes and their availability, then exit")
     return p
 
@@ -126,8 +129,24 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
                        timeout_s=args.timeout, seed=args.seed, keep_artifacts=args.keep_artifacts,
                        compress=args.compress, data=args.data, finetune_epochs=args.finetune_epochs,
                        repeats=args.repeats, cache=not args.no_cache, mode=args.mode, target_ci=args.target_ci,
-                       export_jobs=args.export_jobs,
-                       max_repeats=max(args.max_repeats, args.repeats))
+                       export_jobs=args.export_jobs, command=tuple(getattr(args, "command", ())),
+                       resume=getattr(args, "resuming", False), max_repeats=max(args.max_repeats, args.repeats))
+
+
+def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The run's own arguments, read from its folder, aimed back at it; other flags beside --resume are refused
+    (a resumed run measured with other settings would not be one run)."""
+    from bench.resume import load_command
+
+    defaults = vars(build_parser().parse_args([]))
+    others = sorted(name for name, value in vars(args).items() if name != "resume" and value != defaults[name])
+    if others:
+        flags = ", ".join("--" + name.replace("_", "-") for name in others)
+        raise UsageError(f"--resume reuses the run's own settings: drop {flags}")
+    stored = load_command(args.resume)
+    resumed = build_parser().parse_args([*stored, "--out", str(args.resume)])
+    resumed.command, resumed.resuming = stored, True
+    return resumed
 
 
 def print_listing(console: Console) -> None:
@@ -197,6 +216,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from bench.runner import Runner
 
+        if args.resume is not None:
+            args = resumed_args(args)
+        else:
+            from bench.resume import without_options
+
+            args.command = without_options(sys.argv[1:] if argv is None else argv, ("--out",))
+            args.command += [] if "--threads" in args.command else ["--threads", str(args.threads)]
         config = config_from_args(args)
         runner = Runner(config, Reporter(err), log)
         summary = runner.run()

@@ -72,6 +72,8 @@ class BenchConfig:
     # then includes the others' contention for the cores
     mode: str = "latency"  # latency: one request in flight; throughput: the runtime's concurrent requests
     noise_guard: NoiseGuard = field(default_factory=NoiseGuard)  # how a round disturbed by other processes is redone
+    command: tuple[str, ...] = ()  # the edgebench arguments that made this config: kept in the run folder for --resume
+    resume: bool = False  # finish the interrupted run in `out` (bench.resume) instead of starting a new folder
     variants: tuple = field(init=False, default=())  # parsed from compress; the baseline `none` first
     # True when the user named the runtimes: a missing package is then bad input (exit 2), not a table row.
     runtimes_named: bool = field(init=False, default=False)
@@ -121,6 +123,8 @@ class BenchConfig:
                              "from 1 to 16")
         if not isinstance(self.repeats, int) or isinstance(self.repeats, bool) or not 1 <= self.repeats <= 100:
             raise UsageError(f"bad repeats {self.repeats!r}: expected a whole number of rounds from 1 to 100, e.g. 3")
+        if self.resume and self.out is None:
+            raise UsageError("resuming needs the run's folder: --resume results/<run>")
         if not self.model_names:
             raise UsageError("no model given: e.g. resnet18, or mnist_resnet_s,mnist_resnet_m for a family")
         from compression import parse_variants  # late, like the adapters below

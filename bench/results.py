@@ -121,7 +121,12 @@ class ResultRow:
 
     @property
     def key(self) -> str:
-        return f"{self.model}|{self.compression}|{self.runtime}|{self.precision}|{self.target}|b{self.batch}"
+        return row_key(self.model, self.compression, self.runtime, self.precision, self.target, self.batch)
+
+
+def row_key(model: str, compression: str, runtime: str, precision: str, target: str, batch: int) -> str:
+    """What identifies a row within a run (and across runs compared with each other)."""
+    return f"{model}|{compression}|{runtime}|{precision}|{target}|b{batch}"
 
 
 COLUMNS = [f.name for f in fields(ResultRow)]

@@ -22,7 +22,8 @@ from bench.isolation import PROJECT_ROOT, ChildSession, run_child
 from bench.job import CompressJob, MeasureJob
 from bench.peak import GEMM_SIZE, TRIES, gemm_peaks
 from bench.progress import Reporter
-from bench.results import ResultRow, RunWriter, annotate_ratios
+from bench.results import ResultRow, RunWriter, annotate_ratios, row_key
+from bench.resume import keep_finished_variants, resumed_environment, save_command
 from bench.rounds import RE_WARMUP_ITERS, RoundFailed, RoundResult, RowRounds, interleave
 from bench.runlog import RunLog, logger
 from bench.targets import check_target
@@ -111,6 +112,11 @@ def plan_jobs(config: BenchConfig, variant: Variant = NONE, quantized_study: boo
             for name in config.runtimes for precision in precisions for batch in config.batches]
 
 
+def job_key(model: str, compression: str, job: Job) -> str:
+    """The key of the row a job writes (`ResultRow.key`), known before it runs."""
+    return row_key(model, compression, job.runtime.name, job.precision, job.target, job.batch)
+
+
 def with_controls(variants: tuple[Variant, ...], has_task: bool, finetune_epochs: int) -> tuple[Variant, ...]:
     """Add what each fine-tuned variant must be compared with: the baseline fine-tuned as long, the student alone."""
     out = list(variants)
@@ -142,6 +148,8 @@ def check_named_runtimes(config: BenchConfig) -> None:
 
 
 def make_run_dir(config: BenchConfig, model_name: str) -> Path:
+    if config.resume:  # bench.resume.load_command has checked that it is a run folder
+        return Path(config.out)
     if config.out is not None:
         run_dir = Path(config.out)
         if (run_dir / "rows.jsonl").exists():
@@ -274,10 +282,19 @@ class Runner:
                                      "use a zoo model (mnist_resnet_m, digits_cnn) or DATA=mnist|digits|folder")
             quantized_study = any(v.quantizes for v in variants)
             plans.append([(variant, plan_jobs(config, variant, quantized_study)) for variant in variants])
-        total = sum(len(jobs) for plan in plans for _, jobs in plan)
         run_dir = make_run_dir(config, "+".join(m.name for m in models))
+        if config.command and not config.resume:
+            save_command(run_dir, config.command)
+        planned = {(model.name, variant.spec): {job_key(model.name, variant.spec, job) for job in jobs}
+                   for model, plan in zip(models, plans, strict=True) for variant, jobs in plan}
+        previous = keep_finished_variants(run_dir, planned) if config.resume else []
+        finished = {(row.model, row.compression) for row in previous}
+        total = sum(len(keys) for variant, keys in planned.items() if variant not in finished)
         self.log.attach(run_dir / "run.log")
         logger.info("run folder %s; config %s", run_dir, asdict(config))
+        if config.resume:
+            logger.info("resuming: %d rows of %d finished variants kept, %d rows to measure", len(previous),
+                        len(finished), total)
         precisions = tuple(job.precision for plan in plans for _, jobs in plan for job in jobs)
         peaks = self.peaks = gemm_peaks(config.threads, precisions)
         environment = capture({
@@ -290,7 +307,8 @@ class Runner:
         })
         self.versions = environment["packages"]
         writer = RunWriter(run_dir, table_header(config, models, tasks, environment))
-        writer.write_environment(environment)
+        writer.rows = list(previous)
+        writer.write_environment(resumed_environment(run_dir, environment) if config.resume else environment)
         where = ", ".join(config.targets)
         names = ", ".join(m.name for m in models)
         self.reporter.start(total, f"edgebench: {names} on {where}, {total} measurements -> {_display(run_dir)}")
@@ -301,7 +319,13 @@ class Runner:
                 base = {"model": model.name, "weights": model.weights, "threads": config.threads,
                         "dataset": task.label if task is not None else ""}
                 try:
-                    for variant, jobs in plan:
+                    for position, (variant, jobs) in enumerate(plan):
+                        if (model.name, variant.spec) in finished:
+                            later = any((model.name, v.spec) not in finished for v, _ in plan[position + 1:])
+                            if variant.spec == "none" and later:  # its processes time beside the later variants
+                                self.restart_baselines(jobs, reference, previous, run_dir,
+                                                       {**base, "compression": variant.spec}, model.source)
+                            continue
                         made, error = self.compress(variant, model, reference, run_dir)
                         self.measure_variant(jobs, reference, made, error, run_dir,
                                              {**base, "compression": variant.spec}, model.source,
@@ -314,6 +338,20 @@ class Runner:
                 for folder in ("artifacts", "jobs", "reference", "variants"):
                     shutil.rmtree(run_dir / folder, ignore_errors=True)
         return RunSummary(run_dir, writer.rows)
+
+    def restart_baselines(self, jobs: list[Job], reference: Reference, previous: list[ResultRow], run_dir: Path,
+                          base: dict[str, Any], model_source: str) -> None:
+        """Resuming after the uncompressed variant finished: its measured fp32 rows are exported again (from the
+        artifact cache when it has them) so that their processes can be kept loaded beside the later variants,
+        as in an uninterrupted run. Nothing is measured or written for them."""
+        measured = {row.key for row in previous if row.status == "ok"}
+        for job in jobs:
+            if job.precision != "fp32" or job_key(base["model"], base["compression"], job) not in measured:
+                continue
+            row, spec, job_dir = self.export(job, reference, (reference.folder, reference.info), "", run_dir, base,
+                                             model_source)
+            if spec is not None:
+                self.baseline_jobs[(row.model, job.runtime.name, job.target, job.batch)] = (spec, str(job_dir))
 
     def compress(self, variant: Variant, model: Any, reference: Reference,
                  run_dir: Path) -> tuple[tuple[Path, VariantInfo] | None, str]:
