@@ -34,6 +34,8 @@ TARGET_CI    ?=
 MAX_REPEATS  ?=
 EXPORT_JOBS  ?=
 RESUME       ?=
+FLEET        ?=
+DEVICES      ?=
 
 BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
 	$(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(PRECISION),--precision $(PRECISION)) \
@@ -45,7 +47,8 @@ BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHT
 	$(if $(FINETUNE),--finetune-epochs $(FINETUNE)) $(if $(REPEATS),--repeats $(REPEATS)) \
 	$(if $(filter 0 no off,$(CACHE)),--no-cache) $(if $(MODE),--mode $(MODE)) \
 	$(if $(TARGET_CI),--target-ci $(TARGET_CI)) $(if $(MAX_REPEATS),--max-repeats $(MAX_REPEATS)) \
-	$(if $(EXPORT_JOBS),--export-jobs $(EXPORT_JOBS)) $(if $(RESUME),--resume $(RESUME))
+	$(if $(EXPORT_JOBS),--export-jobs $(EXPORT_JOBS)) $(if $(RESUME),--resume $(RESUME)) \
+	$(if $(FLEET),--fleet $(FLEET)) $(if $(DEVICES),--devices $(DEVICES))
 
 RUNS         ?=
 
@@ -66,7 +69,7 @@ mutation: $(STAMP)
 	@$(PY) tests/mutation_score.py
 
 lint: $(STAMP)
-	@$(PY) -m ruff check bench runtimes models compression reports tests
+	@$(PY) -m ruff check bench runtimes models compression reports fleet tests
 
 # Reports from stored runs (measuring nothing): make report [RUNS=results/a,results/b] -> results/report/
 report: $(STAMP)

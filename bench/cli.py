@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="finish an interrupted run in its folder, with its own settings: finished rows are kept, "
                         "the rest measured (a variant cut off part-way is measured again whole)")
+    p.add_argument("--fleet", default=None, metavar="ADDRESS|local",
+                   help="measure on a fleet of devices: a Dask scheduler (tcp://host:8786, tls://...) whose workers "
+                        "were started with `edgebench worker`, or `local` for a loopback fleet on this machine")
+    p.add_argument("--devices", type=_names, default=(), help="comma-separated device names of the fleet "
+                   "[local: local1,local2]")
     p.add_argument("--list", action="store_true", help="list models, runtimes and their availability, then exit")
     return p
 
@@ -182,12 +187,14 @@ def print_listing(console: Console) -> None:
 
 
 def print_table(console: Console, rows) -> None:
+    from rich.markup import escape
+
     from bench.report import FLAG_HELP, table_layout, used_flags
 
     headers, body, notes = table_layout(rows)
-    table = Table(*headers)
+    table = Table(*map(escape, headers))  # `CPU ms [jetson01]` is a device's column, not rich markup
     for cells in body:
-        table.add_row(*cells)
+        table.add_row(*map(escape, cells))
     console.print(table)
     for i, note in enumerate(notes, 1):
         console.print(f"[{i}] {note}", highlight=False, markup=False)
@@ -201,6 +208,11 @@ def _usage_error(exc: UsageError) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["worker"]:  # `edgebench worker SCHEDULER --name NAME`: serve as a fleet device
+        from fleet.worker import main as worker_main
+
+        return worker_main(raw[1:])
     args = build_parser().parse_args(argv)
     # Logs and CI have no terminal width: give tables room rather than folding every cell.
     console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -214,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = RunLog()  # from here on, library warnings go to the run's log
     runner = None
     try:
-        from bench.runner import Runner
+        from bench.runner import Runner, RunSummary
 
         if args.resume is not None:
             args = resumed_args(args)
@@ -224,8 +236,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.command = without_options(sys.argv[1:] if argv is None else argv, ("--out",))
             args.command += [] if "--threads" in args.command else ["--threads", str(args.threads)]
         config = config_from_args(args)
-        runner = Runner(config, Reporter(err), log)
-        summary = runner.run()
+        if args.devices and not args.fleet:
+            raise UsageError("--devices names the devices of a fleet: add --fleet tcp://scheduler:8786 (or local)")
+        if args.fleet:
+            from fleet.run import run_fleet
+
+            devices = args.devices or (("local1", "local2") if args.fleet == "local" else ())
+            run_dir, rows = run_fleet(config, args.fleet, devices, Reporter(err), log)
+            summary = RunSummary(run_dir, rows)
+        else:
+            runner = Runner(config, Reporter(err), log)
+            summary = runner.run()
     except UsageError as exc:
         return _usage_error(exc)
     except KeyboardInterrupt:

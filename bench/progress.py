@@ -40,11 +40,14 @@ class Reporter:
         else:
             self.console.print(f"[{self._done + 1}/{self._total}] {label}: {phase}", highlight=False)
 
+    name_hosts = False  # a fleet run: each row says which device measured it
+
     def row_done(self, row: ResultRow) -> None:
         self._done += 1
         if self._progress is not None:
             self._progress.advance(self._task)
-        summary = f"{row.format} {row.precision} b{row.batch} on {row.target}: {row.status}"
+        where = f"{row.target} of {row.host}" if self.name_hosts else row.target
+        summary = f"{row.format} {row.precision} b{row.batch} on {where}: {row.status}"
         if row.p50_ms is not None:
             summary += f", p50 {row.p50_ms:.2f} ms"
         if self._progress is not None:

@@ -142,29 +142,32 @@ def _single_target(rows: Sequence[ResultRow], notes: _Notes) -> tuple[list[str],
 
 def table_layout(rows: Sequence[ResultRow]) -> tuple[list[str], list[list[str]], list[str]]:
     """(headers, cells of every row, footnotes) for whichever layout the rows need."""
-    targets = list(dict.fromkeys(r.target for r in rows))
+    many_hosts = len({r.host for r in rows}) > 1  # a fleet run: a column per device and target
+    columns = list(dict.fromkeys((r.host if many_hosts else "", r.target) for r in rows))
     notes = _Notes()
-    if len(targets) <= 1:
+    if len(columns) <= 1:
         headers, body = _single_target(rows, notes)
         return headers, body, notes.items
-    groups: dict[tuple[str, str, int], dict[str, ResultRow]] = {}
+    groups: dict[tuple[str, str, int], dict[tuple[str, str], ResultRow]] = {}
     for row in rows:
-        groups.setdefault((row.format, row.precision, row.batch), {})[row.target] = row
-    headers = ["Format", "Precision", "Batch", "Size (MB)", *(f"{t.upper()} ms" for t in targets),
-               "max abs diff vs PyTorch"]
+        column = (row.host if many_hosts else "", row.target)
+        groups.setdefault((row.format, row.precision, row.batch), {})[column] = row
+    headers = ["Format", "Precision", "Batch", "Size (MB)",
+               *(f"{t.upper()} ms" + (f" [{h}]" if h else "") for h, t in columns), "max abs diff vs PyTorch"]
     body = []
-    for (fmt_name, precision, batch), by_target in groups.items():
-        sizes = [r.size_mb for r in by_target.values() if r.size_mb is not None]
+    for (fmt_name, precision, batch), by_column in groups.items():
+        sizes = [r.size_mb for r in by_column.values() if r.size_mb is not None]
         cells = [fmt_name, precision, str(batch), fmt(sizes[0], 1) if sizes else "-"]
-        for target in targets:
-            row = by_target.get(target)
+        for host, target in columns:
+            row = by_column.get((host, target))
+            where = f"{target} of {host}" if host else target
             if row is None:
                 cells.append("-")
             elif row.status == "ok":
                 cells.append(fmt(row.p50_ms) + (f" ({', '.join(flags(row))})" if flags(row) else ""))
             else:
-                cells.append(f"N/A [{notes.add(f'{fmt_name} on {target}: {row.error or row.status}')}]")
-        diffs = [r.max_abs_diff for r in by_target.values() if r.max_abs_diff is not None]
+                cells.append(f"N/A [{notes.add(f'{fmt_name} on {where}: {row.error or row.status}')}]")
+        diffs = [r.max_abs_diff for r in by_column.values() if r.max_abs_diff is not None]
         cells.append(sci(max(diffs)) if diffs else "-")
         body.append(cells)
     return headers, body, notes.items

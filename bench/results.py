@@ -92,6 +92,7 @@ class ResultRow:
     peak_fraction: float | None = None  # gflops_per_s over the machine's measured dense-kernel peak (bench.peak)
     energy_mj: float | None = None  # millijoules per inference from a hardware counter (RAPL, NVML); else empty
     energy_source: str = ""  # the counter, or why there is none here
+    host: str = ""  # the machine measured: this one's name in a local run, the device's name in a fleet run
 
     def add_latency(self, stats: LatencyStats) -> None:
         self.p50_ms, self.p90_ms, self.p99_ms = stats.p50, stats.p90, stats.p99

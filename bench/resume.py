@@ -82,15 +82,20 @@ def _rewrite(path: Path, records: list[dict]) -> None:
     os.replace(temporary, path)
 
 
-def keep_finished_variants(run_dir: Path, variants: dict[tuple[str, str], set[str]]) -> list[ResultRow]:
-    """The rows of every variant (model, compression) whose planned row keys are all written; the files are
-    rewritten without the rest (a variant's partial rows and their samples), which will be measured again."""
-    rows = [ResultRow(**record) for record in _lines(run_dir / "rows.jsonl")]
+def finished_variant_rows(rows: list[ResultRow], variants: dict[tuple[str, str], set[str]]) -> list[ResultRow]:
+    """The rows of every variant (model, compression) whose planned row keys are all among `rows`."""
     written: dict[tuple[str, str], set[str]] = {}
     for row in rows:
         written.setdefault((row.model, row.compression), set()).add(row.key)
     finished = {variant for variant, keys in variants.items() if keys <= written.get(variant, set())}
-    kept = [row for row in rows if (row.model, row.compression) in finished]
+    return [row for row in rows if (row.model, row.compression) in finished]
+
+
+def keep_finished_variants(run_dir: Path, variants: dict[tuple[str, str], set[str]]) -> list[ResultRow]:
+    """The rows of every variant (model, compression) whose planned row keys are all written; the files are
+    rewritten without the rest (a variant's partial rows and their samples), which will be measured again."""
+    rows = [ResultRow(**record) for record in _lines(run_dir / "rows.jsonl")]
+    kept = finished_variant_rows(rows, variants)
     kept_keys = {row.key for row in kept}
     if rows:
         _rewrite(run_dir / "rows.jsonl", [asdict(row) for row in kept])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import platform
 import shutil
 import time
 from collections.abc import Callable, Hashable
@@ -110,6 +111,33 @@ def plan_jobs(config: BenchConfig, variant: Variant = NONE, quantized_study: boo
         precisions = (*precisions, "int8")
     return [Job(target, get_runtime(name), precision, batch, qat_epochs) for target in config.targets
             for name in config.runtimes for precision in precisions for batch in config.batches]
+
+
+def plan_run(config: BenchConfig) -> tuple[list[Any], list[Task | None], list[list[tuple[Variant, list[Job]]]]]:
+    """(models, their tasks, each model's variants with their jobs). Bad models, weights, data or methods fail
+    here, before anything is written."""
+    from models import load_model
+
+    models = [load_model(name, config.weights, config.seed) for name in config.model_names]
+    tasks = [resolve_task(config, model) for model in models]
+    plans = []
+    for model, task in zip(models, tasks, strict=True):
+        variants = with_controls(config.variants, task is not None, config.finetune_epochs)
+        for variant in variants:
+            for method in variant.methods:
+                method.check(model.module, model.example)
+            if variant.needs_task and task is None:
+                raise UsageError(f"{variant.spec} trains, so it needs labelled data: {model.name} has none; "
+                                 "use a zoo model (mnist_resnet_m, digits_cnn) or DATA=mnist|digits|folder")
+        quantized_study = any(v.quantizes for v in variants)
+        plans.append([(variant, plan_jobs(config, variant, quantized_study)) for variant in variants])
+    return models, tasks, plans
+
+
+def planned_keys(models: list[Any], plans: list[list[tuple[Variant, list[Job]]]]) -> dict[tuple[str, str], set[str]]:
+    """(model, compression) -> the keys of the rows that variant writes."""
+    return {(model.name, variant.spec): {job_key(model.name, variant.spec, job) for job in jobs}
+            for model, plan in zip(models, plans, strict=True) for variant, jobs in plan}
 
 
 def job_key(model: str, compression: str, job: Job) -> str:
@@ -263,30 +291,15 @@ class Runner:
     def run(self) -> RunSummary:
         from bench.environment import capture
         from bench.timing import harness_overhead_us
-        from models import load_model
 
         config = self.config
         devices = {target: check_target(target) for target in config.targets}  # all checked before any work
         check_named_runtimes(config)
-        # Bad models, weights, data or methods fail here, before anything is written.
-        models = [load_model(name, config.weights, config.seed) for name in config.model_names]
-        tasks = [resolve_task(config, model) for model in models]
-        plans = []
-        for model, task in zip(models, tasks, strict=True):
-            variants = with_controls(config.variants, task is not None, config.finetune_epochs)
-            for variant in variants:
-                for method in variant.methods:
-                    method.check(model.module, model.example)
-                if variant.needs_task and task is None:
-                    raise UsageError(f"{variant.spec} trains, so it needs labelled data: {model.name} has none; "
-                                     "use a zoo model (mnist_resnet_m, digits_cnn) or DATA=mnist|digits|folder")
-            quantized_study = any(v.quantizes for v in variants)
-            plans.append([(variant, plan_jobs(config, variant, quantized_study)) for variant in variants])
+        models, tasks, plans = plan_run(config)
         run_dir = make_run_dir(config, "+".join(m.name for m in models))
         if config.command and not config.resume:
             save_command(run_dir, config.command)
-        planned = {(model.name, variant.spec): {job_key(model.name, variant.spec, job) for job in jobs}
-                   for model, plan in zip(models, plans, strict=True) for variant, jobs in plan}
+        planned = planned_keys(models, plans)
         previous = keep_finished_variants(run_dir, planned) if config.resume else []
         finished = {(row.model, row.compression) for row in previous}
         total = sum(len(keys) for variant, keys in planned.items() if variant not in finished)
@@ -317,7 +330,7 @@ class Runner:
                 folder = run_dir / "reference" / _safe(model.name)
                 reference = save_reference(model, config.batches, folder, config.seed, task)
                 base = {"model": model.name, "weights": model.weights, "threads": config.threads,
-                        "dataset": task.label if task is not None else ""}
+                        "dataset": task.label if task is not None else "", "host": platform.node()}
                 try:
                     for position, (variant, jobs) in enumerate(plan):
                         if (model.name, variant.spec) in finished:

@@ -1,0 +1,120 @@
+"""What the workstation sends a device and gets back, and the task a device's Dask worker runs.
+
+The task does not time anything in the worker's process (Dask runs tasks in a worker thread): it runs the
+ordinary harness, `python -m bench`, as a child process on the device, which isolates each row in its own
+processes as on any machine. The device's run folder is resumable like any run, so the workstation resumes
+a device by sending the rows it already has. Rows go back to the workstation as each is written, through a
+Dask queue named after the run; the task's result is the device's whole run, for the record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEVICE_RESOURCE = "device-{}"  # the Dask worker resource that names a device: one measurement at a time
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class DeviceJob:
+    """One device's share of a fleet run: the run's arguments, the files they name, the rows already done."""
+
+    device: str
+    run_id: str  # names the queue the rows travel on
+    argv: tuple[str, ...]  # edgebench arguments, model and weights paths rewritten to `files`
+    files: dict[str, bytes] = field(default_factory=dict)  # name -> content: the user's model file, weights
+    finished_rows: tuple[str, ...] = ()  # rows.jsonl lines already at the workstation (resuming)
+    environment: str = ""  # environment.json of the device's part, when resuming
+
+
+@dataclass(frozen=True)
+class DeviceResult:
+    """What came back: every row line, the device's environment, who ran it, and how the harness ended."""
+
+    device: str
+    worker: str
+    hostname: str
+    rows: tuple[str, ...]
+    environment: str
+    returncode: int
+    stderr_tail: str
+    started: float  # when the harness started on the device (after waiting for its machine), and ended
+    ended: float
+
+
+def _rewrite(argv: tuple[str, ...], folder: Path, files: dict[str, bytes]) -> list[str]:
+    """Point the arguments at the copies of the files written on this device."""
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    out = []
+    for part in argv:
+        for name in files:
+            part = part.replace(f"@file:{name}", str(folder / name))
+        out.append(part)
+    return out
+
+
+def _lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [line for line in path.read_text().splitlines() if line.strip()]
+
+
+def measure_on_device(job: DeviceJob) -> DeviceResult:
+    """Run the harness on this device for `job`, sending each row to the workstation as it is written."""
+    from distributed import Lock, Queue, get_worker
+
+    worker = get_worker()
+    rows_out = Queue(job.run_id)
+    with tempfile.TemporaryDirectory(prefix=f"edgebench-{job.device}-") as temporary:
+        folder = Path(temporary)
+        argv = _rewrite(job.argv, folder, job.files)
+        run_dir = folder / "run"
+        run_dir.mkdir()
+        from bench.resume import save_command
+
+        save_command(run_dir, argv)
+        if job.finished_rows:
+            (run_dir / "rows.jsonl").write_text("".join(line + "\n" for line in job.finished_rows))
+        if job.environment:
+            (run_dir / "environment.json").write_text(job.environment)
+        # Devices sharing one machine (FLEET=local, or two workers on one board) take turns: timings on a
+        # shared CPU would be each other's noise.
+        with Lock(f"edgebench-machine-{socket.gethostname()}"):
+            started = time.time()  # the harness's start: after any wait for the machine
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                                             os.environ.get("PYTHONPATH")]))}
+            log = folder / "harness.log"  # its progress lines: a file, so a full pipe never stalls it
+            with open(log, "w") as output:
+                process = subprocess.Popen([sys.executable, "-m", "bench", "--resume", str(run_dir)],
+                                           cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+                sent = len(job.finished_rows)
+                while True:
+                    ended = process.poll() is not None
+                    lines = _lines(run_dir / "rows.jsonl")
+                    for line in lines[sent:]:
+                        rows_out.put({"device": job.device, "row": line})
+                    sent = max(sent, len(lines))
+                    if ended:
+                        break
+                    time.sleep(0.5)
+            ended = time.time()  # before the machine is handed to the next device
+            stderr = log.read_text(errors="replace")
+        environment = (run_dir / "environment.json").read_text() if (run_dir / "environment.json").exists() else ""
+        return DeviceResult(device=job.device, worker=str(worker.name), hostname=platform.node(),
+                            rows=tuple(_lines(run_dir / "rows.jsonl")), environment=environment,
+                            returncode=process.returncode, stderr_tail="\n".join(stderr.splitlines()[-5:]),
+                            started=started, ended=ended)
+
+
+def rows_as_dicts(lines: tuple[str, ...]) -> list[dict]:
+    return [json.loads(line) for line in lines]

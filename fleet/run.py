@@ -1,0 +1,236 @@
+"""The workstation's side of a fleet run: plan, send each device its share, write rows as they come back.
+
+Every device gets the same run (model, runtimes, precisions, batches, compression) as one Dask task that
+needs its device resource and is never merged with another (`pure=False`). The run folder here receives
+each row as the device writes it, with the device's name in `host`; the table has a column per device and
+target. A device with no worker, or whose worker leaves, gets `error` rows naming why after a bounded wait,
+never a hang; `--resume` re-measures those rows (and whatever was not finished) when the device is back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench.config import BenchConfig
+from bench.errors import UsageError
+from bench.results import ResultRow, RunWriter
+from bench.resume import finished_variant_rows, save_command, without_options
+from bench.runlog import logger
+from fleet.cluster import Fleet, connect
+from fleet.device import DEVICE_RESOURCE, DeviceJob, DeviceResult, measure_on_device
+
+DEVICE_LEFT = "device left the fleet"  # rows with this error are measured again by --resume
+WAIT_S = float(os.environ.get("EDGEBENCH_FLEET_WAIT_S", "30"))  # how long a missing device is waited for
+FLEET_OPTIONS = ("--fleet", "--devices", "--out", "--resume")
+
+
+def device_argv(command: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, bytes]]:
+    """The run's arguments as a device takes them, and the local files they name, which travel with them."""
+    argv = without_options(command, FLEET_OPTIONS)
+    files: dict[str, bytes] = {}
+    out = []
+    for flag, value in zip(["", *argv[:-1]], argv, strict=True):
+        if flag == "--model" and ".py:" in value:
+            path, _, function = value.rpartition(":")
+            files["model.py"] = Path(path).read_bytes()
+            value = f"@file:model.py:{function}"
+        elif flag == "--weights" and value != "pretrained" and Path(value).is_file():
+            files["weights.pt"] = Path(value).read_bytes()
+            value = "@file:weights.pt"
+        elif flag == "--data" and Path(value).exists():
+            raise UsageError(f"--data {value!r}: a data folder does not travel to devices yet; use mnist or digits, "
+                             "or run on the device itself")
+        out.append(value)
+    return tuple(out), files
+
+
+def _error_rows(template: dict[tuple[str, str], set[str]], device: str, error: str, status: str = "error",
+                done: set[str] = frozenset()) -> list[ResultRow]:
+    """A row per planned key of `device` not in `done`, marked with why it was not measured."""
+    rows = []
+    for keys in template.values():
+        for key in sorted(keys - done):
+            model, compression, runtime, precision, target, batch = key.split("|")
+            rows.append(ResultRow(model=model, weights="", compression=compression, runtime=runtime, format=runtime,
+                                  precision=precision, target=target, device=target, batch=int(batch[1:]),
+                                  threads=0, status=status, error=error, host=device))
+    return rows
+
+
+class FleetRun:
+    """One fleet run into `run_dir`: devices' rows appended as they arrive, error rows for those that fail."""
+
+    def __init__(self, config: BenchConfig, address: str, devices: tuple[str, ...], run_dir: Path,
+                 planned: dict[tuple[str, str], set[str]], reporter: Any) -> None:
+        self.config, self.address, self.devices, self.run_dir = config, address, devices, run_dir
+        self.planned, self.reporter = planned, reporter
+        self.writer = RunWriter(run_dir)
+        self.run_id = f"edgebench-{uuid.uuid4().hex[:12]}"
+
+    def _write(self, row: ResultRow) -> None:
+        self.writer.append(row)
+        self.reporter.row_done(row)
+
+    def run(self) -> list[ResultRow]:
+        previous = [row for row in self.writer_rows_on_disk() if not row.error.startswith(DEVICE_LEFT)]
+        kept = [row for device in self.devices
+                for row in finished_variant_rows([r for r in previous if r.host == device], self.planned)]
+        _rewrite_rows(self.run_dir, kept)
+        self.writer.rows = list(kept)
+        argv, files = device_argv(self.config.command)
+        fleet = connect(self.address, self.devices, self.config.targets)
+        try:
+            return self._run(fleet, argv, files, kept)
+        finally:
+            fleet.close()
+
+    def writer_rows_on_disk(self) -> list[ResultRow]:
+        path = self.run_dir / "rows.jsonl"
+        if not path.exists():
+            return []
+        rows = []
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(ResultRow(**json.loads(line)))
+            except (ValueError, TypeError):
+                continue
+        return rows
+
+    def _run(self, fleet: Fleet, argv: tuple[str, ...], files: dict[str, bytes],
+             kept: list[ResultRow]) -> list[ResultRow]:
+        from distributed import Queue
+
+        missing = fleet.wait_for(self.devices, WAIT_S)
+        refused = fleet.version_problems(self.devices)
+        if refused:
+            raise UsageError(next(iter(refused.values())))
+        self.write_environment(fleet)
+        for device in missing:
+            logger.info("device %s: no worker after %.0f s", device, WAIT_S)
+            for row in _error_rows(self.planned, device, f"{DEVICE_LEFT}: no worker for device {device} joined "
+                                   f"{fleet.address} within {WAIT_S:.0f} s",
+                                   done={r.key for r in kept if r.host == device}):
+                self._write(row)
+        rows_in = Queue(self.run_id, client=fleet.client)
+        futures = {}
+        for device in self.devices:
+            if device in missing:
+                continue
+            done = [r for r in kept if r.host == device]
+            job = DeviceJob(device=device, run_id=self.run_id, argv=argv, files=files,
+                            finished_rows=tuple(json.dumps(asdict(r)) for r in done))
+            futures[device] = fleet.client.submit(measure_on_device, job, resources={DEVICE_RESOURCE.format(device): 1},
+                                                  pure=False, key=f"{self.run_id}-{device}")
+        received: dict[str, set[str]] = {d: {r.key for r in kept if r.host == d} for d in self.devices}
+        absent_since: dict[str, float] = {}
+        while futures:
+            self._drain(rows_in, received)
+            present = fleet.devices()
+            for device, future in list(futures.items()):
+                if future.status == "finished":
+                    self._drain(rows_in, received)
+                    self._finish(device, future.result(), received)
+                    del futures[device]
+                elif future.status in ("error", "cancelled"):
+                    self._drain(rows_in, received)
+                    reason = future.exception() if future.status == "error" else "cancelled"
+                    self._left(device, f"{DEVICE_LEFT} during the run ({type(reason).__name__}: {reason})",
+                               received)
+                    del futures[device]
+                elif device not in present:  # gone: give it the bounded wait to come back, then stop waiting
+                    absent_since.setdefault(device, time.monotonic())
+                    if time.monotonic() - absent_since[device] > WAIT_S:
+                        future.cancel()
+                        self._drain(rows_in, received)
+                        self._left(device, f"{DEVICE_LEFT} during the run (no worker for {WAIT_S:.0f} s)",
+                                   received)
+                        del futures[device]
+                else:
+                    absent_since.pop(device, None)
+        return self.writer.rows
+
+    def _drain(self, rows_in: Any, received: dict[str, set[str]]) -> None:
+        while True:
+            try:
+                item = rows_in.get(timeout=0.5)
+            except (TimeoutError, queue.Empty):
+                return
+            row = ResultRow(**json.loads(item["row"]))
+            row.host = item["device"]
+            if row.key not in received[row.host]:
+                received[row.host].add(row.key)
+                self._write(row)
+
+    def _finish(self, device: str, result: DeviceResult, received: dict[str, set[str]]) -> None:
+        """The device's whole run: rows the queue did not bring are written now; its environment is kept."""
+        for line in result.rows:
+            row = ResultRow(**json.loads(line))
+            row.host = device
+            if row.key not in received[device]:
+                received[device].add(row.key)
+                self._write(row)
+        folder = self.run_dir / "devices" / device
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "environment.json").write_text(result.environment or "{}")
+        (folder / "device.json").write_text(json.dumps({k: v for k, v in asdict(result).items() if k != "rows"},
+                                                       indent=2))
+        logger.info("device %s (worker %s on %s): harness exit %d, %.1f s", device, result.worker, result.hostname,
+                    result.returncode, result.ended - result.started)
+        if result.returncode not in (0, 1):
+            self._left(device, f"the harness on device {device} ended with exit {result.returncode}: "
+                               f"{result.stderr_tail.splitlines()[-1] if result.stderr_tail else ''}", received)
+
+    def _left(self, device: str, error: str, received: dict[str, set[str]]) -> None:
+        for row in _error_rows(self.planned, device, error, done=received[device]):
+            received[device].add(row.key)
+            self._write(row)
+
+    def write_environment(self, fleet: Fleet) -> None:
+        from bench.environment import capture
+
+        workers = fleet.devices()
+        environment = capture({"targets": list(self.config.targets), "mode": self.config.mode})
+        environment["fleet"] = {"scheduler": "local" if fleet.local_cluster is not None else fleet.address,
+                                "devices": {d: {"worker": workers[d].get("name"), "address": workers[d].get("address"),
+                                                "resources": workers[d].get("resources")}
+                                            for d in self.devices if d in workers}}
+        self.writer.write_environment(environment)
+
+
+def _rewrite_rows(run_dir: Path, rows: list[ResultRow]) -> None:
+    path = run_dir / "rows.jsonl"
+    if path.exists() or rows:
+        temporary = path.with_suffix(".jsonl.tmp")
+        temporary.write_text("".join(json.dumps(asdict(r)) + "\n" for r in rows))
+        os.replace(temporary, path)
+
+
+def run_fleet(config: BenchConfig, address: str, devices: tuple[str, ...], reporter: Any,
+              log: Any) -> tuple[Path, list]:
+    """Plan here (bad models or methods fail before any device is asked), then measure on the devices."""
+    from bench.runner import make_run_dir, plan_run, planned_keys
+
+    if not devices:
+        raise UsageError("a fleet run needs its devices: --devices jetson01,mac-m2 (DEVICES=...)")
+    models, _, plans = plan_run(config)
+    run_dir = make_run_dir(config, "+".join(m.name for m in models))
+    log.attach(run_dir / "run.log")
+    if not config.resume:
+        save_command(run_dir, config.command)
+    planned = planned_keys(models, plans)
+    total = sum(len(keys) for keys in planned.values()) * len(devices)
+    reporter.name_hosts = True
+    reporter.start(total, f"edgebench fleet: {len(devices)} devices ({', '.join(devices)}) on {address}, "
+                          f"{total} measurements -> {run_dir}")
+    try:
+        rows = FleetRun(config, address, devices, run_dir, planned, reporter).run()
+    finally:
+        reporter.finish()
+    return run_dir, rows

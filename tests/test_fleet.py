@@ -1,0 +1,176 @@
+"""A fleet on this machine, loopback only: devices are local Dask workers with their own resources."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.errors import UsageError
+from fleet.cluster import connect, worker_command
+from fleet.run import DEVICE_LEFT, device_argv
+
+from live_processes import processes_mentioning
+from tests_paths import TINY_MODEL
+
+FAST = ["--threads", "1", "--warmup", "1", "--iters", "5", "--duration", "0", "--repeats", "2"]
+RUN = [sys.executable, "-m", "bench", "--fleet", "local", "--model", TINY_MODEL, "--runtimes", "pytorch,onnxruntime"]
+linux = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "rows.jsonl").read_text().splitlines()]
+
+
+def test_the_model_file_and_weights_travel_with_the_arguments(tmp_path):
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"weights")
+    argv, files = device_argv(("--model", TINY_MODEL, "--weights", str(weights), "--fleet", "local",
+                               "--devices", "a,b", "--batch", "1"))
+    assert argv == ("--model", "@file:model.py:build", "--weights", "@file:weights.pt", "--batch", "1")
+    assert files["model.py"] == Path(TINY_MODEL.rpartition(":")[0]).read_bytes() and files["weights.pt"] == b"weights"
+    with pytest.raises(UsageError, match="a data folder does not travel to devices yet"):
+        device_argv(("--data", str(tmp_path)))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--devices", "a,b"], "--devices names the devices of a fleet: add --fleet"),
+    (["worker", "tcp://127.0.0.1:1", "--name", "a", "--targets", "tpu"], "unknown target 'tpu' in --targets"),
+    (["worker", "tcp://127.0.0.1:1", "--name", "a b"], "bad device name 'a b'"),
+])
+def test_bad_fleet_input_is_one_line_and_exit_2(capsys, args, message):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+@linux
+def test_two_devices_each_measure_their_own_rows_in_turn_into_one_table(tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run([*RUN, "--devices", "boardA,boardB", *FAST, "--out", str(out)], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = _rows(out)
+    assert sorted((r["host"], r["runtime"], r["status"]) for r in rows) == [
+        ("boardA", "onnxruntime", "ok"), ("boardA", "pytorch", "ok"),
+        ("boardB", "onnxruntime", "ok"), ("boardB", "pytorch", "ok")]
+    record = {d: json.loads((out / "devices" / d / "device.json").read_text()) for d in ("boardA", "boardB")}
+    assert {d: r["worker"] for d, r in record.items()} == {"boardA": "boardA", "boardB": "boardB"}
+    first, second = sorted(record.values(), key=lambda r: r["started"])
+    assert first["ended"] <= second["started"]  # one machine: the devices took turns (the machine lock)
+    table = (out / "table.md").read_text()
+    assert "CPU ms [boardA]" in table and "CPU ms [boardB]" in table
+    environment = json.loads((out / "environment.json").read_text())
+    assert set(environment["fleet"]["devices"]) == {"boardA", "boardB"}
+    assert "CPU ms [boardA]" in done.stdout
+
+
+@pytest.mark.slow
+@linux
+def test_a_device_killed_mid_run_becomes_error_rows_and_no_other_row_is_lost(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "EDGEBENCH_FLEET_WAIT_S": "5"}
+    proc = subprocess.Popen([*RUN, "--devices", "keep,lose", "--threads", "1", "--warmup", "1", "--iters", "5",
+                             "--duration", "1", "--repeats", "4", "--out", str(out)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    victims: list[int] = []
+    while not victims and time.monotonic() < deadline:
+        victims = [p for p in processes_mentioning("--name") if "lose" in _cmdline(p) and "dask_worker" in _cmdline(p)]
+        time.sleep(0.2)
+    assert victims, "the device's worker never started"
+    time.sleep(3.0)  # its task is running or waiting for the machine
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    try:
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+        for pid in processes_mentioning("edgebench-lose-"):  # the lost device's harness, orphaned
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr
+    rows = _rows(out)
+    kept = [r for r in rows if r["host"] == "keep"]
+    lost = [r for r in rows if r["host"] == "lose"]
+    assert sorted(r["status"] for r in kept) == ["ok", "ok"]
+    assert len(lost) == 2 and all(r["error"].startswith(DEVICE_LEFT) for r in lost if r["status"] != "ok")
+    assert any(r["status"] == "error" for r in lost)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ")
+    except OSError:
+        return ""
+
+
+@pytest.mark.slow
+@linux
+def test_a_worker_of_another_distributed_version_is_refused_naming_both(tmp_path):
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(
+        "import distributed.versions as v\n"
+        "_real = v._version_cached\n"
+        "v._version_cached = lambda name: '2000.1.0' if name == 'distributed' else _real(name)\n")
+    fleet = connect("local", (), ("cpu",))
+    worker = None
+    try:
+        root = Path(__file__).resolve().parent.parent
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), str(root)])}
+        worker = subprocess.Popen(worker_command(fleet.address, "old", ("cpu",)), env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert fleet.wait_for(("old",), 60) == []
+        import distributed
+
+        assert fleet.version_problems(("old",)) == {"old": (
+            f"device old runs distributed 2000.1.0, this machine {distributed.__version__}: install the same dask "
+            f"and distributed on both (pip install dask=={distributed.__version__} "
+            f"distributed=={distributed.__version__})")}
+    finally:
+        if worker is not None:
+            worker.kill()
+        fleet.close()
+
+
+def _listening(pids: set[int]) -> list[str]:
+    """Local addresses (hex, as /proc/net/tcp writes them) of the TCP sockets these processes listen on."""
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            parts = line.split()
+            if parts[3] == "0A" and parts[9] in inodes:  # 0A: LISTEN
+                found.append(parts[1].rsplit(":", 1)[0])
+    return found
+
+
+@pytest.mark.slow
+@linux
+def test_a_local_fleet_listens_on_loopback_only():
+    fleet = connect("local", ("a",), ("cpu",))
+    try:
+        assert fleet.wait_for(("a",), 60) == []
+        pids = {os.getpid(), *(p.pid for p in fleet.local_workers.values())}
+        addresses = _listening(pids)
+        assert addresses, "found no listening socket: the check would prove nothing"
+        loopback = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
+        assert set(addresses) <= loopback, addresses
+    finally:
+        fleet.close()
