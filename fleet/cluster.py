@@ -128,8 +128,12 @@ def connect(address: str, devices: tuple[str, ...], targets: tuple[str, ...]) ->
                                           cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                    for name in devices}
         return Fleet(Client(cluster), cluster.scheduler_address, cluster, workers)
+    tls = security()
+    if address.startswith("tls://") and tls is None:
+        raise UsageError(f"cannot reach the fleet's scheduler at {address}: it speaks TLS; set "
+                         f"{', '.join(TLS_ENV)} to the fleet's PEM files")
     try:
-        client = Client(address, security=security(), timeout="20s")
+        client = Client(address, security=tls, timeout="20s")
     except OSError as exc:
         raise UsageError(f"cannot reach the fleet's scheduler at {address}: {exc}") from exc
     return Fleet(client, address)

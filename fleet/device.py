@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -51,6 +52,11 @@ class DeviceResult:
     ended: float
 
 
+def stop_event(run_id: str) -> str:
+    """The name of the Dask event that tells a run's device tasks to stop."""
+    return f"{run_id}-stop"
+
+
 def _rewrite(argv: tuple[str, ...], folder: Path, files: dict[str, bytes]) -> list[str]:
     """Point the arguments at the copies of the files written on this device."""
     for name, content in files.items():
@@ -71,10 +77,11 @@ def _lines(path: Path) -> list[str]:
 
 def measure_on_device(job: DeviceJob) -> DeviceResult:
     """Run the harness on this device for `job`, sending each row to the workstation as it is written."""
-    from distributed import Lock, Queue, get_worker
+    from distributed import Event, Lock, Queue, get_worker
 
     worker = get_worker()
     rows_out = Queue(job.run_id)
+    stop = Event(stop_event(job.run_id))  # set by the workstation when its run ends early (Ctrl-C, an error)
     with tempfile.TemporaryDirectory(prefix=f"edgebench-{job.device}-") as temporary:
         folder = Path(temporary)
         argv = _rewrite(job.argv, folder, job.files)
@@ -90,6 +97,10 @@ def measure_on_device(job: DeviceJob) -> DeviceResult:
         # Devices sharing one machine (FLEET=local, or two workers on one board) take turns: timings on a
         # shared CPU would be each other's noise.
         with Lock(f"edgebench-machine-{socket.gethostname()}"):
+            if stop.is_set():  # the run was given up while this device waited for its machine
+                return DeviceResult(device=job.device, worker=str(worker.name), hostname=platform.node(), rows=(),
+                                    environment="", returncode=130, stderr_tail="stopped by the workstation",
+                                    started=time.time(), ended=time.time())
             started = time.time()  # the harness's start: after any wait for the machine
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
                                                                              os.environ.get("PYTHONPATH")]))}
@@ -106,6 +117,8 @@ def measure_on_device(job: DeviceJob) -> DeviceResult:
                     sent = max(sent, len(lines))
                     if ended:
                         break
+                    if stop.is_set():  # as Ctrl-C would: the harness ends its own children and keeps its rows
+                        process.send_signal(signal.SIGINT)
                     time.sleep(0.5)
             ended = time.time()  # before the machine is handed to the next device
             stderr = log.read_text(errors="replace")

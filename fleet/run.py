@@ -24,7 +24,7 @@ from bench.results import ResultRow, RunWriter
 from bench.resume import finished_variant_rows, save_command, without_options
 from bench.runlog import logger
 from fleet.cluster import Fleet, connect
-from fleet.device import DEVICE_RESOURCE, DeviceJob, DeviceResult, measure_on_device
+from fleet.device import DEVICE_RESOURCE, DeviceJob, DeviceResult, measure_on_device, stop_event
 
 DEVICE_LEFT = "device left the fleet"  # rows with this error are measured again by --resume
 WAIT_S = float(os.environ.get("EDGEBENCH_FLEET_WAIT_S", "30"))  # how long a missing device is waited for
@@ -37,13 +37,14 @@ def device_argv(command: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, by
     files: dict[str, bytes] = {}
     out = []
     for flag, value in zip(["", *argv[:-1]], argv, strict=True):
+        # Files keep their names: rows name the model after its file (`tiny_cnn:build`), on every device alike.
         if flag == "--model" and ".py:" in value:
             path, _, function = value.rpartition(":")
-            files["model.py"] = Path(path).read_bytes()
-            value = f"@file:model.py:{function}"
+            files[Path(path).name] = Path(path).read_bytes()
+            value = f"@file:{Path(path).name}:{function}"
         elif flag == "--weights" and value != "pretrained" and Path(value).is_file():
-            files["weights.pt"] = Path(value).read_bytes()
-            value = "@file:weights.pt"
+            files[Path(value).name] = Path(value).read_bytes()
+            value = f"@file:{Path(value).name}"
         elif flag == "--data" and Path(value).exists():
             raise UsageError(f"--data {value!r}: a data folder does not travel to devices yet; use mnist or digits, "
                              "or run on the device itself")
@@ -73,6 +74,7 @@ class FleetRun:
         self.planned, self.reporter = planned, reporter
         self.writer = RunWriter(run_dir)
         self.run_id = f"edgebench-{uuid.uuid4().hex[:12]}"
+        self.futures: dict[str, Any] = {}  # device -> its task, while it runs
 
     def _write(self, row: ResultRow) -> None:
         self.writer.append(row)
@@ -86,10 +88,27 @@ class FleetRun:
         self.writer.rows = list(kept)
         argv, files = device_argv(self.config.command)
         fleet = connect(self.address, self.devices, self.config.targets)
+        finished = False
         try:
-            return self._run(fleet, argv, files, kept)
+            rows = self._run(fleet, argv, files, kept)
+            finished = True
+            return rows
         finally:
+            if not finished:  # interrupted or failed here: the devices stop too, keeping what they wrote
+                self._stop_devices(fleet)
             fleet.close()
+
+    def _stop_devices(self, fleet: Fleet, wait_s: float = 20.0) -> None:
+        from distributed import Event
+
+        try:
+            Event(stop_event(self.run_id), client=fleet.client).set()
+            deadline = time.monotonic() + wait_s
+            while self.futures and time.monotonic() < deadline and \
+                    any(f.status == "pending" for f in self.futures.values()):
+                time.sleep(0.2)
+        except Exception as exc:  # the scheduler may be gone already: nothing more to tell the devices
+            logger.info("could not tell the devices to stop: %s", exc)
 
     def writer_rows_on_disk(self) -> list[ResultRow]:
         path = self.run_dir / "rows.jsonl"
@@ -119,7 +138,7 @@ class FleetRun:
                                    done={r.key for r in kept if r.host == device}):
                 self._write(row)
         rows_in = Queue(self.run_id, client=fleet.client)
-        futures = {}
+        futures = self.futures
         for device in self.devices:
             if device in missing:
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,8 +35,8 @@ def test_the_model_file_and_weights_travel_with_the_arguments(tmp_path):
     weights.write_bytes(b"weights")
     argv, files = device_argv(("--model", TINY_MODEL, "--weights", str(weights), "--fleet", "local",
                                "--devices", "a,b", "--batch", "1"))
-    assert argv == ("--model", "@file:model.py:build", "--weights", "@file:weights.pt", "--batch", "1")
-    assert files["model.py"] == Path(TINY_MODEL.rpartition(":")[0]).read_bytes() and files["weights.pt"] == b"weights"
+    assert argv == ("--model", "@file:tiny_cnn.py:build", "--weights", "@file:w.pt", "--batch", "1")
+    assert files["tiny_cnn.py"] == Path(TINY_MODEL.rpartition(":")[0]).read_bytes() and files["w.pt"] == b"weights"
     with pytest.raises(UsageError, match="a data folder does not travel to devices yet"):
         device_argv(("--data", str(tmp_path)))
 
@@ -174,3 +175,94 @@ def test_a_local_fleet_listens_on_loopback_only():
         assert set(addresses) <= loopback, addresses
     finally:
         fleet.close()
+
+
+@pytest.mark.slow
+@linux
+def test_a_fleet_run_killed_with_9_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path):
+    devices = ["--devices", "resA,resB"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    done = subprocess.run([*RUN, *devices, *FAST, "--out", str(whole)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    proc = subprocess.Popen([*RUN, *devices, *FAST, "--out", str(cut)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    rows = cut / "rows.jsonl"
+    deadline = time.monotonic() + 300
+    while not (rows.exists() and rows.read_text().count("\n") >= 2) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    for name in ("resA", "resB"):  # what a killed workstation leaves on this machine: its workers, their harness
+        for pid in processes_mentioning(f"edgebench-{name}-") + [
+                p for p in processes_mentioning("dask_worker") if f"--name {name} " in _cmdline(p)]:
+            os.kill(pid, signal.SIGKILL)
+    assert 2 <= rows.read_text().count("\n") < 4, "the kill did not land inside the run"
+    before = {(r["host"], r["runtime"]): r["p50_ms"] for r in _rows(cut)}
+    resumed = subprocess.run([sys.executable, "-m", "bench", "--resume", str(cut)], capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+
+    def keys(run_dir):
+        return sorted((r["host"], r["runtime"], r["precision"], r["target"], r["batch"], r["status"])
+                      for r in _rows(run_dir))
+
+    assert keys(cut) == keys(whole)
+    after = {(r["host"], r["runtime"]): r["p50_ms"] for r in _rows(cut)}
+    finished = {host for host, _ in before if sum(h == host for h, _ in before) == 2}
+    assert finished and all(after[k] == v for k, v in before.items() if k[0] in finished)  # kept, not re-timed
+
+
+def _self_made_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and one certificate it signed for 127.0.0.1, made with the openssl command."""
+    ca_key, ca, key, request, cert = (folder / n for n in ("ca.key", "ca.pem", "tls.key", "tls.csr", "tls.pem"))
+    extensions = folder / "san.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for command in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2",
+         "-subj", "/CN=edgebench test CA"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", request, "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "2",
+         "-extfile", extensions],
+    ):
+        subprocess.run(["openssl", *map(str, command)], check=True, capture_output=True)
+    return ca, cert, key
+
+
+@pytest.mark.slow
+@linux
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make certificates")
+def test_a_fleet_over_tls_with_self_made_certificates(tmp_path):
+    ca, cert, key = _self_made_certificates(tmp_path)
+    env = {**os.environ, "EDGEBENCH_TLS_CA": str(ca), "EDGEBENCH_TLS_CERT": str(cert), "EDGEBENCH_TLS_KEY": str(key)}
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--protocol", "tls",
+                                  "--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0",
+                                  "--tls-ca-file", str(ca), "--tls-cert", str(cert), "--tls-key", str(key),
+                                  "--scheduler-file", str(scheduler_file)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        assert address.startswith("tls://127.0.0.1:")
+        worker = subprocess.Popen([sys.executable, "-m", "bench", "worker", address, "--name", "tlsdev", "--host",
+                                   "127.0.0.1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out = tmp_path / "run"
+        done = subprocess.run([sys.executable, "-m", "bench", "--fleet", address, "--devices", "tlsdev", "--model",
+                               TINY_MODEL, "--runtimes", "onnxruntime", *FAST, "--out", str(out)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert [(r["host"], r["status"]) for r in _rows(out)] == [("tlsdev", "ok")]
+        without = {k: v for k, v in env.items() if not k.startswith("EDGEBENCH_TLS_")}
+        refused = subprocess.run([sys.executable, "-m", "bench", "--fleet", address, "--devices", "tlsdev",
+                                  "--model", TINY_MODEL, "--runtimes", "onnxruntime", *FAST,
+                                  "--out", str(tmp_path / "plain")], env=without, capture_output=True, text=True,
+                                 timeout=300)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert f"cannot reach the fleet's scheduler at {address}: it speaks TLS" in refused.stderr
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.kill()
