@@ -111,6 +111,16 @@ class Fleet:
                 self.local_cluster.close()
 
 
+def _present(target: str) -> bool:
+    from bench.targets import check_target
+
+    try:
+        check_target(target)
+    except UsageError:
+        return False
+    return True
+
+
 def connect(address: str, devices: tuple[str, ...], targets: tuple[str, ...]) -> Fleet:
     """A client on `address`; for `local`, a loopback scheduler and one worker process per device first."""
     import dask
@@ -120,6 +130,7 @@ def connect(address: str, devices: tuple[str, ...], targets: tuple[str, ...]) ->
     # has its resource, so the task would only wait.
     dask.config.set({"distributed.scheduler.allowed-failures": 0, "distributed.admin.tick.limit": "60s"})
     if address == "local":
+        targets = tuple(t for t in targets if _present(t))  # a local device offers what this machine has
         cluster = LocalCluster(n_workers=0, host="127.0.0.1", scheduler_port=0, dashboard_address="127.0.0.1:0",
                                processes=True)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),

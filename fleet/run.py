@@ -139,15 +139,29 @@ class FleetRun:
                 self._write(row)
         rows_in = Queue(self.run_id, client=fleet.client)
         futures = self.futures
+        offered = {name: info.get("resources", {}) for name, info in fleet.devices().items()}
         for device in self.devices:
             if device in missing:
                 continue
             done = [r for r in kept if r.host == device]
-            job = DeviceJob(device=device, run_id=self.run_id, argv=argv, files=files,
-                            finished_rows=tuple(json.dumps(asdict(r)) for r in done))
+            targets = [t for t in self.config.targets if t in offered[device]]
+            lacking = [t for t in self.config.targets if t not in targets]
+            if lacking:
+                has = ", ".join(t for t in ("cpu", "gpu", "npu") if t in offered[device]) or "none"
+                for row in _error_rows({v: {k for k in keys if k.split("|")[4] in lacking}
+                                        for v, keys in self.planned.items()}, device,
+                                       f"device {device} has no {'/'.join(lacking)} target (its worker offers {has})",
+                                       status="unavailable", done={r.key for r in done}):
+                    self._write(row)
+                    done.append(row)
+            if not targets:
+                continue
+            job = DeviceJob(device=device, run_id=self.run_id,
+                            argv=(*without_options(argv, ("--target",)), "--target", ",".join(targets)), files=files,
+                            finished_rows=tuple(json.dumps(asdict(r)) for r in done if r.target in targets))
             futures[device] = fleet.client.submit(measure_on_device, job, resources={DEVICE_RESOURCE.format(device): 1},
                                                   pure=False, key=f"{self.run_id}-{device}")
-        received: dict[str, set[str]] = {d: {r.key for r in kept if r.host == d} for d in self.devices}
+        received: dict[str, set[str]] = {d: {r.key for r in self.writer.rows if r.host == d} for d in self.devices}
         absent_since: dict[str, float] = {}
         while futures:
             self._drain(rows_in, received)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench.cli import main
 from bench.errors import UsageError
@@ -56,10 +57,15 @@ def test_bad_fleet_input_is_one_line_and_exit_2(capsys, args, message):
 @linux
 def test_two_devices_each_measure_their_own_rows_in_turn_into_one_table(tmp_path):
     out = tmp_path / "run"
-    done = subprocess.run([*RUN, "--devices", "boardA,boardB", *FAST, "--out", str(out)], capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run([*RUN, "--devices", "boardA,boardB", "--target", "cpu,gpu", *FAST, "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     rows = _rows(out)
+    if not torch.cuda.is_available():  # a device measures only the targets its worker offers
+        gpu = [r for r in rows if r["target"] == "gpu"]
+        assert len(gpu) == 4 and {r["error"] for r in gpu} == {
+            f"device {d} has no gpu target (its worker offers cpu)" for d in ("boardA", "boardB")}
+        rows = [r for r in rows if r["target"] == "cpu"]
     assert sorted((r["host"], r["runtime"], r["status"]) for r in rows) == [
         ("boardA", "onnxruntime", "ok"), ("boardA", "pytorch", "ok"),
         ("boardB", "onnxruntime", "ok"), ("boardB", "pytorch", "ok")]
