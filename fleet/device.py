@@ -45,6 +45,7 @@ class DeviceResult:
     worker: str
     hostname: str
     rows: tuple[str, ...]
+    samples: tuple[str, ...]  # samples.jsonl lines of the rows measured this time
     environment: str
     returncode: int
     stderr_tail: str
@@ -99,7 +100,8 @@ def measure_on_device(job: DeviceJob) -> DeviceResult:
         with Lock(f"edgebench-machine-{socket.gethostname()}"):
             if stop.is_set():  # the run was given up while this device waited for its machine
                 return DeviceResult(device=job.device, worker=str(worker.name), hostname=platform.node(), rows=(),
-                                    environment="", returncode=130, stderr_tail="stopped by the workstation",
+                                    samples=(), environment="", returncode=130,
+                                    stderr_tail="stopped by the workstation",
                                     started=time.time(), ended=time.time())
             started = time.time()  # the harness's start: after any wait for the machine
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
@@ -124,7 +126,8 @@ def measure_on_device(job: DeviceJob) -> DeviceResult:
             stderr = log.read_text(errors="replace")
         environment = (run_dir / "environment.json").read_text() if (run_dir / "environment.json").exists() else ""
         return DeviceResult(device=job.device, worker=str(worker.name), hostname=platform.node(),
-                            rows=tuple(_lines(run_dir / "rows.jsonl")), environment=environment,
+                            rows=tuple(_lines(run_dir / "rows.jsonl")),
+                            samples=tuple(_lines(run_dir / "samples.jsonl")), environment=environment,
                             returncode=process.returncode, stderr_tail="\n".join(stderr.splitlines()[-5:]),
                             started=started, ended=ended)
 

@@ -85,6 +85,7 @@ class FleetRun:
         kept = [row for device in self.devices
                 for row in finished_variant_rows([r for r in previous if r.host == device], self.planned)]
         _rewrite_rows(self.run_dir, kept)
+        _keep_samples(self.run_dir, {f"{r.host}|{r.key}" for r in kept})
         self.writer.rows = list(kept)
         argv, files = device_argv(self.config.command)
         fleet = connect(self.address, self.devices, self.config.targets)
@@ -209,6 +210,10 @@ class FleetRun:
             if row.key not in received[device]:
                 received[device].add(row.key)
                 self._write(row)
+        with open(self.run_dir / "samples.jsonl", "a") as samples:  # keyed by device too: keys repeat across devices
+            for line in result.samples:
+                entry = json.loads(line)
+                samples.write(json.dumps({**entry, "key": f"{device}|{entry['key']}"}) + "\n")
         folder = self.run_dir / "devices" / device
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "environment.json").write_text(result.environment or "{}")
@@ -229,7 +234,9 @@ class FleetRun:
         from bench.environment import capture
 
         workers = fleet.devices()
-        environment = capture({"targets": list(self.config.targets), "mode": self.config.mode})
+        config = self.config  # the devices measure with these; each device's own environment is in devices/<name>/
+        environment = capture({"targets": list(config.targets), "mode": config.mode, "threads": config.threads,
+                               "timing": asdict(config.timing), "repeats": config.repeats})
         environment["fleet"] = {"scheduler": "local" if fleet.local_cluster is not None else fleet.address,
                                 "devices": {d: {"worker": workers[d].get("name"), "address": workers[d].get("address"),
                                                 "resources": workers[d].get("resources")}
@@ -242,6 +249,16 @@ def _rewrite_rows(run_dir: Path, rows: list[ResultRow]) -> None:
     if path.exists() or rows:
         temporary = path.with_suffix(".jsonl.tmp")
         temporary.write_text("".join(json.dumps(asdict(r)) + "\n" for r in rows))
+        os.replace(temporary, path)
+
+
+def _keep_samples(run_dir: Path, keys: set[str]) -> None:
+    path = run_dir / "samples.jsonl"
+    if path.exists():
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        kept = [line for line in lines if json.loads(line).get("key") in keys]
+        temporary = path.with_suffix(".jsonl.tmp")
+        temporary.write_text("".join(line + "\n" for line in kept))
         os.replace(temporary, path)
 
 

@@ -13,7 +13,7 @@ from bench.errors import UsageError
 from bench.report import latency_cell, markdown_grid
 from bench.results import ResultRow
 from bench.stats import ratio_interval
-from reports.runs import Run
+from reports.runs import Run, samples_of
 
 KEY_PACKAGES = ("torch", "torchvision", "onnxruntime", "onnxruntime-gpu", "openvino", "ai-edge-litert", "litert-torch",
                 "tensorrt", "coremltools", "numpy")
@@ -109,7 +109,7 @@ def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change],
         elif b is None:
             changes.append(Change(_label(a), a, None, verdict="only in base"))
         else:
-            changes.append(judge(a, b, base.samples.get(a.key, []), new.samples.get(b.key, []), threshold))
+            changes.append(judge(a, b, samples_of(base.samples, a), samples_of(new.samples, b), threshold))
     return changes, environment_warnings(base, new)
 
 

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from bench.results import ResultRow  # noqa: E402
 from reports.pareto import pareto_front  # noqa: E402
+from reports.runs import samples_of  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "edgebench", "font.size": 8, "axes.titlesize": 9, "figure.dpi": 100})
 FRONT_COLOUR, POINT_COLOUR = "#c0392b", "#2c6fbb"
@@ -111,14 +112,16 @@ def tradeoff(rows: Sequence[ResultRow], y: str, title: str) -> Figure | None:
 def distribution(rows: Sequence[ResultRow], samples: dict[str, list[list[float]]], title: str) -> Figure | None:
     """The kept latency samples of each row, all rounds together, as boxes (whiskers at the 1st and 99th
     percentiles), so the spread and the noise behind each p50 are visible. None without samples."""
-    shown = [(r, [s for chunk in samples.get(r.key, []) for s in chunk]) for r in _measured(rows)]
+    shown = [(r, [s for chunk in samples_of(samples, r) for s in chunk]) for r in _measured(rows)]
     shown = [(r, s) for r, s in shown if s]
     if not shown:
         return None
     fig, ax = plt.subplots(figsize=(8, 0.6 + 0.28 * len(shown)))
     ax.boxplot([s for _, s in shown], vert=False, whis=(1, 99), showfliers=False, widths=0.6,
                medianprops={"color": FRONT_COLOUR})
-    ax.set_yticks(range(1, len(shown) + 1), [point_label(r) for r, _ in shown], fontsize=7)
+    devices = len({r.host for r, _ in shown}) > 1  # a fleet run: say which device each box is
+    ax.set_yticks(range(1, len(shown) + 1),
+                  [point_label(r) + (f" [{r.host}]" if devices else "") for r, _ in shown], fontsize=7)
     ax.invert_yaxis()  # the table's order, top to bottom
     values = [v for _, s in shown for v in s]
     if max(values) / max(min(values), 1e-9) > 20:

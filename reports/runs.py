@@ -42,6 +42,13 @@ class Run:
     def machine(self) -> str:
         return machine_label(self.environment)
 
+    def machine_of(self, row: ResultRow) -> str:
+        """The machine that measured `row`: in a fleet run, its device (`devices/<host>/environment.json`)."""
+        device = self.folder / "devices" / row.host / ENVIRONMENT_FILE
+        if row.host and device.exists():
+            return f"{row.host}: {machine_label(json.loads(device.read_text()))}"
+        return self.machine
+
     @cached_property
     def samples(self) -> dict[str, list[list[float]]]:
         """Each row's kept latency samples per round, by row key (empty where none were kept)."""
@@ -58,6 +65,11 @@ class Run:
                     starts = [sum(sizes[:i]) for i in range(len(sizes))]
                     found[entry["key"]] = [flat[s:s + n] for s, n in zip(starts, sizes, strict=True)]
         return found
+
+
+def samples_of(samples: dict[str, list[list[float]]], row: ResultRow) -> list[list[float]]:
+    """A row's samples: a fleet run keys them by device too (`host|key`), since devices share row keys."""
+    return samples.get(f"{row.host}|{row.key}") or samples.get(row.key, [])
 
 
 def _existing(path: Path) -> Path | None:
@@ -119,6 +131,6 @@ def rows_frame(runs: list[Run]) -> pd.DataFrame:
     records = []
     for run in runs:
         for row in run.rows:
-            records.append({"run": run.name, "machine": run.machine, "date": run.environment.get("date", ""),
+            records.append({"run": run.name, "machine": run.machine_of(row), "date": run.environment.get("date", ""),
                             **asdict(row)})
     return pd.DataFrame.from_records(records)

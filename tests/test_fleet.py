@@ -78,6 +78,13 @@ def test_two_devices_each_measure_their_own_rows_in_turn_into_one_table(tmp_path
     environment = json.loads((out / "environment.json").read_text())
     assert set(environment["fleet"]["devices"]) == {"boardA", "boardB"}
     assert "CPU ms [boardA]" in done.stdout
+    from reports.runs import load_run, samples_of  # the devices' samples came back, apart though keys repeat
+
+    run = load_run(out)
+    measured = [r for r in run.rows if r.status == "ok"]
+    assert len(measured) == 4 and all(samples_of(run.samples, r) for r in measured)
+    assert {k.split("|")[0] for k in run.samples} == {"boardA", "boardB"}
+    assert {run.machine_of(r).split(":")[0] for r in measured} == {"boardA", "boardB"}
 
 
 @pytest.mark.slow
