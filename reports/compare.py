@@ -37,12 +37,20 @@ class Change:
         return self.verdict in ("regression", "now failing")
 
 
-def _identity(row: ResultRow) -> tuple:
-    return row.model, row.compression, row.runtime, row.precision, row.target, row.batch
+def _identity(row: ResultRow, by_device: bool = False) -> tuple:
+    """What makes two rows the same measurement; in two fleet runs, the device too."""
+    return row.model, row.compression, row.runtime, row.precision, row.target, row.batch, \
+        row.host if by_device else ""
 
 
-def _label(row: ResultRow) -> str:
+def _fleet(run: Run) -> bool:
+    return len({r.host for r in run.rows}) > 1
+
+
+def _label(row: ResultRow, by_device: bool = False) -> str:
     parts = [row.model, row.format, row.precision, f"b{row.batch}", row.target]
+    if by_device:
+        parts.append(f"[{row.host}]")
     if row.compression != "none":
         parts.insert(2, row.compression)
     return " ".join(parts)
@@ -96,8 +104,9 @@ def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change],
     present in one run only are listed, not dropped. Refused when the runs have no row in common."""
     if not 0 < threshold < 10:
         raise UsageError(f"bad threshold {threshold!r}: expected a fraction such as 0.05 (5%)")
-    base_rows = {_identity(r): r for r in base.rows}
-    new_rows = {_identity(r): r for r in new.rows}
+    by_device = _fleet(base) and _fleet(new)  # two fleet runs: each device against itself
+    base_rows = {_identity(r, by_device): r for r in base.rows}
+    new_rows = {_identity(r, by_device): r for r in new.rows}
     if not set(base_rows) & set(new_rows):
         raise UsageError(f"{base.folder} and {new.folder} have no row in common (same model, compression, runtime, "
                          "precision, target and batch): nothing to compare")
@@ -105,11 +114,13 @@ def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change],
     for key in dict.fromkeys([*base_rows, *new_rows]):
         a, b = base_rows.get(key), new_rows.get(key)
         if a is None:
-            changes.append(Change(_label(b), None, b, verdict="only in new"))
+            changes.append(Change(_label(b, by_device), None, b, verdict="only in new"))
         elif b is None:
-            changes.append(Change(_label(a), a, None, verdict="only in base"))
+            changes.append(Change(_label(a, by_device), a, None, verdict="only in base"))
         else:
-            changes.append(judge(a, b, samples_of(base.samples, a), samples_of(new.samples, b), threshold))
+            change = judge(a, b, samples_of(base.samples, a), samples_of(new.samples, b), threshold)
+            change.label = _label(b, by_device)
+            changes.append(change)
     return changes, environment_warnings(base, new)
 
 
