@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -63,23 +63,33 @@ def without_options(argv: Iterable[str], names: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _lines(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
     """The file's JSON lines; a last line cut short by a killed process is left out."""
     if not path.exists():
         return []
-    rows = []
+    records = []
     for line in path.read_text().splitlines():
         try:
-            rows.append(json.loads(line))
+            records.append(json.loads(line))
         except ValueError:
             continue
-    return rows
+    return records
 
 
 def _rewrite(path: Path, records: list[dict]) -> None:
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text("".join(json.dumps(r) + "\n" for r in records))
     os.replace(temporary, path)
+
+
+def keep_rows(run_dir: Path, rows: list[ResultRow], sample_key: Callable[[ResultRow], str] = lambda r: r.key) -> None:
+    """Rewrite the run's rows.jsonl and samples.jsonl with only `rows` and their samples (found by `sample_key`)."""
+    if rows or (run_dir / "rows.jsonl").exists():
+        _rewrite(run_dir / "rows.jsonl", [asdict(row) for row in rows])
+    samples = run_dir / "samples.jsonl"
+    if samples.exists():
+        keys = {sample_key(row) for row in rows}
+        _rewrite(samples, [s for s in read_jsonl(samples) if s.get("key") in keys])
 
 
 def finished_variant_rows(rows: list[ResultRow], variants: dict[tuple[str, str], set[str]]) -> list[ResultRow]:
@@ -94,13 +104,8 @@ def finished_variant_rows(rows: list[ResultRow], variants: dict[tuple[str, str],
 def keep_finished_variants(run_dir: Path, variants: dict[tuple[str, str], set[str]]) -> list[ResultRow]:
     """The rows of every variant (model, compression) whose planned row keys are all written; the files are
     rewritten without the rest (a variant's partial rows and their samples), which will be measured again."""
-    rows = [ResultRow(**record) for record in _lines(run_dir / "rows.jsonl")]
+    rows = [ResultRow(**record) for record in read_jsonl(run_dir / "rows.jsonl")]
     kept = finished_variant_rows(rows, variants)
-    kept_keys = {row.key for row in kept}
     if rows:
-        _rewrite(run_dir / "rows.jsonl", [asdict(row) for row in kept])
-    samples = run_dir / "samples.jsonl"
-    if samples.exists():
-        _rewrite(samples, [s for s in _lines(samples) if s.get("key") in kept_keys])
+        keep_rows(run_dir, kept)
     return kept
-

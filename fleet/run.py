@@ -21,7 +21,7 @@ from typing import Any
 from bench.config import BenchConfig
 from bench.errors import UsageError
 from bench.results import ResultRow, RunWriter
-from bench.resume import finished_variant_rows, save_command, without_options
+from bench.resume import finished_variant_rows, keep_rows, read_jsonl, save_command, without_options
 from bench.runlog import logger
 from fleet.cluster import Fleet, connect
 from fleet.device import DEVICE_RESOURCE, DeviceJob, DeviceResult, measure_on_device, stop_event
@@ -84,8 +84,7 @@ class FleetRun:
         previous = [row for row in self.writer_rows_on_disk() if not row.error.startswith(DEVICE_LEFT)]
         kept = [row for device in self.devices
                 for row in finished_variant_rows([r for r in previous if r.host == device], self.planned)]
-        _rewrite_rows(self.run_dir, kept)
-        _keep_samples(self.run_dir, {f"{r.host}|{r.key}" for r in kept})
+        keep_rows(self.run_dir, kept, sample_key=lambda r: f"{r.host}|{r.key}")
         self.writer.rows = list(kept)
         argv, files = device_argv(self.config.command)
         fleet = connect(self.address, self.devices, self.config.targets)
@@ -112,16 +111,7 @@ class FleetRun:
             logger.info("could not tell the devices to stop: %s", exc)
 
     def writer_rows_on_disk(self) -> list[ResultRow]:
-        path = self.run_dir / "rows.jsonl"
-        if not path.exists():
-            return []
-        rows = []
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(ResultRow(**json.loads(line)))
-            except (ValueError, TypeError):
-                continue
-        return rows
+        return [ResultRow(**record) for record in read_jsonl(self.run_dir / "rows.jsonl")]
 
     def _run(self, fleet: Fleet, argv: tuple[str, ...], files: dict[str, bytes],
              kept: list[ResultRow]) -> list[ResultRow]:
@@ -242,24 +232,6 @@ class FleetRun:
                                                 "resources": workers[d].get("resources")}
                                             for d in self.devices if d in workers}}
         self.writer.write_environment(environment)
-
-
-def _rewrite_rows(run_dir: Path, rows: list[ResultRow]) -> None:
-    path = run_dir / "rows.jsonl"
-    if path.exists() or rows:
-        temporary = path.with_suffix(".jsonl.tmp")
-        temporary.write_text("".join(json.dumps(asdict(r)) + "\n" for r in rows))
-        os.replace(temporary, path)
-
-
-def _keep_samples(run_dir: Path, keys: set[str]) -> None:
-    path = run_dir / "samples.jsonl"
-    if path.exists():
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        kept = [line for line in lines if json.loads(line).get("key") in keys]
-        temporary = path.with_suffix(".jsonl.tmp")
-        temporary.write_text("".join(line + "\n" for line in kept))
-        os.replace(temporary, path)
 
 
 def run_fleet(config: BenchConfig, address: str, devices: tuple[str, ...], reporter: Any,
