@@ -53,6 +53,18 @@ class DeviceResult:
     ended: float
 
 
+def _end_with_the_worker() -> None:
+    """In the harness's process before it starts (Linux): SIGINT when the worker that started it dies, so a
+    worker killed outright does not leave a harness timing on its device; SIGINT ends it as Ctrl-C does.
+    (The signal follows the thread that started the harness, which waits for it until it ends.)"""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGINT)  # 1: PR_SET_PDEATHSIG
+    except OSError:  # not glibc Linux (macOS): the stop event is then the only way
+        return
+
+
 def stop_event(run_id: str) -> str:
     """The name of the Dask event that tells a run's device tasks to stop."""
     return f"{run_id}-stop"
@@ -109,7 +121,8 @@ def measure_on_device(job: DeviceJob) -> DeviceResult:
             log = folder / "harness.log"  # its progress lines: a file, so a full pipe never stalls it
             with open(log, "w") as output:
                 process = subprocess.Popen([sys.executable, "-m", "bench", "--resume", str(run_dir)],
-                                           cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+                                           cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                           preexec_fn=_end_with_the_worker if sys.platform == "linux" else None)
                 sent = len(job.finished_rows)
                 while True:
                     ended = process.poll() is not None

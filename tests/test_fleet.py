@@ -87,29 +87,57 @@ def test_two_devices_each_measure_their_own_rows_in_turn_into_one_table(tmp_path
     assert {run.machine_of(r).split(":")[0] for r in measured} == {"boardA", "boardB"}
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(int(p.name)) == parent]
+        found += children
+        frontier += children
+    return found
+
+
 @pytest.mark.slow
 @linux
 def test_a_device_killed_mid_run_becomes_error_rows_and_no_other_row_is_lost(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "EDGEBENCH_FLEET_WAIT_S": "5"}
     proc = subprocess.Popen([*RUN, "--devices", "keep,lose", "--threads", "1", "--warmup", "1", "--iters", "5",
-                             "--duration", "1", "--repeats", "4", "--out", str(out)], env=env, text=True,
+                             "--duration", "1", "--repeats", "6", "--out", str(out)], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    victims: list[int] = []
-    while not victims and time.monotonic() < deadline:
-        victims = [p for p in processes_mentioning("--name") if "lose" in _cmdline(p) and "dask_worker" in _cmdline(p)]
-        time.sleep(0.2)
-    assert victims, "the device's worker never started"
-    time.sleep(3.0)  # its task is running or waiting for the machine
-    for pid in victims:
-        os.kill(pid, signal.SIGKILL)
+    everything: list[int] = []
     try:
+        harness: list[int] = []
+        deadline = time.monotonic() + 180
+        while not harness and time.monotonic() < deadline:  # the device measuring, after the other's turn
+            everything = _descendants(proc.pid)
+            harness = [p for p in everything if "edgebench-lose-" in _cmdline(p) and "--resume" in _cmdline(p)]
+            time.sleep(0.2)
+        assert harness, "the device never started measuring"
+        time.sleep(2.0)
+        worker = _parent(harness[0])  # the device's Dask worker (its title no longer shows its name)
+        assert _parent(worker) == proc.pid
+        os.kill(worker, signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=600)
+        deadline = time.monotonic() + 5  # the device's harness ends itself with its worker, at once
+        while processes_mentioning("edgebench-lose-") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        orphans = processes_mentioning("edgebench-lose-")
     finally:
         proc.kill()
-        for pid in processes_mentioning("edgebench-lose-"):  # the lost device's harness, orphaned
-            os.kill(pid, signal.SIGKILL)
+        for pid in everything + processes_mentioning("edgebench-lose-") + processes_mentioning("edgebench-keep-"):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                continue
+    assert orphans == [], "the lost device's harness outlived its worker"
     assert proc.returncode == 0, stderr
     rows = _rows(out)
     kept = [r for r in rows if r["host"] == "keep"]
