@@ -28,7 +28,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.isolation import PROJECT_ROOT as ROOT
+from bench.isolation import project_env
+
 TINY_MODEL = f"{ROOT / 'tests' / 'assets' / 'tiny_cnn.py'}:build"
 MODELS = {"resnet18": "resnet18", "tiny": TINY_MODEL}
 BENCH_ARGS = ["--target", "cpu,gpu", "--runtimes", "pytorch,torchscript,onnxruntime", "--precision", "fp32,tf32,fp16",
@@ -61,16 +63,11 @@ def _environment() -> list[str]:
     return lines
 
 
-def _env() -> dict[str, str]:
-    path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)}
-
-
 def run_gpu_tests() -> Check:
     if importlib.util.find_spec("pytest") is None:
         return Check("GPU tests", False, "pytest is not installed: the tests were not run")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests"],
-                          cwd=ROOT, env=_env(), capture_output=True, text=True)
+                          cwd=ROOT, env=project_env(), capture_output=True, text=True)
     summary = (done.stdout.strip().splitlines() or ["no output"])[-1]
     return Check("GPU tests (pytest -m gpu)", done.returncode == 0, summary)
 
@@ -103,7 +100,7 @@ def tf32_control() -> Check:
 def run_bench(name: str, model: str, out: Path) -> tuple[Check, Path]:
     run_dir = out / name
     done = subprocess.run([sys.executable, "-m", "bench", "--model", model, *BENCH_ARGS, "--out", str(run_dir)],
-                          cwd=ROOT, env=_env(), capture_output=True, text=True)
+                          cwd=ROOT, env=project_env(), capture_output=True, text=True)
     tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
     return Check(f"bench {name}", done.returncode == 0, f"exit {done.returncode}: {tail[0]}"), run_dir
 

@@ -48,14 +48,19 @@ class ChildOutcome:
     wall_s: float
 
 
+def project_env() -> dict[str, str]:
+    """This environment with the project first on PYTHONPATH: for any `python -m bench...` started from here."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", ""))
+                                                        if p)}
+
+
 def child_env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
+    env = project_env()
     env.update(QUIET_ENV)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TBB_NUM_THREADS"):
         env[var] = str(threads)
     env.setdefault("YOLO_CONFIG_DIR", str(YOLO_CONFIG_DIR))
     env.setdefault("TORCH_EXTENSIONS_DIR", str(TORCH_EXTENSIONS_DIR))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 
 

@@ -130,6 +130,12 @@ def row_key(model: str, compression: str, runtime: str, precision: str, target: 
     return f"{model}|{compression}|{runtime}|{precision}|{target}|b{batch}"
 
 
+def split_row_key(key: str) -> tuple[str, str, str, str, str, int]:
+    """`row_key`'s parts back: (model, compression, runtime, precision, target, batch)."""
+    model, compression, runtime, precision, target, batch = key.split("|")
+    return model, compression, runtime, precision, target, int(batch[1:])
+
+
 COLUMNS = [f.name for f in fields(ResultRow)]
 
 

@@ -82,6 +82,11 @@ def _rewrite(path: Path, records: list[dict]) -> None:
     os.replace(temporary, path)
 
 
+def rows_on_disk(run_dir: Path) -> list[ResultRow]:
+    """The rows a run has written, a last line cut short by a kill left out."""
+    return [ResultRow(**record) for record in read_jsonl(run_dir / "rows.jsonl")]
+
+
 def keep_rows(run_dir: Path, rows: list[ResultRow], sample_key: Callable[[ResultRow], str] = lambda r: r.key) -> None:
     """Rewrite the run's rows.jsonl and samples.jsonl with only `rows` and their samples (found by `sample_key`)."""
     if rows or (run_dir / "rows.jsonl").exists():
@@ -104,7 +109,7 @@ def finished_variant_rows(rows: list[ResultRow], variants: dict[tuple[str, str],
 def keep_finished_variants(run_dir: Path, variants: dict[tuple[str, str], set[str]]) -> list[ResultRow]:
     """The rows of every variant (model, compression) whose planned row keys are all written; the files are
     rewritten without the rest (a variant's partial rows and their samples), which will be measured again."""
-    rows = [ResultRow(**record) for record in read_jsonl(run_dir / "rows.jsonl")]
+    rows = rows_on_disk(run_dir)
     kept = finished_variant_rows(rows, variants)
     if rows:
         keep_rows(run_dir, kept)

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UsageError
-from fleet.device import DEVICE_RESOURCE, PROJECT_ROOT
+from bench.isolation import PROJECT_ROOT, project_env
+from fleet.device import DEVICE_RESOURCE
 
 CHECKED_PACKAGES = ("dask", "distributed")
 TLS_ENV = ("EDGEBENCH_TLS_CA", "EDGEBENCH_TLS_CERT", "EDGEBENCH_TLS_KEY")
@@ -40,14 +41,15 @@ def security() -> Any:
                     tls_worker_key=key, tls_scheduler_cert=cert, tls_scheduler_key=key, require_encryption=True)
 
 
-def worker_command(address: str, name: str, targets: tuple[str, ...], host: str = "127.0.0.1") -> list[str]:
-    """The plain `dask worker` command line for a device: one thread, its device resource and its targets."""
+def worker_command(address: str, name: str, targets: tuple[str, ...], host: str | None = "127.0.0.1") -> list[str]:
+    """The plain `dask worker` command line for a device: one thread, its device resource and its targets;
+    listening on `host`, or where Dask chooses when None."""
     resources = ",".join([f"{DEVICE_RESOURCE.format(name)}=1", *(f"{t}=1" for t in targets)])
     # The worker's HTTP server (health and metrics routes) stays up without the dashboard, on every interface
     # unless given an address: bind it where the worker listens.
     return [sys.executable, "-m", "distributed.cli.dask_worker", address, "--name", name, "--nthreads", "1",
-            "--nworkers", "1", "--resources", resources, "--host", host, "--no-dashboard",
-            "--dashboard-address", f"{host}:0", "--no-nanny"]
+            "--nworkers", "1", "--resources", resources, *(["--host", host] if host else []), "--no-dashboard",
+            "--dashboard-address", f"{host or ''}:0", "--no-nanny"]
 
 
 @dataclass
@@ -133,9 +135,7 @@ def connect(address: str, devices: tuple[str, ...], targets: tuple[str, ...]) ->
         targets = tuple(t for t in targets if _present(t))  # a local device offers what this machine has
         cluster = LocalCluster(n_workers=0, host="127.0.0.1", scheduler_port=0, dashboard_address="127.0.0.1:0",
                                processes=True)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                                         os.environ.get("PYTHONPATH")]))}
-        workers = {name: subprocess.Popen(worker_command(cluster.scheduler_address, name, targets), env=env,
+        workers = {name: subprocess.Popen(worker_command(cluster.scheduler_address, name, targets), env=project_env(),
                                           cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                    for name in devices}
         return Fleet(Client(cluster), cluster.scheduler_address, cluster, workers)

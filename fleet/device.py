@@ -9,8 +9,6 @@ Dask queue named after the run; the task's result is the device's whole run, for
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import signal
 import socket
@@ -21,8 +19,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.isolation import PROJECT_ROOT, project_env
+
 DEVICE_RESOURCE = "device-{}"  # the Dask worker resource that names a device: one measurement at a time
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,6 @@ class DeviceJob:
     argv: tuple[str, ...]  # edgebench arguments, model and weights paths rewritten to `files`
     files: dict[str, bytes] = field(default_factory=dict)  # name -> content: the user's model file, weights
     finished_rows: tuple[str, ...] = ()  # rows.jsonl lines already at the workstation (resuming)
-    environment: str = ""  # environment.json of the device's part, when resuming
 
 
 @dataclass(frozen=True)
@@ -105,8 +103,6 @@ def measure_on_device(job: DeviceJob) -> DeviceResult:
         save_command(run_dir, argv)
         if job.finished_rows:
             (run_dir / "rows.jsonl").write_text("".join(line + "\n" for line in job.finished_rows))
-        if job.environment:
-            (run_dir / "environment.json").write_text(job.environment)
         # Devices sharing one machine (FLEET=local, or two workers on one board) take turns: timings on a
         # shared CPU would be each other's noise.
         with Lock(f"edgebench-machine-{socket.gethostname()}"):
@@ -116,12 +112,10 @@ def measure_on_device(job: DeviceJob) -> DeviceResult:
                                     stderr_tail="stopped by the workstation",
                                     started=time.time(), ended=time.time())
             started = time.time()  # the harness's start: after any wait for the machine
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                                             os.environ.get("PYTHONPATH")]))}
             log = folder / "harness.log"  # its progress lines: a file, so a full pipe never stalls it
             with open(log, "w") as output:
                 process = subprocess.Popen([sys.executable, "-m", "bench", "--resume", str(run_dir)],
-                                           cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                           cwd=PROJECT_ROOT, env=project_env(), stdout=output, stderr=subprocess.STDOUT,
                                            preexec_fn=_end_with_the_worker if sys.platform == "linux" else None)
                 sent = len(job.finished_rows)
                 while True:
@@ -144,6 +138,3 @@ def measure_on_device(job: DeviceJob) -> DeviceResult:
                             returncode=process.returncode, stderr_tail="\n".join(stderr.splitlines()[-5:]),
                             started=started, ended=ended)
 
-
-def rows_as_dicts(lines: tuple[str, ...]) -> list[dict]:
-    return [json.loads(line) for line in lines]

@@ -18,10 +18,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.config import BenchConfig
+from bench.config import TARGETS, BenchConfig
 from bench.errors import UsageError
-from bench.results import ResultRow, RunWriter
-from bench.resume import finished_variant_rows, keep_rows, read_jsonl, save_command, without_options
+from bench.results import ResultRow, RunWriter, split_row_key
+from bench.resume import finished_variant_rows, keep_rows, rows_on_disk, save_command, without_options
 from bench.runlog import logger
 from fleet.cluster import Fleet, connect
 from fleet.device import DEVICE_RESOURCE, DeviceJob, DeviceResult, measure_on_device, stop_event
@@ -58,9 +58,9 @@ def _error_rows(template: dict[tuple[str, str], set[str]], device: str, error: s
     rows = []
     for keys in template.values():
         for key in sorted(keys - done):
-            model, compression, runtime, precision, target, batch = key.split("|")
+            model, compression, runtime, precision, target, batch = split_row_key(key)
             rows.append(ResultRow(model=model, weights="", compression=compression, runtime=runtime, format=runtime,
-                                  precision=precision, target=target, device=target, batch=int(batch[1:]),
+                                  precision=precision, target=target, device=target, batch=batch,
                                   threads=0, status=status, error=error, host=device))
     return rows
 
@@ -81,7 +81,7 @@ class FleetRun:
         self.reporter.row_done(row)
 
     def run(self) -> list[ResultRow]:
-        previous = [row for row in self.writer_rows_on_disk() if not row.error.startswith(DEVICE_LEFT)]
+        previous = [row for row in rows_on_disk(self.run_dir) if not row.error.startswith(DEVICE_LEFT)]
         kept = [row for device in self.devices
                 for row in finished_variant_rows([r for r in previous if r.host == device], self.planned)]
         keep_rows(self.run_dir, kept, sample_key=lambda r: f"{r.host}|{r.key}")
@@ -110,9 +110,6 @@ class FleetRun:
         except Exception as exc:  # the scheduler may be gone already: nothing more to tell the devices
             logger.info("could not tell the devices to stop: %s", exc)
 
-    def writer_rows_on_disk(self) -> list[ResultRow]:
-        return [ResultRow(**record) for record in read_jsonl(self.run_dir / "rows.jsonl")]
-
     def _run(self, fleet: Fleet, argv: tuple[str, ...], files: dict[str, bytes],
              kept: list[ResultRow]) -> list[ResultRow]:
         from distributed import Queue
@@ -138,8 +135,8 @@ class FleetRun:
             targets = [t for t in self.config.targets if t in offered[device]]
             lacking = [t for t in self.config.targets if t not in targets]
             if lacking:
-                has = ", ".join(t for t in ("cpu", "gpu", "npu") if t in offered[device]) or "none"
-                for row in _error_rows({v: {k for k in keys if k.split("|")[4] in lacking}
+                has = ", ".join(t for t in TARGETS if t in offered[device]) or "none"
+                for row in _error_rows({v: {k for k in keys if split_row_key(k)[4] in lacking}
                                         for v, keys in self.planned.items()}, device,
                                        f"device {device} has no {'/'.join(lacking)} target (its worker offers {has})",
                                        status="unavailable", done={r.key for r in done}):
@@ -186,20 +183,20 @@ class FleetRun:
                 item = rows_in.get(timeout=0.5)
             except (TimeoutError, queue.Empty):
                 return
-            row = ResultRow(**json.loads(item["row"]))
-            row.host = item["device"]
-            if row.key not in received[row.host]:
-                received[row.host].add(row.key)
-                self._write(row)
+            self._take(item["device"], item["row"], received)
+
+    def _take(self, device: str, line: str, received: dict[str, set[str]]) -> None:
+        """Write a row a device sent (rows.jsonl line), under the device's name, unless it came already."""
+        row = ResultRow(**json.loads(line))
+        row.host = device
+        if row.key not in received[device]:
+            received[device].add(row.key)
+            self._write(row)
 
     def _finish(self, device: str, result: DeviceResult, received: dict[str, set[str]]) -> None:
         """The device's whole run: rows the queue did not bring are written now; its environment is kept."""
         for line in result.rows:
-            row = ResultRow(**json.loads(line))
-            row.host = device
-            if row.key not in received[device]:
-                received[device].add(row.key)
-                self._write(row)
+            self._take(device, line, received)
         with open(self.run_dir / "samples.jsonl", "a") as samples:  # keyed by device too: keys repeat across devices
             for line in result.samples:
                 entry = json.loads(line)

@@ -12,11 +12,10 @@ import argparse
 import os
 import sys
 
+from bench.config import TARGETS
 from bench.errors import UsageError
+from bench.isolation import project_env
 from fleet.cluster import TLS_ENV, worker_command
-from fleet.device import PROJECT_ROOT
-
-TARGETS = ("cpu", "gpu", "npu")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,9 +34,7 @@ def command(args: argparse.Namespace) -> list[str]:
         raise UsageError(f"unknown target {(unknown or [''])[0]!r} in --targets: choose from {', '.join(TARGETS)}")
     if not args.name.replace("-", "").replace("_", "").isalnum():
         raise UsageError(f"bad device name {args.name!r}: letters, digits, - and _ only")
-    argv = worker_command(args.scheduler, args.name, targets, args.host or "")
-    if not args.host:
-        argv = [part for i, part in enumerate(argv) if part != "--host" and argv[i - 1] != "--host"]
+    argv = worker_command(args.scheduler, args.name, targets, args.host)
     if all(os.environ.get(name) for name in TLS_ENV):
         ca, cert, key = (os.environ[name] for name in TLS_ENV)
         argv += ["--tls-ca-file", ca, "--tls-cert", cert, "--tls-key", key]
@@ -50,7 +47,5 @@ def main(argv: list[str]) -> int:
     except UsageError as exc:
         print(f"edgebench worker: error: {exc}", file=sys.stderr)
         return 2
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                                     os.environ.get("PYTHONPATH")]))}
-    os.execvpe(worker[0], worker, env)
+    os.execvpe(worker[0], worker, project_env())
     return 0  # not reached: the process is the worker now

@@ -59,11 +59,17 @@ def test_onnx_export_keeps_weights_in_one_file(reference, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
 
 
-def test_openvino_precision_is_explicit_and_read_back(reference, tmp_path):
+def _loaded_openvino(reference, folder, precision):
+    """The tiny model exported and compiled by the OpenVINO adapter on this CPU."""
     pytest.importorskip("openvino")
     model, x, _ = reference
-    adapter = get_runtime("openvino")(RuntimeOptions(precision="fp32", threads=1, model=TINY_MODEL))
-    adapter.load(adapter.export(model.module, x, tmp_path))
+    adapter = get_runtime("openvino")(RuntimeOptions(precision=precision, threads=1, model=TINY_MODEL))
+    adapter.load(adapter.export(model.module, x, folder))
+    return adapter
+
+
+def test_openvino_precision_is_explicit_and_read_back(reference, tmp_path):
+    adapter = _loaded_openvino(reference, tmp_path, "fp32")
     assert "inference precision f32" in adapter.details()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.xml"]  # no stray ONNX counted
 
@@ -88,15 +94,12 @@ class _NpuLikeCompiledModel:
 
 def test_openvino_details_read_only_what_the_device_reports(reference, tmp_path):
     """A timed row must not turn into an error because details() read a property the device throws on."""
-    pytest.importorskip("openvino")
-    model, x, _ = reference
-    adapter = get_runtime("openvino")(RuntimeOptions(precision="fp32", threads=1, model=TINY_MODEL))
-    adapter.load(adapter.export(model.module, x, tmp_path))
+    adapter = _loaded_openvino(reference, tmp_path, "fp32")
     assert "hint LATENCY, streams 1" in adapter.details()
     adapter.compiled = _NpuLikeCompiledModel(adapter.compiled, unreadable={"NUM_STREAMS"})
     assert adapter.details() == ("inference precision f32, hint not reported by CPU, "
                                  "streams not reported by CPU")
-    assert len(adapter.throughput_streams(x.numpy())) >= 1
+    assert len(adapter.throughput_streams(reference[1].numpy())) >= 1
 
 
 def test_unsupported_target_or_precision_has_a_reason():
@@ -107,10 +110,7 @@ def test_unsupported_target_or_precision_has_a_reason():
 
 def test_openvino_reports_a_precision_it_did_not_honour(reference, tmp_path):
     """On CPUs without native bf16 OpenVINO silently computes f32; the row must not be labelled bf16."""
-    pytest.importorskip("openvino")
-    model, x, _ = reference
-    adapter = get_runtime("openvino")(RuntimeOptions(precision="bf16", threads=1, model=TINY_MODEL))
-    adapter.load(adapter.export(model.module, x, tmp_path))
+    adapter = _loaded_openvino(reference, tmp_path, "bf16")
     chosen = adapter.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
     if chosen == "bf16":
         assert adapter.label_mismatch() is None
