@@ -129,7 +129,8 @@ def connect(address: str, devices: tuple[str, ...], targets: tuple[str, ...]) ->
     from distributed import Client, LocalCluster
 
     # A device that dies fails its task at once rather than passing it to another worker: no other worker
-    # has its resource, so the task would only wait.
+    # has its resource, so the task would only wait. The tick limit keeps the in-process scheduler from
+    # logging "event loop unresponsive" while a local device's measurement keeps both cores busy.
     dask.config.set({"distributed.scheduler.allowed-failures": 0, "distributed.admin.tick.limit": "60s"})
     if address == "local":
         targets = tuple(t for t in targets if _present(t))  # a local device offers what this machine has
