@@ -101,13 +101,20 @@ list: $(STAMP)
 help: $(STAMP)
 	@$(PY) -m bench --help
 
+# What a failed install prints: the log's tail, and one plain line when the disk filled up
+# (torch's CUDA build and the runtimes take about 8 GB in .venv, plus pip's temporary copies).
+INSTALL_FAILED = tail -n 25 $(VENV)/install.log; \
+	if grep -q "No space left on device" $(VENV)/install.log; then \
+		echo "install failed: no space left on device ($$(df -h --output=avail $(VENV) | tail -n 1 | tr -d ' ') free where $(VENV) is; a full install needs about 10 GB)"; \
+	else echo "install failed: see $(VENV)/install.log"; fi; exit 1
+
 # (Re)install when pyproject.toml changes. pip's output goes to a log, not the terminal.
 $(STAMP): pyproject.toml
 	@mkdir -p $(VENV)
 	@echo "Setting up $(VENV) (first time: torch and the runtimes, a few minutes; log: $(VENV)/install.log)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -e '.[$(EXTRAS)]' > $(VENV)/install.log 2>&1 \
-		|| { tail -n 25 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
+		|| { $(INSTALL_FAILED); }
 	@touch $(STAMP)
 
 # Switch the venv between ONNX Runtime's CPU and GPU builds, leaving exactly one: both are removed first
@@ -120,7 +127,7 @@ install-gpu install-cpu:
 	@$(PY) -m pip uninstall -y onnxruntime onnxruntime-gpu > $(VENV)/install.log 2>&1 || true
 	@$(PY) -m pip install $(if $(filter install-gpu,$@),--extra-index-url $(NVIDIA_INDEX)) -e '.[dev,yolo,$(@:install-%=%)]' \
 		>> $(VENV)/install.log 2>&1 \
-		|| { tail -n 25 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
+		|| { $(INSTALL_FAILED); }
 	@$(PY) -m runtimes.onnxrt --check-one
 	@touch $(STAMP)
 

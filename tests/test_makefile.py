@@ -64,3 +64,23 @@ def test_install_targets_remove_both_onnx_runtimes_then_install_one_and_check(fl
     install = dry.index(f"-e '.[dev,yolo,{flavour}]'")
     assert uninstall < install < dry.index("-m runtimes.onnxrt --check-one")
     assert f",{other}]" not in dry and f"echo \"dev,yolo,{flavour}\" > .venv/extras" in dry
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize("error,says", [
+    ("OSError: [Errno 28] No space left on device", "install failed: no space left on device ("),
+    ("ERROR: No matching distribution found for torch", "install failed: see .venv/install.log"),
+])
+def test_a_failed_install_says_why_in_one_line(tmp_path, error, says):
+    """A full disk is the commonest install failure on a fresh machine (torch's CUDA build is several GB):
+    it is named with the free space, not left in the middle of pip's log."""
+    shutil.copy(ROOT / "Makefile", tmp_path)
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f"#!/bin/sh\necho '{error}'\nexit 1\n")
+    python.chmod(0o755)
+    done = subprocess.run(["make", "test"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert says in done.stdout.splitlines()[-1]
+    assert not (tmp_path / ".venv" / ".installed-stamp").exists()
