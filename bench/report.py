@@ -148,16 +148,21 @@ def table_layout(rows: Sequence[ResultRow]) -> tuple[list[str], list[list[str]],
     if len(columns) <= 1:
         headers, body = _single_target(rows, notes)
         return headers, body, notes.items
-    groups: dict[tuple[str, str, int], dict[tuple[str, str], ResultRow]] = {}
-    for row in rows:
+    many_models, compressed = _identity_columns(rows)
+    scored = any(r.accuracy is not None for r in rows)
+    groups: dict[tuple[str, str, str, str, int], dict[tuple[str, str], ResultRow]] = {}
+    for row in rows:  # one line per variant; its targets (and devices) side by side
         column = (row.host if many_hosts else "", row.target)
-        groups.setdefault((row.format, row.precision, row.batch), {})[column] = row
-    headers = ["Format", "Precision", "Batch", "Size (MB)",
-               *(f"{t.upper()} ms" + (f" [{h}]" if h else "") for h, t in columns), "max abs diff vs PyTorch"]
+        groups.setdefault((row.model, row.format, row.compression, row.precision, row.batch), {})[column] = row
+    headers = (["Model"] if many_models else []) + ["Format"] + (["Compression"] if compressed else []) + \
+        ["Precision", "Batch", "Size (MB)", *(f"{t.upper()} ms" + (f" [{h}]" if h else "") for h, t in columns)] + \
+        (["Accuracy % (95% CI)"] if scored else []) + ["max abs diff vs PyTorch"]
     body = []
-    for (fmt_name, precision, batch), by_column in groups.items():
+    for (model, fmt_name, compression, precision, batch), by_column in groups.items():
         sizes = [r.size_mb for r in by_column.values() if r.size_mb is not None]
-        cells = [fmt_name, precision, str(batch), fmt(sizes[0], 1) if sizes else "-"]
+        cells = ([model] if many_models else []) + [fmt_name] + ([compression] if compressed else [])
+        cells += [precision, str(batch), fmt(sizes[0], 1) if sizes else "-"]
+        name = " ".join([fmt_name] + ([compression] if compressed and compression != "none" else []))
         for host, target in columns:
             row = by_column.get((host, target))
             where = f"{target} of {host}" if host else target
@@ -166,11 +171,23 @@ def table_layout(rows: Sequence[ResultRow]) -> tuple[list[str], list[list[str]],
             elif row.status == "ok":
                 cells.append(fmt(row.p50_ms) + (f" ({', '.join(flags(row))})" if flags(row) else ""))
             else:
-                cells.append(f"N/A [{notes.add(f'{fmt_name} on {where}: {row.error or row.status}')}]")
+                cells.append(f"N/A [{notes.add(f'{name} on {where}: {row.error or row.status}')}]")
+        if scored:
+            cells.append(_accuracy_across(by_column, columns, many_hosts))
         diffs = [r.max_abs_diff for r in by_column.values() if r.max_abs_diff is not None]
         cells.append(sci(max(diffs)) if diffs else "-")
         body.append(cells)
     return headers, body, notes.items
+
+
+def _accuracy_across(by_column: dict[tuple[str, str], ResultRow], columns: list[tuple[str, str]],
+                     many_hosts: bool) -> str:
+    """One accuracy where every target scored the same; else each target's, named (fp16 on a GPU can differ)."""
+    scored = [(column, accuracy_cell(by_column[column])) for column in columns
+              if column in by_column and by_column[column].accuracy is not None]
+    if len({cell for _, cell in scored}) <= 1:
+        return scored[0][1] if scored else "-"
+    return "; ".join(f"{target}{f' [{host}]' if many_hosts else ''}: {cell}" for (host, target), cell in scored)
 
 
 def used_flags(body: list[list[str]]) -> list[str]:

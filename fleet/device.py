@@ -30,8 +30,8 @@ class DeviceJob:
 
     device: str
     run_id: str  # names the queue the rows travel on
-    argv: tuple[str, ...]  # edgebench arguments, model and weights paths rewritten to `files`
-    files: dict[str, bytes] = field(default_factory=dict)  # name -> content: the user's model file, weights
+    argv: tuple[str, ...]  # edgebench arguments, model, weights and data paths rewritten to `@file:<name>`
+    files: dict[str, bytes] = field(default_factory=dict)  # relative path -> content: model file, weights, data
     finished_rows: tuple[str, ...] = ()  # rows.jsonl lines already at the workstation (resuming)
 
 
@@ -69,15 +69,15 @@ def stop_event(run_id: str) -> str:
 
 
 def _rewrite(argv: tuple[str, ...], folder: Path, files: dict[str, bytes]) -> list[str]:
-    """Point the arguments at the copies of the files written on this device."""
+    """Write the files that came with the job under `folder` and point `@file:` arguments at them."""
+    root = folder.resolve()
     for name, content in files.items():
-        (folder / name).write_bytes(content)
-    out = []
-    for part in argv:
-        for name in files:
-            part = part.replace(f"@file:{name}", str(folder / name))
-        out.append(part)
-    return out
+        path = (root / name).resolve()
+        if not path.is_relative_to(root):  # names come from the workstation: none may leave the job's folder
+            raise ValueError(f"refusing to write {name!r} outside the job's folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    return [f"{root}/{part.removeprefix('@file:')}" if part.startswith("@file:") else part for part in argv]
 
 
 def _lines(path: Path) -> list[str]:

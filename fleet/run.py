@@ -25,9 +25,11 @@ from bench.resume import finished_variant_rows, keep_rows, rows_on_disk, save_co
 from bench.runlog import logger
 from fleet.cluster import Fleet, connect
 from fleet.device import DEVICE_RESOURCE, DeviceJob, DeviceResult, measure_on_device, stop_event
+from models.tasks import check_image_folder
 
 DEVICE_LEFT = "device left the fleet"  # rows with this error are measured again by --resume
 WAIT_S = float(os.environ.get("EDGEBENCH_FLEET_WAIT_S", "30"))  # how long a missing device is waited for
+MAX_DATA_MB = float(os.environ.get("EDGEBENCH_FLEET_MAX_DATA_MB", "512"))  # a DATA folder sent to each device
 FLEET_OPTIONS = ("--fleet", "--devices", "--out", "--resume")
 
 
@@ -45,11 +47,25 @@ def device_argv(command: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, by
         elif flag == "--weights" and value != "pretrained" and Path(value).is_file():
             files[Path(value).name] = Path(value).read_bytes()
             value = f"@file:{Path(value).name}"
-        elif flag == "--data" and Path(value).exists():
-            raise UsageError(f"--data {value!r}: a data folder does not travel to devices yet; use mnist or digits, "
-                             "or run on the device itself")
+        elif flag == "--data" and Path(value).expanduser().is_dir():
+            folder = Path(value).expanduser().resolve()
+            files.update(_data_files(folder))
+            value = f"@file:{folder.name}"
         out.append(value)
     return tuple(out), files
+
+
+def _data_files(folder: Path) -> dict[str, bytes]:
+    """An ImageFolder's train/ and val/ files, keyed `<folder name>/<relative path>` so the device rebuilds the
+    same folder (its name is the task's name in the rows). Bounded: every device gets its own copy."""
+    check_image_folder(folder)
+    paths = [path for part in ("train", "val") for path in sorted((folder / part).rglob("*")) if path.is_file()]
+    size_mb = sum(path.stat().st_size for path in paths) / 1e6
+    if size_mb > MAX_DATA_MB:
+        raise UsageError(f"--data {str(folder)!r}: {size_mb:.0f} MB of images is more than a fleet run sends to "
+                         f"each device (EDGEBENCH_FLEET_MAX_DATA_MB={MAX_DATA_MB:g}); raise it, or give a path "
+                         "that exists on the devices only")
+    return {f"{folder.name}/{path.relative_to(folder).as_posix()}": path.read_bytes() for path in paths}
 
 
 def _error_rows(template: dict[tuple[str, str], set[str]], device: str, error: str, status: str = "error",

@@ -73,11 +73,8 @@ def digits_task(seed: int = 0) -> Task:
     return Task("digits", x_train, y_train, x_test, y_test, tuple(str(i) for i in range(10)))
 
 
-def imagefolder_task(root: Path, input_size: tuple[int, ...]) -> Task:
-    """A user's `train/` and `val/` folders in torchvision's ImageFolder layout, resized for the model."""
-    import torch
-    from torchvision import datasets, transforms
-
+def check_image_folder(root: Path) -> Path:
+    """The folder, if it holds train/ and val/; else one line saying what an ImageFolder looks like."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UsageError(f"DATA folder {str(root)!r} does not exist (expected a folder holding train/ and val/)")
@@ -85,6 +82,15 @@ def imagefolder_task(root: Path, input_size: tuple[int, ...]) -> Task:
     if missing:
         raise UsageError(f"DATA folder {str(root)!r} has no {' or '.join(missing)}/ folder: expected "
                          "train/<class>/*.jpg and val/<class>/*.jpg (torchvision ImageFolder layout)")
+    return root
+
+
+def imagefolder_task(root: Path, input_size: tuple[int, ...]) -> Task:
+    """A user's `train/` and `val/` folders in torchvision's ImageFolder layout, resized for the model."""
+    import torch
+    from torchvision import datasets, transforms
+
+    root = check_image_folder(root)
     channels, height, width = input_size
     steps = [transforms.Resize((height, width))]
     if channels == 1:

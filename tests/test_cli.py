@@ -9,6 +9,7 @@ import pytest
 
 from bench.cli import main
 
+from image_folders import image_folder
 from live_processes import processes_mentioning
 from tests_paths import ASSETS, TINY_MODEL
 
@@ -61,24 +62,13 @@ def test_bad_input_is_one_line_and_exit_2(capsys, args, message):
     assert "Traceback" not in err + out
 
 
-def _image_folder(root, classes: int, splits=("train", "val")):
-    from PIL import Image
-
-    for split in splits:
-        for c in range(classes):
-            (root / split / f"class{c}").mkdir(parents=True)
-            for i in range(2):
-                Image.new("L", (12, 12), color=20 * c + i).save(root / split / f"class{c}" / f"{i}.png")
-    return root
-
-
 @pytest.mark.parametrize("splits,classes,message", [
     (("train",), 10, "has no val/ folder: expected train/<class>/*.jpg and val/<class>/*.jpg"),
     (("train", "val"), 3, "has 3 classes (class0, class1, class2), but digits_cnn has 10 outputs"),
 ])
 def test_a_data_folder_that_does_not_fit_is_refused_before_anything_is_written(capsys, tmp_path, splits, classes,
                                                                                  message):
-    data = _image_folder(tmp_path / "data", classes, splits)
+    data = image_folder(tmp_path / "data", classes, splits)
     out = tmp_path / "run"
     code, _, err = run_main(capsys, "--model", "digits_cnn", "--data", str(data), "--out", str(out))
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
@@ -88,7 +78,7 @@ def test_a_data_folder_that_does_not_fit_is_refused_before_anything_is_written(c
 def test_a_data_folder_that_fits_becomes_the_task(tmp_path):
     from models.tasks import load_task
 
-    task = load_task(str(_image_folder(tmp_path / "data", 10)), (1, 8, 8))
+    task = load_task(str(image_folder(tmp_path / "data", 10)), (1, 8, 8))
     assert task.x_train.shape == (20, 1, 8, 8) and task.x_test.shape == (20, 1, 8, 8)
     assert task.classes == tuple(f"class{c}" for c in range(10)) and list(task.y_test[:2]) == [0, 0]
     assert task.label == "data (20 test images)"

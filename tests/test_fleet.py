@@ -19,6 +19,7 @@ from bench.errors import UsageError
 from fleet.cluster import connect, worker_command
 from fleet.run import DEVICE_LEFT, device_argv
 
+from image_folders import image_folder
 from live_processes import processes_mentioning
 from tests_paths import TINY_MODEL
 
@@ -38,8 +39,38 @@ def test_the_model_file_and_weights_travel_with_the_arguments(tmp_path):
                                "--devices", "a,b", "--batch", "1"))
     assert argv == ("--model", "@file:tiny_cnn.py:build", "--weights", "@file:w.pt", "--batch", "1")
     assert files["tiny_cnn.py"] == Path(TINY_MODEL.rpartition(":")[0]).read_bytes() and files["w.pt"] == b"weights"
-    with pytest.raises(UsageError, match="a data folder does not travel to devices yet"):
-        device_argv(("--data", str(tmp_path)))
+
+
+def test_a_data_folder_travels_and_is_the_same_task_on_the_device(tmp_path):
+    from fleet.device import _rewrite
+    from models.tasks import load_task
+
+    data = image_folder(tmp_path / "shapes", classes=3)
+    (data / "notes.txt").write_text("not read: only train/ and val/ travel")
+    argv, files = device_argv(("--data", str(data), "--batch", "1"))
+    assert argv == ("--data", "@file:shapes", "--batch", "1")
+    assert sorted(files) == [f"shapes/{split}/class{c}/{i}.png" for split in ("train", "val")
+                             for c in range(3) for i in range(2)]
+    device = tmp_path / "device"
+    device.mkdir()
+    rewritten = _rewrite(argv, device, files)
+    assert rewritten == ["--data", str(device.resolve() / "shapes"), "--batch", "1"]
+    here, there = load_task(str(data), (1, 8, 8)), load_task(rewritten[1], (1, 8, 8))
+    assert there.name == here.name == "shapes" and there.classes == here.classes
+    assert (there.x_test == here.x_test).all() and (there.y_train == here.y_train).all()
+    with pytest.raises(ValueError, match="outside the job's folder"):
+        _rewrite((), device, {"../escaped.py": b"code"})
+    assert not (tmp_path / "escaped.py").exists()
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda root: image_folder(root, 2, splits=("train",)), "has no val/ folder"),
+    (lambda root: image_folder(root, 2), "MB of images is more than a fleet run sends to each device"),
+])
+def test_a_data_folder_that_cannot_travel_is_one_line(tmp_path, monkeypatch, make, message):
+    monkeypatch.setattr("fleet.run.MAX_DATA_MB", 0.0001)
+    with pytest.raises(UsageError, match=message):
+        device_argv(("--data", str(make(tmp_path / "d"))))
 
 
 @pytest.mark.parametrize("args,message", [

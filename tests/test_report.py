@@ -180,3 +180,19 @@ def test_cross_target_table_exactly():
     unmeasured = [row("tensorrt", "cpu", "unavailable", error="no", size=None),
                   row("tensorrt", "gpu", "error", error="boom", size=None)]
     assert "| Tensorrt | fp32 | 1 | - | N/A [1] | N/A [2] | - |\n" in markdown_table(unmeasured)
+
+
+def test_cross_target_table_keeps_each_compression_apart_and_shows_accuracy():
+    """Rows of two variants with the same format, precision and batch once overwrote each other here."""
+    rows = []
+    for compression, p50, accuracy in (("none", 12.0, 0.98), ("prune-l1:0.5", 9.0, 0.95)):
+        for target in ("cpu", "gpu"):
+            r = row("onnx", target, p50=p50 if target == "cpu" else p50 / 10)
+            r.compression, r.accuracy = compression, accuracy
+            rows.append(r)
+    rows[-1].accuracy = 0.94  # fp16-like drift on one target: both figures are shown, named
+    text = markdown_table(rows)
+    assert ("| Format | Compression | Precision | Batch | Size (MB) | CPU ms | GPU ms | Accuracy % (95% CI) "
+            "| max abs diff vs PyTorch |") in text
+    assert "| Onnx | none | fp32 | 1 | 46.8 | 12.00 | 1.20 | 98.0 | 1.0e-06 |" in text
+    assert "| Onnx | prune-l1:0.5 | fp32 | 1 | 46.8 | 9.00 | 0.90 | cpu: 95.0; gpu: 94.0 | 1.0e-06 |" in text
