@@ -49,7 +49,7 @@ def _fleet(run: Run) -> bool:
 
 def _label(row: ResultRow, by_device: bool = False) -> str:
     parts = [row.model, row.format, row.precision, f"b{row.batch}", row.target]
-    if by_device:
+    if by_device and row.host:
         parts.append(f"[{row.host}]")
     if row.compression != "none":
         parts.insert(2, row.compression)
@@ -101,12 +101,23 @@ def environment_warnings(base: Run, new: Run) -> list[str]:
 
 def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change], list[str]]:
     """Every row of both runs, matched by model, compression, runtime, precision, target and batch; rows
-    present in one run only are listed, not dropped. Refused when the runs have no row in common."""
+    present in one run only are listed, not dropped. Two fleet runs compare each device with itself; a fleet
+    run and a single-machine run compare every device with that machine. Refused when no row is in common."""
     if not 0 < threshold < 10:
         raise UsageError(f"bad threshold {threshold!r}: expected a fraction such as 0.05 (5%)")
-    by_device = _fleet(base) and _fleet(new)  # two fleet runs: each device against itself
-    base_rows = {_identity(r, by_device): r for r in base.rows}
-    new_rows = {_identity(r, by_device): r for r in new.rows}
+    base_fleet, new_fleet = _fleet(base), _fleet(new)
+    base_rows = {_identity(r, base_fleet): r for r in base.rows}
+    new_rows = {_identity(r, new_fleet): r for r in new.rows}
+    if base_fleet != new_fleet:  # one side's rows stand for every device of the other
+        one = base_rows if not base_fleet else new_rows
+        many = new_rows if not base_fleet else base_rows
+        for key in many:
+            if key[:-1] + ("",) in one:
+                one.setdefault(key, one[key[:-1] + ("",)])
+        shared = {key[:-1] + ("",) for key in many}
+        for key in [key for key in one if key[-1] == "" and key in shared]:
+            del one[key]
+    by_device = base_fleet or new_fleet
     if not set(base_rows) & set(new_rows):
         raise UsageError(f"{base.folder} and {new.folder} have no row in common (same model, compression, runtime, "
                          "precision, target and batch): nothing to compare")
@@ -119,7 +130,7 @@ def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change],
             changes.append(Change(_label(a, by_device), a, None, verdict="only in base"))
         else:
             change = judge(a, b, samples_of(base.samples, a), samples_of(new.samples, b), threshold)
-            change.label = _label(b, by_device)
+            change.label = _label(b if new_fleet or not base_fleet else a, by_device)
             changes.append(change)
     return changes, environment_warnings(base, new)
 

@@ -120,6 +120,29 @@ def test_compare_counts_a_row_that_now_fails_as_a_regression_and_refuses_runs_wi
     assert err.count("\n") == 1 and "have no row in common" in err
 
 
+def test_compare_of_a_fleet_run_with_a_local_run_compares_every_device_with_the_local_machine(tmp_path, capsys):
+    """The local run's row stands for each device in turn: no device's row may silently replace another's."""
+    local = write_run(tmp_path / "local", [result("onnxruntime", 10.0), result("tflite", 10.0)], seed=1)
+    rows = []
+    for host, p50 in (("jetson01", 20.0), ("nuc", 10.05)):
+        row = result("onnxruntime", p50)
+        row.host = host
+        rows.append(row)
+    fleet = write_run(tmp_path / "fleet", rows, seed=2)
+    with open(fleet / "samples.jsonl") as f:  # a fleet run keys its samples by device
+        lines = [json.loads(line) for line in f]
+    (fleet / "samples.jsonl").write_text("".join(json.dumps({**line, "key": f"{row.host}|{line['key']}"}) + "\n"
+                                                 for line, row in zip(lines, rows, strict=True)))
+    for base, new in ((local, fleet), (fleet, local)):
+        main(["compare", str(base), str(new)])
+        out = capsys.readouterr().out
+        verdicts = {line.split(" | ")[0].lstrip("| "): line.rstrip(" |").rsplit("| ", 1)[1]
+                    for line in out.splitlines() if line.startswith("| m ")}
+        assert verdicts.pop("m Onnxruntime fp32 b1 cpu [nuc]") in ("within noise", "below threshold")
+        assert verdicts == {"m Onnxruntime fp32 b1 cpu [jetson01]": "REGRESSION" if base == local else "faster",
+                            "m Tflite fp32 b1 cpu": "only in base" if base == local else "only in new"}
+
+
 def test_recommend_on_a_hand_checked_example(tmp_path, capsys):
     run = write_run(tmp_path / "run", [
         result("onnxruntime", 8.0, accuracy=0.985, size=40.0),
