@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import UsageError
-from bench.rounds import NoiseGuard, Stopping
+from bench.measure.rounds import NoiseGuard, Stopping
 
 TARGETS = ("cpu", "gpu", "npu")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")  # tf32: fp32 tensors, TF32 math (NVIDIA Ampere+)

@@ -76,7 +76,7 @@ def tf32_control() -> Check:
     """The fp32 tolerance must be able to see TF32, or passing it proves nothing: resnet18 with TF32 allowed."""
     import torch
 
-    from bench.fidelity import compare
+    from bench.measure.fidelity import compare
     from models import load_model, make_input
 
     model = load_model("resnet18")  # BatchNorm recalibrated, as every run's: realistic activations

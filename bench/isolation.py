@@ -91,10 +91,10 @@ def _spawn(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: int
     job_path = job_dir / f"{mode}.json"
     save_job(job, job_path)
     log_path = job_dir / f"{mode}.log"
-    command = [sys.executable, "-m", "bench.peakrss", str(report), str(timeout_s), "--",
+    command = [sys.executable, "-m", "bench.measure.peakrss", str(report), str(timeout_s), "--",
                sys.executable, "-m", "bench.worker", mode, str(job_path)]
     env = child_env(threads)
-    env[PARENT_ENV] = str(os.getpid())  # the wrapper dies with us (bench.peakrss)
+    env[PARENT_ENV] = str(os.getpid())  # the wrapper dies with us (bench.measure.peakrss)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=stdin, cwd=PROJECT_ROOT,
                                 env=env, start_new_session=True)

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.stats import LatencyStats, median_interval, ratio_interval
+from bench.measure.stats import LatencyStats, median_interval, ratio_interval
 
 if TYPE_CHECKING:
-    from bench.rounds import RowRounds
+    from bench.measure.rounds import RowRounds
 
 
 @dataclass
@@ -89,7 +89,7 @@ class ResultRow:
     compression_speedup_ci_high: float | None = None
     flops: int | None = None  # floating-point operations per inference at this batch (PyTorch's FLOP counter)
     gflops_per_s: float | None = None  # flops / p50
-    peak_fraction: float | None = None  # gflops_per_s over the machine's measured dense-kernel peak (bench.peak)
+    peak_fraction: float | None = None  # gflops_per_s over the measured dense-kernel peak (bench.measure.peak)
     energy_mj: float | None = None  # millijoules per inference from a hardware counter (RAPL, NVML); else empty
     energy_source: str = ""  # the counter, or why there is none here
     host: str = ""  # the machine measured: this one's name in a local run, the device's name in a fleet run
@@ -150,7 +150,7 @@ def annotate_ratios(row: ResultRow, rounds: RowRounds, pytorch: RowRounds | None
     shared machine hits both sides of each ratio. Latency mode: the baseline's p50 over the row's;
     throughput mode: the row's items/s over the baseline's.
     """
-    from bench.rounds import paired_rounds
+    from bench.measure.rounds import paired_rounds
 
     throughput = row.mode == "throughput"
 

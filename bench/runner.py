@@ -17,15 +17,15 @@ import numpy as np
 
 from bench.cache import ArtifactCache, cache_key
 from bench.config import BenchConfig
-from bench.cpuload import NOISY_FOREIGN_LOAD
 from bench.errors import UsageError
 from bench.isolation import PROJECT_ROOT, ChildSession, run_child
 from bench.job import CompressJob, MeasureJob
-from bench.peak import GEMM_SIZE, TRIES, gemm_peaks
+from bench.measure.cpuload import NOISY_FOREIGN_LOAD
+from bench.measure.peak import GEMM_SIZE, TRIES, gemm_peaks
+from bench.measure.rounds import RE_WARMUP_ITERS, RoundFailed, RoundResult, RowRounds, interleave
 from bench.progress import Reporter
 from bench.results import ResultRow, RunWriter, annotate_ratios, row_key
 from bench.resume import keep_finished_variants, resumed_environment, save_command
-from bench.rounds import RE_WARMUP_ITERS, RoundFailed, RoundResult, RowRounds, interleave
 from bench.runlog import RunLog, logger
 from bench.targets import check_target
 from bench.variants import MODEL_FILE, VariantInfo, outputs_path, save_variant
@@ -290,7 +290,7 @@ class Runner:
 
     def run(self) -> RunSummary:
         from bench.environment import capture
-        from bench.timing import harness_overhead_us
+        from bench.measure.timing import harness_overhead_us
 
         config = self.config
         devices = {target: check_target(target) for target in config.targets}  # all checked before any work

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from bench.measure.stats import accuracies_differ
 from bench.report import accuracy_cell, fmt, markdown_grid, ratio_cell
 from bench.results import ResultRow
-from bench.stats import accuracies_differ
 
 RUNTIME_ORDER = ("pytorch", "torchscript", "onnxruntime", "openvino", "tflite", "tensorrt", "coreml")
 REFERENCE_RUNTIME = "onnxruntime"  # sizes and ratios in the summary are read from this runtime's files

@@ -30,8 +30,8 @@ import numpy as np
 
 from bench.config import BenchConfig, TimingConfig, default_threads
 from bench.errors import UsageError
-from bench.rounds import NoiseGuard, RoundFailed, RoundResult, interleave
-from bench.stats import ratio_interval
+from bench.measure.rounds import NoiseGuard, RoundFailed, RoundResult, interleave
+from bench.measure.stats import ratio_interval
 
 BIN = Path(sys.executable).parent
 LOOPS = Path(__file__).parent / "bare_loops"

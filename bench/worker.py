@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from bench.job import CompressJob, MeasureJob, load_job
-from bench.peakrss import PARENT_ENV, die_with_parent
+from bench.measure.peakrss import PARENT_ENV, die_with_parent
 from runtimes import load_adapter
 
 RESULT_FILE = "result.json"
@@ -100,7 +100,7 @@ def _accuracy(adapter: Any, task_path: str, batch: int) -> dict[str, Any]:
 
     Artifacts have a fixed batch size: the last chunk is padded by repeating its final image.
     """
-    from bench.stats import wilson_interval
+    from bench.measure.stats import wilson_interval
 
     with np.load(task_path) as data:
         x, y = data["x_test"], data["y_test"]
@@ -124,10 +124,10 @@ def _time_round(step: Any, timing: Any, first: bool, streams: list[Any] | None =
     returning joules; None in throughput mode), the energy of the round's inferences, warm-up included."""
     from dataclasses import replace
 
-    from bench.cpuload import ForeignLoadTracker
-    from bench.energy import EnergyMeter
-    from bench.rounds import RE_WARMUP_ITERS, RoundResult
-    from bench.timing import time_concurrent, time_step
+    from bench.measure.cpuload import ForeignLoadTracker
+    from bench.measure.energy import EnergyMeter
+    from bench.measure.rounds import RE_WARMUP_ITERS, RoundResult
+    from bench.measure.timing import time_concurrent, time_step
 
     config = timing if first else replace(timing, warmup_iters=min(timing.warmup_iters, RE_WARMUP_ITERS),
                                           warmup_s=0.0)
@@ -153,7 +153,7 @@ def _commands() -> Any:
 
 def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     """Load, check fidelity, time rounds (driven by the parent in serve mode), score accuracy, close."""
-    from bench.fidelity import compare
+    from bench.measure.fidelity import compare
 
     reason = type(adapter).run_unavailable(job.options.target)
     if reason:  # exported (so its size is known) but cannot run here
@@ -184,7 +184,7 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
         adapter.sync()
 
     streams = adapter.throughput_streams(x) if job.options.mode == "throughput" else None
-    from bench.energy import energy_source
+    from bench.measure.energy import energy_source
 
     energy, ready["energy_source"] = energy_source(job.options.target) if streams is None else \
         (None, "not measured in throughput mode")

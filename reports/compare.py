@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.errors import UsageError
+from bench.measure.stats import ratio_interval
 from bench.report import latency_cell, markdown_grid
 from bench.results import ResultRow
-from bench.stats import ratio_interval
 from reports.runs import Run, samples_of
 
 KEY_PACKAGES = ("torch", "torchvision", "onnxruntime", "onnxruntime-gpu", "openvino", "ai-edge-litert", "litert-torch",

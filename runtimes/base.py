@@ -2,7 +2,7 @@
 
 Lifecycle (in two child processes): export(model) -> artifact on disk; then load(artifact),
 prepare(host input) -> device input, run(), sync() where the device is asynchronous, fetch() -> host arrays.
-Adapters know nothing about timing; `bench.timing` knows nothing about runtimes.
+Adapters know nothing about timing; `bench.measure.timing` knows nothing about runtimes.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ GOAL = 0.85
 # module -> pytest argument lists, tried in order until one fails.
 WHOLE_RUNS = ["-m", "slow", "tests/test_runner.py", "tests/test_cli.py"]
 SUBPROCESS_TESTS = {
-    "bench.peakrss": [["tests/test_isolation.py"], WHOLE_RUNS],
+    "bench.measure.peakrss": [["tests/test_isolation.py"], WHOLE_RUNS],
     "bench.worker": [WHOLE_RUNS],
     "bench.isolation": [WHOLE_RUNS],
 }

@@ -17,8 +17,8 @@ import torch
 from bench import worker
 from bench.config import TimingConfig
 from bench.job import MeasureJob, save_job
+from bench.measure.stats import accuracies_differ, wilson_interval
 from bench.runner import save_reference
-from bench.stats import accuracies_differ, wilson_interval
 from models import load_model
 from models.tasks import Task, digits_task, mnist_task
 from models.training import accuracy

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.fidelity import compare
+from bench.measure.fidelity import compare
 from models import load_model, make_input
 from runtimes import RuntimeOptions, artifact_size_bytes, get_runtime, runtime_names
 

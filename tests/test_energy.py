@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.energy import POWERCAP_DIR_ENV, EnergyMeter, RaplMeter, energy_source, rapl_zones
-from bench.rounds import RoundResult, RowRounds
+from bench.measure.energy import POWERCAP_DIR_ENV, EnergyMeter, RaplMeter, energy_source, rapl_zones
+from bench.measure.rounds import RoundResult, RowRounds
 
 
 def fake_powercap(root: Path, packages: dict[int, int], wrap: int = 1_000_000) -> Path:

@@ -13,7 +13,7 @@ import pytest
 
 from bench.isolation import ChildOutcome, _describe_exit, child_env, run_child
 from bench.job import MeasureJob
-from bench.peakrss import run_measured, write_report
+from bench.measure.peakrss import run_measured, write_report
 from runtimes import RuntimeOptions
 
 from live_processes import alive, processes_mentioning
@@ -23,7 +23,7 @@ ALLOCATE = "import numpy as np; a = np.ones({mb} * 2**20 // 8); a[:] = 2"
 
 def peak_of(tmp_path, code: str) -> float:
     report = tmp_path / "rusage.json"
-    subprocess.run([sys.executable, "-m", "bench.peakrss", str(report), "60", "--", sys.executable, "-c", code],
+    subprocess.run([sys.executable, "-m", "bench.measure.peakrss", str(report), "60", "--", sys.executable, "-c", code],
                    check=True)
     return json.loads(report.read_text())["maxrss_kb"] / 1024
 
@@ -41,7 +41,7 @@ def test_run_measured_reports_status_and_peak():
     done = run_measured([sys.executable, "-c", ALLOCATE.format(mb=100) + "; raise SystemExit(3)"], 60, poll_s=0.01)
     assert os.waitstatus_to_exitcode(done["status"]) == 3 and done["timed_out"] is False
     # Only a lower bound here: forked from this large test process, the child inherits its high-water mark,
-    # which is why the harness forks through the small bench.peakrss process (the test above).
+    # which is why the harness forks through the small bench.measure.peakrss process (the test above).
     assert done["maxrss_kb"] / 1024 >= 100
 
 
@@ -66,8 +66,8 @@ def test_timeout_kills_the_child_and_everything_it_started(tmp_path):
     code = ("import subprocess, sys, time;"
             "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']);"
             f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(120)")
-    wrapper = subprocess.run([sys.executable, "-m", "bench.peakrss", str(report), "2", "--", sys.executable, "-c",
-                              code], timeout=60, start_new_session=True)
+    wrapper = subprocess.run([sys.executable, "-m", "bench.measure.peakrss", str(report), "2", "--", sys.executable,
+                              "-c", code], timeout=60, start_new_session=True)
     assert wrapper.returncode == -signal.SIGKILL  # the wrapper's clean-up takes its whole group, itself included
     assert json.loads(report.read_text())["timed_out"] is True
     grandchild = int(pid_file.read_text())
@@ -288,7 +288,7 @@ def test_a_session_stays_loaded_between_rounds_and_then_finishes(tmp_path, tiny_
     """Loaded once, two rounds on command (each its own file and samples), then the closing figures."""
     from bench.config import TimingConfig
     from bench.isolation import ChildSession
-    from bench.rounds import RE_WARMUP_ITERS
+    from bench.measure.rounds import RE_WARMUP_ITERS
     from runtimes import adapter_ref, get_runtime
 
     reference, source = tiny_reference

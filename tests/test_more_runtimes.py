@@ -238,7 +238,7 @@ def test_gpu_adapters_export_run_and_match(name, precision, tiny, tmp_path):
     model, x, ref = tiny
     adapter = cls(RuntimeOptions(target="gpu", precision=precision, threads=1, model=TINY_MODEL))
     adapter.load(adapter.export(model.module, x, tmp_path))
-    from bench.fidelity import compare
+    from bench.measure.fidelity import compare
 
     fid = compare(adapter.predict(x.numpy()), [ref], precision)
     assert fid.within_tolerance, (fid.max_abs_diff, fid.cosine)
@@ -335,7 +335,7 @@ def test_tf32_is_its_own_labelled_gpu_precision_and_only_where_the_gpu_has_it(ti
     before Ampere computes them in IEEE fp32, so such a row is unavailable rather than mislabelled."""
     import onnx
 
-    from bench.fidelity import TOLERANCES
+    from bench.measure.fidelity import TOLERANCES
     from runtimes import _torch
     from runtimes._onnx import export_onnx
     from runtimes.onnxrt import cuda_provider_options

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from bench.measure.stats import LatencyStats
 from bench.results import COLUMNS, ResultRow, RunWriter, read_rows
-from bench.stats import LatencyStats
 
 
 def row(runtime: str, status: str = "ok", **values) -> ResultRow:

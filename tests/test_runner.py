@@ -13,9 +13,9 @@ from rich.console import Console
 
 import runtimes
 from bench.config import BenchConfig, TimingConfig
+from bench.measure.rounds import NoiseGuard
 from bench.progress import Reporter
 from bench.results import read_rows
-from bench.rounds import NoiseGuard
 from bench.runlog import RunLog
 from bench.runner import Runner
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.stats import LatencyStats
+from bench.measure.stats import LatencyStats
 
 # Percentile definitions disagree on these samples. Linear interpolation (numpy's default, pytest-benchmark's)
 # gives p50 4.5 on SAMPLES ('lower'/'nearest' 4, 'higher' 5) and p75/p90/p99 15/28/38.8 on SKEWED

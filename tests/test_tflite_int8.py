@@ -15,7 +15,7 @@ pytest.importorskip("ai_edge_litert")
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from bench.fidelity import compare  # noqa: E402
+from bench.measure.fidelity import compare  # noqa: E402
 from runtimes import RuntimeOptions, get_runtime  # noqa: E402
 
 

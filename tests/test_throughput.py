@@ -11,9 +11,9 @@ import time
 import pytest
 
 from bench.config import TimingConfig
+from bench.measure.rounds import RoundResult, RowRounds
+from bench.measure.timing import time_concurrent
 from bench.results import ResultRow
-from bench.rounds import RoundResult, RowRounds
-from bench.timing import time_concurrent
 
 WINDOW = TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=1, min_s=0.3, max_s=5.0)
 

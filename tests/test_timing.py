@@ -3,7 +3,7 @@
 import pytest
 
 from bench.config import TimingConfig
-from bench.timing import harness_overhead_us, overhead_us, time_step
+from bench.measure.timing import harness_overhead_us, overhead_us, time_step
 
 
 class FakeClock:

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from bench.rounds import RoundFailed
+from bench.measure.rounds import RoundFailed
 from bench.validate import TOOLS, _benchmark_app_median, paired_ratio, validate, verdict
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import bench.cpuload
+import bench.measure.cpuload
 from bench import worker
 from bench.config import TimingConfig
-from bench.cpuload import CpuSnapshot, ForeignLoadTracker
 from bench.job import MeasureJob, save_job
-from bench.rounds import RE_WARMUP_ITERS, RoundResult
+from bench.measure.cpuload import CpuSnapshot, ForeignLoadTracker
+from bench.measure.rounds import RE_WARMUP_ITERS, RoundResult
 from bench.runner import save_reference
 from models import load_model
 from runtimes import RuntimeOptions, adapter_ref, get_runtime
@@ -83,7 +83,8 @@ def export_then_measure(spec: MeasureJob, job_dir) -> tuple[int, dict]:
 def test_a_measurement_reports_samples_fidelity_and_load(job, monkeypatch, phases):
     spec, job_dir = job
     readings = iter([CpuSnapshot(total=0, idle=0, steal=0, own=0), CpuSnapshot(total=100, idle=50, steal=2, own=20)])
-    monkeypatch.setattr(bench.cpuload, "ForeignLoadTracker", lambda: ForeignLoadTracker(read=lambda: next(readings)))
+    monkeypatch.setattr(bench.measure.cpuload, "ForeignLoadTracker",
+                        lambda: ForeignLoadTracker(read=lambda: next(readings)))
     t0 = time.perf_counter()
     code, result = export_then_measure(spec, job_dir)
     elapsed = time.perf_counter() - t0
@@ -270,7 +271,7 @@ def test_the_energy_counter_is_read_in_the_measuring_process_and_named_in_the_re
     carries its joules; without one, the result says why."""
     from test_energy import fake_powercap
 
-    from bench.energy import POWERCAP_DIR_ENV
+    from bench.measure.energy import POWERCAP_DIR_ENV
 
     monkeypatch.setenv(POWERCAP_DIR_ENV, str(fake_powercap(tmp_path / "powercap", {0: 1000})))
     spec, job_dir = make_job(tmp_path / "rapl")
