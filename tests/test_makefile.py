@@ -1,5 +1,6 @@
 """Every Makefile variable reaches the CLI as a flag it accepts."""
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -80,7 +81,10 @@ def test_a_failed_install_says_why_in_one_line(tmp_path, error, says):
     python.parent.mkdir(parents=True)
     python.write_text(f"#!/bin/sh\necho '{error}'\nexit 1\n")
     python.chmod(0o755)
-    done = subprocess.run(["make", "test"], cwd=tmp_path, capture_output=True, text=True)
+    outer_make = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")  # under `make test`, make would add "Leaving directory"
+    env = {k: v for k, v in os.environ.items() if k not in outer_make}
+    done = subprocess.run(["make", "--no-print-directory", "test"], cwd=tmp_path, capture_output=True, text=True,
+                          env=env)
     assert done.returncode != 0
     assert says in done.stdout.splitlines()[-1]
     assert not (tmp_path / ".venv" / ".installed-stamp").exists()
