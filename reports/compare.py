@@ -108,15 +108,12 @@ def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change],
     base_fleet, new_fleet = _fleet(base), _fleet(new)
     base_rows = {_identity(r, base_fleet): r for r in base.rows}
     new_rows = {_identity(r, new_fleet): r for r in new.rows}
-    if base_fleet != new_fleet:  # one side's rows stand for every device of the other
-        one = base_rows if not base_fleet else new_rows
-        many = new_rows if not base_fleet else base_rows
-        for key in many:
-            if key[:-1] + ("",) in one:
-                one.setdefault(key, one[key[:-1] + ("",)])
-        shared = {key[:-1] + ("",) for key in many}
-        for key in [key for key in one if key[-1] == "" and key in shared]:
-            del one[key]
+    if base_fleet != new_fleet:  # the single machine's row stands for the same row of each device
+        single, fleet = (base_rows, new_rows) if new_fleet else (new_rows, base_rows)
+        unpinned = {key: key[:-1] + ("",) for key in fleet}
+        single.update({key: single[other] for key, other in unpinned.items() if other in single})
+        for other in set(unpinned.values()):
+            single.pop(other, None)
     by_device = base_fleet or new_fleet
     if not set(base_rows) & set(new_rows):
         raise UsageError(f"{base.folder} and {new.folder} have no row in common (same model, compression, runtime, "
@@ -130,7 +127,7 @@ def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change],
             changes.append(Change(_label(a, by_device), a, None, verdict="only in base"))
         else:
             change = judge(a, b, samples_of(base.samples, a), samples_of(new.samples, b), threshold)
-            change.label = _label(b if new_fleet or not base_fleet else a, by_device)
+            change.label = _label(a if base_fleet and not new_fleet else b, by_device)
             changes.append(change)
     return changes, environment_warnings(base, new)
 
