@@ -87,8 +87,10 @@ def measure(runtime: str, precision: str, digits, tmp_path, qat_epochs: int = 0)
     return {**results[1], "artifact": results[0]["artifact"], "reference": job.reference}
 
 
-@pytest.mark.slow  # real exports in four runtimes: run by `make test`, left out of mutmut's fast selection
-@pytest.mark.parametrize("runtime", ["pytorch", "onnxruntime", "openvino", "tflite"])
+# Real exports: PyTorch's takes a second and stays in mutmut's fast selection (it is what reaches the worker's
+# accuracy code in-process); the other three are `slow`, run by `make test` only.
+@pytest.mark.parametrize("runtime", ["pytorch", *(pytest.param(r, marks=pytest.mark.slow)
+                                                 for r in ("onnxruntime", "openvino", "tflite"))])
 def test_each_runtime_scores_its_own_artifact_on_the_whole_test_split(runtime, digits, tmp_path):
     model, task, _ = digits
     result = measure(runtime, "fp32", digits, tmp_path)
@@ -158,3 +160,31 @@ def test_quantization_aware_training_happens_in_each_runtimes_own_toolchain(runt
         import onnx
 
         assert "BatchNormalization" not in {n.op_type for n in onnx.load(result["artifact"]).graph.node}
+
+
+def test_the_compress_child_prunes_fine_tunes_and_saves_what_every_runtime_exports(digits, tmp_path):
+    """The worker's compress step, in-process as the child runs it: the chain is applied, fine-tuned on the
+    task, and the saved module's outputs are the fidelity reference each runtime is then held to."""
+    from bench.job import CompressJob
+    from bench.variants import MODEL_FILE, load_module, outputs_path
+    from compression.measures import parameter_count
+
+    model, _, reference = digits
+    out = tmp_path / "variant"
+    job = CompressJob(chain="prune-unstructured:0.5", model_file=str(reference.model_file), model=model.source,
+                      out_dir=str(out), inputs={str(BATCH): str(reference.input(BATCH))},
+                      task=str(reference.task), finetune_epochs=1, seed=0, threads=1)
+    save_job(job, tmp_path / "compress.json")
+    assert worker.main(["compress", str(tmp_path / "compress.json")]) == 0, (tmp_path / "result.json").read_text()
+    info = json.loads((tmp_path / "result.json").read_text())
+    assert info["finetune_epochs"] == 1 and 0.45 < info["sparsity"] < 0.55, info
+    assert info["params"] == parameter_count(model.module) and "weights zeroed" in info["notes"]
+    assert 0.0 <= info["agreement"] <= 1.0 and info["flops"] > 0
+    saved = load_module(str(out / MODEL_FILE), model.source)
+    with torch.no_grad():
+        expected = saved(torch.from_numpy(np.load(reference.input(BATCH)))).numpy()
+    with np.load(outputs_path(out, BATCH)) as outputs:
+        assert np.allclose(next(iter(outputs.values())), expected)
+    with torch.no_grad():  # and it is not the reference model any more
+        original = model.module(torch.from_numpy(np.load(reference.input(BATCH)))).numpy()
+    assert not np.allclose(original, expected)

@@ -3,10 +3,12 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
+from bench.measure.rounds import RoundResult, RowRounds
 from bench.measure.stats import LatencyStats
-from bench.results import COLUMNS, ResultRow, RunWriter, read_rows
+from bench.results import COLUMNS, ResultRow, RunWriter, annotate_ratios, read_rows, split_row_key
 
 
 def row(runtime: str, status: str = "ok", **values) -> ResultRow:
@@ -66,3 +68,48 @@ def test_key_names_every_dimension_of_a_row():
     r = row("onnx")
     r.precision, r.batch, r.target, r.compression = "fp16", 8, "gpu", "prune"
     assert r.key == "m|prune|onnx|fp16|gpu|b8"
+    assert split_row_key(r.key) == ("m", "prune", "onnx", "fp16", "gpu", 8)
+
+
+def _rounds(centres: list[float], cycles: list[int], completed: list[int] | None = None) -> RowRounds:
+    """Rounds of 50 samples spread ±2% around each centre, timed in the given round-robin cycles."""
+    spread = np.linspace(0.98, 1.02, 50)
+    kept = [RoundResult(samples_ms=list(c * spread), warmup_iters=3, capped=False,
+                        completed=completed[i] if completed else None, window_s=1.0 if completed else None)
+            for i, c in enumerate(centres)]
+    return RowRounds(kept=kept, cycles=cycles)
+
+
+def test_speed_ups_are_paired_by_cycle_and_bracketed_by_their_interval():
+    """The row is 2x faster than PyTorch in every cycle they share, while the machine's speed drifts 3x between
+    cycles: the paired ratio is 2 with a tight interval; cycles the baseline missed are not used."""
+    r = row("onnx", gflops_per_s=50.0)
+    pytorch = _rounds([10.0, 20.0, 30.0], cycles=[0, 1, 2])
+    mine = _rounds([5.0, 10.0, 15.0, 1.0], cycles=[0, 1, 2, 3])  # cycle 3: no baseline, a would-be 10x
+    uncompressed = _rounds([6.0, 12.0, 18.0], cycles=[0, 1, 2])
+    annotate_ratios(r, mine, pytorch, uncompressed, peaks={"fp32": 200.0})
+    assert r.speedup == pytest.approx(2.0, rel=1e-3)
+    assert r.speedup_ci_low <= r.speedup <= r.speedup_ci_high and r.speedup_ci_high - r.speedup_ci_low < 0.1
+    assert r.compression_speedup == pytest.approx(1.2, rel=1e-3)
+    assert r.compression_speedup_ci_low <= 1.2 <= r.compression_speedup_ci_high
+    assert r.peak_fraction == pytest.approx(0.25)
+
+
+def test_speed_ups_are_empty_without_a_baseline_or_a_shared_cycle_and_peak_needs_its_precision():
+    r = row("onnx", gflops_per_s=50.0)
+    r.precision = "int8"
+    annotate_ratios(r, _rounds([5.0], cycles=[4]), pytorch=_rounds([10.0], cycles=[0]), uncompressed=None,
+                    peaks={"fp32": 200.0})
+    assert (r.speedup, r.speedup_ci_low, r.speedup_ci_high) == (None, None, None)
+    assert (r.compression_speedup, r.compression_speedup_ci_low, r.compression_speedup_ci_high) == (None, None, None)
+    assert r.peak_fraction is None
+
+
+def test_throughput_speed_up_is_items_per_second_over_the_baselines():
+    r = row("onnx")
+    r.mode = "throughput"
+    pytorch = _rounds([10.0, 10.0, 10.0], cycles=[0, 1, 2], completed=[100, 110, 90])
+    mine = _rounds([10.0, 10.0, 10.0], cycles=[0, 1, 2], completed=[300, 330, 270])
+    annotate_ratios(r, mine, pytorch, None, peaks={})
+    assert r.speedup == pytest.approx(3.0, rel=1e-3)
+    assert r.speedup_ci_low <= 3.0 <= r.speedup_ci_high
