@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from bench.measure.stats import LatencyStats
+from bench.measure.stats import (
+    LatencyStats,
+    _bootstrap_medians,
+    accuracies_differ,
+    median_interval,
+    ratio_interval,
+)
 
 # Percentile definitions disagree on these samples. Linear interpolation (numpy's default, pytest-benchmark's)
 # gives p50 4.5 on SAMPLES ('lower'/'nearest' 4, 'higher' 5) and p75/p90/p99 15/28/38.8 on SKEWED
@@ -49,3 +55,60 @@ def test_single_sample_has_zero_std_and_empty_is_rejected():
     assert LatencyStats((5.0, 7.0)).std == pytest.approx(np.sqrt(2.0))
     with pytest.raises(ValueError, match="^LatencyStats needs at least one sample$"):
         LatencyStats(())
+
+
+# Intervals: each is the stated share of its bootstrap distribution, seeded, and sees what it claims to see.
+
+def _rounds(seed: int, centres=(10.0, 10.0, 10.0), n: int = 150, sd: float = 0.5) -> list[list[float]]:
+    rng = np.random.default_rng(seed)
+    return [list(rng.normal(c, sd, n)) for c in centres]
+
+
+def test_the_median_interval_is_the_central_share_of_its_bootstrap_medians():
+    rounds = _rounds(1)
+    medians = _bootstrap_medians(rounds, np.random.default_rng(0))
+    assert median_interval(rounds) == pytest.approx(tuple(np.quantile(medians, [0.025, 0.975])))
+    assert median_interval(rounds, confidence=0.5) == pytest.approx(tuple(np.quantile(medians, [0.25, 0.75])))
+    assert median_interval(rounds) == median_interval(rounds, seed=0) != median_interval(rounds, seed=1)
+
+
+def test_the_unpaired_ratio_interval_is_the_central_share_of_bootstrapped_median_ratios():
+    base, row = _rounds(2, (20.0,) * 3), _rounds(3)
+    rng = np.random.default_rng(0)
+    ratios = _bootstrap_medians(base, rng) / _bootstrap_medians(row, rng)
+    ratio, low, high = ratio_interval(base, row)
+    assert ratio == pytest.approx(np.median(np.concatenate(base)) / np.median(np.concatenate(row)))
+    assert (low, high) == pytest.approx(tuple(np.quantile(ratios, [0.025, 0.975])))
+    assert ratio_interval(base, row) == ratio_interval(base, row, seed=0) != ratio_interval(base, row, seed=1)
+
+
+def test_the_paired_ratio_interval_spans_the_cycles_and_reaches_the_slowest_one():
+    """Five cycles whose ratios are 1.6 ... 2.4 (within-round noise tiny): the median of five drawn cycles is
+    the lowest cycle's in 5.8% of draws, so the 95% interval starts there and an 80% one does not."""
+    base = _rounds(4, (20.0,) * 5, sd=0.01)
+    row = [list(np.asarray(r) / k) for r, k in zip(base, (1.6, 1.8, 2.0, 2.2, 2.4), strict=True)]
+    shuffled = [list(np.random.default_rng(9).permutation(r)) for r in row]  # not sample-for-sample copies
+    ratio, low, high = ratio_interval(base, shuffled, paired=True)
+    assert ratio == pytest.approx(2.0, rel=1e-3)
+    assert low == pytest.approx(1.6, rel=0.01) and high == pytest.approx(2.4, rel=0.01)
+    _, low80, high80 = ratio_interval(base, shuffled, paired=True, confidence=0.8)
+    assert low80 == pytest.approx(1.8, rel=0.01) and high80 == pytest.approx(2.2, rel=0.01)
+    assert ratio_interval(base, shuffled, paired=True) == ratio_interval(base, shuffled, paired=True, seed=0)
+
+
+def test_a_paired_ratio_needs_samples_in_every_round():
+    with pytest.raises(ValueError, match="samples in every round"):
+        ratio_interval([[1.0], [1.0]], [[1.0], []], paired=True)
+    with pytest.raises(ValueError, match="at least one sample"):
+        median_interval([[], []])
+
+
+@pytest.mark.parametrize("a,b,differ", [
+    ((100, 200), (62, 100), True),  # z = 1.97: just beyond 1.96, on unequal test sets
+    ((100, 200), (61, 100), False),  # z = 1.80
+    ((62, 100), (100, 200), True),  # symmetric
+    ((90, 200), (60, 100), True),  # z = 2.45
+    ((200, 200), (100, 100), False),  # both perfect: no spread, no difference
+])
+def test_accuracies_differ_is_a_two_proportion_z_test_at_95_percent(a, b, differ):
+    assert accuracies_differ(a, b) is differ
