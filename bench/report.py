@@ -257,8 +257,10 @@ def markdown_report(rows: Sequence[ResultRow]) -> str:
 
 def energy_note(rows: Sequence[ResultRow]) -> str:
     """Where the energy column came from, or why it is empty: never a guess in its place."""
-    sources = sorted({r.energy_source for r in rows if r.status == "ok" and r.energy_source})
-    if not sources:
-        return ""
-    measured = any(r.energy_mj is not None for r in rows)
-    return "\n" + ("Energy from " if measured else "Energy not measured: ") + "; ".join(sources) + ".\n"
+    ok = [r for r in rows if r.status == "ok" and r.energy_source]
+    sources = sorted({r.energy_source for r in ok if r.energy_mj is not None})
+    reasons = sorted({r.energy_source for r in ok if r.energy_mj is None})
+    parts = [f"Energy from {'; '.join(sources)}."] if sources else []
+    if reasons:  # a GPU box: NVML for the GPU rows, and why the CPU rows have none
+        parts.append(f"{'Not measured in the other rows' if sources else 'Energy not measured'}: {'; '.join(reasons)}.")
+    return "\n" + " ".join(parts) + "\n" if parts else ""

@@ -58,8 +58,9 @@ def test_wilson_interval_matches_published_values(correct, total, low, high):
 def test_one_point_on_1000_images_is_noise_and_three_points_are_not():
     assert not accuracies_differ((970, 1000), (980, 1000))
     assert accuracies_differ((950, 1000), (980, 1000))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one test item"):
         wilson_interval(0, 0)
+    assert wilson_interval(1, 1) == pytest.approx((0.2065, 1.0), abs=1e-4)  # one image is a (wide) interval
 
 
 @pytest.fixture(scope="module")

@@ -196,3 +196,31 @@ def test_cross_target_table_keeps_each_compression_apart_and_shows_accuracy():
             "| max abs diff vs PyTorch |") in text
     assert "| Onnx | none | fp32 | 1 | 46.8 | 12.00 | 1.20 | 98.0 | 1.0e-06 |" in text
     assert "| Onnx | prune-l1:0.5 | fp32 | 1 | 46.8 | 9.00 | 0.90 | cpu: 95.0; gpu: 94.0 | 1.0e-06 |" in text
+
+
+def test_cross_device_accuracy_names_each_device_and_a_variant_without_labels_shows_a_dash():
+    rows = []
+    for host, accuracy in (("jetson01", 0.95), ("mac-m2", 0.96)):
+        r = row("onnx", "cpu", p50=5.0)
+        r.host, r.accuracy = host, accuracy
+        rows.append(r)
+    unscored = row("tflite", "cpu", p50=4.0)  # on one device only, and without a test set
+    unscored.host = "jetson01"
+    text = markdown_table(rows + [unscored])
+    assert "| CPU ms [jetson01] | CPU ms [mac-m2] | Accuracy % (95% CI) |" in text
+    assert "| Onnx | fp32 | 1 | 46.8 | 5.00 | 5.00 | cpu [jetson01]: 95.0; cpu [mac-m2]: 96.0 | 1.0e-06 |" in text
+    assert "| Tflite | fp32 | 1 | 46.8 | 4.00 | - | - | 1.0e-06 |" in text
+
+
+def test_the_energy_note_names_its_counter_or_why_there_is_none():
+    from bench.report import energy_note
+
+    measured = row("onnx", "cpu", p50=5.0)
+    measured.energy_mj, measured.energy_source = 12.5, "RAPL package-0"
+    absent = row("tflite", "cpu", p50=4.0)
+    absent.energy_source = "no readable RAPL energy counters"
+    assert energy_note([measured]) == "\nEnergy from RAPL package-0.\n"
+    assert energy_note([absent]) == "\nEnergy not measured: no readable RAPL energy counters.\n"
+    assert energy_note([measured, absent]) == ("\nEnergy from RAPL package-0. Not measured in the other rows: "
+                                               "no readable RAPL energy counters.\n")
+    assert energy_note([row("onnx", "cpu", p50=5.0)]) == ""

@@ -108,8 +108,34 @@ def test_speed_ups_are_empty_without_a_baseline_or_a_shared_cycle_and_peak_needs
 def test_throughput_speed_up_is_items_per_second_over_the_baselines():
     r = row("onnx")
     r.mode = "throughput"
-    pytorch = _rounds([10.0, 10.0, 10.0], cycles=[0, 1, 2], completed=[100, 110, 90])
-    mine = _rounds([10.0, 10.0, 10.0], cycles=[0, 1, 2], completed=[300, 330, 270])
+    # The machine's speed triples over the cycles; the row does 3x PyTorch's requests in each: paired, the
+    # ratio is 3 with no spread (unpaired, the same figures would give 1 to 9).
+    pytorch = _rounds([10.0, 10.0, 10.0], cycles=[0, 1, 2], completed=[100, 200, 300])
+    mine = _rounds([10.0, 10.0, 10.0], cycles=[0, 1, 2], completed=[300, 600, 900])
     annotate_ratios(r, mine, pytorch, None, peaks={})
     assert r.speedup == pytest.approx(3.0, rel=1e-3)
-    assert r.speedup_ci_low <= 3.0 <= r.speedup_ci_high
+    assert r.speedup_ci_low == pytest.approx(3.0, rel=1e-3) and r.speedup_ci_high == pytest.approx(3.0, rel=1e-3)
+
+
+def test_a_row_takes_its_figures_from_every_kept_round():
+    r = row("onnx", flops=4_000_000_000)  # per inference at the row's batch (2)
+    kept = [RoundResult(samples_ms=[10.0, 20.0], warmup_iters=10, capped=False, foreign_load=0.01, energy_j=0.3),
+            RoundResult(samples_ms=[30.0, 40.0], warmup_iters=3, capped=True, foreign_load=0.5, steal=0.02,
+                        energy_j=0.2)]
+    r.add_rounds(RowRounds(kept=kept, cycles=[0, 1], repeated=1, stopped_by="2 rounds"))
+    assert (r.p50_ms, r.iterations, r.repeats, r.rounds_repeated, r.stopped_by) == (25.0, 4, 2, 1, "2 rounds")
+    assert r.warmup_iters == 10 and r.capped is True and r.noisy is True
+    assert (r.foreign_load, r.steal) == (0.5, 0.02)
+    assert r.energy_mj == pytest.approx(1e3 * 0.5 / (10 + 3 + 4))  # warm-up inferences drew power too
+    assert r.throughput == pytest.approx(2 * 1000 / 25.0)  # latency mode: batch over the mean latency
+    assert r.gflops_per_s == pytest.approx(4.0 / 2 * r.throughput)
+    assert r.p50_ci_low_ms <= r.p50_ms <= r.p50_ci_high_ms
+
+
+def test_a_throughput_row_takes_completions_over_the_windows():
+    r = row("onnx", flops=1_000_000_000)
+    kept = [RoundResult(samples_ms=[5.0], warmup_iters=3, capped=False, completed=150, window_s=1.5),
+            RoundResult(samples_ms=[5.0], warmup_iters=3, capped=False, completed=50, window_s=0.5)]
+    r.add_rounds(RowRounds(kept=kept, cycles=[0, 1]))
+    assert r.throughput == pytest.approx(2 * 200 / 2.0)  # batch 2 x requests / seconds, not 1 / latency
+    assert r.capped is False and r.energy_mj is None and r.gflops_per_s == pytest.approx(1.0 / 2 * 200)
