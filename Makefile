@@ -62,7 +62,7 @@ test: $(STAMP)
 	@$(PY) -m pytest
 
 # Mutation testing of the harness core (bench/: statistics, timing, fidelity, CPU load, results, report,
-# isolation, peak-RSS wrapper, worker). Not part of `make test`: about 30 minutes on 2 cores.
+# isolation, peak-RSS wrapper, worker). Not part of `make test`: over an hour on 2 cores.
 # Resumes where it stopped; `rm -rf mutants` starts over.
 mutation: $(STAMP)
 	@$(PY) -m mutmut run --max-children 2 > mutants.log 2>&1 || { tail -n 20 mutants.log; exit 1; }
