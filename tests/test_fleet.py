@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +27,17 @@ from tests_paths import TINY_MODEL
 FAST = ["--threads", "1", "--warmup", "1", "--iters", "5", "--duration", "0", "--repeats", "2"]
 RUN = [sys.executable, "-m", "bench", "--fleet", "local", "--model", TINY_MODEL, "--runtimes", "pytorch,onnxruntime"]
 linux = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+
+
+@pytest.fixture(autouse=True)
+def _no_device_folders_left():
+    """A device killed outright cannot remove its job folder (a TemporaryDirectory): the test does, so repeated
+    runs leave nothing in the temporary directory."""
+    base = Path(tempfile.gettempdir())
+    before = set(base.glob("edgebench-*"))
+    yield
+    for folder in set(base.glob("edgebench-*")) - before:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _rows(run_dir: Path) -> list[dict]:
