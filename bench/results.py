@@ -171,11 +171,22 @@ def annotate_ratios(row: ResultRow, rounds: RowRounds, pytorch: RowRounds | None
         row.peak_fraction = row.gflops_per_s / peak
 
 
-def read_rows(run_dir: Path) -> list[ResultRow]:
-    path = run_dir / "rows.jsonl"
+def read_jsonl(path: Path) -> list[dict]:
+    """The file's JSON lines; a last line cut short by a killed process is left out."""
     if not path.exists():
         return []
-    return [ResultRow(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def read_rows(run_dir: Path) -> list[ResultRow]:
+    """The rows a run has written (an interrupted run's too: a last line cut short by a kill is left out)."""
+    return [ResultRow(**record) for record in read_jsonl(run_dir / "rows.jsonl")]
 
 
 class RunWriter:

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.errors import UsageError
-from bench.results import ResultRow
+from bench.results import ResultRow, read_jsonl, read_rows
 
 COMMAND_FILE = "command.json"
 
@@ -63,28 +63,10 @@ def without_options(argv: Iterable[str], names: tuple[str, ...]) -> list[str]:
     return out
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """The file's JSON lines; a last line cut short by a killed process is left out."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
-
-
 def _rewrite(path: Path, records: list[dict]) -> None:
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text("".join(json.dumps(r) + "\n" for r in records))
     os.replace(temporary, path)
-
-
-def rows_on_disk(run_dir: Path) -> list[ResultRow]:
-    """The rows a run has written, a last line cut short by a kill left out."""
-    return [ResultRow(**record) for record in read_jsonl(run_dir / "rows.jsonl")]
 
 
 def keep_rows(run_dir: Path, rows: list[ResultRow], sample_key: Callable[[ResultRow], str] = lambda r: r.key) -> None:
@@ -109,7 +91,7 @@ def finished_variant_rows(rows: list[ResultRow], variants: dict[tuple[str, str],
 def keep_finished_variants(run_dir: Path, variants: dict[tuple[str, str], set[str]]) -> list[ResultRow]:
     """The rows of every variant (model, compression) whose planned row keys are all written; the files are
     rewritten without the rest (a variant's partial rows and their samples), which will be measured again."""
-    rows = rows_on_disk(run_dir)
+    rows = read_rows(run_dir)
     kept = finished_variant_rows(rows, variants)
     if rows:
         keep_rows(run_dir, kept)

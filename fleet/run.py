@@ -20,8 +20,8 @@ from typing import Any
 
 from bench.config import TARGETS, BenchConfig
 from bench.errors import UsageError
-from bench.results import ResultRow, RunWriter, split_row_key
-from bench.resume import finished_variant_rows, keep_rows, rows_on_disk, save_command, without_options
+from bench.results import ResultRow, RunWriter, read_rows, split_row_key
+from bench.resume import finished_variant_rows, keep_rows, save_command, without_options
 from bench.runlog import logger
 from fleet.cluster import Fleet, connect
 from fleet.device import DEVICE_RESOURCE, DeviceJob, DeviceResult, measure_on_device, stop_event
@@ -97,7 +97,7 @@ class FleetRun:
         self.reporter.row_done(row)
 
     def run(self) -> list[ResultRow]:
-        previous = [row for row in rows_on_disk(self.run_dir) if not row.error.startswith(DEVICE_LEFT)]
+        previous = [row for row in read_rows(self.run_dir) if not row.error.startswith(DEVICE_LEFT)]
         kept = [row for device in self.devices
                 for row in finished_variant_rows([r for r in previous if r.host == device], self.planned)]
         keep_rows(self.run_dir, kept, sample_key=lambda r: f"{r.host}|{r.key}")
