@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from bench.resume import without_options
 
-            args.command = without_options(sys.argv[1:] if argv is None else argv, ("--out",))
+            args.command = without_options(raw, ("--out",))
             args.command += [] if "--threads" in args.command else ["--threads", str(args.threads)]
         config = config_from_args(args)
         if args.devices and not args.fleet:

@@ -115,8 +115,7 @@ def accuracy_cell(row: ResultRow) -> str:
 
 def _single_target(rows: Sequence[ResultRow], notes: _Notes) -> tuple[list[str], list[list[str]]]:
     """The plain table; Model, Compression, Zip and Accuracy columns appear only when the rows vary in them."""
-    many_models = len({r.model for r in rows}) > 1
-    compressed = len({r.compression for r in rows}) > 1
+    many_models, compressed = _identity_columns(rows)
     scored = any(r.accuracy is not None for r in rows)
     agreement = compressed and not scored  # no labels: fidelity of each variant to the uncompressed model
     gains = compressed or len({r.precision for r in rows}) > 1  # what compression or int8 gained, per runtime

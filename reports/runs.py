@@ -42,12 +42,15 @@ class Run:
     def machine(self) -> str:
         return machine_label(self.environment)
 
+    @cached_property
+    def device_machines(self) -> dict[str, str]:
+        """A fleet run's devices, each with the machine it ran on (`devices/<host>/environment.json`), read once."""
+        return {path.parent.name: f"{path.parent.name}: {machine_label(json.loads(path.read_text()))}"
+                for path in sorted((self.folder / "devices").glob(f"*/{ENVIRONMENT_FILE}"))}
+
     def machine_of(self, row: ResultRow) -> str:
-        """The machine that measured `row`: in a fleet run, its device (`devices/<host>/environment.json`)."""
-        device = self.folder / "devices" / row.host / ENVIRONMENT_FILE
-        if row.host and device.exists():
-            return f"{row.host}: {machine_label(json.loads(device.read_text()))}"
-        return self.machine
+        """The machine that measured `row`: in a fleet run, its device's."""
+        return self.device_machines.get(row.host, self.machine)
 
     @cached_property
     def samples(self) -> dict[str, list[list[float]]]:
