@@ -15,7 +15,7 @@ import sys
 from bench.config import TARGETS
 from bench.errors import UsageError
 from bench.isolation import project_env
-from fleet.cluster import TLS_ENV, worker_command
+from fleet.cluster import TLS_ENV, security, worker_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +35,7 @@ def command(args: argparse.Namespace) -> list[str]:
     if not args.name.replace("-", "").replace("_", "").isalnum():
         raise UsageError(f"bad device name {args.name!r}: letters, digits, - and _ only")
     argv = worker_command(args.scheduler, args.name, targets, args.host)
-    if all(os.environ.get(name) for name in TLS_ENV):
+    if security() is not None:  # the run's own check: all three PEM files, or one line naming what is missing
         ca, cert, key = (os.environ[name] for name in TLS_ENV)
         argv += ["--tls-ca-file", ca, "--tls-cert", cert, "--tls-key", key]
     return argv

@@ -96,6 +96,18 @@ def test_bad_fleet_input_is_one_line_and_exit_2(capsys, args, message):
     assert message in err and len(err.splitlines()) == 1
 
 
+def test_a_worker_with_half_its_tls_files_is_refused_rather_than_started_in_plain_text(capsys, monkeypatch,
+                                                                                       tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read before the check")
+    monkeypatch.setenv("EDGEBENCH_TLS_CA", str(ca))
+    for name in ("EDGEBENCH_TLS_CERT", "EDGEBENCH_TLS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["worker", "tls://127.0.0.1:1", "--name", "a"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "missing or not a file: EDGEBENCH_TLS_CERT, EDGEBENCH_TLS_KEY" in err and len(err.splitlines()) == 1
+
+
 @pytest.mark.slow
 @linux
 def test_two_devices_each_measure_their_own_rows_in_turn_into_one_table(tmp_path):
