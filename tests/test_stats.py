@@ -106,6 +106,8 @@ def test_a_paired_ratio_needs_samples_in_every_round():
 @pytest.mark.parametrize("a,b,differ", [
     ((100, 200), (62, 100), True),  # z = 1.97: just beyond 1.96, on unequal test sets
     ((100, 200), (61, 100), False),  # z = 1.80
+    ((84, 200), (54, 100), True),  # z = 1.966: the threshold is 1.96 itself, not a rounder number near it
+    ((109, 200), (159, 250), False),  # z = 1.955
     ((62, 100), (100, 200), True),  # symmetric
     ((90, 200), (60, 100), True),  # z = 2.45
     ((200, 200), (100, 100), False),  # both perfect: no spread, no difference
