@@ -67,11 +67,13 @@ class ResultRow:
     accuracy: float | None = None
     accuracy_ci_low: float | None = None  # 95% Wilson interval
     accuracy_ci_high: float | None = None
+    correct_bits: str = ""  # which test images it got right: bench.measure.paired.pack_correct (paired tests)
     params: int | None = None  # parameters of the (compressed) PyTorch module
     sparsity: float | None = None  # share of parameters that are exactly zero
     zip_mb: float | None = None  # the artifact deflated (what unstructured pruning shrinks)
     packed_mb: float | None = None  # stored as indices + codebook where a tensor has <= 256 values (clustering)
     finetune_epochs: int | None = None
+    calibration_images: int | None = None  # int8: training images (never test images) the quantizer calibrated on
     agreement: float | None = None  # top-1 agreement with the uncompressed model on seeded inputs, in PyTorch
     # Numbers that hold on a shared machine (issue 8): rounds interleaved across the variant's rows.
     mode: str = "latency"  # latency: one request in flight (MLPerf SingleStream); throughput: many (Offline)

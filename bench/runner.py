@@ -43,7 +43,7 @@ MODE_METHOD = {
     "throughput": "throughput mode: each runtime's concurrent requests kept busy from threads for the window, "
                   "items/s = completed requests x batch / window, latency = each completed request's",
 }
-CALIBRATION_INPUTS = 32
+CALIBRATION_INPUTS = 128
 
 
 @dataclass
@@ -87,6 +87,11 @@ class Reference:
     @property
     def calibration(self) -> Path:
         return self.folder / "calibration.npy"
+
+    @property
+    def calibration_images(self) -> int:
+        """How many images every int8 toolchain calibrates on (`runtimes._quant.calibration_batches` uses all)."""
+        return len(np.load(self.calibration, mmap_mode="r"))
 
     @property
     def task_for_job(self) -> str:
@@ -146,18 +151,19 @@ def job_key(model: str, compression: str, job: Job) -> str:
 
 
 def with_controls(variants: tuple[Variant, ...], has_task: bool, finetune_epochs: int) -> tuple[Variant, ...]:
-    """Add what each fine-tuned variant must be compared with: the baseline fine-tuned as long, the student alone."""
+    """Add what each fine-tuned variant must be compared with: the baseline fine-tuned as long as the whole
+    chain trains (`prune-channels:0.5+qat` trains twice, so its control is `finetune:4`), the student alone."""
     out = list(variants)
-    if has_task and finetune_epochs and any(m.fine_tunes for v in variants for m in v.methods):
-        control = parse_variant(f"finetune:{finetune_epochs}")
-        if control.spec not in [v.spec for v in out]:
-            out.insert(1, control)
+    epochs = set()
     for variant in variants:
-        for method in variant.methods:
-            if method.name == "distill":
-                alone = parse_variant(f"student:{method.arg}")
-                if alone.spec not in [v.spec for v in out]:
-                    out.insert(out.index(variant) + 1, alone)
+        if variant.methods and variant.methods[0].name == "distill":  # compared with the student alone
+            alone = parse_variant(f"student:{variant.methods[0].arg}")
+            if alone.spec not in [v.spec for v in out]:
+                out.insert(out.index(variant) + 1, alone)
+        elif not all(m.name == "finetune" for m in variant.methods):  # not the baseline nor a control itself
+            epochs.add(variant.training_epochs(finetune_epochs, has_task))
+    controls = [parse_variant(f"finetune:{e}") for e in sorted(epochs - {0})]
+    out[1:1] = [c for c in controls if c.spec not in [v.spec for v in out]]  # right after the baseline
     return tuple(out)
 
 
@@ -574,6 +580,8 @@ class Runner:
         if reason:
             row.status, row.error = "unavailable", reason
             return row, None, job_dir
+        if job.precision == "int8" and not job.qat_epochs:  # post-training int8: calibrated, not trained
+            row.calibration_images = reference.calibration_images
         artifact_dir = run_dir / "artifacts" / where
         spec = MeasureJob(
             adapter=adapter_ref(job.runtime),
@@ -635,8 +643,9 @@ class Runner:
         row.peak_rss_mb = measured.peak_rss_mb
         for name in ("load_s", "first_ms", "max_abs_diff", "cosine", "fidelity_ok", "energy_source"):
             setattr(row, name, ready[name])
-        for name in ("device", "h2d_ms", "d2h_ms", "accuracy", "accuracy_ci_low", "accuracy_ci_high"):
-            setattr(row, name, result.get(name))
+        for name in ("device", "h2d_ms", "d2h_ms", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
+                     "correct_bits"):
+            setattr(row, name, result.get(name, getattr(row, name)))
         row.details = "; ".join(part for part in (result["details"], row.details) if part)
         row.add_rounds(rounds)
         return True

@@ -100,6 +100,7 @@ def _accuracy(adapter: Any, task_path: str, batch: int) -> dict[str, Any]:
 
     Artifacts have a fixed batch size: the last chunk is padded by repeating its final image.
     """
+    from bench.measure.paired import pack_correct
     from bench.measure.stats import wilson_interval
 
     with np.load(task_path) as data:
@@ -112,9 +113,11 @@ def _accuracy(adapter: Any, task_path: str, batch: int) -> dict[str, Any]:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
         logits = adapter.predict(np.ascontiguousarray(chunk))[0]
         predicted.append(np.asarray(logits).reshape(batch, -1)[:real].argmax(1))
-    correct = int((np.concatenate(predicted) == y).sum())
+    right = np.concatenate(predicted) == y
+    correct = int(right.sum())
     low, high = wilson_interval(correct, len(y))
-    return {"accuracy": correct / len(y), "accuracy_ci_low": low, "accuracy_ci_high": high}
+    return {"accuracy": correct / len(y), "accuracy_ci_low": low, "accuracy_ci_high": high,
+            "correct_bits": pack_correct(right)}
 
 
 def _time_round(step: Any, timing: Any, first: bool, streams: list[Any] | None = None,

@@ -63,6 +63,10 @@ class Variant:
     def needs_task(self) -> bool:
         return any(m.needs_task for m in self.methods)
 
+    def training_epochs(self, per_method: int, has_task: bool) -> int:
+        """Epochs the whole chain trains for (each fine-tuning method `per_method`): its control's length."""
+        return sum(m.training_epochs(per_method, has_task) for m in self.methods)
+
 
 NONE = Variant(())
 

@@ -56,9 +56,13 @@ class CompressionMethod(ABC):
         """Refuse, with a UsageError, a model this method can never apply to (called before anything runs)."""
         return None
 
+    def training_epochs(self, per_method: int, has_task: bool) -> int:
+        """Epochs of training on the task's data this method spends when each fine-tuning method gets
+        `per_method` (0: none, or no task). Known before anything runs, so the run can plan the control."""
+        return per_method if self.fine_tunes and has_task else 0
+
     def finetune_epochs(self, context: CompressionContext) -> int:
-        """Extra epochs of training on the task's data this method spends (0: none, or no task)."""
-        return context.finetune_epochs if self.fine_tunes and context.task is not None else 0
+        return self.training_epochs(context.finetune_epochs, context.task is not None)
 
     @abstractmethod
     def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:

@@ -40,7 +40,7 @@ class _StudentTraining(CompressionMethod):
         """The student's own training recipe: the zoo's epochs for it, so 'alone' matches the family row."""
         return Recipe(epochs=getattr(self.source, "epochs", 6))
 
-    def finetune_epochs(self, context: CompressionContext) -> int:
+    def training_epochs(self, per_method: int, has_task: bool) -> int:
         return self.recipe().epochs
 
     def _student(self, seed: int) -> tuple[nn.Module, torch.Tensor]:

@@ -25,7 +25,7 @@ class FineTune(CompressionMethod):
             raise UsageError(f"bad finetune epochs {arg!r}: expected a whole number >= 1, e.g. finetune:2")
         self.epochs = int(arg)
 
-    def finetune_epochs(self, context: CompressionContext) -> int:
+    def training_epochs(self, per_method: int, has_task: bool) -> int:
         return self.epochs
 
     def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:

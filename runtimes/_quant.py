@@ -36,17 +36,22 @@ class QatPlan:
         return fit(model, Task.load(self.task_file), finetune_recipe(self.epochs), self.seed)
 
 
-def calibration_batches(calibration: np.ndarray | None, example: np.ndarray, limit: int = 32) -> list[np.ndarray]:
-    """Up to `limit` batches shaped like `example` (the exported batch size), from the calibration inputs.
+CALIBRATION_IMAGES = 128  # what every int8 toolchain sees, at any batch size (the runner saves this many)
 
-    Without calibration inputs the example itself is the only batch, which is a poor calibration: the
-    runner always supplies some (the task's training images, or seeded inputs for models without data).
+
+def calibration_batches(calibration: np.ndarray | None, batch: int) -> list[np.ndarray]:
+    """Every calibration input, re-batched to the exported batch size: the same images at any batch.
+
+    The last batch is completed by wrapping around to the first images, so no image is dropped and none is
+    added from elsewhere. Calibration never falls back to the timed input (built from test images): without
+    calibration inputs this raises, and the row becomes an `error` row that says why.
     """
-    batch = example.shape[0]
-    if calibration is None or len(calibration) < batch:
-        return [np.ascontiguousarray(example, dtype=np.float32)]
-    count = min(limit, len(calibration) // batch)
-    return [np.ascontiguousarray(calibration[i * batch:(i + 1) * batch], dtype=np.float32) for i in range(count)]
+    if calibration is None or len(calibration) == 0:
+        raise ValueError("int8 needs calibration images (the task's training images, or seeded inputs for a "
+                         "model without data); none were given")
+    count = -(-len(calibration) // batch)  # ceil
+    images = np.resize(np.asarray(calibration, dtype=np.float32), (count * batch, *calibration.shape[1:]))
+    return [np.ascontiguousarray(images[i * batch:(i + 1) * batch]) for i in range(count)]
 
 
 def export_for_training(model: Any, example: Any) -> Any:

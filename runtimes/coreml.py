@@ -111,7 +111,7 @@ class CoreML(Runtime):
         else:
             prepared.eval()
             with torch.no_grad():  # observers record activation ranges while the fake quantizers run
-                for batch in calibration_batches(self.calibration, example.numpy()):
+                for batch in calibration_batches(self.calibration, example.shape[0]):
                     prepared(torch.from_numpy(batch))
         quantized = quantizer.finalize(inplace=True).eval()
         if self.qat is not None:

@@ -1,7 +1,9 @@
 """ONNX Runtime: the ONNX file from the torch.export-based exporter, full graph optimization.
 
 int8 is static post-training quantization with ONNX Runtime's own `quantize_static`: QDQ format, per-channel
-int8 weights, uint8 activations (x86's fast path), calibrated on the task's images. Never `quantize_dynamic`:
+weights, uint8 activations, calibrated on the task's training images; int8 weights with VNNI and uint8 weights
+on x86 without it, where u8s8 saturates (`runtimes._onnx.ort_int8_settings`; the row's details say which).
+Never `quantize_dynamic`:
 it quantizes activations at every call and was 7-18x slower than fp32 on CNNs here. Quantization-aware int8
 is NNCF's QAT, exported as a Q/DQ file that ONNX Runtime runs as it is.
 """
@@ -14,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from runtimes._onnx import ONNX_PACKAGES, export_onnx, quantize_onnx
+from runtimes._onnx import ONNX_PACKAGES, SETTINGS_KEY, export_onnx, quantize_onnx
 from runtimes._quant import calibration_batches, nncf_qat_onnx
 from runtimes._torch import torch_device
 from runtimes.base import Runtime
@@ -119,6 +121,9 @@ class OnnxRuntime(Runtime):
 
     def details(self) -> str:
         text = "providers " + ", ".join(self.session.get_providers())
+        int8 = self.session.get_modelmeta().custom_metadata_map.get(SETTINGS_KEY)
+        if int8:
+            text += f"; {int8}"
         tf32_off = ieee_fp32_environment(self.options.target, self.options.precision)
         return text + "".join(f", {k}={v}" for k, v in tf32_off.items())
 
@@ -126,7 +131,7 @@ class OnnxRuntime(Runtime):
         device = torch_device(self.options.target)
         if self.options.precision != "int8":
             return export_onnx(model, example, folder / self.artifact, self.options.precision, device)
-        batches = calibration_batches(self.calibration, example.numpy())
+        batches = calibration_batches(self.calibration, example.shape[0])
         if self.qat is not None:
             self.trained = nncf_qat_onnx(model, example, batches, self.qat, folder / self.artifact)
             return folder / self.artifact

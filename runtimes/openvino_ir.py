@@ -69,13 +69,14 @@ class OpenVINO(Runtime):
         import openvino as ov
 
         onnx_path = folder / "intermediate.onnx"
-        batches = calibration_batches(self.calibration, example.numpy())
-        if self.options.precision == "int8" and self.qat is not None:
+        int8 = self.options.precision == "int8"
+        batches = calibration_batches(self.calibration, example.shape[0]) if int8 else []
+        if int8 and self.qat is not None:
             self.trained = nncf_qat_onnx(model, example, batches, self.qat, onnx_path)
             ov_model = ov.Core().read_model(str(onnx_path))  # Q/DQ pairs become int8 FakeQuantize
         else:
             ov_model = ov.Core().read_model(str(export_onnx(model, example, onnx_path)))
-        if self.options.precision == "int8" and self.qat is None:
+        if int8 and self.qat is None:
             import nncf
 
             ov_model = nncf.quantize(ov_model, nncf.Dataset(batches), subset_size=len(batches))

@@ -40,7 +40,7 @@ class PyTorchEager(_torch.TorchModuleRuntime):
 
         if self.options.precision == "int8":
             path = folder / "model_int8.pt2"
-            batches = calibration_batches(self.calibration, example.numpy())
+            batches = calibration_batches(self.calibration, example.shape[0])
             program, quantized = _torch.quantize_x86(model, example, batches, self.qat)
             torch.export.save(program, str(path))
             if self.qat is not None:

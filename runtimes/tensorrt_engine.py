@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 
 from runtimes import _torch
-from runtimes._onnx import ONNX_PACKAGES, export_onnx, quantize_onnx
+from runtimes._onnx import ONNX_PACKAGES, OrtInt8Settings, export_onnx, quantize_onnx
 from runtimes.base import Runtime
 
 WORKSPACE_BYTES = 4 << 30
+# TensorRT's explicit quantization: symmetric int8 activations and weights, float biases (it fuses them itself).
+TENSORRT_INT8 = OrtInt8Settings(activation="int8", symmetric=True, why="TensorRT explicit quantization")
 
 
 class TensorRT(Runtime):
@@ -96,7 +98,7 @@ class TensorRT(Runtime):
 
         float_path = export_onnx(model, example, folder / "float.onnx")
         path = quantize_onnx(float_path, folder / "intermediate.onnx",
-                             calibration_batches(self.calibration, example.numpy()), symmetric=True)
+                             calibration_batches(self.calibration, example.shape[0]), TENSORRT_INT8)
         float_path.unlink()
         return path
 

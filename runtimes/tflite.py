@@ -119,14 +119,18 @@ class TFLite(Runtime):
         if self.qat is None:
             prepared = quantize_pt2e.prepare_pt2e(torch.export.export(model.eval(), (example,)).module(), quantizer)
             with torch.no_grad():
-                for batch in calibration_batches(self.calibration, example.numpy()):
+                for batch in calibration_batches(self.calibration, example.shape[0]):
                     prepared(torch.from_numpy(batch))
         else:
             with _litert_qat_patterns():
                 prepared = quantize_pt2e.prepare_qat_pt2e(export_for_training(model, example), quantizer)
             pt2e.allow_exported_model_train_eval(prepared)
             self.qat.train(prepared)
+            pt2e.move_exported_model_to_eval(prepared)  # BatchNorm and dropout ops back to inference
         quantized = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+        # LiteRT converts in eval mode, as it asks ("converted in training mode" otherwise): an exported module's
+        # flag stays True whatever its ops are, and its own .eval() is refused, so nn.Module's sets it.
+        torch.nn.Module.train(quantized, False)
         if self.qat is not None:
             self.trained = quantized
         litert_torch.convert(quantized, (example,), quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer)

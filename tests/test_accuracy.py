@@ -100,6 +100,12 @@ def test_each_runtime_scores_its_own_artifact_on_the_whole_test_split(runtime, d
     assert result["accuracy_ci_low"] < result["accuracy"] < result["accuracy_ci_high"]
     correct = round(result["accuracy"] * len(task.y_test))
     assert correct / len(task.y_test) == pytest.approx(result["accuracy"])  # a whole number of the 360 images
+    from bench.measure.paired import unpack_correct  # which images: what paired tests compare
+
+    right = unpack_correct(result["correct_bits"], len(task.y_test))
+    with torch.no_grad():
+        eager = model.module(torch.from_numpy(task.x_test)).argmax(1).numpy() == task.y_test
+    assert right.sum() == correct and (right == eager).mean() >= 1 - 1.5 / len(task.y_test)
 
 
 def _is_integer_artifact(runtime: str, artifact: str) -> bool:
@@ -108,7 +114,8 @@ def _is_integer_artifact(runtime: str, artifact: str) -> bool:
 
         graph = onnx.load(artifact).graph
         ops = {n.op_type for n in graph.node}
-        int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+        int8_weights = [t for t in graph.initializer if len(t.dims) == 4
+                        and t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)]
         return {"QuantizeLinear", "DequantizeLinear"} <= ops and len(int8_weights) == 2
     if runtime == "openvino":
         xml = open(artifact).read()
@@ -189,3 +196,70 @@ def test_the_compress_child_prunes_fine_tunes_and_saves_what_every_runtime_expor
     with torch.no_grad():  # and it is not the reference model any more
         original = model.module(torch.from_numpy(np.load(reference.input(BATCH)))).numpy()
     assert not np.allclose(original, expected)
+
+
+def _hashes(images: np.ndarray) -> set[str]:
+    import hashlib
+
+    return {hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest() for image in images}
+
+
+@pytest.mark.parametrize(("batch", "batches"), [(1, 128), (7, 19), (32, 4), (200, 1)])
+def test_calibration_uses_every_training_image_at_any_batch_and_never_a_test_image(digits, batch, batches):
+    """128 training images at batch 1 too (it was 32), re-batched with wrap-around; hashed against the test split."""
+    from runtimes._quant import CALIBRATION_IMAGES, calibration_batches
+
+    _, task, reference = digits
+    calibration = np.load(reference.calibration)
+    assert len(calibration) == CALIBRATION_IMAGES == 128
+    assert _hashes(calibration) <= _hashes(task.x_train) and not _hashes(calibration) & _hashes(task.x_test)
+    got = calibration_batches(calibration, batch)
+    assert len(got) == batches and all(b.shape == (batch, 1, 8, 8) for b in got)
+    assert _hashes(np.concatenate(got)) == _hashes(calibration)  # every image, nothing else
+
+
+def test_int8_without_calibration_images_is_an_error_row_not_the_timed_input(digits, tmp_path):
+    from runtimes._quant import calibration_batches
+
+    with pytest.raises(ValueError, match="int8 needs calibration images"):
+        calibration_batches(None, 1)
+    model, _, reference = digits
+    job = MeasureJob(adapter=adapter_ref(get_runtime("onnxruntime")),
+                     options=RuntimeOptions(precision="int8", threads=1, model=model.source),
+                     model_file=str(reference.model_file), input=str(reference.input(BATCH)),
+                     reference=str(reference.outputs(BATCH)), artifact_dir=str(tmp_path / "artifact"), timing=FAST)
+    save_job(job, tmp_path / "export.json")
+    assert worker.main(["export", str(tmp_path / "export.json")]) == 1
+    assert "int8 needs calibration images" in json.loads((tmp_path / "result.json").read_text())["error"]
+
+
+@pytest.mark.parametrize(("flags", "machine", "weight"), [
+    (["avx", "avx2", "fma"], "x86_64", "uint8"),  # AVX2 without VNNI: u8s8 saturates
+    (["avx2", "avx512f", "avx512bw"], "x86_64", "uint8"),  # AVX-512 without VNNI: the same
+    (["avx2", "avx_vnni"], "x86_64", "int8"),
+    (["avx2", "avx512f", "avx512_vnni"], "x86_64", "int8"),
+    ([], "aarch64", "int8")])
+def test_onnxruntime_int8_settings_follow_the_cpu_as_its_guide_advises(flags, machine, weight):
+    from runtimes._onnx import ort_int8_settings
+
+    settings = ort_int8_settings(flags, machine)
+    assert (settings.activation, settings.weight, settings.per_channel) == ("uint8", weight, True)
+    assert ("VNNI" in settings.describe()) == (machine == "x86_64")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("flags", "weight_type"), [(["avx2"], "UINT8"), (["avx2", "avx512_vnni"], "INT8")])
+def test_the_onnxruntime_int8_file_follows_the_cpu_and_says_so_in_the_row(flags, weight_type, digits, tmp_path,
+                                                                           monkeypatch):
+    """A faked CPU feature set reaches the export (worker in-process): the file's weights and the row's details."""
+    import onnx
+
+    import bench.environment
+
+    monkeypatch.setattr(bench.environment, "cpu_info", lambda: {"flags": flags, "model": "faked"})
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    result = measure("onnxruntime", "int8", digits, tmp_path)
+    weights = {onnx.TensorProto.DataType.Name(t.data_type) for t in onnx.load(result["artifact"]).graph.initializer
+               if len(t.dims) == 4}
+    assert weights == {weight_type}
+    assert f"{weight_type.lower()} per-channel weights" in result["details"]

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
+from bench.measure.paired import compare_correct, detectable_difference, holm, pack_correct
 from bench.results import ResultRow
-from bench.study import control_of, significant, study_markdown, summary_table
+from bench.runner import with_controls
+from bench.study import AccuracyComparisons, control_of, significant, study_markdown, summary_table
+from compression import parse_variants
 
 DATASET = "mnist (1000 test images)"
 
@@ -62,9 +68,9 @@ def test_summary_gives_each_runtime_its_paired_speed_up_with_interval_and_sizes_
     line = next(x for x in table.splitlines() if x.startswith("| prune-channels:0.5 |"))
     # file 1.0/0.5, zipped 0.9/0.45; speed-ups as the runner paired them, not p50 over p50 across variants
     assert line == ("| prune-channels:0.5 | x2.00 | x2.00 | x2.00 (1.80-2.20) | x2.50 (2.30-2.70) "
-                    "| 97.5 (96.5-98.5) [-0.5 vs finetune:2 ~] |")
+                    "| 97.5 (96.5-98.5) [-0.5 vs finetune:2, unpaired ~] |")
     qat = next(x for x in table.splitlines() if x.startswith("| qat int8 |"))
-    assert "| x4.00 |" in qat and "[+0.2 vs finetune:2 ~]" in qat
+    assert "| x4.00 |" in qat and "[+0.2 vs finetune:2, unpaired ~]" in qat
     assert "| x2.00 (0.90-2.40) ~ | - |" in qat  # an interval holding x1 is within noise; TFLite not measured
     assert next(x for x in table.splitlines() if x.startswith("| PTQ int8 |"))
 
@@ -75,5 +81,72 @@ def test_the_study_has_the_seven_tables_of_the_talk():
     assert [t.split(". ", 1)[1].split(":")[0] for t in titles] == [
         "Inference frameworks", "Pruning", "Quantization", "Weight clustering", "Knowledge distillation",
         "Architecture family", "Summary"]
-    assert "| student s, with distillation | 200 | 95.5 (94.5-96.5) [-0.5 vs student:s ~] |" in text
+    assert "| student s, with distillation | 200 | 95.5 (94.5-96.5) [-0.5 vs student:s, unpaired ~] |" in text
     assert "| prune-unstructured:0.9 | 88% | 1,000 | 120 |" in text  # non-zero parameters from true sparsity
+
+
+def scored(compression: str, wrong: list[int], epochs: int = 0, images: int = 1000) -> ResultRow:
+    """A row whose per-image results are stored: right on every image but `wrong`."""
+    correct = np.ones(images, dtype=bool)
+    correct[wrong] = False
+    r = row(compression, "onnxruntime", 1.0, correct.mean(), epochs=epochs)
+    r.correct_bits = pack_correct(correct)
+    return r
+
+
+def test_a_difference_the_unpaired_test_misses_is_seen_image_by_image():
+    """12 images lost and none gained (98.2% -> 97.0%): the z-test cannot see it, McNemar's exact test can."""
+    control = scored("finetune:2", list(range(18)), epochs=2)
+    variant = scored("prune-channels:0.5", list(range(30)), epochs=2)
+    assert significant(variant, row("finetune:2", "onnxruntime", 1.0, 0.982)) is False  # no per-image results
+    assert significant(variant, control) is True
+    assert compare_correct(np.array([1, 1, 0, 0], bool), np.array([1, 0, 1, 1], bool)).only_control == 2
+    # the same 1.2 points lost as 52 images lost for 40 gained: within noise
+    wide = scored("finetune:2", list(range(40)), epochs=2)
+    assert significant(scored("prune-channels:0.5", list(range(40, 92)), epochs=2), wide) is False
+
+
+def test_a_tables_comparisons_are_holm_adjusted_and_the_note_says_what_the_test_set_resolves():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    control = scored("finetune:2", list(range(18)), epochs=2)
+    strong = scored("prune-channels:0.5", list(range(30)), epochs=2)  # 12 lost, none gained: p=0.00049 alone
+    weak = scored("prune-unstructured:0.5", list(range(24)), epochs=2)  # 6 lost: p=0.031 alone, significant
+    rows = [control, strong, weak]
+    assert significant(weak, control) is True
+    comparisons = AccuracyComparisons([strong, weak], rows)
+    assert comparisons.cell(strong).endswith("[-1.2 vs finetune:2, p=0.00098]")
+    assert comparisons.cell(weak).endswith("[-0.6 vs finetune:2, p=0.031]")
+    twice = scored("cluster:16", list(range(24)), epochs=2)  # two such: 0.031 x 2 each, within noise together
+    pair = AccuracyComparisons([weak, twice], [*rows, twice])
+    assert pair.cell(weak).endswith("[-0.6 vs finetune:2, p=0.062 ~]")
+    note = comparisons.note()
+    assert "Holm-adjusted across this table's 2 comparisons" in note and "resolves about" in note
+
+
+def test_detectable_difference_is_the_exact_tests_80_percent_power_point():
+    """Checked by simulation: at the returned difference McNemar's exact test rejects about 80% of the time."""
+    from bench.measure.paired import PairedComparison
+
+    images, discordance = 1000, 0.03
+    difference = detectable_difference(images, discordance)
+    assert 0.005 < difference < discordance
+    rng = np.random.default_rng(0)
+    share = (discordance + difference) / (2 * discordance)
+    rejected = 0
+    for _ in range(2000):
+        discordant = rng.binomial(images, discordance)
+        only_variant = rng.binomial(discordant, share)
+        rejected += PairedComparison(images, only_variant, discordant - only_variant).p_value <= 0.05
+    assert 0.77 < rejected / 2000 < 0.85
+    assert detectable_difference(images, 0.06) > difference  # more disagreement, less resolution
+
+
+def test_a_chain_is_compared_with_the_baseline_fine_tuned_as_long_as_the_whole_chain_and_never_another():
+    variants = parse_variants("prune-channels:0.5,prune-channels:0.5+qat,prune-unstructured:0.5+cluster:16")
+    assert [v.spec for v in with_controls(variants, True, 2)][:3] == ["none", "finetune:2", "finetune:4"]
+    chain = row("prune-channels:0.5+qat", "onnxruntime", 0.5, 0.975, precision="int8", epochs=4)
+    four = row("finetune:4", "onnxruntime", 0.5, 0.985, precision="int8", epochs=4)
+    assert control_of(chain, [*ROWS, chain]) is None  # finetune:2 or the untrained baseline would flatter it
+    cell = AccuracyComparisons([chain], [*ROWS, chain]).cell(chain)
+    assert cell.endswith("[no comparison: its control finetune:4 int8 was not measured]")
+    assert control_of(chain, [*ROWS, chain, four]) is four
