@@ -26,6 +26,7 @@ TIMEOUT      ?=
 SEED         ?=
 COMPRESS     ?=
 DATA         ?=
+PREPROCESS   ?=
 FINETUNE     ?=
 REPEATS      ?=
 CACHE        ?=
@@ -44,6 +45,7 @@ BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHT
 	$(if $(DURATION),--duration $(DURATION)) $(if $(MAX_DURATION),--max-duration $(MAX_DURATION)) \
 	$(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(SEED),--seed $(SEED)) \
 	$(if $(COMPRESS),--compress $(COMPRESS)) $(if $(DATA),--data $(DATA)) \
+	$(if $(PREPROCESS),--preprocess $(PREPROCESS)) \
 	$(if $(FINETUNE),--finetune-epochs $(FINETUNE)) $(if $(REPEATS),--repeats $(REPEATS)) \
 	$(if $(filter 0 no off,$(CACHE)),--no-cache) $(if $(MODE),--mode $(MODE)) \
 	$(if $(TARGET_CI),--target-ci $(TARGET_CI)) $(if $(MAX_REPEATS),--max-repeats $(MAX_REPEATS)) \

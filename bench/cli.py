@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "is always measured too")
     p.add_argument("--data", default=None, help="labelled data for accuracy and fine-tuning: mnist, digits, or a "
                    "folder with train/ and val/ (ImageFolder); default: the model's own task (zoo models)")
+    p.add_argument("--preprocess", default=None,
+                   help="how DATA images become inputs: imagenet, unit ([0, 1]), signed ([-1, 1]), mnist, digits, or "
+                   "path/to/file.py:function; default: what the model declares (a model file's `preprocess`), "
+                   "else a guess the table names")
     p.add_argument("--finetune-epochs", type=_positive_int("fine-tune epochs", 0), default=2,
                    help="epochs every fine-tuning method trains for, and its control [2]")
     p.add_argument("--keep-artifacts", action="store_true", help="keep exported models in the run folder")
@@ -132,7 +136,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig(model=args.model, weights=args.weights, runtimes=args.runtimes, precisions=args.precision,
                        batches=args.batch, threads=args.threads, targets=args.target, out=args.out, timing=timing,
                        timeout_s=args.timeout, seed=args.seed, keep_artifacts=args.keep_artifacts,
-                       compress=args.compress, data=args.data, finetune_epochs=args.finetune_epochs,
+                       compress=args.compress, data=args.data, preprocess=args.preprocess,
+                       finetune_epochs=args.finetune_epochs,
                        repeats=args.repeats, cache=not args.no_cache, mode=args.mode, target_ci=args.target_ci,
                        export_jobs=args.export_jobs, command=tuple(getattr(args, "command", ())),
                        resume=getattr(args, "resuming", False), max_repeats=max(args.max_repeats, args.repeats))

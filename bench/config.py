@@ -63,6 +63,7 @@ class BenchConfig:
     keep_artifacts: bool = False
     compress: tuple[str, ...] = ()  # compression variants, e.g. ("prune-channels:0.3", "cluster:16@last3")
     data: str | None = None  # a task (mnist, digits) or an ImageFolder path; None: the model's own task, if any
+    preprocess: str | None = None  # how images become inputs (models.preprocess); None: as the model declares
     finetune_epochs: int = 2  # what every fine-tuning method (and its control) trains for
     repeats: int = 3  # timed rounds per row, interleaved across the runtimes of each variant
     target_ci: float | None = None  # adaptive: go on past `repeats` until the p50 interval is within ±this

@@ -50,6 +50,8 @@ class Reporter:
         summary = f"{row.format} {row.precision} b{row.batch} on {where}: {row.status}"
         if row.p50_ms is not None:
             summary += f", p50 {row.p50_ms:.2f} ms"
+        if row.at_chance:  # the one accuracy problem worth a line of its own while the run goes on
+            summary += f"; accuracy {row.accuracy:.1%} is at chance: check the preprocessing"
         if self._progress is not None:
             self._progress.console.print(summary, highlight=False)
         else:

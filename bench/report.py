@@ -108,9 +108,10 @@ def accuracy_cell(row: ResultRow) -> str:
     """Top-1 in percent with its 95% interval, e.g. `97.5 (96.4-98.3)`."""
     if row.accuracy is None:
         return "-"
+    chance = " at chance!" if row.at_chance else ""  # the notes say: check the preprocessing
     if row.accuracy_ci_low is None or row.accuracy_ci_high is None:
-        return f"{row.accuracy:.1%}".rstrip("%")
-    return f"{row.accuracy * 100:.1f} ({row.accuracy_ci_low * 100:.1f}-{row.accuracy_ci_high * 100:.1f})"
+        return f"{row.accuracy:.1%}".rstrip("%") + chance
+    return f"{row.accuracy * 100:.1f} ({row.accuracy_ci_low * 100:.1f}-{row.accuracy_ci_high * 100:.1f}){chance}"
 
 
 def _single_target(rows: Sequence[ResultRow], notes: _Notes) -> tuple[list[str], list[list[str]]]:

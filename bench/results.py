@@ -67,9 +67,11 @@ class ResultRow:
     accuracy: float | None = None
     accuracy_ci_low: float | None = None  # 95% Wilson interval
     accuracy_ci_high: float | None = None
+    at_chance: bool | None = None  # accuracy within noise of 1/classes while predictions vary: check the preprocessing
     correct_bits: str = ""  # which test images it got right: bench.measure.paired.pack_correct (paired tests)
     params: int | None = None  # parameters of the (compressed) PyTorch module
     sparsity: float | None = None  # share of parameters that are exactly zero
+    pruned_fraction: float | None = None  # share of prunable channels structured pruning really removed
     zip_mb: float | None = None  # the artifact deflated (what unstructured pruning shrinks)
     packed_mb: float | None = None  # stored as indices + codebook where a tensor has <= 256 values (clustering)
     finetune_epochs: int | None = None

@@ -44,6 +44,7 @@ MODE_METHOD = {
                   "items/s = completed requests x batch / window, latency = each completed request's",
 }
 CALIBRATION_INPUTS = 128
+CHANCE_NOTE = "accuracy at chance: check the preprocessing (PREPROCESS=, or `preprocess` in the model file)"
 
 
 @dataclass
@@ -229,13 +230,18 @@ def save_reference(model: Any, batches: tuple[int, ...], folder: Path, seed: int
 def resolve_task(config: BenchConfig, model: Any) -> Task | None:
     """The labelled data a model is scored on: DATA if given, else the zoo model's own task, else none."""
     from models import resolve_source
+    from models.preprocess import resolve
     from models.tasks import check_task_fits, load_task
 
     source = resolve_source(model.source)
     name = config.data or source.task
     if not name:
+        if config.preprocess:
+            raise UsageError(f"PREPROCESS={config.preprocess} applies to labelled images, and {model.name} has "
+                             "none: give DATA=mnist|digits|folder")
         return None
-    task = load_task(name, tuple(model.example.shape[1:]), config.seed)
+    preprocessing = resolve(config.preprocess, source.declared_preprocess(), int(model.example.shape[1]), name)
+    task = load_task(name, tuple(model.example.shape[1:]), config.seed, preprocessing)
     import torch
 
     with torch.no_grad():
@@ -251,7 +257,8 @@ def table_header(config: BenchConfig, models: list[Any], tasks: list[Task | None
     packages = ", ".join(f"{k} {v}" for k, v in environment["packages"].items())
     described = "".join(
         f"- Model: {m.name}, input {tuple(m.example.shape[1:])}, weights: {m.weights}"
-        + (f"; accuracy on {task.label}, top-1 in each runtime, 95% Wilson interval" if task is not None else "")
+        + (f"; accuracy on {task.label}, top-1 in each runtime, 95% Wilson interval; preprocessing: "
+           f"{task.preprocessing}" if task is not None else "")
         + "\n" for m, task in zip(models, tasks, strict=True))
     compression = ""
     if len(config.variants) > 1:
@@ -571,6 +578,7 @@ class Runner:
         folder, info = made
         row.params, row.sparsity, row.packed_mb = info.params, info.sparsity, info.packed_mb
         row.finetune_epochs, row.agreement = info.finetune_epochs, info.agreement
+        row.pruned_fraction = info.pruned_fraction
         row.flops = info.flops * job.batch if info.flops else None
         if info.notes:
             row.details = info.notes
@@ -644,9 +652,10 @@ class Runner:
         for name in ("load_s", "first_ms", "max_abs_diff", "cosine", "fidelity_ok", "energy_source"):
             setattr(row, name, ready[name])
         for name in ("device", "h2d_ms", "d2h_ms", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
-                     "correct_bits"):
+                     "correct_bits", "at_chance"):
             setattr(row, name, result.get(name, getattr(row, name)))
-        row.details = "; ".join(part for part in (result["details"], row.details) if part)
+        chance = CHANCE_NOTE if row.at_chance else ""
+        row.details = "; ".join(part for part in (chance, result["details"], row.details) if part)
         row.add_rounds(rounds)
         return True
 

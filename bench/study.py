@@ -190,10 +190,12 @@ def pruning_table(rows: Sequence[ResultRow], model: str) -> str:
     """2. Pruning: sparsity vs non-zero parameters vs accuracy, with zipped size and latency per runtime."""
     def cells(r: ResultRow) -> list[str]:
         nonzero = round(r.params * (1 - r.sparsity)) if r.params is not None and r.sparsity is not None else None
-        return [f"{r.sparsity:.0%}" if r.sparsity is not None else "-", f"{r.params:,}" if r.params else "-",
+        return [f"{r.pruned_fraction:.1%}" if r.pruned_fraction is not None else "-",
+                f"{r.sparsity:.0%}" if r.sparsity is not None else "-", f"{r.params:,}" if r.params else "-",
                 f"{nonzero:,}" if nonzero is not None else "-", fmt(r.size_mb, 3), fmt(r.zip_mb, 3)]
     return _variant_table(rows, model, ("finetune:", "prune-"),
-                          ["Sparsity", "Params", "Non-zero params", "File (MB)", "Zipped (MB)"], cells)
+                          ["Channels removed", "Sparsity", "Params", "Non-zero params", "File (MB)", "Zipped (MB)"],
+                          cells)
 
 
 def clustering_table(rows: Sequence[ResultRow], model: str) -> str:

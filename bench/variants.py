@@ -28,6 +28,7 @@ class VariantInfo:
     notes: str = ""
     agreement: float | None = None  # top-1 agreement with the uncompressed model on seeded inputs (PyTorch)
     flops: int | None = None  # per inference at batch 1, counted by PyTorch's FLOP counter
+    pruned_fraction: float | None = None  # channels really removed by structured pruning (not the ratio asked)
 
 
 def count_flops(module: nn.Module, example: torch.Tensor) -> int | None:
@@ -56,7 +57,8 @@ def save_outputs(path: Path | str, outputs: list[np.ndarray]) -> None:
 
 
 def save_variant(module: nn.Module, folder: Path, inputs: dict[int, Path], finetune_epochs: int, notes: str,
-                 baseline: nn.Module | None = None, seed: int = 0) -> VariantInfo:
+                 baseline: nn.Module | None = None, seed: int = 0, pruned_fraction: float | None = None
+                 ) -> VariantInfo:
     """Pickle the whole module (its architecture may have changed) and its eager outputs per batch size."""
     from compression.measures import packed_bytes, parameter_count, sparsity
     from runtimes._torch import to_host
@@ -75,7 +77,7 @@ def save_variant(module: nn.Module, folder: Path, inputs: dict[int, Path], finet
     first = torch.from_numpy(np.load(next(iter(inputs.values())))[:1])
     return VariantInfo(params=parameter_count(module), sparsity=sparsity(module),
                        packed_mb=packed_bytes(module) / 1e6, finetune_epochs=finetune_epochs, notes=notes,
-                       agreement=agreement, flops=count_flops(module, first))
+                       agreement=agreement, flops=count_flops(module, first), pruned_fraction=pruned_fraction)
 
 
 def top1_agreement(module: nn.Module, baseline: nn.Module, like: np.ndarray, seed: int) -> float | None:

@@ -59,7 +59,8 @@ def _compress(job: CompressJob, job_dir: Path) -> dict[str, Any]:
         epochs += method.finetune_epochs(context)
         model = method.apply(model, context)
     _phase(job_dir, "saving")
-    info = save_variant(model, Path(job.out_dir), inputs, epochs, "; ".join(context.notes), baseline, job.seed)
+    info = save_variant(model, Path(job.out_dir), inputs, epochs, "; ".join(context.notes), baseline, job.seed,
+                        context.pruned_fraction)
     return asdict(info)
 
 
@@ -101,10 +102,10 @@ def _accuracy(adapter: Any, task_path: str, batch: int) -> dict[str, Any]:
     Artifacts have a fixed batch size: the last chunk is padded by repeating its final image.
     """
     from bench.measure.paired import pack_correct
-    from bench.measure.stats import wilson_interval
+    from bench.measure.stats import at_chance, wilson_interval
 
     with np.load(task_path) as data:
-        x, y = data["x_test"], data["y_test"]
+        x, y, classes = data["x_test"], data["y_test"], len(data["classes"])
     predicted = []
     for i in range(0, len(x), batch):
         chunk = x[i:i + batch]
@@ -113,11 +114,12 @@ def _accuracy(adapter: Any, task_path: str, batch: int) -> dict[str, Any]:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
         logits = adapter.predict(np.ascontiguousarray(chunk))[0]
         predicted.append(np.asarray(logits).reshape(batch, -1)[:real].argmax(1))
-    right = np.concatenate(predicted) == y
+    predicted = np.concatenate(predicted)
+    right = predicted == y
     correct = int(right.sum())
     low, high = wilson_interval(correct, len(y))
     return {"accuracy": correct / len(y), "accuracy_ci_low": low, "accuracy_ci_high": high,
-            "correct_bits": pack_correct(right)}
+            "correct_bits": pack_correct(right), "at_chance": at_chance(predicted, y, classes)}
 
 
 def _time_round(step: Any, timing: Any, first: bool, streams: list[Any] | None = None,

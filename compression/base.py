@@ -28,6 +28,7 @@ class CompressionContext:
     seed: int = 0
     finetune_epochs: int = 2  # what every fine-tuning method trains for (and the control with it)
     notes: list[str] = field(default_factory=list)  # what was done, for the row's details
+    pruned_fraction: float | None = None  # share of prunable channels really removed (structured pruning)
 
 
 class CompressionMethod(ABC):

@@ -39,6 +39,11 @@ class ModelSource(ABC):
     def build(self, seed: int, pretrained: bool = False) -> tuple[nn.Module, torch.Tensor]:
         """Return (module, example input with batch dimension 1)."""
 
+    def declared_preprocess(self) -> object:
+        """How images become this model's inputs, as the model declares it: a `models.preprocess` choice, a
+        function (PIL image -> tensor), or None when it declares nothing (then it is guessed, and said so)."""
+        return None
+
 
 @dataclass
 class TorchvisionSource(ModelSource):
@@ -64,6 +69,9 @@ class TorchvisionSource(ModelSource):
         generator = torch.Generator().manual_seed(seed)
         example = torch.randn(1, 3, self.input_size, self.input_size, generator=generator)
         return module, example
+
+    def declared_preprocess(self) -> object:
+        return "imagenet"  # every torchvision classifier's weights are trained on ImageNet's statistics
 
 
 @dataclass
@@ -116,6 +124,13 @@ class UserFileSource(ModelSource):
     def check(self) -> None:
         """Fail early, before a run folder exists, when the file or function is missing."""
         self._function()
+
+    def declared_preprocess(self) -> object:
+        """The model file's `preprocess`: a named choice ("unit", "imagenet", ...) or a function."""
+        from models.preprocess import HOOK
+
+        self._function()
+        return getattr(sys.modules[f"edgebench_user_{self.path.stem}"], HOOK, None)
 
     def build(self, seed: int, pretrained: bool = False) -> tuple[nn.Module, torch.Tensor]:
         torch.manual_seed(seed)

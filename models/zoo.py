@@ -98,6 +98,9 @@ class TrainedSource(ModelSource):
     def architecture(self) -> nn.Module:
         return self.factory()
 
+    def declared_preprocess(self) -> object:
+        return self.task  # trained on its embedded task's arrays: "mnist" or "digits" statistics
+
     def build_untrained(self, seed: int) -> tuple[nn.Module, torch.Tensor]:
         """The architecture at its seeded initialization, as training starts from it (distillation students)."""
         torch.manual_seed(seed)

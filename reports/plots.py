@@ -160,11 +160,15 @@ def speedups(rows: Sequence[ResultRow], title: str, field: str = "speedup") -> F
     return fig
 
 
-def _strength(spec: str) -> tuple[str, float] | None:
-    """A single-method variant's family and how hard it compressed: ('prune-channels', 0.3), ('cluster', 4 bits)."""
+def _strength(row: ResultRow) -> tuple[str, float] | None:
+    """A single-method variant's family and how hard it compressed, as measured: ('prune-channels', 0.286) for
+    the share of channels really removed (not the 0.3 asked), ('cluster', 4 bits)."""
+    spec = row.compression
     if "+" in spec or ":" not in spec:
         return None
     method, arg = spec.split(":", 1)
+    if method == "prune-channels" and row.pruned_fraction is not None:
+        return method, row.pruned_fraction
     if method.startswith("prune-"):
         return method, float(arg)
     if method == "cluster":
@@ -175,15 +179,15 @@ def _strength(spec: str) -> tuple[str, float] | None:
 
 
 def compression_curves(rows: Sequence[ResultRow], title: str) -> Figure | None:
-    """For a compression study: accuracy and speed against how hard each method compressed (pruning's
-    sparsity, clustering's bits per weight), starting from the uncompressed model. Accuracy is one line per
+    """For a compression study: accuracy and speed against how hard each method compressed (pruning's realised
+    share removed, clustering's bits per weight), starting from the uncompressed model. Accuracy is one line per
     method (every runtime scores the same fp32 model); speed is one line per method and runtime: the paired
     speed-up against that runtime uncompressed, with its interval, where the run has it, else p50. None when
     no method was measured at two strengths or more."""
     measured = _measured(rows)
     families: dict[tuple[str, str], list[tuple[float, ResultRow]]] = {}
     for row in measured:
-        found = _strength(row.compression) if row.precision == "fp32" else None
+        found = _strength(row) if row.precision == "fp32" else None
         if found:
             families.setdefault((found[0], row.runtime), []).append((found[1], row))
     families = {k: sorted(v, key=lambda p: p[0]) for k, v in families.items() if len(v) >= 2}
@@ -217,7 +221,8 @@ def compression_curves(rows: Sequence[ResultRow], title: str) -> Figure | None:
         bottom.set_ylabel("speed-up vs the same runtime\nuncompressed (x, 95% interval)")
     else:
         bottom.set_ylabel("p50 latency (ms)")
-    bottom.set_xlabel("pruning: share of weights removed; clustering: bits per weight (log2 of clusters)")
+    bottom.set_xlabel("pruning: share of channels (structured) or weights (unstructured) really removed; "
+                      "clustering: bits per weight (log2 of clusters)")
     top.set_title(title)
     for ax in (top, bottom):
         ax.grid(True, alpha=0.3)

@@ -80,6 +80,15 @@ def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, f
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
+def at_chance(predicted: np.ndarray, labels: np.ndarray, classes: int) -> bool:
+    """Accuracy within noise of guessing (its 95% Wilson interval holds 1/classes) while the predictions vary:
+    a model that works in PyTorch but not here was almost always fed inputs preprocessed another way."""
+    if classes < 2 or len(labels) == 0 or len(np.unique(predicted)) < 2:
+        return False
+    low, high = wilson_interval(int((predicted == labels).sum()), len(labels))
+    return low <= 1 / classes <= high
+
+
 def accuracies_differ(a: tuple[int, int], b: tuple[int, int], z: float = 1.96) -> bool:
     """Whether two accuracies (correct, total) differ beyond noise: a two-proportion z-test at 95%."""
     (ca, na), (cb, nb) = a, b
