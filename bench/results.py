@@ -10,10 +10,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.measure.paired import PairedComparison, compare_correct, unpack_correct
 from bench.measure.stats import LatencyStats, median_interval, ratio_interval
 
 if TYPE_CHECKING:
@@ -103,6 +105,20 @@ class ResultRow:
         self.mean_ms, self.std_ms, self.min_ms, self.max_ms = stats.mean, stats.std, stats.min, stats.max
         self.throughput = stats.throughput(self.batch)
         self.iterations = stats.count
+
+    @property
+    def test_images(self) -> int | None:
+        """Images in the test split the accuracy was scored on (from `dataset`: "mnist (1000 test images)")."""
+        found = re.search(r"\((\d+) test images\)", self.dataset)
+        return int(found.group(1)) if found else None
+
+    def paired_with(self, control: ResultRow | None) -> PairedComparison | None:
+        """This row against `control` image by image (McNemar); None unless both kept per-image results of the
+        same test split."""
+        n = self.test_images
+        if control is None or not n or n != control.test_images or not (self.correct_bits and control.correct_bits):
+            return None
+        return compare_correct(unpack_correct(self.correct_bits, n), unpack_correct(control.correct_bits, n))
 
     @property
     def is_speedup_baseline(self) -> bool:

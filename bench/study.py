@@ -7,12 +7,11 @@ the right control, and within noise they are marked `~`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
-from bench.measure.paired import ALPHA, PairedComparison, compare_correct, detectable_difference, holm, unpack_correct
+from bench.measure.paired import ALPHA, detectable_difference, holm
 from bench.measure.stats import accuracies_differ
 from bench.report import accuracy_cell, fmt, markdown_grid, ratio_cell
 from bench.results import ResultRow
@@ -32,30 +31,16 @@ def _find(rows: Sequence[ResultRow], **match) -> ResultRow | None:
     return None
 
 
-def _test_images(row: ResultRow) -> int | None:
-    found = re.search(r"\((\d+) test images\)", row.dataset)
-    return int(found.group(1)) if found else None
-
-
-def paired_comparison(row: ResultRow, control: ResultRow | None) -> PairedComparison | None:
-    """The image-by-image comparison of a row with its control; None unless both carry per-image results for
-    the same test split."""
-    n = _test_images(row)
-    if control is None or not n or n != _test_images(control) or not (row.correct_bits and control.correct_bits):
-        return None
-    return compare_correct(unpack_correct(row.correct_bits, n), unpack_correct(control.correct_bits, n))
-
-
 def significant(row: ResultRow, control: ResultRow | None) -> bool | None:
     """Whether row's accuracy differs from the control's beyond noise, alone (no multiplicity adjustment):
     McNemar's exact test where both rows carry per-image results, else an unpaired two-proportion z-test;
     None when either has no accuracy."""
     if control is None or row.accuracy is None or control.accuracy is None:
         return None
-    paired = paired_comparison(row, control)
+    paired = row.paired_with(control)
     if paired is not None:
         return paired.p_value <= ALPHA
-    n, m = _test_images(row), _test_images(control)
+    n, m = row.test_images, control.test_images
     if not n or not m:
         return None
     return accuracies_differ((round(row.accuracy * n), n), (round(control.accuracy * m), m))
@@ -100,7 +85,7 @@ class AccuracyComparisons:
 
     def __init__(self, chosen: Sequence[ResultRow], rows: Sequence[ResultRow]) -> None:
         self.controls = {id(r): control_of(r, rows) for r in chosen}
-        self.paired = {id(r): paired_comparison(r, self.controls[id(r)]) for r in chosen}
+        self.paired = {id(r): r.paired_with(self.controls[id(r)]) for r in chosen}
         tested = [key for key, pair in self.paired.items() if pair is not None]
         self.adjusted = dict(zip(tested, holm([self.paired[k].p_value for k in tested]), strict=True))
 

@@ -93,9 +93,12 @@ def _run(args: argparse.Namespace) -> int:
             print(f"warning: {line}")
         print(comparison_table(changes), end="")
         bad = [c for c in changes if c.regression]
-        print(f"\n{len(bad)} regression(s) beyond {args.threshold:.0%} and the noise; "
-              f"{sum(c.verdict == 'faster' for c in changes)} row(s) faster; "
-              f"{sum(c.verdict.startswith('only') for c in changes)} row(s) in one run only")
+        unpaired = sum("unpaired" in c.accuracy or "not tested" in c.accuracy for c in changes)
+        print(f"\n{len(bad)} regression(s) beyond {args.threshold:.0%} and the noise (accuracy lost: "
+              f"{sum(c.accuracy_lost for c in changes)}); {sum(c.verdict == 'faster' for c in changes)} row(s) "
+              f"faster; {sum(c.verdict.startswith('only') for c in changes)} row(s) in one run only"
+              + (f"; {unpaired} accuracy change(s) not tested image by image (no per-image results in a run)"
+                 if unpaired else ""))
         return 1 if bad else 0
     from reports.recommend import Constraint, budget_constraints, recommend, recommendation_text
 

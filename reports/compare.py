@@ -2,7 +2,9 @@
 
 A change is called a regression only when it exceeds both the threshold (5% by default) and the noise:
 the 95% interval of new p50 / base p50, bootstrapped from both runs' kept samples (rounds, then samples),
-must exclude 1. A noise-level change is reported with its interval and passes.
+must exclude 1. A noise-level change is reported with its interval and passes. An accuracy loss fails the gate
+only when McNemar's exact test on the images both runs scored says so (Holm-adjusted across the rows); runs
+without per-image results fall back to an unpaired test, and say so.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.errors import UsageError
-from bench.measure.stats import ratio_interval
+from bench.measure.paired import ALPHA, holm
+from bench.measure.stats import ratio_interval, two_proportion_p
 from bench.report import latency_cell, markdown_grid
 from bench.results import ResultRow
 from reports.runs import Run, samples_of
@@ -31,10 +34,17 @@ class Change:
     high: float | None = None
     p90_ratio: float | None = None
     verdict: str = ""  # regression | faster | within noise | below threshold | only in base | only in new | ...
+    accuracy: str = "-"  # the accuracy change and how it was tested
+    accuracy_p: float | None = None  # McNemar (or unpaired) p of the accuracy change, Holm-adjusted over the rows
+
+    @property
+    def accuracy_lost(self) -> bool:
+        """Accuracy fell beyond noise: the paired test says so after adjustment for every row compared."""
+        return self.accuracy_p is not None and self.accuracy_p <= ALPHA and self.new.accuracy < self.base.accuracy
 
     @property
     def regression(self) -> bool:
-        return self.verdict in ("regression", "now failing")
+        return self.verdict in ("regression", "now failing") or self.accuracy_lost
 
 
 def _identity(row: ResultRow, by_device: bool = False) -> tuple:
@@ -129,7 +139,44 @@ def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change],
             change = judge(a, b, samples_of(base.samples, a), samples_of(new.samples, b), threshold)
             change.label = _label(a if base_fleet and not new_fleet else b, by_device)
             changes.append(change)
+    judge_accuracy(changes)
     return changes, environment_warnings(base, new)
+
+
+def accuracy_test(new: ResultRow, base: ResultRow) -> tuple[str, float] | None:
+    """(how, p) of the accuracy change from `base` to `new`: image by image where both kept per-image results
+    (McNemar's exact test), else an unpaired two-proportion z-test (blind to changes under about 1.4 points on
+    1,000 images); None when either lacks an accuracy or its test set size."""
+    if base.accuracy is None or new.accuracy is None:
+        return None
+    pair = new.paired_with(base)
+    if pair is not None:
+        return "McNemar", pair.p_value
+    n, m = new.test_images, base.test_images
+    if not n or not m:
+        return None
+    return "unpaired z-test", two_proportion_p((round(new.accuracy * n), n), (round(base.accuracy * m), m))
+
+
+def accuracy_text(new: ResultRow, base: ResultRow, how: str, p: float) -> str:
+    noise = "" if p <= ALPHA else ", within noise"
+    return f"{(new.accuracy - base.accuracy) * 100:+.1f} pts ({how} p={p:.2g}{noise})"
+
+
+def judge_accuracy(changes: list[Change]) -> None:
+    """Each row's accuracy change (`accuracy_test`), p-values Holm-adjusted across the rows so that the gate's
+    family-wise error is 5%."""
+    tests = {}
+    for c in changes:
+        found = accuracy_test(c.new, c.base) if c.base is not None and c.new is not None else None
+        if found is not None:
+            tests[id(c)] = (c, *found)
+        elif c.base is not None and c.new is not None and None not in (c.base.accuracy, c.new.accuracy):
+            c.accuracy = f"{(c.new.accuracy - c.base.accuracy) * 100:+.1f} pts (not tested: test set size unknown)"
+    adjusted = holm([p for _, _, p in tests.values()])
+    for (change, how, _), p in zip(tests.values(), adjusted, strict=True):
+        change.accuracy_p = p
+        change.accuracy = accuracy_text(change.new, change.base, how, p)
 
 
 def _percent(ratio: float | None) -> str:
@@ -141,7 +188,9 @@ def comparison_table(changes: list[Change]) -> str:
     for c in changes:
         noise = "-" if c.low is None else f"{_percent(c.low)} to {_percent(c.high)}"
         mark = {"regression": "REGRESSION", "now failing": "NOW FAILING", "faster": "faster"}.get(c.verdict, c.verdict)
+        if c.accuracy_lost:
+            mark += ", ACCURACY LOST"
         body.append([c.label, latency_cell(c.base) if c.base else "-", latency_cell(c.new) if c.new else "-",
-                     _percent(c.ratio), noise, _percent(c.p90_ratio), mark])
+                     _percent(c.ratio), noise, _percent(c.p90_ratio), c.accuracy, mark])
     return markdown_grid(["Row", "Base p50 ms (95% CI)", "New p50 ms (95% CI)", "p50 change",
-                          "95% interval of the change", "p90 change", "Verdict"], body)
+                          "95% interval of the change", "p90 change", "Accuracy change", "Verdict"], body)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from bench.errors import UsageError
+from bench.measure.paired import holm
 from bench.report import fmt, markdown_grid
 from bench.results import ResultRow
 
@@ -90,6 +91,7 @@ class Verdict:
     row: ResultRow
     run: str
     failed: list[tuple[Constraint, float | None]]  # the constraints it misses (None: the row lacks that figure)
+    accuracy_change: str = "-"  # against the uncompressed fp32 row (`add_accuracy_changes`)
 
     @property
     def miss(self) -> float:
@@ -120,6 +122,7 @@ def recommend(rows: Sequence[tuple[str, ResultRow]], constraints: Sequence[Const
 
     passing = sorted((v for v in verdicts if not v.failed), key=rank)
     misses = sorted((v for v in verdicts if v.failed), key=lambda v: (len(v.failed), v.miss, rank(v)))
+    add_accuracy_changes(verdicts, rows)
     return passing, misses, len(rows) - len(measured)
 
 
@@ -135,11 +138,31 @@ def _why(verdict: Verdict) -> str:
 def _cells(v: Verdict) -> list[str]:
     r = v.row
     return [r.model, r.format, r.compression, r.precision, str(r.batch), r.target, v.run, fmt(r.p50_ms, 3),
-            fmt(r.size_mb, 3), fmt(r.accuracy * 100 if r.accuracy is not None else None, 1), fmt(r.peak_rss_mb, 0)]
+            fmt(r.size_mb, 3), fmt(r.accuracy * 100 if r.accuracy is not None else None, 1), v.accuracy_change,
+            fmt(r.peak_rss_mb, 0)]
 
 
 HEADERS = ["Model", "Format", "Compression", "Precision", "Batch", "Target", "Run", "p50 ms", "Size (MB)",
-           "Accuracy %", "Peak RSS (MB)"]
+           "Accuracy %", "Accuracy vs uncompressed fp32", "Peak RSS (MB)"]
+
+
+def add_accuracy_changes(verdicts: Sequence[Verdict], rows: Sequence[tuple[str, ResultRow]]) -> None:
+    """What each candidate costs in accuracy against the same runtime's uncompressed fp32 row of its run, tested
+    as `make compare` tests it (`reports.compare.accuracy_test`), Holm-adjusted across every measured row."""
+    from reports.compare import accuracy_test, accuracy_text
+
+    baselines = {(run, r.model, r.runtime, r.target, r.batch): r for run, r in rows
+                 if r.status == "ok" and r.compression == "none" and r.precision == "fp32"}
+    tests = []
+    for v in verdicts:
+        base = baselines.get((v.run, v.row.model, v.row.runtime, v.row.target, v.row.batch))
+        found = accuracy_test(v.row, base) if base is not None and base is not v.row else None
+        if found is not None:
+            tests.append((v, base, *found))
+        elif v.row.accuracy is not None and base is not v.row:
+            v.accuracy_change = "no uncompressed fp32 row to compare with" if base is None else "not tested"
+    for (v, base, how, _), p in zip(tests, holm([p for *_, p in tests]), strict=True):
+        v.accuracy_change = accuracy_text(v.row, base, how, p)
 
 
 def recommendation_text(passing: list[Verdict], misses: list[Verdict], skipped: int,

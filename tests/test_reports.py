@@ -108,6 +108,37 @@ def test_compare_flags_an_injected_20_percent_regression_and_passes_a_noise_leve
     assert "| within noise |" in capsys.readouterr().out
 
 
+def _scored(runtime: str, wrong: range, images: int = 1000) -> ResultRow:
+    from bench.measure.paired import pack_correct
+
+    correct = np.ones(images, dtype=bool)
+    correct[list(wrong)] = False
+    row = result(runtime, 10.0, accuracy=float(correct.mean()))
+    row.dataset, row.correct_bits = f"mnist ({images} test images)", pack_correct(correct)
+    return row
+
+
+def test_compare_fails_the_gate_on_an_accuracy_loss_the_paired_test_sees_and_only_then(tmp_path, capsys):
+    """1.2 points lost on 12 images and none gained fails the gate (McNemar p=0.00049, x2 by Holm for 2 rows); the
+    same loss as 52 lost and 40 gained passes; a run without per-image results is tested unpaired, and says so."""
+    base = write_run(tmp_path / "base", [_scored("onnxruntime", range(18)), _scored("openvino", range(40))], seed=1)
+    new = write_run(tmp_path / "new", [_scored("onnxruntime", range(30)), _scored("openvino", range(40, 92))],
+                    seed=1)
+    assert main(["compare", str(base), str(new)]) == 1
+    out = capsys.readouterr().out
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in out.splitlines() if line.startswith("| m ")}
+    assert "| -1.2 pts (McNemar p=0.00098) | within noise, ACCURACY LOST |" in lines["m Onnxruntime fp32 b1 cpu"]
+    assert "| -1.2 pts (McNemar p=0.25, within noise) | within noise |" in lines["m Openvino fp32 b1 cpu"]
+    assert "(accuracy lost: 1)" in out
+    unpaired = result("onnxruntime", 10.0, accuracy=0.95)  # a run from before per-image results: 2.8 points lost
+    unpaired.dataset = "mnist (1000 test images)"
+    old = write_run(tmp_path / "old", [unpaired], seed=1)
+    assert main(["compare", str(base), str(old)]) == 1
+    out = capsys.readouterr().out
+    assert "| -3.2 pts (unpaired z-test p=7.9e-05) | within noise, ACCURACY LOST |" in out
+    assert "1 accuracy change(s) not tested image by image" in out
+
+
 def test_compare_counts_a_row_that_now_fails_as_a_regression_and_refuses_runs_with_nothing_in_common(tmp_path,
                                                                                                      capsys):
     base = write_run(tmp_path / "base", [result("onnxruntime", 10.0)])
@@ -159,9 +190,21 @@ def test_recommend_on_a_hand_checked_example(tmp_path, capsys):
     misses = out.split("Near misses")[1]
     assert "| Onnxruntime | none | int8 |" in misses and "accuracy 0.975 (needs >= 0.98)" in misses
     assert re.search(r"p50_ms 2[45]\.\d+ \(needs <= 10\)", misses) and "1 rows were not considered" in out
+    assert "| no uncompressed fp32 row to compare with |" not in misses  # ONNX Runtime's int8 has its fp32 row
+    assert "| -1.0 pts (unpaired z-test" not in misses  # no test set size in these rows: not tested
     # Nothing meets an impossible budget: the closest rows are named instead.
     assert main(["recommend", str(run), "--max-ms", "cpu:1"]) == 0
     assert "Nothing meets every constraint. Closest:" in capsys.readouterr().out
+
+
+def test_recommend_says_what_a_candidate_costs_in_accuracy_tested_image_by_image(tmp_path, capsys):
+    int8 = _scored("onnxruntime", range(30))  # 12 images lost against its fp32 row, none gained
+    int8.precision, int8.p50_ms = "int8", 4.0
+    run = write_run(tmp_path / "run", [_scored("onnxruntime", range(18)), int8])
+    assert main(["recommend", str(run), "--max-ms", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "| Accuracy vs uncompressed fp32 |" in out
+    assert "| 97.0 | -1.2 pts (McNemar p=0.00049) |" in out  # one test: Holm leaves it as it is
 
 
 @pytest.mark.parametrize("args, says", [

@@ -90,13 +90,29 @@ def at_chance(predicted: np.ndarray, labels: np.ndarray, classes: int) -> bool:
 
 
 def accuracies_differ(a: tuple[int, int], b: tuple[int, int], z: float = 1.96) -> bool:
-    """Whether two accuracies (correct, total) differ beyond noise: a two-proportion z-test at 95%."""
+    """Whether two accuracies (correct, total) differ beyond noise: a two-proportion z-test at 95%.
+
+    Unpaired: for accuracies scored on different images. The same images are compared image by image instead
+    (`bench.measure.paired`), which sees much smaller differences.
+    """
     (ca, na), (cb, nb) = a, b
     pooled = (ca + cb) / (na + nb)
     se = np.sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb))
     if se == 0:
         return ca / na != cb / nb
     return bool(abs(ca / na - cb / nb) / se > z)
+
+
+def two_proportion_p(a: tuple[int, int], b: tuple[int, int]) -> float:
+    """Two-sided p of the two-proportion z-test of `accuracies_differ` (1.0 when both are 0% or 100%)."""
+    from scipy.stats import norm
+
+    (ca, na), (cb, nb) = a, b
+    pooled = (ca + cb) / (na + nb)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb))
+    if se == 0:
+        return 1.0 if ca / na == cb / nb else 0.0
+    return float(2 * norm.sf(abs(ca / na - cb / nb) / se))
 
 
 BOOTSTRAP_RESAMPLES = 2000
