@@ -3,7 +3,8 @@
 An entry is keyed by everything the export reads: the bytes of the (compressed) module, of the timed input
 (its shape is the exported batch), of the int8 calibration images and of the task (QAT trains on it), the
 runtime's name, target and precision, the seed and QAT epochs, the source of every adapter in `runtimes/`
-(a user's adapter file too), and the versions of the installed packages. Any change is a new key, so an
+(a user's adapter file too), of `models/` and `compression/`, the versions of the installed packages, and for
+GPU exports the device, its driver and CUDA. Any change is a new key, so an
 entry is never served for another key; an old entry just stops being used. The cache lives in
 `models/.cache/artifacts`, or `EDGEBENCH_CACHE_DIR` (`make clean-cache` empties it; `--no-cache` bypasses
 it for one run).
@@ -42,17 +43,46 @@ def file_digest(path: str | Path, _memo: dict[tuple[str, float, int], str] = {})
 
 
 def adapter_sources(adapter: str) -> list[Path]:
-    """Every file an adapter's export may run: all of `runtimes/` (shared helpers included), and a user's file."""
-    files = sorted((PROJECT_ROOT / "runtimes").glob("*.py"))
+    """Every file an export may run: all of `runtimes/` (shared helpers included), `models/` (the classes a pickled
+    module is rebuilt from, and the training recipe QAT uses), `compression/`, the worker and the variant
+    loader, and a user's adapter file. Pickles name classes without their code: a changed `forward` must not
+    be served an artifact traced from the old one."""
+    files = sorted(p for folder in ("runtimes", "models", "compression") for p in (PROJECT_ROOT / folder).glob("*.py"))
+    files += [PROJECT_ROOT / "bench" / "worker.py", PROJECT_ROOT / "bench" / "variants.py"]
     module = adapter.split(":")[0]
     if module.endswith(".py"):
         files.append(Path(module))
     return files
 
 
+def device_facts(target: str) -> dict[str, str]:
+    """What shapes an accelerator's engine beyond package versions: the device, its driver, CUDA (TensorRT
+    engines are built for one GPU and driver). Nothing for the CPU, whose exports are portable."""
+    if target != "gpu":
+        return {}
+    facts = {}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            facts = {"device": torch.cuda.get_device_name(0), "cuda": str(torch.version.cuda),
+                     "capability": ".".join(map(str, torch.cuda.get_device_capability(0)))}
+    except Exception:  # a broken CUDA install: the export will fail and say why
+        pass
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        facts["driver"] = str(pynvml.nvmlSystemGetDriverVersion())
+    except Exception:  # no NVML: the device name and CUDA version still separate engines
+        pass
+    return facts
+
+
 def cache_key(job: Any, versions: dict[str, str]) -> str:
     """The key of a MeasureJob's export (see the module docstring for what goes in)."""
     parts = {
+        "device": device_facts(job.options.target),
         "adapter": job.adapter,
         "sources": [file_digest(p) for p in adapter_sources(job.adapter)],
         "target": job.options.target,
@@ -76,6 +106,7 @@ class CachedExport:
     export_s: float
     export_peak_rss_mb: float | None
     reference: str  # the QAT-trained model's outputs, restored into the job folder ("" when not QAT)
+    contents: dict[str, Any] | None = None  # what the artifact holds (`bench.measure.contents.Contents`)
 
 
 class ArtifactCache:
@@ -98,10 +129,10 @@ class ArtifactCache:
             reference = str(job_dir / meta["reference"])
             shutil.copy2(entry / meta["reference"], reference)
         return CachedExport(str(artifact_dir / meta["artifact"]), meta["export_s"], meta.get("export_peak_rss_mb"),
-                            reference)
+                            reference, meta.get("contents"))
 
     def store(self, key: str, artifact_dir: Path, artifact: str, export_s: float, peak_rss_mb: float | None,
-              reference: str = "") -> None:
+              reference: str = "", contents: dict[str, Any] | None = None) -> None:
         """Keep an export under its key: written aside, then renamed, so a reader never sees half an entry."""
         entry = self.root / key
         if entry.exists():
@@ -109,7 +140,8 @@ class ArtifactCache:
         tmp = self.root / f".tmp-{uuid.uuid4().hex}"
         shutil.copytree(artifact_dir, tmp / "artifact")
         meta = {"artifact": str(Path(artifact).relative_to(artifact_dir)), "export_s": export_s,
-                "export_peak_rss_mb": peak_rss_mb, "reference": Path(reference).name if reference else ""}
+                "export_peak_rss_mb": peak_rss_mb, "reference": Path(reference).name if reference else "",
+                "contents": contents}
         if reference:
             shutil.copy2(reference, tmp / meta["reference"])
         (tmp / META).write_text(json.dumps(meta))

@@ -41,6 +41,8 @@ def flags(row: ResultRow) -> list[str]:
     found = []
     if row.fidelity_ok is False:
         found.append("fidelity!")
+    if row.contents_ok is False:  # the details say what the file holds instead
+        found.append("contents!")
     if row.noisy:
         found.append("noisy")
     if row.capped:

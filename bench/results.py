@@ -75,7 +75,9 @@ class ResultRow:
     sparsity: float | None = None  # share of parameters that are exactly zero
     pruned_fraction: float | None = None  # share of prunable channels structured pruning really removed
     zip_mb: float | None = None  # the artifact deflated (what unstructured pruning shrinks)
-    packed_mb: float | None = None  # stored as indices + codebook where a tensor has <= 256 values (clustering)
+    packed_mb: float | None = None  # this artifact with each weight tensor of <= 256 values as indices + codebook
+    integer_weights: float | None = None  # share of the artifact's weight elements stored as integers
+    contents_ok: bool | None = None  # the artifact holds what the label says (int8 weights; N values per cluster)
     finetune_epochs: int | None = None
     calibration_images: int | None = None  # int8: training images (never test images) the quantizer calibrated on
     agreement: float | None = None  # top-1 agreement with the uncompressed model on seeded inputs, in PyTorch

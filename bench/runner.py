@@ -20,6 +20,7 @@ from bench.config import BenchConfig
 from bench.errors import UsageError
 from bench.isolation import PROJECT_ROOT, ChildSession, run_child
 from bench.job import CompressJob, MeasureJob
+from bench.measure.contents import Contents, check, clusters_of, packed_file_mb
 from bench.measure.cpuload import NOISY_FOREIGN_LOAD
 from bench.measure.peak import GEMM_SIZE, TRIES, gemm_peaks
 from bench.measure.rounds import RE_WARMUP_ITERS, RoundFailed, RoundResult, RowRounds, interleave
@@ -576,7 +577,7 @@ class Runner:
             row.status, row.error = "error", compress_error
             return row, None, job_dir
         folder, info = made
-        row.params, row.sparsity, row.packed_mb = info.params, info.sparsity, info.packed_mb
+        row.params, row.sparsity = info.params, info.sparsity
         row.finetune_epochs, row.agreement = info.finetune_epochs, info.agreement
         row.pruned_fraction = info.pruned_fraction
         row.flops = info.flops * job.batch if info.flops else None
@@ -607,6 +608,7 @@ class Runner:
             row.export_s, row.export_peak_rss_mb, spec.artifact = cached.export_s, cached.export_peak_rss_mb, \
                 cached.artifact
             spec.reference = cached.reference or spec.reference
+            contents = cached.contents
             row.details = "; ".join(part for part in ("artifact from cache", row.details) if part)
         else:
             exported = run_child("export", spec, job_dir, config.threads, config.timeout_s,
@@ -622,11 +624,13 @@ class Runner:
             row.export_s = exported.result["export_s"]
             spec.artifact = exported.result["artifact"]
             spec.reference = exported.result.get("reference") or spec.reference  # the QAT-trained model's outputs
+            contents = exported.result.get("contents")
             if key:
                 self.cache.store(key, artifact_dir, spec.artifact, row.export_s, row.export_peak_rss_mb,
-                                 exported.result.get("reference", ""))
-        row.size_mb = artifact_size_bytes(artifact_dir) / 1e6
-        row.zip_mb = zipped_bytes(artifact_dir) / 1e6
+                                 exported.result.get("reference", ""), contents)
+        size = artifact_size_bytes(artifact_dir)
+        row.size_mb, row.zip_mb = size / 1e6, zipped_bytes(artifact_dir) / 1e6
+        record_contents(row, Contents(**contents) if contents else None, size)
         return row, spec, job_dir
 
     def _finish(self, row: ResultRow, session: ChildSession, job_dir: Path, ready: dict[str, Any] | None = None,
@@ -658,6 +662,21 @@ class Runner:
         row.details = "; ".join(part for part in (chance, result["details"], row.details) if part)
         row.add_rounds(rounds)
         return True
+
+
+def record_contents(row: ResultRow, contents: Contents | None, file_bytes: int) -> None:
+    """What the artifact holds, on its row: its own packed size, its integer share, and whether it is what the
+    label says (an int8 file of float weights, a clustered file with too many values per layer, is flagged)."""
+    if contents is None:
+        note = f"{row.format} files are not read back here: contents unchecked"
+        row.details = "; ".join(part for part in (row.details, note) if part) \
+            if row.precision == "int8" or clusters_of(row.compression) else row.details
+        return
+    row.packed_mb = packed_file_mb(contents, file_bytes)
+    row.integer_weights = contents.integer_share
+    row.contents_ok, note = check(contents, row.precision, row.compression)
+    if note:
+        row.details = "; ".join(part for part in (row.details, note) if part)
 
 
 def _safe(text: str) -> str:

@@ -18,8 +18,11 @@ from bench.errors import UsageError
 FAMILY = ("mnist_resnet_s", "mnist_resnet_m", "mnist_resnet_l")
 MODEL = "mnist_resnet_m"
 RUNTIMES = ("pytorch", "onnxruntime", "openvino", "tflite")
+# Clustering is the survey's grid, clusters x scope ({16, 32} x {every layer, the last 3}), so neither is
+# confounded with the other; chains get their own control (`finetune:4`), added by the run.
 COMPRESS = ("prune-unstructured:0.5", "prune-unstructured:0.75", "prune-unstructured:0.9", "prune-channels:0.3",
-            "prune-channels:0.5", "cluster:16", "cluster:32@last3", f"distill:{FAMILY[0]}", "qat")
+            "prune-channels:0.5", "cluster:16", "cluster:32", "cluster:16@last3", "cluster:32@last3",
+            f"distill:{FAMILY[0]}", "qat")
 # Short timing: these models run in well under a millisecond, so 0.3 s gives hundreds of samples per round.
 TIMING = TimingConfig(warmup_iters=5, warmup_s=0.2, min_iters=20, min_s=0.3, max_s=5.0)
 

@@ -23,7 +23,6 @@ class VariantInfo:
 
     params: int
     sparsity: float
-    packed_mb: float
     finetune_epochs: int
     notes: str = ""
     agreement: float | None = None  # top-1 agreement with the uncompressed model on seeded inputs (PyTorch)
@@ -60,7 +59,7 @@ def save_variant(module: nn.Module, folder: Path, inputs: dict[int, Path], finet
                  baseline: nn.Module | None = None, seed: int = 0, pruned_fraction: float | None = None
                  ) -> VariantInfo:
     """Pickle the whole module (its architecture may have changed) and its eager outputs per batch size."""
-    from compression.measures import packed_bytes, parameter_count, sparsity
+    from compression.measures import parameter_count, sparsity
     from runtimes._torch import to_host
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -76,7 +75,7 @@ def save_variant(module: nn.Module, folder: Path, inputs: dict[int, Path], finet
         agreement = top1_agreement(module, baseline.eval(), first, seed)
     first = torch.from_numpy(np.load(next(iter(inputs.values())))[:1])
     return VariantInfo(params=parameter_count(module), sparsity=sparsity(module),
-                       packed_mb=packed_bytes(module) / 1e6, finetune_epochs=finetune_epochs, notes=notes,
+                       finetune_epochs=finetune_epochs, notes=notes,
                        agreement=agreement, flops=count_flops(module, first), pruned_fraction=pruned_fraction)
 
 

@@ -85,6 +85,12 @@ def _export(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     artifact = adapter.export(module, example, folder)
     result: dict[str, Any] = {"artifact": str(artifact), "export_s": time.perf_counter() - t0}
+    _phase(job_dir, "reading the artifact back")
+    weights = adapter.stored_weights(artifact)  # here, not in the measuring process: its peak RSS stays its own
+    if weights is not None:
+        from bench.measure.contents import read
+
+        result["contents"] = asdict(read(weights))
     if adapter.trained is not None:  # the artifact should compute what the trained model does, not the float one
         from bench.variants import save_outputs
         from runtimes._torch import to_host

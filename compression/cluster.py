@@ -2,7 +2,7 @@
 
 BatchNorm is folded into the convolutions first: exporters fold it anyway, and folding after clustering would
 scale each output channel differently and turn N distinct values into N x channels. The scope is every
-conv/linear layer, or the last N of them (`cluster:32@last3`).
+conv/linear layer, or the last K of them in execution order (`cluster:32@last3`); the row's notes name them.
 """
 
 from __future__ import annotations
@@ -51,6 +51,20 @@ def kmeans_codebook(weight: torch.Tensor, clusters: int, seed: int) -> tuple[tor
     return centroids, assignment
 
 
+def execution_order(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Conv/linear layers in the order the forward pass runs them (torch.fx), so "the last K" are the K nearest
+    the output: in a ResNet block the shortcut's 1x1 convolution runs before the block's own, though it is
+    defined after them. Definition order where the model cannot be traced."""
+    layers = dict(weight_layers(model))
+    try:
+        graph = model.graph if isinstance(model, torch.fx.GraphModule) else torch.fx.symbolic_trace(model).graph
+    except Exception:
+        return list(layers.items())
+    ran = [node.target for node in graph.nodes if node.op == "call_module" and node.target in layers]
+    return [(name, layers[name]) for name in dict.fromkeys(ran)] + \
+        [(name, layer) for name, layer in layers.items() if name not in ran]
+
+
 class WeightClustering(CompressionMethod):
     name = "cluster"
     argument = "N[@lastK]"
@@ -73,7 +87,7 @@ class WeightClustering(CompressionMethod):
 
     def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:
         model = fold_batchnorm(model)
-        layers = weight_layers(model)
+        layers = execution_order(model)
         scope = layers if self.last is None else layers[-self.last:]
         for i, (_, layer) in enumerate(scope):
             centroids, assignment = kmeans_codebook(layer.weight, self.clusters, context.seed + i)
@@ -84,9 +98,9 @@ class WeightClustering(CompressionMethod):
             fit(model, context.task, finetune_recipe(epochs), context.seed)
         for _, layer in scope:
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
-        where = "all" if self.last is None else f"the last {len(scope)} of"
+        where = "all" if self.last is None else f"the last {len(scope)} (in execution order) of"
         context.notes.append(f"{self.clusters} shared values per layer in {where} {len(layers)} conv/linear layers "
-                             "(BatchNorm folded first)")
+                             f"(BatchNorm folded first): {', '.join(name for name, _ in scope)}")
         return model.eval()
 
     @staticmethod

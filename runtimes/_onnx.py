@@ -77,6 +77,14 @@ def this_cpu_int8_settings() -> OrtInt8Settings:
     return ort_int8_settings(cpu_info().get("flags", []), platform.machine())
 
 
+def onnx_weights(path: Path) -> list[np.ndarray]:
+    """Every initializer of rank >= 2 of an ONNX file (weights; biases, scales and zero points are rank <= 1)."""
+    import onnx
+    from onnx import numpy_helper
+
+    return [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer if len(t.dims) >= 2]
+
+
 SETTINGS_KEY = "edgebench.int8"  # the ONNX file's metadata entry that says how it was quantized
 
 

@@ -36,8 +36,20 @@ def quantize_x86(model: Any, example: Any, batches: list[np.ndarray], qat: QatPl
         prepared = quantize_pt2e.prepare_qat_pt2e(export_for_training(model, example), quantizer)
         pt2e.allow_exported_model_train_eval(prepared)  # exported programs refuse .train()/.eval() otherwise
         qat.train(prepared)
-    quantized = quantize_pt2e.convert_pt2e(prepared)
+    quantized = drop_unused_tensors(quantize_pt2e.convert_pt2e(prepared))
     return torch.export.export(quantized, (example,)), quantized
+
+
+def drop_unused_tensors(module: Any) -> Any:
+    """Remove the parameters and buffers no node of a graph module reads. convert_pt2e folds each weight into
+    an int8 constant but leaves the float original attached, unused: exported, the int8 file carried both and
+    was 1.66x the size of the fp32 file."""
+    read = {str(node.target) for node in module.graph.nodes if node.op == "get_attr"}
+    for name, _ in [*module.named_parameters(), *module.named_buffers()]:
+        if name not in read and not any(name.startswith(f"{r}.") for r in read):
+            owner, _, attr = name.rpartition(".")
+            delattr(module.get_submodule(owner) if owner else module, attr)
+    return module
 
 
 def load_quantized(path: Any) -> Any:

@@ -154,6 +154,12 @@ class Runtime(ABC):
         """Settings read back from the loaded runtime, recorded with the row (e.g. the precision it chose)."""
         return ""
 
+    def stored_weights(self, artifact: Path) -> list[np.ndarray] | None:
+        """Weight tensors (rank >= 2: convolution and linear weights) as the artifact stores them, in their stored
+        dtype: what `bench.measure.contents` checks against the row's label (integer for int8, N values per
+        clustered layer). None: this format is not read here (the row says so)."""
+        return None
+
     def close(self) -> None:
         """Release sessions and device memory."""
         return None

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from runtimes._onnx import ONNX_PACKAGES, SETTINGS_KEY, export_onnx, quantize_onnx
+from runtimes._onnx import ONNX_PACKAGES, SETTINGS_KEY, export_onnx, onnx_weights, quantize_onnx
 from runtimes._quant import calibration_batches, nncf_qat_onnx
 from runtimes._torch import torch_device
 from runtimes.base import Runtime
@@ -139,6 +139,9 @@ class OnnxRuntime(Runtime):
         path = quantize_onnx(float_path, folder / self.artifact, batches)
         float_path.unlink()  # the row's size is the int8 file's alone
         return path
+
+    def stored_weights(self, artifact: Path) -> list[np.ndarray]:
+        return onnx_weights(artifact)
 
     def load(self, artifact: Path) -> None:
         import onnxruntime as ort

@@ -86,6 +86,13 @@ class OpenVINO(Runtime):
         onnx_path.unlink()  # the row's size is the IR's alone
         return path
 
+    def stored_weights(self, artifact: Path) -> list[np.ndarray]:
+        """Constants of rank >= 2 of the IR (int8 IRs keep i8 weights beside their float scales)."""
+        import openvino as ov
+
+        return [op.get_data() for op in ov.Core().read_model(str(artifact)).get_ops()
+                if op.get_type_name() == "Constant" and len(op.get_output_shape(0)) >= 2]
+
     def load(self, artifact: Path) -> None:
         import openvino as ov
 

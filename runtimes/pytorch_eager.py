@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from runtimes import _torch
 from runtimes._quant import calibration_batches
 
@@ -49,6 +51,22 @@ class PyTorchEager(_torch.TorchModuleRuntime):
         path = folder / self.artifact
         torch.save(model, path)
         return path
+
+    def stored_weights(self, artifact: Path) -> list[np.ndarray]:
+        """int8: the exported program's tensors (torchao folds the quantized weights into int8 constants);
+        otherwise the pickled module's parameters."""
+        import torch
+
+        if self.options.precision == "int8":
+            import torchao.quantization.pt2e  # noqa: F401  (registers the quantized ops the program names)
+
+            program = torch.export.load(str(artifact))
+            tensors = [*program.state_dict.values(), *program.constants.values()]
+        else:
+            from bench.variants import load_module
+
+            tensors = list(load_module(artifact, self.options.model).parameters())
+        return [t.detach().cpu().numpy() for t in tensors if isinstance(t, torch.Tensor) and t.dim() >= 2]
 
     def load(self, artifact: Path) -> None:
         from bench.variants import load_module

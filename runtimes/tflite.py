@@ -136,6 +136,16 @@ class TFLite(Runtime):
         litert_torch.convert(quantized, (example,), quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer)
                              ).export(str(path))
 
+    def stored_weights(self, artifact: Path) -> list[np.ndarray]:
+        """The filter tensors of the convolution and fully connected operators, as the flatbuffer stores them."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(artifact))
+        interpreter.allocate_tensors()
+        ops = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+        filters = {op["inputs"][1] for op in interpreter._get_ops_details() if op["op_name"] in ops}
+        return [np.array(interpreter.get_tensor(i)) for i in sorted(filters)]
+
     def load(self, artifact: Path) -> None:
         from ai_edge_litert.interpreter import Interpreter, load_delegate
 

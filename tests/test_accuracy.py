@@ -17,6 +17,7 @@ import torch
 from bench import worker
 from bench.config import TimingConfig
 from bench.job import MeasureJob, save_job
+from bench.measure.contents import Contents, check
 from bench.measure.stats import accuracies_differ, wilson_interval
 from bench.runner import save_reference
 from models import load_model
@@ -85,7 +86,8 @@ def measure(runtime: str, precision: str, digits, tmp_path, qat_epochs: int = 0)
         assert worker.main([mode, str(tmp_path / f"{mode}.json")]) == 0, (tmp_path / "result.json").read_text()
         results.append(json.loads((tmp_path / "result.json").read_text()))
         job = replace(job, artifact=results[0]["artifact"], reference=results[0].get("reference", job.reference))
-    return {**results[1], "artifact": results[0]["artifact"], "reference": job.reference}
+    return {**results[1], "artifact": results[0]["artifact"], "reference": job.reference,
+            "contents": results[0].get("contents")}
 
 
 # Real exports: PyTorch's takes a second and stays in mutmut's fast selection (it is what reaches the worker's
@@ -95,6 +97,9 @@ def measure(runtime: str, precision: str, digits, tmp_path, qat_epochs: int = 0)
 def test_each_runtime_scores_its_own_artifact_on_the_whole_test_split(runtime, digits, tmp_path):
     model, task, _ = digits
     result = measure(runtime, "fp32", digits, tmp_path)
+    if runtime != "pytorch" or result["contents"]:
+        contents = Contents(**result["contents"])  # two convolutions and the classifier, stored as floats
+        assert len(contents.distinct) == 3 and contents.integer_share == 0.0
     expected = accuracy(model.module, task)
     assert result["accuracy"] == pytest.approx(expected, abs=1.5 / len(task.y_test))  # fp32: at most one image
     assert result["accuracy_ci_low"] < result["accuracy"] < result["accuracy_ci_high"]
@@ -143,6 +148,10 @@ def test_int8_artifacts_are_really_integer_and_keep_their_accuracy(runtime, digi
     assert _is_integer_artifact(runtime, result["artifact"])
     assert abs(result["accuracy"] - accuracy(model.module, task)) < 0.03, result["accuracy"]
     assert result["cosine"] > 0.99 and result["fidelity_ok"]
+    # read back from the file by the run itself (not only here): every weight tensor is stored as integers
+    contents = Contents(**result["contents"])
+    assert len(contents.distinct) == 3 and contents.integer_share == 1.0, result["contents"]
+    assert check(contents, "int8", "none")[0] is True
 
 
 def test_torchscript_has_no_int8_and_says_so():

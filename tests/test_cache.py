@@ -80,6 +80,34 @@ def test_a_user_adapter_files_source_is_part_of_the_key(job, tmp_path):
     assert cache_key(mine, VERSIONS) != before
 
 
+@pytest.mark.parametrize("folder", ["models", "compression"])
+def test_the_code_a_pickled_module_is_rebuilt_from_is_part_of_the_key(job, folder, monkeypatch, tmp_path):
+    """A pickle names its classes without their code: editing models/ or compression/ must change the key."""
+    import bench.cache
+
+    fake = tmp_path / "project"
+    for name in ("runtimes", "models", "compression", "bench"):
+        (fake / name).mkdir(parents=True)
+        (fake / name / "a.py").write_text("x = 1\n")
+    for name in ("worker.py", "variants.py"):
+        (fake / "bench" / name).write_text("\n")
+    monkeypatch.setattr(bench.cache, "PROJECT_ROOT", fake)
+    before = cache_key(job, VERSIONS)
+    (fake / folder / "a.py").write_text("x = 2\n")
+    assert cache_key(job, VERSIONS) != before
+
+
+def test_gpu_engines_are_keyed_by_the_device_and_cpu_exports_are_not(job, monkeypatch):
+    import bench.cache
+
+    assert bench.cache.device_facts("cpu") == {}
+    monkeypatch.setattr(bench.cache, "device_facts", lambda target: {"device": "H200", "driver": "580"})
+    gpu = replace(job, options=RuntimeOptions(target="gpu"))
+    before = cache_key(gpu, VERSIONS)
+    monkeypatch.setattr(bench.cache, "device_facts", lambda target: {"device": "H200", "driver": "590"})
+    assert cache_key(gpu, VERSIONS) != before
+
+
 def test_store_then_restore_copies_the_artifact_and_the_qat_reference(tmp_path):
     cache = ArtifactCache(tmp_path / "cache")
     exported = tmp_path / "run1" / "artifact"
@@ -88,11 +116,11 @@ def test_store_then_restore_copies_the_artifact_and_the_qat_reference(tmp_path):
     (exported / "model.bin").write_bytes(b"\0" * 10)
     reference = tmp_path / "run1" / "qat_outputs.npz"
     np.savez(reference, out_0=np.ones(3))
-    cache.store("k1", exported, str(exported / "model.xml"), 12.5, 300.0, str(reference))
+    cache.store("k1", exported, str(exported / "model.xml"), 12.5, 300.0, str(reference), {"distinct": [4]})
     cache.store("k1", exported, str(exported / "model.xml"), 99.0, None)  # a second store keeps the first
     assert cache.restore("other", tmp_path / "run2" / "artifact", tmp_path / "run2" / "job") is None
     got = cache.restore("k1", tmp_path / "run2" / "artifact", tmp_path / "run2" / "job")
-    assert got.export_s == 12.5 and got.export_peak_rss_mb == 300.0
+    assert got.export_s == 12.5 and got.export_peak_rss_mb == 300.0 and got.contents == {"distinct": [4]}
     assert Path(got.artifact) == tmp_path / "run2" / "artifact" / "model.xml"
     assert (tmp_path / "run2" / "artifact" / "model.bin").read_bytes() == b"\0" * 10
     assert Path(got.reference).parent == tmp_path / "run2" / "job"

@@ -150,6 +150,18 @@ def test_clustering_scope_last_k_touches_only_the_last_k_layers(trained):
     assert WeightClustering.clustered_layers(clustered, 4) == ["fc"]
 
 
+def test_last_k_means_nearest_the_output_in_execution_order_and_the_notes_name_the_layers():
+    """In a ResNet stage the shortcut's 1x1 convolution runs first though it is defined last: it is not among
+    the last 3 layers (definition order picked it instead of layer3.conv1)."""
+    torch.manual_seed(0)
+    model, example = MnistResNet(8).eval(), torch.randn(1, 1, 28, 28)
+    ctx = CompressionContext(example=example)
+    clustered = apply("cluster:4@last3", model, ctx)
+    assert sorted(WeightClustering.clustered_layers(clustered, 4)) == ["fc", "layer3.conv1", "layer3.conv2"]
+    assert ctx.notes[-1].endswith("the last 3 (in execution order) of 10 conv/linear layers (BatchNorm folded "
+                                  "first): layer3.conv1, layer3.conv2, fc")
+
+
 def test_distillation_and_its_control_train_the_same_student_on_identical_batches(trained, task, monkeypatch):
     import compression.distill as distill
     from models.training import batch_order
