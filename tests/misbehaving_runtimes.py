@@ -219,3 +219,21 @@ class CopyingRuntime(PyTorchEager):
 
     def copies_apart(self) -> bool:
         return True
+
+
+class QatRecordingRuntime(PyTorchEager):
+    """Writes down the quantization-aware training plan the worker handed it, and "trains" by keeping the module
+    as it is: what the worker must do with a QAT export, without 45 seconds of real training."""
+
+    name = "qatrecording"
+    label = "QAT recording"
+    order = 915
+
+    def export(self, model, example, folder):
+        import dataclasses
+        import json
+
+        (folder / "qat_plan.json").write_text(json.dumps(dataclasses.asdict(self.qat) if self.qat else None))
+        if self.qat is not None:
+            self.trained = model
+        return super().export(model, example, folder)

@@ -196,7 +196,7 @@ def test_the_compress_child_prunes_fine_tunes_and_saves_what_every_runtime_expor
     info = json.loads((tmp_path / "result.json").read_text())
     assert info["finetune_epochs"] == 1 and 0.45 < info["sparsity"] < 0.55, info
     assert info["params"] == parameter_count(model.module) and "weights zeroed" in info["notes"]
-    assert 0.0 <= info["agreement"] <= 1.0 and info["flops"] > 0
+    assert 0.5 < info["agreement"] < 1.0 and info["flops"] > 0  # fine-tuned after pruning: mostly, not all, agree
     saved = load_module(str(out / MODEL_FILE), model.source)
     with torch.no_grad():
         expected = saved(torch.from_numpy(np.load(reference.input(BATCH)))).numpy()

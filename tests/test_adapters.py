@@ -51,8 +51,37 @@ def test_export_run_and_fidelity(name, reference, tmp_path):
     np.testing.assert_allclose(adapter.fetch(again)[0], outputs[0], rtol=1e-5, atol=1e-6)
 
 
+CPU_REDUCED = [(n, p) for n in runtime_names() for p in get_runtime(n).precisions.get("cpu", ())
+               if p not in ("fp32", "int8")]  # int8 needs calibration: tests/test_accuracy.py runs it on real data
+
+
+@pytest.mark.parametrize(("name", "precision"), CPU_REDUCED)
+def test_every_reduced_cpu_precision_exports_runs_and_holds_its_tolerance(name, precision, reference, tmp_path):
+    """PyTorch bf16, OpenVINO bf16 and fp16, CoreML fp16: run here (CoreML exports only) and judged at their own
+    precision. A CPU that cannot compute a precision says so through `label_mismatch` (the row's `unavailable`)."""
+    cls = get_runtime(name)
+    reason = cls.export_unavailable("cpu", precision)
+    if reason:
+        pytest.skip(f"{name} {precision}: {reason}")
+    model, x, ref = reference
+    adapter = cls(RuntimeOptions(target="cpu", precision=precision, threads=1, model=TINY_MODEL))
+    artifact = adapter.export(model.module, x, tmp_path)
+    assert artifact.exists()
+    run_reason = cls.run_unavailable("cpu")
+    if run_reason:
+        pytest.skip(f"{name} {precision} exported ({artifact_size_bytes(tmp_path)} bytes) but cannot run here: "
+                    f"{run_reason}")
+    adapter.load(artifact)
+    mismatch = adapter.label_mismatch()
+    if mismatch:  # e.g. OpenVINO on a CPU without bf16 computes another precision: the row would say this
+        assert precision.replace("fp", "f") in mismatch, mismatch  # OpenVINO names them f16 and bf16
+        pytest.skip(f"this CPU: {mismatch}")
+    outputs = adapter.predict(x.numpy())
+    fid = compare(outputs, [ref], precision)
+    assert outputs[0].shape == ref.shape and fid.within_tolerance, (fid.max_abs_diff, fid.cosine)
+
+
 def test_onnx_export_keeps_weights_in_one_file(reference, tmp_path):
-    pytest.importorskip("onnxruntime")
     model, x, _ = reference
     adapter = get_runtime("onnxruntime")(RuntimeOptions(model=TINY_MODEL))
     adapter.export(model.module, x, tmp_path)
@@ -61,7 +90,6 @@ def test_onnx_export_keeps_weights_in_one_file(reference, tmp_path):
 
 def _loaded_openvino(reference, folder, precision):
     """The tiny model exported and compiled by the OpenVINO adapter on this CPU."""
-    pytest.importorskip("openvino")
     model, x, _ = reference
     adapter = get_runtime("openvino")(RuntimeOptions(precision=precision, threads=1, model=TINY_MODEL))
     adapter.load(adapter.export(model.module, x, folder))
@@ -130,7 +158,6 @@ def test_openvino_precision_fallback_both_branches():
 
 
 def test_openvino_honours_fp32_on_every_cpu(reference, tmp_path):
-    pytest.importorskip("openvino")
     model, x, _ = reference
     adapter = get_runtime("openvino")(RuntimeOptions(precision="fp32", threads=1, model=TINY_MODEL))
     adapter.load(adapter.export(model.module, x, tmp_path))

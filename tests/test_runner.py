@@ -135,7 +135,7 @@ def test_misbehaving_backends_become_rows_that_say_what_happened(tmp_path, fast_
     assert "measuring it again" in (summary.run_dir / "run.log").read_text()
     table = (summary.run_dir / "table.md").read_text()
     assert "| Noisy neighbour | fp32 | 1 | ok (noisy) |" in table
-    assert "| Perturbed | fp32 | 1 | ok (fidelity!) |" in table
+    assert re.search(r"\| Perturbed \| fp32 \| 1 \| ok \(fidelity!(, noisy)?\) \|", table)  # a busy neighbour may add
     with open(summary.run_dir / "rows.csv") as f:
         csv_rows = {r["runtime"]: r for r in csv.DictReader(f)}
     assert csv_rows["noisyneighbour"]["noisy"] == "True" and csv_rows["perturbed"]["fidelity_ok"] == "False"

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-pytest.importorskip("litert_torch")
-pytest.importorskip("ai_edge_litert")
-
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 

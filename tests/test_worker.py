@@ -89,7 +89,7 @@ def test_a_measurement_reports_samples_fidelity_and_load(job, monkeypatch, phase
     code, result = export_then_measure(spec, job_dir)
     elapsed = time.perf_counter() - t0
     assert code == 0, result
-    assert phases == ["loading model", "exporting", "loading", "first inference", "timing"]
+    assert phases == ["loading model", "exporting", "reading the artifact back", "loading", "first inference", "timing"]
     assert 0 < result["load_s"] < elapsed and 0 < result["first_ms"] < elapsed * 1e3
     (timed,) = [RoundResult(**r) for r in result["rounds"]]  # one round unless the job asks for more
     assert all(0 < s < elapsed * 1e3 for s in timed.samples_ms)
@@ -142,7 +142,6 @@ def test_outputs_keep_their_order_beyond_ten(tmp_path):
 
 
 def test_the_onnx_export_gets_the_example_input(tmp_path):
-    pytest.importorskip("onnxruntime")
     spec, job_dir = make_job(tmp_path, runtime="onnxruntime")
     code, result = export_then_measure(spec, job_dir)
     assert code == 0 and result["fidelity_ok"] is True, result
@@ -267,20 +266,60 @@ def test_an_exception_message_becomes_one_short_line(job, name, error):
 
 
 def test_the_energy_counter_is_read_in_the_measuring_process_and_named_in_the_result(tmp_path, monkeypatch):
-    """A fake RAPL tree (static, so 0 J) through the real child: the counter is found there and each round
-    carries its joules; without one, the result says why."""
+    """A fake RAPL counter that this test advances while the real child measures: the counter is found there
+    and each round carries the joules it moved by; without one, the result says why."""
+    import threading
+
     from test_energy import fake_powercap
 
     from bench.measure.energy import POWERCAP_DIR_ENV
 
-    monkeypatch.setenv(POWERCAP_DIR_ENV, str(fake_powercap(tmp_path / "powercap", {0: 1000})))
+    root = fake_powercap(tmp_path / "powercap", {0: 1000}, wrap=10**12)
+    counter, done = root / "intel-rapl:0" / "energy_uj", threading.Event()
+
+    def burn() -> None:  # 1 J per 10 ms, rewritten atomically so the child never reads half a number
+        uj = 1000
+        while not done.wait(0.01):
+            uj += 1_000_000
+            (root / "next").write_text(str(uj))
+            (root / "next").replace(counter)
+
+    monkeypatch.setenv(POWERCAP_DIR_ENV, str(root))
     spec, job_dir = make_job(tmp_path / "rapl")
-    code, result = export_then_measure(spec, job_dir)
+    burner = threading.Thread(target=burn)
+    burner.start()
+    try:
+        code, result = export_then_measure(spec, job_dir)
+    finally:
+        done.set()
+        burner.join()
     assert code == 0, result
     assert result["energy_source"] == "RAPL package energy (1 package)"
-    assert all(r["energy_j"] == 0.0 for r in result["rounds"])
+    assert all(r["energy_j"] > 0 for r in result["rounds"]), result["rounds"]
     monkeypatch.setenv(POWERCAP_DIR_ENV, str(tmp_path / "absent"))
     spec, job_dir = make_job(tmp_path / "none")
     code, result = export_then_measure(spec, job_dir)
     assert result["energy_source"].startswith("no readable RAPL") and result["rounds"][0]["energy_j"] is None
 
+
+
+def test_a_quantization_aware_export_hands_the_adapter_its_training_plan(job, tmp_path):
+    """qat_epochs reach the adapter as a QatPlan before export (mutmut: `adapter.qat = None` made QAT silently
+    post-training int8, and only 45-second whole exports noticed); the trained model's outputs become the row's
+    reference."""
+
+    import misbehaving_runtimes
+
+    spec, job_dir = job
+    task = tmp_path / "task.npz"
+    task.write_bytes(b"task")
+    spec = replace(spec, adapter=adapter_ref(misbehaving_runtimes.QatRecordingRuntime), qat_epochs=3, task=str(task))
+    code, exported = run_worker("export", spec, job_dir)
+    assert code == 0, exported
+    plan = json.loads((Path(spec.artifact_dir) / "qat_plan.json").read_text())
+    assert plan == {"task_file": str(task), "epochs": 3, "seed": 0}
+    assert exported["reference"] == str(job_dir / "qat_outputs.npz") and Path(exported["reference"]).exists()
+    spec = replace(spec, qat_epochs=0)
+    code, exported = run_worker("export", spec, job_dir)
+    assert code == 0 and json.loads((Path(spec.artifact_dir) / "qat_plan.json").read_text()) is None
+    assert "reference" not in exported
