@@ -112,7 +112,8 @@ class AccuracyComparisons:
         discordance = float(np.median([p.discordant / p.images for p in pairs]))
         resolves = detectable_difference(pairs[0].images, discordance) * 100
         return (f"\nAccuracy changes: McNemar's exact test on the {pairs[0].images} test images each variant shares "
-                f"with its control, p Holm-adjusted across this table's {len(pairs)} comparisons (family-wise 5%); "
+                f"with its control, p Holm-adjusted across this table's {len(pairs)} comparison"
+                f"{'s' if len(pairs) != 1 else ''} (family-wise 5%); "
                 f"`~`: within noise. With the median disagreement here ({discordance:.1%} of images), this test set "
                 f"resolves about {resolves:.1f} points (95%, 80% power): a smaller change would go unseen.\n")
 
@@ -213,7 +214,7 @@ def quantization_table(rows: Sequence[ResultRow], model: str) -> str:
 def distillation_table(rows: Sequence[ResultRow], model: str) -> str:
     """5. Knowledge distillation: teacher, student with distillation, the same student alone."""
     chosen = [r for r in _ok(rows) if r.model == model and r.precision == "fp32" and r.runtime == REFERENCE_RUNTIME]
-    accuracy = AccuracyComparisons(chosen, rows)
+    accuracy = AccuracyComparisons([r for r in chosen if r.compression.startswith(("distill:", "student:"))], rows)
     body = []
     for row in chosen:
         if row.compression == "none":

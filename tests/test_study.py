@@ -82,6 +82,12 @@ def test_the_study_has_the_seven_tables_of_the_talk():
         "Inference frameworks", "Pruning", "Quantization", "Weight clustering", "Knowledge distillation",
         "Architecture family", "Summary"]
     assert "| student s, with distillation | 200 | 95.5 (94.5-96.5) [-0.5 vs student:s, unpaired ~] |" in text
+    scored_rows = [scored("student:s", list(range(40))), scored("distill:s", list(range(35))), *ROWS]
+    for r in scored_rows[:2]:
+        r.params = 200
+    distillation = study_markdown(scored_rows, scored_rows, "m").split("## 5.")[1].split("## 6.")[0]
+    # the rows it shows (distilled vs alone; the teacher here has no per-image results), not every variant's
+    assert "across this table's 1 comparison (family-wise 5%)" in distillation
     assert "| prune-unstructured:0.9 | - | 88% | 1,000 | 120 |" in text  # non-zero parameters from true sparsity
     assert "| prune-channels:0.5 | 50.0% | 0% | 400 |" in text  # the channels really removed, not the ratio asked
 
