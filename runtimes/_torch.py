@@ -18,7 +18,7 @@ def quantize_x86(model: Any, example: Any, batches: list[np.ndarray], qat: QatPl
 
     Calibrated on `batches`, or, with a QAT plan, trained with the quantizer's QAT configuration instead
     (its observers calibrate as it trains). It runs fast only compiled (`torch.compile` with Inductor
-    freezing), which `load_quantized` does.
+    freezing), which `load_quantized` does, and checks.
     """
     import torch
     from torchao.quantization import pt2e
@@ -52,14 +52,35 @@ def drop_unused_tensors(module: Any) -> Any:
     return module
 
 
-def load_quantized(path: Any) -> Any:
-    """An int8 program compiled by Inductor with freezing (weights prepacked for oneDNN) at its first call."""
+def load_quantized(path: Any) -> tuple[Any, list[str]]:
+    """An int8 program compiled by Inductor with freezing (weights prepacked for oneDNN), and the integer kernels
+    its generated code calls. Compiled here, on the exported example input, under inference mode: freezing and
+    the int8 lowering apply only without autograd."""
+
     import torch
     import torch._inductor.config as inductor
     import torchao.quantization.pt2e  # noqa: F401  (registers the quantized ops the program uses)
 
+    # Importing the X86 quantizer registers torchao's Inductor passes that turn dequantize -> conv -> quantize into
+    # oneDNN int8 kernels (they moved out of torch into torchao). Without it, a fresh measuring process compiled
+    # the q/dq ops around float convolutions (measured: aten.convolution only): "int8" rows timed fp32 kernels.
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401
+    from torch._inductor.utils import run_and_get_code
+
     inductor.freezing = True
-    return torch.compile(torch.export.load(str(path)).module(), dynamic=False)
+    program = torch.export.load(str(path))
+    compiled = torch.compile(program.module(), dynamic=False)
+    args, kwargs = program.example_inputs or ((), {})
+    with torch.inference_mode():
+        _, code = run_and_get_code(compiled, *args, **kwargs)
+    return compiled, integer_kernels("\n".join(code))
+
+
+def integer_kernels(code: str) -> list[str]:
+    """The oneDNN / quantized operators Inductor's generated code calls (e.g. onednn.qconv_pointwise)."""
+    import re
+
+    return sorted(set(re.findall(r"torch\.ops\.((?:onednn|quantized)\.q\w+)", code)))
 
 
 def torch_device(target: str) -> str:

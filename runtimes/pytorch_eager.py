@@ -75,13 +75,20 @@ class PyTorchEager(_torch.TorchModuleRuntime):
         _torch.fp32_math(self.options.precision)
         if self.options.precision == "int8":
             self.dtype = self.torch_dtype()
-            self.module = _torch.load_quantized(artifact)
+            self.module, self.kernels = _torch.load_quantized(artifact)
             return
         module = load_module(artifact, self.options.model)
         self.dtype = self.torch_dtype()
         self.module = module.to(device=self.device, dtype=self.dtype).eval()
 
+    def label_mismatch(self) -> str | None:
+        """An int8 program that Inductor compiled to float kernels is not timed under an int8 label."""
+        if self.options.precision == "int8" and not self.kernels:
+            return "PyTorch int8: Inductor's code for this program calls no integer kernel (float convolutions)"
+        return None
+
     def details(self) -> str:
         if self.options.precision == "int8":
-            return "torchao PT2E X86 int8, torch.compile (Inductor, freezing); compiled at the first inference"
+            return (f"torchao PT2E X86 int8, torch.compile (Inductor, freezing) at load; integer kernels "
+                    f"{', '.join(self.kernels)}")
         return ""

@@ -7,8 +7,10 @@ PyTorch at fp32; int8 artifacts are really integer in each runtime's own format 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,6 +154,30 @@ def test_int8_artifacts_are_really_integer_and_keep_their_accuracy(runtime, digi
     contents = Contents(**result["contents"])
     assert len(contents.distinct) == 3 and contents.integer_share == 1.0, result["contents"]
     assert check(contents, "int8", "none")[0] is True
+    if runtime == "pytorch":  # Inductor's code for it calls oneDNN's integer convolution and matmul
+        assert "integer kernels onednn.qconv_pointwise, onednn.qlinear_pointwise" in result["details"], result
+
+
+@pytest.mark.slow
+def test_a_fresh_measuring_process_compiles_pytorch_int8_to_integer_kernels(digits, tmp_path):
+    """In a process that has not quantized anything (as the measuring child), the int8 program must still lower
+    to oneDNN int8 kernels: torchao's Inductor passes register only when its X86 quantizer is imported, and
+    without that the "int8" row timed float convolutions around quantize/dequantize ops."""
+    import subprocess
+    import sys
+
+    from runtimes._quant import calibration_batches
+    from runtimes._torch import quantize_x86
+
+    model, task, _ = digits
+    program, _ = quantize_x86(model.module, model.example, calibration_batches(task.calibration(count=16), 1))
+    torch.export.save(program, str(tmp_path / "int8.pt2"))
+    probe = f"from runtimes._torch import load_quantized; print(load_quantized({str(tmp_path / 'int8.pt2')!r})[1])"
+    fresh = {**os.environ, "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}  # compiled here, not read from a cache
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1], env=fresh)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[0] == "['onednn.qconv_pointwise', 'onednn.qlinear_pointwise']", out.stdout
 
 
 def test_torchscript_has_no_int8_and_says_so():
