@@ -12,7 +12,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from bench.measure.paired import ALPHA, detectable_difference, holm
-from bench.measure.stats import accuracies_differ
 from bench.report import accuracy_cell, fmt, markdown_grid, ratio_cell
 from bench.results import ResultRow
 
@@ -35,15 +34,8 @@ def significant(row: ResultRow, control: ResultRow | None) -> bool | None:
     """Whether row's accuracy differs from the control's beyond noise, alone (no multiplicity adjustment):
     McNemar's exact test where both rows carry per-image results, else an unpaired two-proportion z-test;
     None when either has no accuracy."""
-    if control is None or row.accuracy is None or control.accuracy is None:
-        return None
-    paired = row.paired_with(control)
-    if paired is not None:
-        return paired.p_value <= ALPHA
-    n, m = row.test_images, control.test_images
-    if not n or not m:
-        return None
-    return accuracies_differ((round(row.accuracy * n), n), (round(control.accuracy * m), m))
+    found = row.accuracy_test(control) if control is not None else None
+    return None if found is None else found[1] <= ALPHA
 
 
 def control_spec(row: ResultRow) -> tuple[str, str] | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bench.errors import UsageError
 from bench.measure.paired import ALPHA, holm
-from bench.measure.stats import ratio_interval, two_proportion_p
+from bench.measure.stats import ratio_interval
 from bench.report import latency_cell, markdown_grid
 from bench.results import ResultRow
 from reports.runs import Run, samples_of
@@ -143,32 +143,17 @@ def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change],
     return changes, environment_warnings(base, new)
 
 
-def accuracy_test(new: ResultRow, base: ResultRow) -> tuple[str, float] | None:
-    """(how, p) of the accuracy change from `base` to `new`: image by image where both kept per-image results
-    (McNemar's exact test), else an unpaired two-proportion z-test (blind to changes under about 1.4 points on
-    1,000 images); None when either lacks an accuracy or its test set size."""
-    if base.accuracy is None or new.accuracy is None:
-        return None
-    pair = new.paired_with(base)
-    if pair is not None:
-        return "McNemar", pair.p_value
-    n, m = new.test_images, base.test_images
-    if not n or not m:
-        return None
-    return "unpaired z-test", two_proportion_p((round(new.accuracy * n), n), (round(base.accuracy * m), m))
-
-
 def accuracy_text(new: ResultRow, base: ResultRow, how: str, p: float) -> str:
     noise = "" if p <= ALPHA else ", within noise"
     return f"{(new.accuracy - base.accuracy) * 100:+.1f} pts ({how} p={p:.2g}{noise})"
 
 
 def judge_accuracy(changes: list[Change]) -> None:
-    """Each row's accuracy change (`accuracy_test`), p-values Holm-adjusted across the rows so that the gate's
+    """Each row's accuracy change (`ResultRow.accuracy_test`), p-values Holm-adjusted across the rows so that the gate's
     family-wise error is 5%."""
     tests = {}
     for c in changes:
-        found = accuracy_test(c.new, c.base) if c.base is not None and c.new is not None else None
+        found = c.new.accuracy_test(c.base) if c.base is not None and c.new is not None else None
         if found is not None:
             tests[id(c)] = (c, *found)
         elif c.base is not None and c.new is not None and None not in (c.base.accuracy, c.new.accuracy):

@@ -148,15 +148,15 @@ HEADERS = ["Model", "Format", "Compression", "Precision", "Batch", "Target", "Ru
 
 def add_accuracy_changes(verdicts: Sequence[Verdict], rows: Sequence[tuple[str, ResultRow]]) -> None:
     """What each candidate costs in accuracy against the same runtime's uncompressed fp32 row of its run, tested
-    as `make compare` tests it (`reports.compare.accuracy_test`), Holm-adjusted across every measured row."""
-    from reports.compare import accuracy_test, accuracy_text
+    as `make compare` tests it (`ResultRow.accuracy_test`), Holm-adjusted across every measured row."""
+    from reports.compare import accuracy_text
 
     baselines = {(run, r.model, r.runtime, r.target, r.batch): r for run, r in rows
                  if r.status == "ok" and r.compression == "none" and r.precision == "fp32"}
     tests = []
     for v in verdicts:
         base = baselines.get((v.run, v.row.model, v.row.runtime, v.row.target, v.row.batch))
-        found = accuracy_test(v.row, base) if base is not None and base is not v.row else None
+        found = v.row.accuracy_test(base) if base is not None and base is not v.row else None
         if found is not None:
             tests.append((v, base, *found))
         elif v.row.accuracy is not None and base is not v.row:
