@@ -1,13 +1,12 @@
-"""What a compressed model is, counted: parameters, true sparsity, zipped and bit-packed sizes."""
+"""What a compressed model is, counted: parameters, true sparsity, zipped size (bit-packed size: each artifact's
+own, `bench.measure.contents`)."""
 
 from __future__ import annotations
 
 import io
-import math
 import zipfile
 from pathlib import Path
 
-import numpy as np
 from torch import nn
 
 
@@ -20,23 +19,6 @@ def sparsity(model: nn.Module) -> float:
     total = parameter_count(model)
     zeros = sum(int((p == 0).sum()) for p in model.parameters())
     return zeros / total if total else 0.0
-
-
-def packed_bytes(model: nn.Module) -> int:
-    """Size as a clustered deployment stores it: each tensor with few distinct values as indices + codebook.
-
-    A tensor with k <= 256 distinct values costs ceil(log2 k) bits per element plus k fp32 centroids;
-    any other tensor costs 32 bits per element. For an unclustered model this is the fp32 size.
-    """
-    total_bits = 0
-    for p in model.parameters():
-        values = p.detach().cpu().numpy().ravel()
-        distinct = len(np.unique(values)) if values.size > 256 else values.size + 1
-        if distinct <= 256 and values.size > 256:
-            total_bits += values.size * max(1, math.ceil(math.log2(distinct))) + distinct * 32
-        else:
-            total_bits += values.size * 32
-    return math.ceil(total_bits / 8)
 
 
 def zipped_bytes(folder: Path) -> int:

@@ -42,11 +42,6 @@ class PairedComparison:
     only_control: int  # the reverse
 
     @property
-    def difference(self) -> float:
-        """Variant accuracy minus control accuracy, as a fraction."""
-        return (self.only_variant - self.only_control) / self.images
-
-    @property
     def discordant(self) -> int:
         return self.only_variant + self.only_control
 
@@ -56,11 +51,6 @@ class PairedComparison:
         if self.discordant == 0:
             return 1.0
         return float(stats.binomtest(self.only_variant, self.discordant, 0.5).pvalue)
-
-    @property
-    def detectable(self) -> float:
-        """Smallest difference (fraction) this comparison could detect at 95% with 80% power."""
-        return detectable_difference(self.images, max(self.discordant, 1) / self.images)
 
 
 def compare_correct(variant: np.ndarray, control: np.ndarray) -> PairedComparison:
