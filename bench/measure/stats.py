@@ -95,12 +95,9 @@ def accuracies_differ(a: tuple[int, int], b: tuple[int, int], z: float = 1.96) -
     Unpaired: for accuracies scored on different images. The same images are compared image by image instead
     (`bench.measure.paired`), which sees much smaller differences.
     """
-    (ca, na), (cb, nb) = a, b
-    pooled = (ca + cb) / (na + nb)
-    se = np.sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb))
-    if se == 0:
-        return ca / na != cb / nb
-    return bool(abs(ca / na - cb / nb) / se > z)
+    from scipy.stats import norm
+
+    return bool(two_proportion_p(a, b) < 2 * norm.sf(z))  # the same as |difference| / se > z
 
 
 def two_proportion_p(a: tuple[int, int], b: tuple[int, int]) -> float:
