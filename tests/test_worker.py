@@ -277,15 +277,18 @@ def test_the_energy_counter_is_read_in_the_measuring_process_and_named_in_the_re
     root = fake_powercap(tmp_path / "powercap", {0: 1000}, wrap=10**12)
     counter, done = root / "intel-rapl:0" / "energy_uj", threading.Event()
 
-    def burn() -> None:  # 1 J per 10 ms, rewritten atomically so the child never reads half a number
+    def burn() -> None:  # 1 J per 2 ms, rewritten atomically so the child never reads half a number
         uj = 1000
-        while not done.wait(0.01):
+        while not done.wait(0.002):
             uj += 1_000_000
             (root / "next").write_text(str(uj))
             (root / "next").replace(counter)
 
     monkeypatch.setenv(POWERCAP_DIR_ENV, str(root))
     spec, job_dir = make_job(tmp_path / "rapl")
+    # rounds of at least 0.1 s, so each spans many of the counter's steps even when this thread is starved;
+    # 4 iterations of the tiny model take ~3 ms and could fall between two steps (CI saw a round with 0 J)
+    spec.timing = replace(spec.timing, min_s=0.1)
     burner = threading.Thread(target=burn)
     burner.start()
     try:
