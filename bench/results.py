@@ -202,9 +202,20 @@ def annotate_ratios(row: ResultRow, rounds: RowRounds, pytorch: RowRounds | None
 
     row.speedup, row.speedup_ci_low, row.speedup_ci_high = ratio(pytorch)
     row.compression_speedup, row.compression_speedup_ci_low, row.compression_speedup_ci_high = ratio(uncompressed)
-    peak = peaks.get(row.precision)
-    if row.gflops_per_s and peak:
-        row.peak_fraction = row.gflops_per_s / peak
+    row.peak_fraction, note = peak_share(row.gflops_per_s, peaks.get(row.precision), row.precision)
+    if note:
+        row.details = f"{row.details}; {note}" if row.details else note
+
+
+def peak_share(gflops_per_s: float | None, peak: float | None, precision: str) -> tuple[float | None, str]:
+    """(the row's share of the machine's measured peak, or None; why none). A share above 1 is a defect of the
+    measured peak (a kernel slower than the row's own), never a figure: it is left empty, and said so."""
+    if not gflops_per_s or not peak:
+        return None, ""
+    if gflops_per_s > peak:
+        return None, (f"no % of peak: {gflops_per_s:.1f} GFLOP/s achieved is above the measured {precision} peak "
+                      f"({peak:g}), so that peak is not this precision's best kernel here")
+    return gflops_per_s / peak, ""
 
 
 def read_jsonl(path: Path) -> list[dict]:

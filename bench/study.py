@@ -15,7 +15,8 @@ from bench.measure.paired import ALPHA, detectable_difference, holm
 from bench.report import accuracy_cell, fmt, markdown_grid, ratio_cell
 from bench.results import ResultRow
 
-RUNTIME_ORDER = ("pytorch", "torchscript", "onnxruntime", "openvino", "tflite", "tensorrt", "coreml")
+RUNTIME_ORDER = ("pytorch", "pytorch-compiled", "torchscript", "onnxruntime", "openvino", "tflite", "tensorrt",
+                 "coreml")
 REFERENCE_RUNTIME = "onnxruntime"  # sizes and ratios in the summary are read from this runtime's files
 
 

@@ -17,7 +17,7 @@ from bench.errors import UsageError
 
 FAMILY = ("mnist_resnet_s", "mnist_resnet_m", "mnist_resnet_l")
 MODEL = "mnist_resnet_m"
-RUNTIMES = ("pytorch", "onnxruntime", "openvino", "tflite")
+RUNTIMES = ("pytorch", "pytorch-compiled", "onnxruntime", "openvino", "tflite")
 # Clustering is the survey's grid, clusters x scope ({16, 32} x {every layer, the last 3}), so neither is
 # confounded with the other; chains get their own control (`finetune:4`), added by the run.
 COMPRESS = ("prune-unstructured:0.5", "prune-unstructured:0.75", "prune-unstructured:0.9", "prune-channels:0.3",

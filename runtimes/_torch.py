@@ -1,4 +1,4 @@
-"""Helpers shared by the adapters that run PyTorch itself (eager and TorchScript)."""
+"""Helpers shared by the adapters that run PyTorch itself (eager, compiled and TorchScript)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def quantize_x86(model: Any, example: Any, batches: list[np.ndarray], qat: QatPl
 
     Calibrated on `batches`, or, with a QAT plan, trained with the quantizer's QAT configuration instead
     (its observers calibrate as it trains). It runs fast only compiled (`torch.compile` with Inductor
-    freezing), which `load_quantized` does, and checks.
+    freezing), which `compile_program` does, and checks.
     """
     import torch
     from torchao.quantization import pt2e
@@ -52,20 +52,26 @@ def drop_unused_tensors(module: Any) -> Any:
     return module
 
 
-def load_quantized(path: Any) -> tuple[Any, list[str]]:
-    """An int8 program compiled by Inductor with freezing (weights prepacked for oneDNN), and the integer kernels
-    its generated code calls. Compiled here, on the exported example input, under inference mode: freezing and
-    the int8 lowering apply only without autograd."""
+def compile_program(path: Any) -> tuple[Any, list[str]]:
+    """An exported program compiled by Inductor with freezing (weights folded and prepacked for oneDNN), and the
+    integer kernels its generated code calls (none for a float program). Compiled here, on the program's example
+    input, under inference mode: freezing and the int8 lowering apply only without autograd, and the timed runs
+    use inference mode too, so they reuse this compilation instead of recompiling."""
+
+    import importlib.util
 
     import torch
     import torch._inductor.config as inductor
-    import torchao.quantization.pt2e  # noqa: F401  (registers the quantized ops the program uses)
-
-    # Importing the X86 quantizer registers torchao's Inductor passes that turn dequantize -> conv -> quantize into
-    # oneDNN int8 kernels (they moved out of torch into torchao). Without it, a fresh measuring process compiled
-    # the q/dq ops around float convolutions (measured: aten.convolution only): "int8" rows timed fp32 kernels.
-    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401
     from torch._inductor.utils import run_and_get_code
+
+    if importlib.util.find_spec("torchao") is not None:  # an int8 program cannot load without it; fp32 can
+        import torchao.quantization.pt2e  # noqa: F401  (registers the quantized ops an int8 program uses)
+
+        # Importing the X86 quantizer registers torchao's Inductor passes that turn dequantize -> conv -> quantize
+        # into oneDNN int8 kernels (they moved out of torch into torchao). Without it, a fresh measuring process
+        # compiled the q/dq ops around float convolutions (measured: aten.convolution only): "int8" rows timed
+        # fp32 kernels.
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401
 
     inductor.freezing = True
     program = torch.export.load(str(path))
@@ -168,7 +174,7 @@ def cuda_sync(target: str) -> None:
 
 
 class TorchModuleRuntime(Runtime):
-    """What PyTorch eager and TorchScript share: a callable module on a torch device at a torch dtype.
+    """What PyTorch eager, compiled and TorchScript share: a callable module on a torch device at a torch dtype.
 
     Subclasses export, and load() sets `self.module` and `self.dtype`.
     """

@@ -133,7 +133,7 @@ def _is_integer_artifact(runtime: str, artifact: str) -> bool:
         interpreter = Interpreter(model_path=artifact)
         types = {np.dtype(d["dtype"]).name for d in interpreter.get_tensor_details()}
         return interpreter.get_input_details()[0]["dtype"] == np.int8 and "int8" in types
-    if runtime == "pytorch":
+    if runtime == "pytorch-compiled":
         program = torch.export.load(artifact)
         targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
         return any(re.search(r"quantize_per_(tensor|channel)", t) for t in targets)
@@ -141,10 +141,10 @@ def _is_integer_artifact(runtime: str, artifact: str) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "tflite", "pytorch"])
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "tflite", "pytorch-compiled"])
 def test_int8_artifacts_are_really_integer_and_keep_their_accuracy(runtime, digits, tmp_path):
-    if runtime == "pytorch" and get_runtime("pytorch").export_unavailable("cpu", "int8"):
-        pytest.skip(get_runtime("pytorch").export_unavailable("cpu", "int8"))
+    if get_runtime(runtime).export_unavailable("cpu", "int8"):
+        pytest.skip(get_runtime(runtime).export_unavailable("cpu", "int8"))
     model, task, _ = digits
     result = measure(runtime, "int8", digits, tmp_path)
     assert _is_integer_artifact(runtime, result["artifact"])
@@ -154,7 +154,7 @@ def test_int8_artifacts_are_really_integer_and_keep_their_accuracy(runtime, digi
     contents = Contents(**result["contents"])
     assert len(contents.distinct) == 3 and contents.integer_share == 1.0, result["contents"]
     assert check(contents, "int8", "none")[0] is True
-    if runtime == "pytorch":  # Inductor's code for it calls oneDNN's integer convolution and matmul
+    if runtime == "pytorch-compiled":  # Inductor's code for it calls oneDNN's integer convolution and matmul
         assert "integer kernels onednn.qconv_pointwise, onednn.qlinear_pointwise" in result["details"], result
 
 
@@ -172,7 +172,7 @@ def test_a_fresh_measuring_process_compiles_pytorch_int8_to_integer_kernels(digi
     model, task, _ = digits
     program, _ = quantize_x86(model.module, model.example, calibration_batches(task.calibration(count=16), 1))
     torch.export.save(program, str(tmp_path / "int8.pt2"))
-    probe = f"from runtimes._torch import load_quantized; print(load_quantized({str(tmp_path / 'int8.pt2')!r})[1])"
+    probe = f"from runtimes._torch import compile_program; print(compile_program({str(tmp_path / 'int8.pt2')!r})[1])"
     fresh = {**os.environ, "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}  # compiled here, not read from a cache
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
                          cwd=Path(__file__).resolve().parents[1], env=fresh)
@@ -185,12 +185,12 @@ def test_torchscript_has_no_int8_and_says_so():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "tflite", "pytorch"])
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "tflite", "pytorch-compiled"])
 def test_quantization_aware_training_happens_in_each_runtimes_own_toolchain(runtime, digits, tmp_path):
     """The int8 export trains first (its outputs differ from the float model's), ships an integer artifact that
     keeps the accuracy, and is judged against the trained model it came from."""
-    if runtime == "pytorch" and get_runtime("pytorch").export_unavailable("cpu", "int8"):
-        pytest.skip(get_runtime("pytorch").export_unavailable("cpu", "int8"))
+    if get_runtime(runtime).export_unavailable("cpu", "int8"):
+        pytest.skip(get_runtime(runtime).export_unavailable("cpu", "int8"))
     model, task, reference = digits
     result = measure(runtime, "int8", digits, tmp_path, qat_epochs=1)
     assert _is_integer_artifact(runtime, result["artifact"])

@@ -340,9 +340,10 @@ def test_tf32_is_its_own_labelled_gpu_precision_and_only_where_the_gpu_has_it(ti
     from runtimes._onnx import export_onnx
     from runtimes.onnxrt import cuda_provider_options
 
-    for name in ("pytorch", "torchscript", "onnxruntime", "onnxruntime-trt", "tensorrt"):
+    for name in ("pytorch", "pytorch-compiled", "torchscript", "onnxruntime", "onnxruntime-trt", "tensorrt"):
         assert "tf32" in get_runtime(name).precisions["gpu"], name
-    assert "runs fp32, bf16, int8, not tf32" in get_runtime("pytorch").export_unavailable("cpu", "tf32")
+    assert "runs fp32, bf16, int8, not tf32" in get_runtime("pytorch-compiled").export_unavailable("cpu", "tf32")
+    assert "runs fp32, bf16, not tf32" in get_runtime("pytorch").export_unavailable("cpu", "tf32")
     assert cuda_provider_options("tf32")["use_tf32"] == 1
     assert TOLERANCES["fp32"] < TOLERANCES["tf32"] <= TOLERANCES["fp16"]
     _torch.fp32_math("tf32")

@@ -110,6 +110,32 @@ def test_the_gemm_peak_is_measured_only_for_the_runs_precisions():
     assert list(peaks) == ["fp32"] and peaks["fp32"] > 0
 
 
+def test_the_int8_peak_times_the_quantized_convolutions_int8_rows_run(monkeypatch):
+    """`torch._int_mm` alone was a reference loop without VNNI (3.4 GOP/s against rows at 40-48): the int8 peak
+    also times u8 x s8 convolutions through each quantized engine, and is the best of them."""
+    import torch
+
+    import bench.measure.peak as peak
+
+    timed = {}
+    real = peak._kernel_peak
+    monkeypatch.setattr(peak, "_kernel_peak", lambda name, size, kernel: timed.setdefault(
+        kernel, real(name, size, kernel)))
+    engine = torch.backends.quantized.engine
+    peaks = peak.gemm_peaks(1, ("int8",), size=256)
+    assert {"gemm", "conv:onednn", "conv:x86"} <= set(timed) and peaks["int8"] == round(max(timed.values()), 1)
+    assert torch.backends.quantized.engine == engine  # the process's engine is left as it was
+
+
+def test_a_share_of_peak_above_one_is_left_empty_and_says_why():
+    from bench.results import peak_share
+
+    assert peak_share(40.0, 80.0, "fp32") == (0.5, "")
+    share, note = peak_share(45.0, 3.4, "int8")
+    assert share is None and note.startswith("no % of peak: 45.0 GFLOP/s achieved is above the measured int8 peak")
+    assert peak_share(None, 3.4, "int8") == (None, "") and peak_share(10.0, None, "bf16") == (None, "")
+
+
 def test_adaptive_stopping_ends_a_steady_row_early_and_a_noisy_one_at_the_limit():
     from bench.measure.rounds import Stopping
 

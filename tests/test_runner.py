@@ -344,3 +344,34 @@ def test_a_variant_is_timed_beside_its_uncompressed_baselines_and_its_ratios_are
     assert not [pid for pid in processes_mentioning(str(summary.run_dir)) if alive(pid)]
     table = (summary.run_dir / "table.md").read_text()
     assert "Speed-up vs its fp32 uncompressed (95% CI)" in table
+
+
+def test_each_row_is_paired_with_pytorch_eager_and_its_own_runtimes_fp32(tmp_path):
+    """Compiled PyTorch int8 is divided by compiled fp32 (compilation on both sides of its compression
+    speed-up) and, like every row, by eager fp32 for the framework speed-up."""
+    from types import SimpleNamespace
+
+    def job(runtime: str, precision: str) -> SimpleNamespace:
+        return SimpleNamespace(runtime=SimpleNamespace(name=runtime), precision=precision, target="cpu", batch=1,
+                               label=f"{runtime} {precision}")
+
+    jobs = [job("pytorch", "fp32"), job("pytorch-compiled", "fp32"), job("pytorch-compiled", "int8"),
+            job("onnxruntime", "fp32"), job("onnxruntime", "int8")]
+    sessions = {i: (None, {}) for i in range(len(jobs))}
+    _, baseline_of, _, order = Runner.pairing(None, jobs, sessions, "m", True, tmp_path)
+    assert baseline_of == {0: (0, 0), 1: (0, 1), 2: (0, 1), 3: (0, 3), 4: (0, 3)}
+    assert order[:2] == [0, 1]  # baselines are timed before the rows compared with them
+
+
+@pytest.mark.slow
+def test_pytorch_int8_runs_compiled_beside_compiled_fp32_and_eager_says_where_it_went(tmp_path, fast_timing):
+    config = BenchConfig(model=TINY_MODEL, runtimes=("pytorch", "pytorch-compiled"), precisions=("fp32", "int8"),
+                         threads=1, timing=fast_timing, repeats=2, out=tmp_path / "run")
+    rows = {(r.runtime, r.precision): r for r in run(config).rows}
+    assert rows["pytorch", "int8"].status == "unavailable" and "pytorch-compiled" in rows["pytorch", "int8"].error
+    fp32, int8 = rows["pytorch-compiled", "fp32"], rows["pytorch-compiled", "int8"]
+    assert fp32.status == int8.status == "ok", (fp32.error, int8.error)
+    assert "torch.compile (Inductor, freezing), compiled at load in" in fp32.details and fp32.fidelity_ok
+    assert "integer kernels onednn.q" in int8.details and int8.contents_ok is True, int8.details
+    assert fp32.compression_speedup == 1.0 and int8.compression_speedup is not None  # its own fp32, paired
+    assert fp32.speedup is not None and rows["pytorch", "fp32"].speedup == 1.0
