@@ -12,7 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.report import FLAG_HELP, detail_cells, detail_headers, markdown_grid, table_layout, used_flags
+from bench.report import (
+    FLAG_HELP,
+    accuracy_cell,
+    compression_speedup_cell,
+    detail_cells,
+    detail_headers,
+    latency_cell,
+    markdown_grid,
+    speedup_cell,
+    table_layout,
+    used_flags,
+)
 from reports import plots
 from reports.html import html_page
 from reports.runs import Run, rows_frame
@@ -70,23 +81,55 @@ def _add(section: Section, out: Path, name: str, fig, title: str, caption: str =
         section.figures.append(Figure(title, plots.save(fig, out / "plots" / f"{name}.png").relative_to(out), caption))
 
 
+def headline_section(run: Run, target: str, rows: list, out: Path) -> Section:
+    """The reader's question first: per model and runtime, p50 and the speed-ups with their intervals, and
+    accuracy where the run scored it; then the speed-up bars."""
+    slug, where = _slug(run.name), f"{run.name}, {target.upper()} ({run.machine})"
+    compressed = any(r.compression != "none" or r.precision != "fp32" for r in rows)
+    scored = any(r.accuracy is not None for r in rows)
+    headers = ["Model", "Format", "Compression", "Precision", "Batch", "p50 ms (95% CI)",
+               "Speed-up vs PyTorch (95% CI)"]
+    headers += ["Speed-up vs its fp32 uncompressed (95% CI)"] * compressed + ["Accuracy % (95% CI)"] * scored
+    body = [[r.model, r.format, r.compression, r.precision, str(r.batch), latency_cell(r), speedup_cell(r)]
+            + [compression_speedup_cell(r)] * compressed + [accuracy_cell(r)] * scored
+            for r in rows if r.status == "ok"]
+    notes = ["~: the interval holds x1, no difference beyond this run's noise; speed-ups are paired, each row "
+             "timed in the same cycles as its baseline."]
+    notes += [f"{r.status}: {r.format} {r.compression} {r.precision} b{r.batch}: {r.error or '-'}"
+              for r in rows if r.status != "ok"]
+    section = Section(f"Results: {where}", tables=[Table(headers, body, notes)])
+    _add(section, out, f"{slug}-{target}-speedup", plots.speedups(
+        rows, f"Speed-up against PyTorch fp32: {where}"), "Speed-up against PyTorch")
+    if compressed:
+        _add(section, out, f"{slug}-{target}-compression-speedup", plots.speedups(
+            rows, f"Speed-up against the same runtime uncompressed at fp32: {where}", "compression_speedup"),
+            "Speed-up from compression, per runtime")
+    return section
+
+
 def tradeoff_section(run: Run, target: str, rows: list, out: Path) -> Section:
-    """The conclusion first: latency against accuracy (or fidelity) and size, with the Pareto front."""
+    """Latency against accuracy (or fidelity) and size, with the Pareto front, where the axis's spread is more
+    than its noise; a plot left out says why."""
     slug, where = _slug(run.name), f"{run.name}, {target.upper()} ({run.machine})"
     section = Section(f"Trade-offs: {where}")
     scored = any(r.accuracy is not None for r in rows if r.status == "ok")
     quality = "accuracy" if scored else "max_abs_diff"
+    what = "accuracy" if scored else "fidelity to PyTorch"
     _add(section, out, f"{slug}-{target}-latency-vs-{quality}", plots.tradeoff(
         rows, quality, f"Latency vs {'accuracy' if scored else 'fidelity'}: {where}"),
-        f"Latency vs {'accuracy' if scored else 'fidelity to PyTorch'}",
+        f"Latency vs {what}",
         "Circled and joined: the Pareto front, the choices nothing else beats on both axes."
         + ("" if scored else " No labelled data: fidelity (largest output difference from PyTorch) instead."))
+    reason = plots.within_noise(rows, quality)
+    if reason:
+        section.lines.append(f"No latency vs {what} plot: {reason}.")
     _add(section, out, f"{slug}-{target}-latency-vs-size", plots.tradeoff(
-        rows, "size_mb", f"Latency vs size on disk: {where}"), "Latency vs size")
+        rows, "size_mb", f"Latency vs size on disk: {where}"), "Latency vs size",
+        "Size on an axis from zero.")
     _add(section, out, f"{slug}-{target}-compression", plots.compression_curves(
         rows, f"Compression trade-off curves: {where}"), "Compression trade-offs",
         "Accuracy and latency against how hard each method compressed, from the uncompressed model.")
-    if not section.figures:
+    if not section.figures and not section.lines:
         measured = sum(r.status == "ok" for r in rows)
         section.lines.append(f"{measured} row{'s' if measured != 1 else ''} measured here: nothing to trade off; "
                              "the rows are in the tables below.")
@@ -107,12 +150,6 @@ def run_section(run: Run, out: Path) -> Section:
         _add(section, out, f"{slug}-{target}-distribution", plots.distribution(
             rows, run.samples, f"Latency distribution per row: {where}"), "Latency distributions",
             "Every kept sample of every round, so the noise behind each p50 is visible.")
-        _add(section, out, f"{slug}-{target}-speedup", plots.speedups(
-            rows, f"Speed-up against PyTorch fp32: {where}"), "Speed-up against PyTorch")
-        if any(r.compression != "none" or r.precision != "fp32" for r in rows):
-            _add(section, out, f"{slug}-{target}-compression-speedup", plots.speedups(
-                rows, f"Speed-up against the same runtime uncompressed at fp32: {where}", "compression_speedup"),
-                "Speed-up from compression, per runtime")
     return section
 
 
@@ -121,7 +158,9 @@ def build_report(runs: Sequence[Run], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for old in (out / "plots").glob("*.png"):  # plots of runs no longer in the report go
         old.unlink()
-    sections = [tradeoff_section(run, target, rows, out) for run in runs for target, rows in _groups(run)]
+    groups = [(run, target, rows) for run in runs for target, rows in _groups(run)]
+    sections = [headline_section(*group, out) for group in groups] + [tradeoff_section(*group, out)
+                                                                        for group in groups]
     if len(runs) > 1:
         headers, body, notes = side_by_side(runs)
         sections.append(Section("All runs side by side: p50 ms per target and machine",

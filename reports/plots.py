@@ -72,13 +72,45 @@ def _place_labels(ax, fig: Figure, xs: list[float], ys: list[float], texts: list
         placed.append(box)
 
 
+def within_noise(rows: Sequence[ResultRow], y: str) -> str:
+    """Why the rows' spread on axis `y` is no trade-off (empty when it is one): a front drawn through differences
+    smaller than their own noise would show noise as a choice.
+
+    max_abs_diff: the spread is within the tightest tolerance of the rows' precisions (fp32: 1e-3), i.e.
+    rounding; accuracy: every row's 95% interval overlaps every other's; size: never (drawn from zero).
+    """
+    from bench.measure.fidelity import TOLERANCES
+
+    points = [r for r in _measured(rows) if getattr(r, y) is not None]
+    if len(points) < 2 or y == "size_mb":
+        return ""
+    if y == "max_abs_diff":
+        values = [r.max_abs_diff for r in points]
+        tolerance = min(TOLERANCES.get(r.precision, (0.0, 0.0))[0] for r in points)
+        if max(values) - min(values) <= tolerance:
+            return (f"every row's largest difference from PyTorch is within {max(values):.1e}, inside the "
+                    f"{tolerance:g} tolerance of its precision: rounding, not a trade-off")
+        return ""
+    if y == "accuracy":
+        lows = [r.accuracy_ci_low for r in points]
+        highs = [r.accuracy_ci_high for r in points]
+        if None in lows or None in highs:
+            return ""
+        if max(lows) <= min(highs):
+            return (f"every row's accuracy ({min(r.accuracy for r in points):.1%}-"
+                    f"{max(r.accuracy for r in points):.1%}) lies inside every other row's 95% interval: no "
+                    "accuracy difference this test set can show")
+    return ""
+
+
 def tradeoff(rows: Sequence[ResultRow], y: str, title: str) -> Figure | None:
     """Latency (x) against size, accuracy or the fidelity error (y): one colour per runtime, every point
     labelled with its compression and precision, and the Pareto front drawn: the points no other beats on
-    both axes. None when fewer than two rows have both figures."""
+    both axes. None when fewer than two rows have both figures, or when their spread on `y` is within noise
+    (`within_noise` says why). Size is drawn from zero, so a 2% spread looks like one."""
     better_high = y == "accuracy"
     points = [r for r in _measured(rows) if getattr(r, y) is not None]
-    if len(points) < 2:
+    if len(points) < 2 or within_noise(points, y):
         return None
     xs = [r.p50_ms for r in points]
     ys = [getattr(r, y) * (100 if better_high else 1) for r in points]
@@ -96,6 +128,8 @@ def tradeoff(rows: Sequence[ResultRow], y: str, title: str) -> Figure | None:
         ax.set_xscale("log")
     if y in ("size_mb", "max_abs_diff") and min(ys) > 0 and max(ys) / min(ys) > 20:
         ax.set_yscale("log")
+    elif y == "size_mb":
+        ax.set_ylim(0, max(ys) * 1.08)
     order = front + [i for i in range(len(points)) if i not in front]  # the front's labels get the best places
     _place_labels(ax, fig, [xs[i] for i in order], [ys[i] for i in order],
                   [variant_label(points[i]) for i in order], [colour[points[i].format] for i in order])

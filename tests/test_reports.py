@@ -354,3 +354,47 @@ def test_a_click_on_a_column_header_sorts_the_table_in_the_browser(tmp_path, two
     assert numbers == sorted(numbers) and len(numbers) >= 4
     assert ascending[len(numbers):] == ["-"] * (len(ascending) - len(numbers))  # no size: after the numbers
     assert descending == ascending[::-1]
+
+
+def test_a_spread_within_noise_is_not_drawn_as_a_trade_off_and_the_report_says_why(tmp_path):
+    """fp32 rows differ from PyTorch by rounding (1e-7..1e-6, far inside fp32's 1e-3): no fidelity front; an int8
+    row 0.1 away is a real difference and brings the plot back. Accuracies inside each other's intervals are
+    no trade-off either; sizes are drawn from zero."""
+    from reports import plots
+
+    rows = [result("pytorch", 20.0), result("onnxruntime", 10.0), result("openvino", 12.0, size=10.3)]
+    rows[1].max_abs_diff, rows[2].max_abs_diff = 6e-7, 3e-7
+    assert "inside the 0.001 tolerance of its precision" in plots.within_noise(rows, "max_abs_diff")
+    assert plots.tradeoff(rows, "max_abs_diff", "t") is None
+    size = plots.tradeoff(rows, "size_mb", "t")
+    assert size is not None and size.axes[0].get_ylim()[0] == 0
+    int8 = result("onnxruntime", 5.0, precision="int8", size=2.5)
+    int8.max_abs_diff = 0.1
+    assert plots.within_noise([*rows, int8], "max_abs_diff") == ""
+    assert plots.tradeoff([*rows, int8], "max_abs_diff", "t") is not None
+
+    for r, (acc, low, high) in zip(rows, [(0.970, 0.958, 0.979), (0.968, 0.956, 0.977), (0.972, 0.960, 0.981)],
+                                   strict=True):
+        r.accuracy, r.accuracy_ci_low, r.accuracy_ci_high = acc, low, high
+    assert "lies inside every other row's 95% interval" in plots.within_noise(rows, "accuracy")
+    rows[2].accuracy, rows[2].accuracy_ci_low, rows[2].accuracy_ci_high = 0.90, 0.88, 0.92
+    assert plots.within_noise(rows, "accuracy") == "" and plots.tradeoff(rows, "accuracy", "t") is not None
+
+    fp32 = [result("pytorch", 20.0), result("onnxruntime", 10.0)]
+    fp32[1].max_abs_diff = 6e-7
+    files = _build([write_run(tmp_path / "run", fp32)], tmp_path / "report")
+    report = files["REPORT.md"].decode()
+    assert not any("latency-vs-max_abs_diff" in name for name in files)
+    assert "No latency vs fidelity to PyTorch plot: every row's largest difference from PyTorch" in report
+
+
+def test_the_report_opens_with_the_results_table_and_the_speed_up_bars(tmp_path, two_runs):
+    files = _build(two_runs, tmp_path / "report")
+    report = files["REPORT.md"].decode()
+    sections = re.findall(r"^## (.+)$", report, flags=re.M)
+    assert sections[0].startswith("Results: cpu-run, CPU") and sections[1].startswith("Results: gpu-run, GPU")
+    first = report.split("\n## ")[1]
+    assert "| p50 ms (95% CI) | Speed-up vs PyTorch (95% CI) | Speed-up vs its fp32 uncompressed (95% CI) |" in first
+    assert "| m | Onnxruntime | none | int8 | 1 | 5." in first  # measured rows in the table, the rest in its notes
+    assert "- error: Tensorrt none fp32 b1: export: engine build failed" in first
+    assert first.index("| m |") < first.index("![Speed-up against PyTorch]")
