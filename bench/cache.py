@@ -107,6 +107,7 @@ class CachedExport:
     export_peak_rss_mb: float | None
     reference: str  # the QAT-trained model's outputs, restored into the job folder ("" when not QAT)
     contents: dict[str, Any] | None = None  # what the artifact holds (`bench.measure.contents.Contents`)
+    zip_bytes: int | None = None  # the artifact deflated (seconds to recompute for a large model; the bytes are fixed)
 
 
 class ArtifactCache:
@@ -129,10 +130,10 @@ class ArtifactCache:
             reference = str(job_dir / meta["reference"])
             shutil.copy2(entry / meta["reference"], reference)
         return CachedExport(str(artifact_dir / meta["artifact"]), meta["export_s"], meta.get("export_peak_rss_mb"),
-                            reference, meta.get("contents"))
+                            reference, meta.get("contents"), meta.get("zip_bytes"))
 
     def store(self, key: str, artifact_dir: Path, artifact: str, export_s: float, peak_rss_mb: float | None,
-              reference: str = "", contents: dict[str, Any] | None = None) -> None:
+              reference: str = "", contents: dict[str, Any] | None = None, zip_bytes: int | None = None) -> None:
         """Keep an export under its key: written aside, then renamed, so a reader never sees half an entry."""
         entry = self.root / key
         if entry.exists():
@@ -141,7 +142,7 @@ class ArtifactCache:
         shutil.copytree(artifact_dir, tmp / "artifact")
         meta = {"artifact": str(Path(artifact).relative_to(artifact_dir)), "export_s": export_s,
                 "export_peak_rss_mb": peak_rss_mb, "reference": Path(reference).name if reference else "",
-                "contents": contents}
+                "contents": contents, "zip_bytes": zip_bytes}
         if reference:
             shutil.copy2(reference, tmp / meta["reference"])
         (tmp / META).write_text(json.dumps(meta))

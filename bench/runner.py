@@ -625,11 +625,12 @@ class Runner:
             spec.artifact = exported.result["artifact"]
             spec.reference = exported.result.get("reference") or spec.reference  # the QAT-trained model's outputs
             contents = exported.result.get("contents")
-            if key:
-                self.cache.store(key, artifact_dir, spec.artifact, row.export_s, row.export_peak_rss_mb,
-                                 exported.result.get("reference", ""), contents)
         size = artifact_size_bytes(artifact_dir)
-        row.size_mb, row.zip_mb = size / 1e6, zipped_bytes(artifact_dir) / 1e6
+        zipped = cached.zip_bytes if cached is not None and cached.zip_bytes else zipped_bytes(artifact_dir)
+        if key and cached is None:
+            self.cache.store(key, artifact_dir, spec.artifact, row.export_s, row.export_peak_rss_mb,
+                             exported.result.get("reference", ""), contents, zipped)
+        row.size_mb, row.zip_mb = size / 1e6, zipped / 1e6
         record_contents(row, Contents(**contents) if contents else None, size)
         return row, spec, job_dir
 

@@ -116,11 +116,12 @@ def test_store_then_restore_copies_the_artifact_and_the_qat_reference(tmp_path):
     (exported / "model.bin").write_bytes(b"\0" * 10)
     reference = tmp_path / "run1" / "qat_outputs.npz"
     np.savez(reference, out_0=np.ones(3))
-    cache.store("k1", exported, str(exported / "model.xml"), 12.5, 300.0, str(reference), {"distinct": [4]})
+    cache.store("k1", exported, str(exported / "model.xml"), 12.5, 300.0, str(reference), {"distinct": [4]}, 123)
     cache.store("k1", exported, str(exported / "model.xml"), 99.0, None)  # a second store keeps the first
     assert cache.restore("other", tmp_path / "run2" / "artifact", tmp_path / "run2" / "job") is None
     got = cache.restore("k1", tmp_path / "run2" / "artifact", tmp_path / "run2" / "job")
     assert got.export_s == 12.5 and got.export_peak_rss_mb == 300.0 and got.contents == {"distinct": [4]}
+    assert got.zip_bytes == 123  # the deflated size travels with the artifact: a warm run does not zip again
     assert Path(got.artifact) == tmp_path / "run2" / "artifact" / "model.xml"
     assert (tmp_path / "run2" / "artifact" / "model.bin").read_bytes() == b"\0" * 10
     assert Path(got.reference).parent == tmp_path / "run2" / "job"
