@@ -131,6 +131,15 @@ def test_bad_input_in_a_real_process_has_no_traceback():
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def interruptible() -> None:
+    """In the child before exec: Ctrl-C's default action back. A suite started in the background by a shell
+    without job control (`make test &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt:
+    measured, both Ctrl-C tests failed that way, and passed in the foreground."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_keeps_finished_rows_and_leaves_no_children(tmp_path):
     import signal
     import time
@@ -141,7 +150,7 @@ def test_ctrl_c_keeps_finished_rows_and_leaves_no_children(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "bench", "--model", TINY_MODEL, "--runtimes",
                              "pytorch,onnxruntime,openvino", "--compress", "prune-unstructured:0.5",
                              "--out", str(out), "--no-cache", *FAST],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     rows = out / "rows.jsonl"
     deadline = time.monotonic() + 240
     while not (rows.exists() and rows.read_text().count("\n") >= 3) and time.monotonic() < deadline:
@@ -172,7 +181,7 @@ def test_ctrl_c_kills_the_child_in_flight_at_once(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "bench", "--model", TINY_MODEL, "--runtimes", "onnxruntime",
                              "--out", str(out), "--keep-artifacts", "--threads", "1", "--warmup", "1",
                              "--iters", "100000000", "--duration", "300", "--max-duration", "300"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     deadline = time.monotonic() + 240
     while "timing" not in _job_phases(out) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)

@@ -332,9 +332,11 @@ def test_a_click_on_a_column_header_sorts_the_table_in_the_browser(tmp_path, two
     _build(two_runs, tmp_path / "report")
     page = (tmp_path / "report" / "report.html").read_text()
     probe = """<script>
-    var table = document.querySelector("table.sortable");
-    var heads = Array.prototype.map.call(table.querySelectorAll("th"), function (h) { return h.textContent; });
-    var col = heads.indexOf("Size (MB)"), th = table.querySelectorAll("th")[col];
+    function headsOf(t) { return Array.prototype.map.call(t.querySelectorAll("th"), function (h) {
+        return h.textContent; }); }
+    var table = Array.prototype.filter.call(document.querySelectorAll("table.sortable"), function (t) {
+        return headsOf(t).indexOf("Size (MB)") >= 0; })[0];  // the run's full table (the results table has none)
+    var col = headsOf(table).indexOf("Size (MB)"), th = table.querySelectorAll("th")[col];
     function column() { return Array.prototype.map.call(table.tBodies[0].rows, function (r) {
         return r.cells[col].textContent; }); }
     th.click(); var first = column(); th.click();
