@@ -77,6 +77,7 @@ class ResultRow:
     zip_mb: float | None = None  # the artifact deflated (what unstructured pruning shrinks)
     packed_mb: float | None = None  # this artifact with each weight tensor of <= 256 values as indices + codebook
     integer_weights: float | None = None  # share of the artifact's weight elements stored as integers
+    integer_macs: float | None = None  # share of the model's MACs whose weights the artifact stores as integers
     contents_ok: bool | None = None  # the artifact holds what the label says (int8 weights; N values per cluster)
     finetune_epochs: int | None = None
     calibration_images: int | None = None  # int8: training images (never test images) the quantizer calibrated on

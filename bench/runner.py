@@ -675,6 +675,7 @@ def record_contents(row: ResultRow, contents: Contents | None, file_bytes: int) 
         return
     row.packed_mb = packed_file_mb(contents, file_bytes)
     row.integer_weights = contents.integer_share
+    row.integer_macs = contents.integer_mac_share
     row.contents_ok, note = check(contents, row.precision, row.compression)
     if note:
         row.details = "; ".join(part for part in (row.details, note) if part)

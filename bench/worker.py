@@ -67,6 +67,7 @@ def _compress(job: CompressJob, job_dir: Path) -> dict[str, Any]:
 def _export(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     import torch
 
+    from bench.measure.contents import layer_macs, read
     from bench.variants import load_module
 
     torch.set_num_threads(job.options.threads)
@@ -81,6 +82,7 @@ def _export(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
         adapter.qat = QatPlan(job.task, job.qat_epochs, job.options.seed)
     folder = Path(job.artifact_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    layers = layer_macs(module, example[:1])  # before export, which may fuse or rewrite the module in place
     _phase(job_dir, "training (QAT)" if job.qat_epochs else "exporting")
     t0 = time.perf_counter()
     artifact = adapter.export(module, example, folder)
@@ -88,9 +90,7 @@ def _export(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     _phase(job_dir, "reading the artifact back")
     weights = adapter.stored_weights(artifact)  # here, not in the measuring process: its peak RSS stays its own
     if weights is not None:
-        from bench.measure.contents import read
-
-        result["contents"] = asdict(read(weights))
+        result["contents"] = asdict(read(weights, layers))
     if adapter.trained is not None:  # the artifact should compute what the trained model does, not the float one
         from bench.variants import save_outputs
         from runtimes._torch import to_host

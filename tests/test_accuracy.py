@@ -153,6 +153,7 @@ def test_int8_artifacts_are_really_integer_and_keep_their_accuracy(runtime, digi
     # read back from the file by the run itself (not only here): every weight tensor is stored as integers
     contents = Contents(**result["contents"])
     assert len(contents.distinct) == 3 and contents.integer_share == 1.0, result["contents"]
+    assert contents.integer_mac_share == 1.0, result["contents"]  # every layer's tensor found by shape, in any layout
     assert check(contents, "int8", "none")[0] is True
     if runtime == "pytorch-compiled":  # Inductor's code for it calls oneDNN's integer convolution and matmul
         assert "integer kernels onednn.qconv_pointwise, onednn.qlinear_pointwise" in result["details"], result

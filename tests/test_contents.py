@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.measure.contents import Contents, check, clusters_of, packed_file_mb, read
+from bench.measure.contents import Contents, check, clusters_of, layer_macs, packed_file_mb, read
 from bench.results import ResultRow
 from bench.runner import record_contents
 
@@ -54,3 +54,25 @@ def test_packing_shrinks_only_tensors_with_few_values_and_the_row_gets_its_own_f
     unread = ResultRow(**{**row.__dict__, "packed_mb": None, "contents_ok": None, "details": "", "format": "CoreML"})
     record_contents(unread, None, 5000)
     assert unread.packed_mb is None and unread.details == "CoreML files are not read back here: contents unchecked"
+
+
+def test_the_share_of_macs_weighs_each_integer_tensor_by_the_work_its_layer_does_in_any_stored_layout():
+    import torch
+    net = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 10))
+    layers = layer_macs(net, torch.zeros(1, 4, 6, 6))
+    conv_macs, fc_macs = 8 * 4 * 9 * 36, 10 * 288
+    assert layers == {(3, 3, 4, 8): (conv_macs, 1), (10, 288): (fc_macs, 1)}
+    conv = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)
+    fc = rng.standard_normal((10, 288)).astype(np.float32)
+    # the convolution stored as integers in TFLite's OHWI layout, the linear layer as float: the few weights of
+    # the convolution do most of the work, so the MAC share is far above the element share
+    mixed = read([conv.transpose(0, 2, 3, 1).astype(np.int8), fc], layers)
+    assert mixed.integer_share == pytest.approx(288 / (288 + 2880))
+    assert mixed.integer_mac_share == pytest.approx(conv_macs / (conv_macs + fc_macs))
+    assert check(mixed, "int8", "none") == (False, "9% of weight elements (78% of MACs) stored as integers")
+    # the reverse: most weights integer but the convolution (most MACs) float is not an int8 file either
+    reverse = read([conv, fc.astype(np.int8)], layers)
+    assert reverse.integer_share > 0.9 and check(reverse, "int8", "none")[0] is False
+    # a file whose tensors match too little of the model gives no MAC share rather than a wrong one
+    assert read([fc.astype(np.int8)], layers).integer_mac_share is None
+    assert read([conv, fc]).integer_mac_share is None  # no model to weigh by
