@@ -54,7 +54,7 @@ BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHT
 
 RUNS         ?=
 
-.PHONY: bench test lint list help report compare recommend study validate mutation clean-venv clean-cache \
+.PHONY: bench test lint list help report compare recommend study validate calibrate mutation clean-venv clean-cache \
 	install-gpu install-cpu gpu-check
 
 bench: $(STAMP)
@@ -92,10 +92,17 @@ recommend: $(STAMP)
 study: $(STAMP)
 	@$(PY) -m bench.studyrun $(if $(OUT),--out $(OUT))
 
-# edgebench's timing against OpenVINO's benchmark_app, litert-benchmark and bare API loops, on the same files.
+# edgebench's timing against OpenVINO's benchmark_app, litert-benchmark and bare API loops, on the same files;
+# then the A/A runs of `calibrate`.
 validate: $(STAMP)
 	@$(PY) -m bench.validate $(if $(MODEL),--model $(MODEL)) $(if $(THREADS),--threads $(THREADS)) \
-	$(if $(REPEATS),--repeats $(REPEATS)) $(if $(OUT),--out $(OUT))
+	$(if $(REPEATS),--repeats $(REPEATS)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(OUT),--out $(OUT))
+
+# A/A runs: pairs of processes timing one file per CPU runtime; measures and keeps this machine's A/A floor.
+calibrate: $(STAMP)
+	@$(PY) -m bench.validate --only aa $(if $(MODEL),--model $(MODEL)) $(if $(THREADS),--threads $(THREADS)) \
+	$(if $(PAIRS),--pairs $(PAIRS)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(DURATION),--duration $(DURATION)) \
+	$(if $(OUT),--out $(OUT))
 
 list: $(STAMP)
 	@$(PY) -m bench --list

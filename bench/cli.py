@@ -85,14 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"minimum timed seconds [{d.min_s:g}]")
     p.add_argument("--max-duration", type=_seconds("max duration"), default=d.max_s,
                    help=f"stop timing after this many seconds [{d.max_s:g}]")
-    p.add_argument("--repeats", type=_positive_int("repeats"), default=3,
+    p.add_argument("--repeats", type=_positive_int("repeats"), default=BenchConfig.repeats,
                    help="timed rounds per row, taken round-robin across the runtimes (A B C A B C ...) so a slow "
-                        "minute on a shared machine hits them alike; each round warms up and times as above [3]")
+                        "minute on a shared machine hits them alike; each round warms up and times as above; "
+                        "speed-up intervals need 6 for 95%% (below, the table says what they hold) "
+                        f"[{BenchConfig.repeats}]")
     p.add_argument("--target-ci", type=float, default=None, metavar="FRACTION",
                    help="adaptive: take rounds past --repeats until the 95%% interval of each row's p50 is within "
                         "±FRACTION of it (0.02 = ±2%%), at most --max-repeats rounds; each row says which stopped it")
-    p.add_argument("--max-repeats", type=_positive_int("max repeats"), default=10,
-                   help="adaptive: the most rounds a row gets [10]")
+    p.add_argument("--max-repeats", type=_positive_int("max repeats"), default=BenchConfig.max_repeats,
+                   help=f"adaptive: the most rounds a row gets [{BenchConfig.max_repeats}]")
     p.add_argument("--mode", default="latency", metavar="latency|throughput",
                    help="latency: one request in flight (MLPerf SingleStream); throughput: as many as each runtime "
                         "serves at once (OpenVINO's THROUGHPUT hint and its infer requests, ONNX Runtime's "

@@ -28,8 +28,8 @@ class TimingConfig:
 
     warmup_iters: int = 10  # warm-up runs at least this many iterations...
     warmup_s: float = 0.5  # ...and at least this many seconds (first round; later rounds re-warm briefly)
-    min_iters: int = 20  # each round times at least this many iterations...
-    min_s: float = 1.0  # ...and at least this many seconds (3 rounds by default: 3 s and 60 iterations a row)
+    min_iters: int = 10  # each round times at least this many iterations...
+    min_s: float = 0.3  # ...and at least this many seconds (10 rounds by default: 3 s and 100 iterations a row)
     max_s: float = 60.0  # but never longer than this (the count reached is recorded)
 
     def __post_init__(self) -> None:
@@ -65,9 +65,11 @@ class BenchConfig:
     data: str | None = None  # a task (mnist, digits) or an ImageFolder path; None: the model's own task, if any
     preprocess: str | None = None  # how images become inputs (models.preprocess); None: as the model declares
     finetune_epochs: int = 2  # what every fine-tuning method (and its control) trains for
-    repeats: int = 3  # timed rounds per row, interleaved across the runtimes of each variant
+    repeats: int = 10  # timed rounds per row, interleaved across the runtimes of each variant: 10 cycles give each
+    # paired speed-up the sign-test interval from the 2nd to the 9th ratio (97.9%), so one outlying cycle cannot
+    # set it (6 are the fewest for 95%, 9 the fewest that drop an extreme; 3 gave 75%)
     target_ci: float | None = None  # adaptive: go on past `repeats` until the p50 interval is within ±this
-    max_repeats: int = 10  # adaptive: never more rounds than this
+    max_repeats: int = 20  # adaptive: never more rounds than this
     cache: bool = True  # reuse exported artifacts of an identical earlier export (bench.cache)
     export_jobs: int = 1  # exports run at once (each its own process); >1 is faster, but each row's export_s
     # then includes the others' contention for the cores

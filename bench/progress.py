@@ -38,7 +38,8 @@ class Reporter:
         if self._progress is not None:
             self._progress.update(self._task, description=f"{label}: {phase}")
         else:
-            self.console.print(f"[{self._done + 1}/{self._total}] {label}: {phase}", highlight=False)
+            count = f"[{self._done + 1}/{self._total}] " if self._total else ""  # no count outside a run
+            self.console.print(f"{count}{label}: {phase}", highlight=False)
 
     name_hosts = False  # a fleet run: each row says which device measured it
 

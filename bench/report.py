@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from bench.results import ResultRow
 
 SINGLE_TARGET_HEADERS = ["Format", "Precision", "Batch", "Status", "Size (MB)", "p50 ms (95% CI)", "p90 ms",
@@ -82,28 +84,35 @@ def latency_cell(row: ResultRow) -> str:
     return f"{fmt(row.p50_ms)} ({fmt(row.p50_ci_low_ms)}-{fmt(row.p50_ci_high_ms)})"
 
 
-def ratio_cell(ratio: float | None, low: float | None, high: float | None) -> str:
-    """`x2.10 (2.02-2.19)`; `~` when the interval holds 1 (not faster or slower beyond noise)."""
+def within_noise(ratio: float, low: float | None, high: float | None, floor: float = 0.0) -> bool:
+    """A speed-up not shown to differ from x1: its interval holds 1, or it lies within the machine's A/A floor
+    (two processes of one file differ that much), whatever its interval says."""
+    return (low is not None and high is not None and low <= 1 <= high) or abs(np.log(ratio)) <= np.log1p(floor)
+
+
+def ratio_cell(ratio: float | None, low: float | None, high: float | None, floor: float = 0.0) -> str:
+    """`x2.10 (2.02-2.19)`; `~` when it is within noise (`within_noise`: not faster or slower beyond it)."""
     if ratio is None:
         return "-"
+    same = " ~" if within_noise(ratio, low, high, floor) else ""
     if low is None or high is None:
-        return f"x{ratio:.2f}"
-    same = " ~" if low <= 1 <= high else ""
+        return f"x{ratio:.2f}{same}"
     return f"x{ratio:.2f} ({low:.2f}-{high:.2f}){same}"
 
 
-def speedup_cell(row: ResultRow) -> str:
+def speedup_cell(row: ResultRow, floor: float = 0.0) -> str:
     """Against PyTorch fp32, uncompressed, of the same run."""
     if row.is_speedup_baseline and row.speedup is not None:
         return "x1 (baseline)"
-    return ratio_cell(row.speedup, row.speedup_ci_low, row.speedup_ci_high)
+    return ratio_cell(row.speedup, row.speedup_ci_low, row.speedup_ci_high, floor)
 
 
-def compression_speedup_cell(row: ResultRow) -> str:
+def compression_speedup_cell(row: ResultRow, floor: float = 0.0) -> str:
     """Against the same runtime at fp32, uncompressed: what the compression (or int8) itself gained."""
     if row.compression == "none" and row.precision == "fp32" and row.compression_speedup is not None:
         return "x1 (baseline)"
-    return ratio_cell(row.compression_speedup, row.compression_speedup_ci_low, row.compression_speedup_ci_high)
+    return ratio_cell(row.compression_speedup, row.compression_speedup_ci_low, row.compression_speedup_ci_high,
+                      floor)
 
 
 def accuracy_cell(row: ResultRow) -> str:

@@ -177,7 +177,7 @@ COLUMNS = [f.name for f in fields(ResultRow)]
 
 
 def annotate_ratios(row: ResultRow, rounds: RowRounds, pytorch: RowRounds | None, uncompressed: RowRounds | None,
-                    peaks: dict[str, float]) -> None:
+                    peaks: dict[str, float], floor: float = 0.0) -> None:
     """The row's speed-ups, each from rounds timed in the same cycles as its baseline's (paired), and its share
     of the machine's peak.
 
@@ -185,7 +185,8 @@ def annotate_ratios(row: ResultRow, rounds: RowRounds, pytorch: RowRounds | None
     those of this runtime at fp32, uncompressed. Both were timed in the same round-robin as the row (the
     runner keeps their measuring processes loaded for every variant of the model), so a slow minute on a
     shared machine hits both sides of each ratio. Latency mode: the baseline's p50 over the row's;
-    throughput mode: the row's items/s over the baseline's.
+    throughput mode: the row's items/s over the baseline's. `floor`: the machine's A/A floor
+    (`bench.measure.floor`), added to each interval, since the two sides ran in two processes.
     """
     from bench.measure.rounds import paired_rounds
 
@@ -198,8 +199,8 @@ def annotate_ratios(row: ResultRow, rounds: RowRounds, pytorch: RowRounds | None
         if not figures:
             return None, None, None
         if throughput:  # more items per second is faster: the ratio the other way round
-            return ratio_interval(figures, base_figures, paired=True)
-        return ratio_interval(base_figures, figures, paired=True)
+            return ratio_interval(figures, base_figures, paired=True, floor=floor)
+        return ratio_interval(base_figures, figures, paired=True, floor=floor)
 
     row.speedup, row.speedup_ci_low, row.speedup_ci_high = ratio(pytorch)
     row.compression_speedup, row.compression_speedup_ci_low, row.compression_speedup_ci_high = ratio(uncompressed)

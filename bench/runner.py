@@ -22,8 +22,11 @@ from bench.isolation import PROJECT_ROOT, ChildSession, run_child
 from bench.job import CompressJob, MeasureJob
 from bench.measure.contents import Contents, check, clusters_of, packed_file_mb
 from bench.measure.cpuload import NOISY_FOREIGN_LOAD
+from bench.measure.floor import DEFAULT as DEFAULT_FLOOR
+from bench.measure.floor import AAFloor
 from bench.measure.peak import GEMM_SIZE, TRIES, gemm_peaks
 from bench.measure.rounds import RE_WARMUP_ITERS, RoundFailed, RoundResult, RowRounds, interleave
+from bench.measure.stats import interval_coverage
 from bench.progress import Reporter
 from bench.results import ResultRow, RunWriter, annotate_ratios, row_key
 from bench.resume import keep_finished_variants, resumed_environment, save_command
@@ -255,6 +258,7 @@ def resolve_task(config: BenchConfig, model: Any) -> Task | None:
 def table_header(config: BenchConfig, models: list[Any], tasks: list[Task | None],
                  environment: dict[str, Any]) -> str:
     t = config.timing
+    coverage = interval_coverage(config.repeats)
     packages = ", ".join(f"{k} {v}" for k, v in environment["packages"].items())
     described = "".join(
         f"- Model: {m.name}, input {tuple(m.example.shape[1:])}, weights: {m.weights}"
@@ -280,9 +284,13 @@ def table_header(config: BenchConfig, models: list[Any], tasks: list[Task | None
         f"{MODE_METHOD[config.mode]}; p50 interval: bootstrap over rounds, then "
         f"samples; speed-ups against PyTorch fp32 and against the row's runtime at fp32 uncompressed, both "
         f"timed in the same cycles (the uncompressed rows stay loaded beside every variant): median over cycles "
-        f"of the per-cycle ratio, interval by bootstrap over cycles; harness overhead "
+        f"of the per-cycle ratio, its sign-test interval over the cycles ({coverage:.1%} over {config.repeats}"
+        f"{'' if coverage >= 0.95 else ', below 95%: more REPEATS give 95%'}) widened by the machine's A/A "
+        f"floor; harness overhead "
         f"{environment['harness_overhead_us']:.2f} us/iteration; dense-kernel peak (GFLOP/s) "
         f"{', '.join(f'{k} {v:g}' for k, v in environment['gemm_peak_gflops'].items())}\n"
+        f"- A/A floor (two processes timing one artifact differ within it 95 times in 100; a speed-up within it "
+        f"is within noise, `~`): {AAFloor(**environment['aa_floor']).describe()}\n"
         f"- Date: {environment['date']}\n\n"
     )
 
@@ -297,13 +305,16 @@ class Runner:
         self.cache = ArtifactCache()
         self.versions: dict[str, str] = {}
         self.peaks: dict[str, float] = {}
+        self.floor = DEFAULT_FLOOR  # the machine's A/A floor, read when the run starts
         # The uncompressed fp32 row of each (model, runtime, target, batch): its measuring job, and the process
         # kept loaded to time it beside every later variant of the model (None when it could not start).
         self.baseline_jobs: dict[tuple[str, str, str, int], tuple[MeasureJob, str]] = {}
         self.anchors: dict[tuple[str, str, str, int], tuple[ChildSession, str] | None] = {}
 
     def run(self) -> RunSummary:
-        from bench.environment import capture
+        from bench.environment import capture, cpu_info, package_versions
+        from bench.measure.floor import load as load_floor
+        from bench.measure.floor import machine_key
         from bench.measure.timing import harness_overhead_us
 
         config = self.config
@@ -324,11 +335,13 @@ class Runner:
                         len(finished), total)
         precisions = tuple(job.precision for plan in plans for _, jobs in plan for job in jobs)
         peaks = self.peaks = gemm_peaks(config.threads, precisions)
+        machine = machine_key(cpu_info(), config.threads, package_versions())
+        self.floor = max((load_floor(machine, m.name) for m in models), key=lambda f: f.floor)  # one per run
         environment = capture({
             "targets": list(config.targets), "target_devices": devices, "threads": config.threads,
             "timing": asdict(config.timing), "harness_overhead_us": harness_overhead_us(),
             "repeats": config.repeats, "noise_guard": asdict(config.noise_guard),
-            "gemm_peak_gflops": peaks, "mode": config.mode,
+            "gemm_peak_gflops": peaks, "mode": config.mode, "aa_floor": asdict(self.floor),
             "gemm_peak_method": f"torch: the faster of an n={GEMM_SIZE} matmul and a 256-channel 3x3 conv at "
                                 f"56x56, best of {TRIES}",
         })
@@ -476,7 +489,7 @@ class Runner:
                 measured = self._finish(row, session, Path(session.job_dir), ready, rounds)
                 if measured:
                     pytorch, own = (state.get(k) if k is not None else None for k in baseline_of[key])
-                    annotate_ratios(row, rounds, pytorch, own, self.peaks)
+                    annotate_ratios(row, rounds, pytorch, own, self.peaks, self.floor.floor)
                 complete(key, row, rounds if measured else None)
 
             interleave(order, self.config.stopping, run_round, self.config.noise_guard,

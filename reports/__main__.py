@@ -94,7 +94,9 @@ def _run(args: argparse.Namespace) -> int:
         print(comparison_table(changes), end="")
         bad = [c for c in changes if c.regression]
         unpaired = sum("unpaired" in c.accuracy or "not tested" in c.accuracy for c in changes)
-        print(f"\n{len(bad)} regression(s) beyond {args.threshold:.0%} and the noise (accuracy lost: "
+        floor = max(base.floor, new.floor)
+        print(f"\n{len(bad)} regression(s) beyond {args.threshold:.0%}, the A/A floor (±{floor:.1%}) and the noise "
+              f"(accuracy lost: "
               f"{sum(c.accuracy_lost for c in changes)}); {sum(c.verdict == 'faster' for c in changes)} row(s) "
               f"faster; {sum(c.verdict.startswith('only') for c in changes)} row(s) in one run only"
               + (f"; {unpaired} accuracy change(s) not tested image by image (no per-image results in a run)"

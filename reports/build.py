@@ -81,6 +81,10 @@ def _add(section: Section, out: Path, name: str, fig, title: str, caption: str =
         section.figures.append(Figure(title, plots.save(fig, out / "plots" / f"{name}.png").relative_to(out), caption))
 
 
+SPEEDUP_CAPTION = ("Grey bars are within noise (their interval holds x1, or they lie within the shaded A/A floor, "
+                   "±{floor:.1%}).")
+
+
 def headline_section(run: Run, target: str, rows: list, out: Path) -> Section:
     """The reader's question first: per model and runtime, p50 and the speed-ups with their intervals, and
     accuracy where the run scored it; then the speed-up bars."""
@@ -90,20 +94,23 @@ def headline_section(run: Run, target: str, rows: list, out: Path) -> Section:
     headers = ["Model", "Format", "Compression", "Precision", "Batch", "p50 ms (95% CI)",
                "Speed-up vs PyTorch (95% CI)"]
     headers += ["Speed-up vs its fp32 uncompressed (95% CI)"] * compressed + ["Accuracy % (95% CI)"] * scored
-    body = [[r.model, r.format, r.compression, r.precision, str(r.batch), latency_cell(r), speedup_cell(r)]
-            + [compression_speedup_cell(r)] * compressed + [accuracy_cell(r)] * scored
+    floor = run.floor
+    body = [[r.model, r.format, r.compression, r.precision, str(r.batch), latency_cell(r), speedup_cell(r, floor)]
+            + [compression_speedup_cell(r, floor)] * compressed + [accuracy_cell(r)] * scored
             for r in rows if r.status == "ok"]
-    notes = ["~: the interval holds x1, no difference beyond this run's noise; speed-ups are paired, each row "
+    notes = [f"~: within noise: the interval holds x1, or the speed-up lies within the machine's A/A floor "
+             f"(±{floor:.1%}: two processes timing one file differ that much); speed-ups are paired, each row "
              "timed in the same cycles as its baseline."]
     notes += [f"{r.status}: {r.format} {r.compression} {r.precision} b{r.batch}: {r.error or '-'}"
               for r in rows if r.status != "ok"]
     section = Section(f"Results: {where}", tables=[Table(headers, body, notes)])
     _add(section, out, f"{slug}-{target}-speedup", plots.speedups(
-        rows, f"Speed-up against PyTorch fp32: {where}"), "Speed-up against PyTorch")
+        rows, f"Speed-up against PyTorch fp32: {where}", floor=floor), "Speed-up against PyTorch",
+        SPEEDUP_CAPTION.format(floor=floor))
     if compressed:
         _add(section, out, f"{slug}-{target}-compression-speedup", plots.speedups(
-            rows, f"Speed-up against the same runtime uncompressed at fp32: {where}", "compression_speedup"),
-            "Speed-up from compression, per runtime")
+            rows, f"Speed-up against the same runtime uncompressed at fp32: {where}", "compression_speedup", floor),
+            "Speed-up from compression, per runtime", SPEEDUP_CAPTION.format(floor=floor))
     return section
 
 

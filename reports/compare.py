@@ -1,10 +1,11 @@
 """`make compare`: two stored runs lined up row by row, and a gate a CI pipeline can fail on.
 
-A change is called a regression only when it exceeds both the threshold (5% by default) and the noise:
-the 95% interval of new p50 / base p50, bootstrapped from both runs' kept samples (rounds, then samples),
-must exclude 1. A noise-level change is reported with its interval and passes. An accuracy loss fails the gate
-only when McNemar's exact test on the images both runs scored says so (Holm-adjusted across the rows); runs
-without per-image results fall back to an unpaired test, and say so.
+A change is called a regression only when it exceeds the threshold (5% by default), the machine's A/A floor
+(what two processes timing one file differ by, `bench.measure.floor`; the larger of the two runs') and the
+noise: the 95% interval of new p50 / base p50, bootstrapped from both runs' kept samples (rounds, then
+samples) and widened by that floor, must exclude 1. A noise-level change is reported with its interval and
+passes. An accuracy loss fails the gate only when McNemar's exact test on the images both runs scored says so
+(Holm-adjusted across the rows); runs without per-image results fall back to an unpaired test, and say so.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from bench.errors import UsageError
 from bench.measure.paired import ALPHA, holm
-from bench.measure.stats import ratio_interval
+from bench.measure.stats import ratio_interval, widen
 from bench.report import latency_cell, markdown_grid
 from bench.results import ResultRow
 from reports.runs import Run, samples_of
@@ -67,8 +68,9 @@ def _label(row: ResultRow, by_device: bool = False) -> str:
 
 
 def judge(base: ResultRow, new: ResultRow, base_rounds: list[list[float]], new_rounds: list[list[float]],
-          threshold: float) -> Change:
-    """The change between two measurements of one row, judged against the threshold and the noise."""
+          threshold: float, floor: float = 0.0) -> Change:
+    """The change between two measurements of one row, judged against the threshold, the A/A floor and the
+    noise: each run's row was timed by its own process."""
     change = Change(_label(new), base, new)
     if base.status != "ok" or new.status != "ok":
         if base.status == "ok":
@@ -79,11 +81,12 @@ def judge(base: ResultRow, new: ResultRow, base_rounds: list[list[float]], new_r
     change.ratio = new.p50_ms / base.p50_ms
     change.p90_ratio = new.p90_ms / base.p90_ms if base.p90_ms and new.p90_ms else None
     if base_rounds and new_rounds:
-        change.ratio, change.low, change.high = ratio_interval(new_rounds, base_rounds)
+        change.ratio, change.low, change.high = ratio_interval(new_rounds, base_rounds, floor=floor)
     elif None not in (base.p50_ci_low_ms, base.p50_ci_high_ms, new.p50_ci_low_ms, new.p50_ci_high_ms):
-        change.low, change.high = new.p50_ci_low_ms / base.p50_ci_high_ms, new.p50_ci_high_ms / base.p50_ci_low_ms
+        low, high = new.p50_ci_low_ms / base.p50_ci_high_ms, new.p50_ci_high_ms / base.p50_ci_low_ms
+        change.low, change.high = widen(change.ratio, min(low, change.ratio), max(high, change.ratio), floor)
     beyond_noise = change.low is None or not (change.low <= 1 <= change.high)
-    if abs(change.ratio - 1) <= threshold:
+    if abs(change.ratio - 1) <= max(threshold, floor):
         change.verdict = "below threshold" if beyond_noise else "within noise"
     elif not beyond_noise:
         change.verdict = "within noise"
@@ -125,6 +128,7 @@ def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change],
         for other in set(unpinned.values()):
             single.pop(other, None)
     by_device = base_fleet or new_fleet
+    floor = max(base.floor, new.floor)
     if not set(base_rows) & set(new_rows):
         raise UsageError(f"{base.folder} and {new.folder} have no row in common (same model, compression, runtime, "
                          "precision, target and batch): nothing to compare")
@@ -136,7 +140,7 @@ def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change],
         elif b is None:
             changes.append(Change(_label(a, by_device), a, None, verdict="only in base"))
         else:
-            change = judge(a, b, samples_of(base.samples, a), samples_of(new.samples, b), threshold)
+            change = judge(a, b, samples_of(base.samples, a), samples_of(new.samples, b), threshold, floor)
             change.label = _label(a if base_fleet and not new_fleet else b, by_device)
             changes.append(change)
     judge_accuracy(changes)

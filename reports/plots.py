@@ -23,6 +23,7 @@ from reports.runs import samples_of  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "edgebench", "font.size": 8, "axes.titlesize": 9, "figure.dpi": 100})
 FRONT_COLOUR, POINT_COLOUR = "#c0392b", "#2c6fbb"
+NOISE_COLOUR = "#b0b0b0"  # within noise: not shown to differ from x1
 
 
 def point_label(row: ResultRow) -> str:
@@ -167,9 +168,12 @@ def distribution(rows: Sequence[ResultRow], samples: dict[str, list[list[float]]
     return fig
 
 
-def speedups(rows: Sequence[ResultRow], title: str, field: str = "speedup") -> Figure | None:
+def speedups(rows: Sequence[ResultRow], title: str, field: str = "speedup", floor: float = 0.0) -> Figure | None:
     """Speed-up bars against the run's PyTorch fp32 (or, with field='compression_speedup', against each
-    runtime's own uncompressed fp32), with their 95% intervals where the run has them."""
+    runtime's own uncompressed fp32), with their 95% intervals where the run has them; a bar within noise
+    (`bench.report.within_noise`) is grey, and the machine's A/A floor is shaded around x1."""
+    from bench.report import within_noise
+
     shown = [r for r in _measured(rows) if getattr(r, field) is not None]
     if not shown:
         return None
@@ -181,7 +185,10 @@ def speedups(rows: Sequence[ResultRow], title: str, field: str = "speedup") -> F
         errors = [[v - lo for v, lo in zip(values, lows, strict=True)],
                   [hi - v for v, hi in zip(values, highs, strict=True)]]
     fig, ax = plt.subplots(figsize=(8, 0.6 + 0.28 * len(shown)))
-    colours = [POINT_COLOUR if v >= 1 else FRONT_COLOUR for v in values]
+    colours = [NOISE_COLOUR if within_noise(v, lo, hi, floor) else POINT_COLOUR if v >= 1 else FRONT_COLOUR
+               for v, lo, hi in zip(values, lows, highs, strict=True)]
+    if floor > 0:
+        ax.axvspan(1 / (1 + floor), 1 + floor, color=NOISE_COLOUR, alpha=0.3, lw=0)
     ax.barh(range(len(shown)), values, xerr=errors, color=colours, alpha=0.85, capsize=2)
     ax.set_yticks(range(len(shown)), [point_label(r) for r in shown], fontsize=7)
     ax.invert_yaxis()

@@ -42,6 +42,14 @@ class Run:
     def machine(self) -> str:
         return machine_label(self.environment)
 
+    @property
+    def floor(self) -> float:
+        """The A/A floor the run was measured with (`bench.measure.floor`); the default for runs made before
+        floors were kept."""
+        from bench.measure.floor import DEFAULT
+
+        return float((self.environment.get("aa_floor") or {}).get("floor", DEFAULT.floor))
+
     @cached_property
     def device_machines(self) -> dict[str, str]:
         """A fleet run's devices, each with the machine it ran on (`devices/<host>/environment.json`), read once."""

@@ -39,4 +39,6 @@ def _artifact_cache_of_this_test_session(tmp_path_factory):
     folder = tmp_path_factory.mktemp("artifact-cache")
     bench.cache.CACHE_DIR = folder
     os.environ["EDGEBENCH_CACHE_DIR"] = str(folder)  # runs started as subprocesses too
+    # No A/A floor measured on the developer's machine leaks into a test: every run uses the default.
+    os.environ["EDGEBENCH_FLOOR_DIR"] = str(tmp_path_factory.mktemp("aa-floor"))
     yield

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from bench.measure.rounds import RoundFailed
-from bench.validate import TOOLS, _benchmark_app_median, paired_ratio, validate, verdict
+from bench.validate.tools import TOOLS, _benchmark_app_median, paired_ratio, validate, verdict
 
 
 def test_the_ratio_pairs_rounds_and_brackets_the_truth():
@@ -18,7 +18,7 @@ def test_the_ratio_pairs_rounds_and_brackets_the_truth():
     theirs = [10.0, 9.9, 10.1, 9.8, 10.0]
     ratio, low, high = paired_ratio(ours, theirs)
     assert ratio == pytest.approx(10.2 / 10.0) and low <= ratio <= high
-    assert paired_ratio(ours, theirs) == (ratio, low, high)  # seeded
+    assert paired_ratio(ours, theirs, floor=0.03)[1] < low
 
 
 def test_a_slow_minute_that_hits_both_sides_of_a_pair_cancels_out():

@@ -133,9 +133,9 @@ class Stopping:
     ±target of the median, or `max_repeats` rounds are spent; the row says which stopped it.
     """
 
-    repeats: int = 3
+    repeats: int = 10
     target: float | None = None  # relative half-width of the p50 interval to reach (adaptive), or None
-    max_repeats: int = 10
+    max_repeats: int = 20
 
     @property
     def most(self) -> int:

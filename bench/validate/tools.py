@@ -6,7 +6,7 @@ measuring processes loaded, and takes rounds round-robin: edgebench's round of a
 round of the same file, then the next runtime... The tools: OpenVINO's `benchmark_app` (it ships in the
 openvino wheel; given edgebench's exact compile configuration through `-load_config`), LiteRT's
 `litert-benchmark` (in the ai-edge-litert wheel), and, for ONNX Runtime (no tool in its wheel) and for
-LiteRT's Interpreter, a minimal loop written directly on the Python API (`bench/bare_loops`).
+LiteRT's Interpreter, a minimal loop written directly on the Python API (`bench/validate/bare_loops`).
 Each comparison is the median over rounds of edgebench's round median / the tool's (rounds paired: the two
 sides of a round run moments apart), with a bootstrap interval over rounds: 1.00 means the same number,
 above 1 edgebench measured slower.
@@ -14,22 +14,18 @@ above 1 edgebench measured slower.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import itertools
 import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bench.config import BenchConfig, TimingConfig, default_threads
-from bench.errors import UsageError
+from bench.config import TimingConfig
 from bench.measure.rounds import NoiseGuard, RoundFailed, RoundResult, interleave
 from bench.measure.stats import ratio_interval
 
@@ -97,16 +93,16 @@ TOOLS = (
 )
 
 
-def paired_ratio(ours: Sequence[float], theirs: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
-    """Median over rounds of our round median / theirs, with a bootstrap interval over paired rounds.
+def paired_ratio(ours: Sequence[float], theirs: Sequence[float], floor: float = 0.0) -> tuple[float, float, float]:
+    """Median over rounds of our round median / theirs, with the sign-test interval over paired rounds.
 
-    Rounds are paired (ours then theirs, moments apart), so the resampling draws round indices and keeps
-    each pair together: a slow minute moves both sides of its pair. A tool reports one median a round, so
-    each round is one figure here.
+    Rounds are paired (ours then theirs, moments apart): a slow minute moves both sides of its pair. A tool
+    reports one median a round, so each round is one figure here. `floor`: the machine's A/A floor, since
+    edgebench's side is one process for the whole run.
     """
     if len(ours) != len(theirs) or not len(ours):
         raise ValueError("paired rounds needed on both sides")
-    return ratio_interval([[x] for x in ours], [[x] for x in theirs], seed=seed, paired=True)
+    return ratio_interval([[x] for x in ours], [[x] for x in theirs], paired=True, floor=floor)
 
 
 def verdict(low: float, high: float) -> str:
@@ -139,39 +135,31 @@ def run_tool(tool: Tool, artifact: Path, x: Path, threads: int, seconds: float, 
 def validate(model: str, threads: int, repeats: int, seconds: float, out: Path,
              say: Callable[[str], None] = print) -> list[str]:
     """Export, then interleave edgebench's rounds with each tool's; returns the result lines (also in out)."""
-    from rich.console import Console
-
-    from bench.environment import package_versions
+    from bench.environment import cpu_info, package_versions
     from bench.isolation import ChildSession
-    from bench.progress import Reporter
+    from bench.measure.floor import load, machine_key
     from bench.runlog import RunLog
-    from bench.runner import Job, Runner, save_reference
-    from models import load_model
+    from bench.validate.prepare import export_all
     from runtimes import get_runtime
 
+    floor = load(machine_key(cpu_info(), threads, package_versions()), model)
     runtimes = tuple(dict.fromkeys(t.runtime for t in TOOLS))
     timing = TimingConfig(warmup_iters=10, warmup_s=0.5, min_iters=20, min_s=seconds, max_s=max(60.0, seconds * 5))
-    config = BenchConfig(model=model, runtimes=runtimes, threads=threads, timing=timing, repeats=repeats, out=out)
-    loaded = load_model(model, None, config.seed)
-    out.mkdir(parents=True, exist_ok=True)
     log = RunLog()
+    out.mkdir(parents=True, exist_ok=True)
     log.attach(out / "run.log")
-    runner = Runner(config, Reporter(Console(stderr=True)), log)
-    runner.versions = package_versions()
-    reference = save_reference(loaded, (1,), out / "reference", config.seed)
-    base = {"model": loaded.name, "weights": loaded.weights, "threads": threads, "dataset": "", "compression": "none"}
     sessions, artifacts = {}, {}
     try:
+        exported = export_all(model, runtimes, threads, timing, repeats, out, log)
+        reference, config = exported.reference, exported.config
         for name in runtimes:
-            job = Job("cpu", get_runtime(name), "fp32", 1)
-            row, spec, job_dir = runner.export(job, reference, (reference.folder, reference.info), "", out, base,
-                                               loaded.source)
-            if spec is None:
-                say(f"{row.format}: cannot validate: {row.error}")
+            if name in exported.errors:
+                say(f"{get_runtime(name).label}: cannot validate: {exported.errors[name]}")
                 continue
-            session = ChildSession(spec, job_dir, threads, config.timeout_s)
+            spec = exported.specs[name]
+            session = ChildSession(spec, exported.job_dirs[name], threads, config.timeout_s)
             if session.ready() is None:
-                say(f"{row.format}: cannot validate: {session.finish().error}")
+                say(f"{get_runtime(name).label}: cannot validate: {session.finish().error}")
                 continue
             sessions[name], artifacts[name] = session, Path(spec.artifact)
         keys = [key for name in sessions for key in [("edgebench", name)] +
@@ -210,10 +198,11 @@ def validate(model: str, threads: int, repeats: int, seconds: float, out: Path,
                 continue
             a = [float(np.median(r.samples_ms)) for r in ours.kept]
             b = [r.samples_ms[0] for r in theirs.kept]
-            ratio, low, high = paired_ratio(a, b)
+            ratio, low, high = paired_ratio(a, b, floor.floor)
             lines.append(f"{label} vs {tool.name}: edgebench p50 {np.median(a):.3f} ms, tool {np.median(b):.3f} ms, "
                          f"ratio {ratio:.3f} (95% CI {low:.3f}-{high:.3f}), {verdict(low, high)}")
-    _write_report(out, model, threads, repeats, seconds, lines)
+    _write_report(out, model, threads, repeats, seconds, lines + [f"A/A floor added to each interval: "
+                                                                    f"{floor.describe()}"])
     return lines
 
 
@@ -222,40 +211,6 @@ def _write_report(out: Path, model: str, threads: int, repeats: int, seconds: fl
     (out / "VALIDATE.md").write_text(
         f"# edgebench against each runtime's own tool: {model}, batch 1, {threads} thread(s)\n\n"
         f"{repeats} rounds of {seconds:g} s each, edgebench's round then the tool's, runtime after runtime; "
-        "ratio = median over rounds of edgebench's round median / the tool's, 95% interval from a paired "
-        "bootstrap over rounds.\n\n" + "\n".join(f"- {line}" for line in lines) + f"\n\nTools:\n{tools}\n")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="edgebench-validate", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet18", help="model to validate on [resnet18]")
-    parser.add_argument("--threads", type=int, default=default_threads(), help="threads for every side [all cores]")
-    parser.add_argument("--repeats", type=int, default=5, help="rounds per side [5]")
-    parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per round [2]")
-    parser.add_argument("--out", type=Path, default=None, help="folder [results/validate-<time>]")
-    args = parser.parse_args(argv)
-    from bench.runner import RESULTS_DIR
-
-    out = args.out or RESULTS_DIR / f"validate-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    t0 = time.monotonic()
-    try:
-        if not 1 <= args.repeats <= 100:
-            raise UsageError(f"bad repeats {args.repeats!r}: expected 1 to 100")
-        if not args.seconds > 0:
-            raise UsageError(f"bad seconds {args.seconds!r}: expected a duration > 0")
-        lines = validate(args.model, args.threads, args.repeats, args.seconds, out,
-                         say=lambda text: print(text, file=sys.stderr))
-    except UsageError as exc:
-        print(f"edgebench-validate: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("edgebench-validate: interrupted", file=sys.stderr)
-        return 130
-    print(f"\nValidated in {time.monotonic() - t0:.0f} s; {out / 'VALIDATE.md'}")
-    for line in lines:
-        print(line)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        "ratio = median over rounds of edgebench's round median / the tool's, 95% sign-test interval over "
+        "the paired rounds, widened by the machine's A/A floor.\n\n" + "\n".join(f"- {line}" for line in lines)
+        + f"\n\nTools:\n{tools}\n")

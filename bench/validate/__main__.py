@@ -1,0 +1,106 @@
+"""`make validate` (both checks) and `make calibrate` (the A/A runs alone): one line per finding, files in OUT."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.config import BenchConfig, TimingConfig, default_threads
+from bench.errors import UsageError
+
+CHECKS = ("tools", "aa")
+
+
+def cpu_runtimes() -> tuple[str, ...]:
+    """The runtimes that can export and run fp32 on this CPU (with their packages installed)."""
+    from runtimes import get_runtime, runtime_names
+
+    return tuple(n for n in runtime_names() if not get_runtime(n).export_unavailable("cpu", "fp32")
+                 and not get_runtime(n).run_unavailable("cpu"))
+
+
+def _write_calibration(out: Path, model: str, threads: int, pairs: int, cycles: int, lines: list[str],
+                       saved: Path | None) -> None:
+    kept = f"Kept for this machine in {saved}; runs on it read the floor from there." if saved else \
+        "Not kept (--no-save)."
+    (out / "CALIBRATE.md").write_text(
+        f"# A/A runs: {model}, batch 1, {threads} thread(s)\n\n"
+        f"Per runtime, {pairs} pairs of processes on one exported artifact plus a one-thread control, all "
+        f"loaded first, then {cycles} cycles timed round-robin with `make bench`'s rounds. Each pair's speed-up "
+        "and its 95% interval are read as a table reads them; an A/A interval that excludes x1 is a false "
+        "positive. The floor is 1.96 x the root mean square of the A/A log ratios; each pair is judged with "
+        f"the floor of the others.\n\n" + "\n".join(f"- {line}" for line in lines) + f"\n\n{kept}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    d = BenchConfig.__dataclass_fields__
+    parser = argparse.ArgumentParser(prog="edgebench-validate", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=CHECKS, default=None,
+                        help="tools: edgebench against each runtime's own tool; aa: the A/A runs [both]")
+    parser.add_argument("--model", default="resnet18", help="model to validate on [resnet18]")
+    parser.add_argument("--threads", type=int, default=default_threads(), help="threads for every side [all cores]")
+    parser.add_argument("--repeats", type=int, default=8, help="tools: rounds per side [8]")
+    parser.add_argument("--seconds", type=float, default=2.0, help="tools: timed seconds per round [2]")
+    parser.add_argument("--pairs", type=int, default=7, help="aa: pairs of processes per runtime [7]")
+    parser.add_argument("--cycles", type=int, default=d["repeats"].default,
+                        help=f"aa: cycles, as `make bench`'s rounds [{d['repeats'].default}]")
+    parser.add_argument("--duration", type=float, default=TimingConfig.min_s,
+                        help=f"aa: timed seconds per round, as `make bench`'s DURATION [{TimingConfig.min_s:g}]")
+    parser.add_argument("--runtimes", default="", help="aa: comma-separated [every CPU runtime installed]")
+    parser.add_argument("--no-save", action="store_true", help="aa: do not keep the floor for this machine")
+    parser.add_argument("--out", type=Path, default=None, help="folder [results/validate-<time>]")
+    args = parser.parse_args(argv)
+    from bench.runner import RESULTS_DIR
+
+    out = args.out or RESULTS_DIR / f"validate-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    say = lambda text: print(text, file=sys.stderr)  # noqa: E731
+    t0 = time.monotonic()
+    lines: list[str] = []
+    try:
+        if not 1 <= args.repeats <= 100:
+            raise UsageError(f"bad repeats {args.repeats!r}: expected 1 to 100")
+        if not args.seconds > 0:
+            raise UsageError(f"bad seconds {args.seconds!r}: expected a duration > 0")
+        if not 1 <= args.pairs <= 50:
+            raise UsageError(f"bad pairs {args.pairs!r}: expected 1 to 50 pairs of processes per runtime")
+        if not 0 < args.duration <= 60:
+            raise UsageError(f"bad duration {args.duration!r}: expected seconds per round, more than 0 and at most 60")
+        if not 2 <= args.cycles <= 100:
+            raise UsageError(f"bad cycles {args.cycles!r}: expected 2 to 100")
+        available = cpu_runtimes()
+        runtimes = tuple(r.strip() for r in args.runtimes.split(",") if r.strip()) or available
+        for name in runtimes:
+            if name not in available:
+                raise UsageError(f"unknown or unavailable runtime {name!r}: choose from {', '.join(available)}")
+        if args.only in (None, "tools"):
+            from bench.validate.tools import validate
+
+            lines += validate(args.model, args.threads, args.repeats, args.seconds, out, say=say)
+        if args.only in (None, "aa"):
+            from bench.measure.floor import save
+            from bench.validate.aa import calibrate
+
+            timing = TimingConfig(min_s=args.duration)
+            found, floor, _ = calibrate(args.model, runtimes, args.threads, args.pairs, out / "aa", timing,
+                                        args.cycles, say=say)
+            saved = None if args.no_save else save(floor)
+            _write_calibration(out, args.model, args.threads, args.pairs, args.cycles, found, saved)
+            lines += found
+    except UsageError as exc:
+        print(f"edgebench-validate: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgebench-validate: interrupted", file=sys.stderr)
+        return 130
+    print(f"\nValidated in {time.monotonic() - t0:.0f} s; {out}")
+    for line in lines:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

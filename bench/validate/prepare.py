@@ -1,0 +1,51 @@
+"""Exports a model for some runtimes as `make bench` does, so a check of the harness times the very same files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.config import BenchConfig, TimingConfig
+from bench.job import MeasureJob
+
+
+@dataclass
+class Exported:
+    """What the checks need: each runtime's measuring job (its artifact exported), or why it has none."""
+
+    config: BenchConfig
+    model: str  # the model's name, as rows and stored floors name it
+    reference: object  # bench.runner.Reference: the timed input and PyTorch's outputs
+    specs: dict[str, MeasureJob] = field(default_factory=dict)
+    job_dirs: dict[str, Path] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def export_all(model: str, runtimes: tuple[str, ...], threads: int, timing: TimingConfig, repeats: int,
+               out: Path, log: object) -> Exported:
+    """Export `model` for each runtime (through the artifact cache) into `out`; `log` is the run's RunLog."""
+    from rich.console import Console
+
+    from bench.environment import package_versions
+    from bench.progress import Reporter
+    from bench.runner import Job, Runner, save_reference
+    from models import load_model
+    from runtimes import get_runtime
+
+    config = BenchConfig(model=model, runtimes=runtimes, threads=threads, timing=timing, repeats=repeats, out=out)
+    loaded = load_model(model, None, config.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    runner = Runner(config, Reporter(Console(stderr=True)), log)
+    runner.versions = package_versions()
+    reference = save_reference(loaded, (1,), out / "reference", config.seed)
+    base = {"model": loaded.name, "weights": loaded.weights, "threads": threads, "dataset": "", "compression": "none"}
+    done = Exported(config, loaded.name, reference)
+    for name in runtimes:
+        job = Job("cpu", get_runtime(name), "fp32", 1)
+        row, spec, job_dir = runner.export(job, reference, (reference.folder, reference.info), "", out, base,
+                                           loaded.source)
+        if spec is None:
+            done.errors[name] = row.error or row.status
+        else:
+            done.specs[name], done.job_dirs[name] = spec, job_dir
+    return done
