@@ -53,6 +53,7 @@ BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHT
 	$(if $(FLEET),--fleet $(FLEET)) $(if $(DEVICES),--devices $(DEVICES))
 
 RUNS         ?=
+PAIRS        ?=
 
 .PHONY: bench test lint list help report compare recommend study validate calibrate mutation clean-venv clean-cache \
 	install-gpu install-cpu gpu-check

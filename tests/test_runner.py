@@ -13,6 +13,7 @@ from rich.console import Console
 
 import runtimes
 from bench.config import BenchConfig, TimingConfig
+from bench.measure.floor import DEFAULT as DEFAULT_FLOOR
 from bench.measure.rounds import NoiseGuard
 from bench.progress import Reporter
 from bench.results import read_rows
@@ -84,8 +85,15 @@ def test_all_cpu_runtimes_end_to_end(tmp_path):
     env = json.loads((run_dir / "environment.json").read_text())
     assert env["packages"]["torch"] and env["cpu"] and env["threads"] == 1 and env["harness_overhead_us"] > 0
     assert env["gemm_peak_gflops"]["fp32"] > 0 and env["repeats"] == 2
+    assert env["aa_floor"]["floor"] == DEFAULT_FLOOR.floor and env["aa_floor"]["comparisons"] == 0  # none stored
     table = (run_dir / "table.md").read_text()
     assert "| ONNX Runtime | fp32 | 4 | ok" in table  # may carry a (noisy) flag on a busy machine
+    assert "- A/A floor (" in table and "±3.0% (default, not measured on this machine" in table
+    assert "sign-test interval over the cycles (50.0% over 2, below 95%: more REPEATS give 95%)" in table
+    for row in rows:  # the default floor widens every speed-up: identical rows read within noise
+        if row.runtime == "pytorch" and row.batch == 1:
+            assert row.speedup_ci_low <= 1 / (1 + DEFAULT_FLOOR.floor) + 1e-9 < 1 + DEFAULT_FLOOR.floor - 1e-9 \
+                <= row.speedup_ci_high
     assert not (run_dir / "artifacts").exists()  # exported models are removed unless asked to keep them
     assert read_rows(run_dir) == rows
 
