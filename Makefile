@@ -54,8 +54,9 @@ BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHT
 
 RUNS         ?=
 PAIRS        ?=
+RUN_COUNT    ?=
 
-.PHONY: bench test lint list help report compare recommend study validate calibrate mutation clean-venv clean-cache \
+.PHONY: bench test lint list help report compare recommend study validate calibrate calibrate-runs mutation clean-venv clean-cache \
 	install-gpu install-cpu gpu-check
 
 bench: $(STAMP)
@@ -98,6 +99,11 @@ study: $(STAMP)
 validate: $(STAMP)
 	@$(PY) -m bench.validate $(if $(MODEL),--model $(MODEL)) $(if $(THREADS),--threads $(THREADS)) \
 	$(if $(REPEATS),--repeats $(REPEATS)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(OUT),--out $(OUT))
+
+# Repeated runs of one configuration: the between-run floor `make compare`'s gate must clear on this machine.
+calibrate-runs: $(STAMP)
+	@$(PY) -m bench.validate --only runs $(if $(MODEL),--model $(MODEL)) $(if $(THREADS),--threads $(THREADS)) \
+	$(if $(RUN_COUNT),--runs $(RUN_COUNT)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(OUT),--out $(OUT))
 
 # A/A runs: pairs of processes timing one file per CPU runtime; measures and keeps this machine's A/A floor.
 calibrate: $(STAMP)

@@ -84,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
               f"(rows also as {path.parent / 'rows.csv'} and rows.parquet)")
         return 0
     if args.command == "compare":
-        from reports.compare import compare, comparison_table
+        from reports.compare import compare, comparison_table, gate_floor
         from reports.runs import load_run
 
         base, new = load_run(args.base), load_run(args.new)
@@ -94,8 +94,9 @@ def _run(args: argparse.Namespace) -> int:
         print(comparison_table(changes), end="")
         bad = [c for c in changes if c.regression]
         unpaired = sum("unpaired" in c.accuracy or "not tested" in c.accuracy for c in changes)
-        floor = max(base.floor, new.floor)
-        print(f"\n{len(bad)} regression(s) beyond {args.threshold:.0%}, the A/A floor (±{floor:.1%}) and the noise "
+        floor = gate_floor(base, new, sum(c.base is not None and c.new is not None for c in changes))
+        print(f"\n{len(bad)} regression(s) beyond {args.threshold:.0%}, the machine's floor "
+              f"(±{floor:.1%}: A/A, or between runs where measured) and the noise "
               f"(accuracy lost: "
               f"{sum(c.accuracy_lost for c in changes)}); {sum(c.verdict == 'faster' for c in changes)} row(s) "
               f"faster; {sum(c.verdict.startswith('only') for c in changes)} row(s) in one run only"

@@ -1,18 +1,22 @@
 """`make compare`: two stored runs lined up row by row, and a gate a CI pipeline can fail on.
 
-A change is called a regression only when it exceeds the threshold (5% by default), the machine's A/A floor
-(what two processes timing one file differ by, `bench.measure.floor`; the larger of the two runs') and the
-noise: the 95% interval of new p50 / base p50, bootstrapped from both runs' kept samples (rounds, then
-samples) and widened by that floor, must exclude 1. A noise-level change is reported with its interval and
-passes. An accuracy loss fails the gate only when McNemar's exact test on the images both runs scored says so
-(Holm-adjusted across the rows); runs without per-image results fall back to an unpaired test, and say so.
+A change is called a regression only when it exceeds the threshold (5% by default), the machine's floor
+(`gate_floor`: what two processes timing one file differ by, and where measured what two runs of one
+configuration differ by, for the whole family of rows) and the noise: the 95% interval of new p50 / base p50,
+bootstrapped from both runs' kept samples (rounds, then samples) and widened by that floor, must exclude 1.
+A noise-level change is reported with its interval and passes. An accuracy loss fails the gate only when
+McNemar's exact test on the images both runs scored says so (Holm-adjusted across the rows); runs without
+per-image results fall back to an unpaired test, and say so.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from bench.errors import UsageError
+from bench.measure.floor import Z95
 from bench.measure.paired import ALPHA, holm
 from bench.measure.stats import ratio_interval, widen
 from bench.report import latency_cell, markdown_grid
@@ -112,6 +116,17 @@ def environment_warnings(base: Run, new: Run) -> list[str]:
     return warnings
 
 
+def gate_floor(base: Run, new: Run, rows: int) -> float:
+    """The least change the gate may call one: the larger of the runs' A/A floors and their between-run floor
+    (`bench.validate.runs`), the latter for the whole family of `rows` rows compared, so that two runs of one
+    configuration fail the gate 5 times in 100 at most, not 5% per row (its z from 1.96 to Bonferroni's)."""
+    from scipy.stats import norm
+
+    between = max(base.between_runs, new.between_runs)
+    family = float(np.expm1(np.log1p(between) * norm.ppf(1 - 0.025 / max(rows, 1)) / Z95)) if between else 0.0
+    return max(base.floor, new.floor, family)
+
+
 def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change], list[str]]:
     """Every row of both runs, matched by model, compression, runtime, precision, target and batch; rows
     present in one run only are listed, not dropped. Two fleet runs compare each device with itself; a fleet
@@ -128,10 +143,10 @@ def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change],
         for other in set(unpinned.values()):
             single.pop(other, None)
     by_device = base_fleet or new_fleet
-    floor = max(base.floor, new.floor)
     if not set(base_rows) & set(new_rows):
         raise UsageError(f"{base.folder} and {new.folder} have no row in common (same model, compression, runtime, "
                          "precision, target and batch): nothing to compare")
+    floor = gate_floor(base, new, len(set(base_rows) & set(new_rows)))
     changes = []
     for key in dict.fromkeys([*base_rows, *new_rows]):
         a, b = base_rows.get(key), new_rows.get(key)

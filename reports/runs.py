@@ -50,6 +50,11 @@ class Run:
 
         return float((self.environment.get("aa_floor") or {}).get("floor", DEFAULT.floor))
 
+    @property
+    def between_runs(self) -> float:
+        """What two runs of one configuration differ by on the run's machine (0 where not measured)."""
+        return float((self.environment.get("aa_floor") or {}).get("between_runs", 0.0))
+
     @cached_property
     def device_machines(self) -> dict[str, str]:
         """A fleet run's devices, each with the machine it ran on (`devices/<host>/environment.json`), read once."""

@@ -124,6 +124,7 @@ def test_calibrate_measures_pairs_of_processes_and_keeps_the_floor(tmp_path, tin
     (["--runtimes", "nope"], "unknown or unavailable runtime 'nope': choose from"),
     (["--pairs", "0"], "bad pairs 0"),
     (["--cycles", "1"], "bad cycles 1"),
+    (["--only", "runs", "--runs", "3"], "bad runs 3: expected an even number"),
 ])
 def test_calibrate_refuses_bad_input_in_one_line(args, message, capsys, tmp_path):
     from bench.validate.__main__ import main
@@ -178,3 +179,56 @@ def test_the_speed_up_plot_greys_bars_within_noise_and_shades_the_floor():
     shaded = [p for p in ax.patches if p not in bars]
     assert len(shaded) == 1 and shaded[0].get_x() == pytest.approx(1 / 1.03)
     assert len(plots.speedups(rows, "t").axes[0].patches) == 3  # no floor: no band
+
+
+def test_the_between_run_floor_pairs_runs_and_ignores_rows_in_one_run_only():
+    from bench.validate.runs import between_runs_floor
+
+    runs = [{"a": 1.0, "b": 2.0}, {"a": 1.2, "b": 2.0, "c": 5.0}, {"a": 1.0}, {"a": 1.0 / 1.2}]
+    floor, pairs, ratios = between_runs_floor(runs)
+    assert pairs == 2 and ratios == pytest.approx([np.log(1.2), 0.0, -np.log(1.2)])
+    assert floor == pytest.approx(np.expm1(floors.Z95 * np.log(1.2) * np.sqrt(2 / 3)))
+    with pytest.raises(ValueError, match="at least one pair"):
+        between_runs_floor([{"a": 1.0}])
+
+
+def test_the_compare_gate_clears_the_between_run_floor_of_either_run(tmp_path):
+    from reports.compare import compare
+    from reports.runs import Run
+
+    base = Run(tmp_path / "a", [_row(10.0)], {"aa_floor": {"floor": 0.0, "between_runs": 0.4}})
+    new = Run(tmp_path / "b", [_row(12.0)], {"aa_floor": {"floor": 0.0}})
+    assert [c.verdict for c in compare(base, new)[0]] == ["below threshold"]
+    base.environment["aa_floor"]["between_runs"] = 0.0
+    assert [c.verdict for c in compare(base, new)[0]] == ["regression"]
+
+
+def test_repeated_runs_keep_a_between_run_floor_beside_the_machines_a_a_floor(tmp_path, tiny_model_source,
+                                                                               monkeypatch):
+    """Two real runs of ONNX Runtime on the tiny model: one pair, its ratio, the floor kept for the model."""
+    from bench.validate.__main__ import main
+
+    monkeypatch.setenv("EDGEBENCH_FLOOR_DIR", str(tmp_path / "floors"))
+    assert main(["--only", "runs", "--model", tiny_model_source, "--runtimes", "onnxruntime", "--runs", "2",
+                 "--threads", "1", "--out", str(tmp_path / "r")]) == 0
+    stored = [json.loads(p.read_text()) for p in (tmp_path / "floors").glob("*/*.json")]
+    assert len(stored) == 1 and stored[0]["run_pairs"] == 1 and stored[0]["between_runs"] > 0
+    assert stored[0]["comparisons"] == 0  # no A/A runs yet: its A/A floor is still the default's
+    assert (tmp_path / "r" / "runs" / "run2" / "rows.jsonl").exists()
+
+
+def test_the_gate_floor_covers_the_whole_family_of_rows(tmp_path):
+    """A between-run floor of 43% (95% per row) becomes Bonferroni's for 4 rows, so that two runs of one
+    configuration fail the gate at most 5 times in 100, not 19: measured here, 0 of 10 such pairs failed with
+    it where 3 of 10 failed without."""
+    from scipy.stats import norm
+
+    from reports.compare import gate_floor
+    from reports.runs import Run
+
+    base = Run(tmp_path / "a", [], {"aa_floor": {"floor": 0.01, "between_runs": 0.43}})
+    new = Run(tmp_path / "b", [], {"aa_floor": {"floor": 0.02}})
+    assert gate_floor(base, new, 1) == pytest.approx(0.43)
+    z4 = norm.ppf(1 - 0.025 / 4)
+    assert gate_floor(base, new, 4) == pytest.approx(np.expm1(np.log(1.43) * z4 / floors.Z95))
+    assert gate_floor(Run(tmp_path / "c", [], {}), new, 4) == floors.DEFAULT.floor  # no between-run floor

@@ -98,7 +98,8 @@ def test_compare_flags_an_injected_20_percent_regression_and_passes_a_noise_leve
                         "m Pytorch fp32 b1 cpu": "only in base",
                         "m Coreml fp32 b1 cpu": "only in new"}
     assert "warning: different library versions: torch 2.14.1 -> 2.15.0" in out
-    assert "1 regression(s) beyond 5%, the A/A floor (±3.0%) and the noise" in out  # no floor stored: the default
+    assert "1 regression(s) beyond 5%, the machine's floor (±3.0%: A/A, or between runs where measured) and the " \
+        "noise" in out
     # The same noise-level change alone passes the gate.
     calm = write_run(tmp_path / "calm", [result("openvino", 10.1)], seed=3)
     assert main(["compare", str(base), str(calm), "--threshold", "0.05"]) == 0

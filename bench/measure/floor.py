@@ -43,6 +43,8 @@ class AAFloor:
     false_positives_without: int = 0  # the same intervals without the floor (cycles alone)
     key: str = ""  # the machine key it belongs to
     model: str = ""  # the model it was measured on
+    between_runs: float = 0.0  # relative: two runs of one configuration, minutes apart, differ within it 95 in 100
+    run_pairs: int = 0  # pairs of runs `between_runs` was estimated from (0: not measured)
 
     @property
     def measured(self) -> bool:

@@ -9,10 +9,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from bench.config import BenchConfig, TimingConfig, default_threads
 from bench.errors import UsageError
 
-CHECKS = ("tools", "aa")
+CHECKS = ("tools", "aa", "runs")
 
 
 def cpu_runtimes() -> tuple[str, ...]:
@@ -36,11 +38,38 @@ def _write_calibration(out: Path, model: str, threads: int, pairs: int, cycles: 
         f"the floor of the others.\n\n" + "\n".join(f"- {line}" for line in lines) + f"\n\n{kept}\n")
 
 
+def _between_runs(args: argparse.Namespace, runtimes: tuple[str, ...], out: Path, say) -> list[str]:
+    """Repeated runs; the between-run floor kept beside this machine's A/A floor for the model."""
+    import dataclasses
+
+    from bench.environment import cpu_info, package_versions
+    from bench.measure.floor import load, machine_key, save
+    from bench.validate.runs import between_runs_floor, measure_runs
+    from models import load_model
+
+    p50s = measure_runs(args.model, runtimes, args.threads, args.runs, out / "runs", say)
+    floor, pairs, ratios = between_runs_floor(p50s)
+    spread = np.exp(np.abs(ratios))
+    lines = [f"Between runs: {pairs} pairs of runs, {len(ratios)} row ratios, median x{np.median(spread):.3f}, "
+             f"largest x{spread.max():.3f}; between-run floor ±{floor:.1%} (1.96 x their root mean square): "
+             f"`make compare` calls nothing smaller a change on this machine"]
+    if not args.no_save:
+        name = load_model(args.model, None, 0).name
+        key = machine_key(cpu_info(), args.threads, package_versions())
+        stored = load(key, name)
+        if stored.model != name:  # nothing of its own yet: start its record from the default
+            stored = dataclasses.replace(stored, comparisons=0, key=key, model=name,
+                                         source=f"default; between-run floor measured {dt.date.today()}")
+        lines.append(f"Kept in {save(dataclasses.replace(stored, between_runs=floor, run_pairs=pairs))}")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     d = BenchConfig.__dataclass_fields__
     parser = argparse.ArgumentParser(prog="edgebench-validate", description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=CHECKS, default=None,
-                        help="tools: edgebench against each runtime's own tool; aa: the A/A runs [both]")
+                        help="tools: edgebench against each runtime's own tool; aa: the A/A runs; runs: repeated "
+                             "runs for the compare gate's between-run floor [tools and aa]")
     parser.add_argument("--model", default="resnet18", help="model to validate on [resnet18]")
     parser.add_argument("--threads", type=int, default=default_threads(), help="threads for every side [all cores]")
     parser.add_argument("--repeats", type=int, default=8, help="tools: rounds per side [8]")
@@ -51,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=TimingConfig.min_s,
                         help=f"aa: timed seconds per round, as `make bench`'s DURATION [{TimingConfig.min_s:g}]")
     parser.add_argument("--runtimes", default="", help="aa: comma-separated [every CPU runtime installed]")
+    parser.add_argument("--runs", type=int, default=10, help="runs: how many runs, paired 1-2, 3-4, ... [10]")
     parser.add_argument("--no-save", action="store_true", help="aa: do not keep the floor for this machine")
     parser.add_argument("--out", type=Path, default=None, help="folder [results/validate-<time>]")
     args = parser.parse_args(argv)
@@ -69,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"bad pairs {args.pairs!r}: expected 1 to 50 pairs of processes per runtime")
         if not 0 < args.duration <= 60:
             raise UsageError(f"bad duration {args.duration!r}: expected seconds per round, more than 0 and at most 60")
+        if not 2 <= args.runs <= 100 or args.runs % 2:
+            raise UsageError(f"bad runs {args.runs!r}: expected an even number from 2 to 100 (runs are paired)")
         if not 2 <= args.cycles <= 100:
             raise UsageError(f"bad cycles {args.cycles!r}: expected 2 to 100")
         available = cpu_runtimes()
@@ -90,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             saved = None if args.no_save else save(floor)
             _write_calibration(out, args.model, args.threads, args.pairs, args.cycles, found, saved)
             lines += found
+        if args.only == "runs":
+            lines += _between_runs(args, runtimes, out, say)
     except UsageError as exc:
         print(f"edgebench-validate: error: {exc}", file=sys.stderr)
         return 2
