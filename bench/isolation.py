@@ -161,6 +161,7 @@ class ChildSession:
         self.start = time.monotonic()
         self.phase = "starting"
         self.timed_out = False
+        self.finish_s: float | None = None
         # The wrapper's own limit is only a last resort: this parent enforces the per-step timeout.
         self.proc, self.report, self.log_path = _spawn("measure", job, job_dir, threads, timeout_s * 1000,
                                                        subprocess.PIPE)
@@ -211,7 +212,9 @@ class ChildSession:
         return self._await(answer)
 
     def finish(self) -> ChildOutcome:
-        """Ask for the closing figures (accuracy, details), let the child exit, and report what it came to."""
+        """Ask for the closing figures (accuracy, details), let the child exit, and report what it came to.
+        Asked again, it reports the same (the child has gone; its files say what it came to)."""
+        t0 = time.monotonic()
         if self.proc.poll() is None and not self.timed_out and self._send("finish"):
             self._await(self.job_dir / RESULT_FILE)
             try:
@@ -224,6 +227,8 @@ class ChildSession:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         final = _read_phase(self.job_dir) or self.phase
+        if self.finish_s is None:  # the first time: how long scoring and closing took
+            self.finish_s = time.monotonic() - t0
         return _outcome(self.job_dir, self.report, self.log_path, final, self.timeout_s,
                         time.monotonic() - self.start, self.timed_out)
 

@@ -477,6 +477,8 @@ class Runner:
             def on_round(key: Hashable, round_no: int) -> None:
                 self.reporter.phase(timed[key][1], f"round {round_no + 1}/{self.config.stopping.most}")
 
+            done_rows: list[tuple[Hashable, RowRounds]] = []
+
             def on_done(key: Hashable, rounds: RowRounds) -> None:
                 if key not in sessions:  # an anchor: it stays loaded for the next variant, unless it failed
                     if rounds.error:
@@ -484,6 +486,16 @@ class Runner:
                                     key, rounds.error)
                         self.drop_anchor(timed[key][0])
                     return
+                done_rows.append((key, rounds))  # closed once nothing is timed any more (below)
+
+            interleave(order, self.config.stopping, run_round, self.config.noise_guard,
+                       on_round=on_round, on_done=on_done, anchors=anchors, state=state,
+                       name=lambda key: timed[key][1])
+            # Nothing is timed now: the rows' children score accuracy and close all at once (each waits on its
+            # own child), then each row is filled in order. Closing one by one cost a second or two a row.
+            with ThreadPoolExecutor(max_workers=max(len(done_rows), 1)) as pool:
+                list(pool.map(lambda done: sessions[done[0]][0].finish(), done_rows))
+            for key, rounds in done_rows:
                 session, ready = sessions[key]
                 row = rows[key]
                 measured = self._finish(row, session, Path(session.job_dir), ready, rounds)
@@ -491,10 +503,6 @@ class Runner:
                     pytorch, own = (state.get(k) if k is not None else None for k in baseline_of[key])
                     annotate_ratios(row, rounds, pytorch, own, self.peaks, self.floor.floor)
                 complete(key, row, rounds if measured else None)
-
-            interleave(order, self.config.stopping, run_round, self.config.noise_guard,
-                       on_round=on_round, on_done=on_done, anchors=anchors, state=state,
-                       name=lambda key: timed[key][1])
         finally:
             for session, _ in sessions.values():
                 session.kill()
@@ -650,13 +658,12 @@ class Runner:
     def _finish(self, row: ResultRow, session: ChildSession, job_dir: Path, ready: dict[str, Any] | None = None,
                 rounds: RowRounds | None = None) -> bool:
         """Close the measuring child and fill the row from its answers; False when the row is not measured."""
-        t0 = time.monotonic()
         measured = session.finish()
         if ready is not None:  # where a row's time went, stage by stage
             start_s = session.ready_s - ready["load_s"] - ready["first_ms"] / 1e3
             logger.info("%s %s b%d stages: measuring process start and imports %.2f s, load %.2f s, first "
-                        "inference %.1f ms, accuracy and close %.2f s", row.format, row.precision, row.batch,
-                        start_s, ready["load_s"], ready["first_ms"], time.monotonic() - t0)
+                        "inference %.1f ms, accuracy and close %.2f s (rows close at once)", row.format,
+                        row.precision, row.batch, start_s, ready["load_s"], ready["first_ms"], session.finish_s)
         self.log.append_file(f"{row.format} {row.precision} b{row.batch}: measure", job_dir / "measure.log")
         error = (rounds.error if rounds is not None else "") or measured.error
         if error:
