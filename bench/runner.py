@@ -290,7 +290,7 @@ def table_header(config: BenchConfig, models: list[Any], tasks: list[Task | None
         f"{environment['harness_overhead_us']:.2f} us/iteration; dense-kernel peak (GFLOP/s) "
         f"{', '.join(f'{k} {v:g}' for k, v in environment['gemm_peak_gflops'].items())}\n"
         f"- A/A floor (two processes timing one artifact differ within it 95 times in 100; a speed-up within it "
-        f"is within noise, `~`): {AAFloor(**environment['aa_floor']).describe()}\n"
+        f"is within noise, `~`): {AAFloor(**environment.get('aa_floor', asdict(DEFAULT_FLOOR))).describe()}\n"
         f"- Date: {environment['date']}\n\n"
     )
 
