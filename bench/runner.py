@@ -23,7 +23,8 @@ from bench.job import CompressJob, MeasureJob
 from bench.measure.contents import Contents, check, clusters_of, packed_file_mb
 from bench.measure.cpuload import NOISY_FOREIGN_LOAD
 from bench.measure.floor import DEFAULT as DEFAULT_FLOOR
-from bench.measure.floor import AAFloor
+from bench.measure.floor import AAFloor, machine_key
+from bench.measure.floor import load as load_floor
 from bench.measure.peak import GEMM_SIZE, TRIES, gemm_peaks
 from bench.measure.rounds import RE_WARMUP_ITERS, RoundFailed, RoundResult, RowRounds, interleave
 from bench.measure.stats import interval_coverage
@@ -313,8 +314,6 @@ class Runner:
 
     def run(self) -> RunSummary:
         from bench.environment import capture, cpu_info, package_versions
-        from bench.measure.floor import load as load_floor
-        from bench.measure.floor import machine_key
         from bench.measure.timing import harness_overhead_us
 
         config = self.config

@@ -73,6 +73,9 @@ def test_each_aa_comparison_is_judged_with_the_floor_of_the_others():
     assert floor.false_positives == 1 and floor.false_positives_without == 4
     ratios = np.log([1.0, 1.001, 0.999, 1.002, 1.2])
     assert floor.floor == pytest.approx(np.expm1(floors.Z95 * np.sqrt(np.mean(ratios ** 2))))
+    # Of three, the whole floor (1.96 x RMS = 1.13 x the outlier's log) would cover 1.20; its own does not.
+    few, whole = judge([comparisons[0], comparisons[1], comparisons[-1]], "k", "test")
+    assert whole.floor > 0.20 and few[-1].excludes_one_floored
     with pytest.raises(ValueError, match="at least 2"):
         judge(comparisons[:1], "k", "test")
 
@@ -125,6 +128,7 @@ def test_calibrate_measures_pairs_of_processes_and_keeps_the_floor(tmp_path, tin
     (["--pairs", "0"], "bad pairs 0"),
     (["--cycles", "1"], "bad cycles 1"),
     (["--only", "runs", "--runs", "3"], "bad runs 3: expected an even number"),
+    (["--pairs", "1", "--runtimes", "onnxruntime"], "too few A/A pairs: 1 pair(s) on 1 runtime(s)"),
 ])
 def test_calibrate_refuses_bad_input_in_one_line(args, message, capsys, tmp_path):
     from bench.validate.__main__ import main

@@ -52,9 +52,7 @@ class AAFloor:
 
     def describe(self) -> str:
         """`±2.1% (measured: 42 A/A comparisons, ...)` for table headers."""
-        if not self.measured:
-            return f"±{self.floor:.1%} ({self.source})"
-        if self.source.startswith("largest"):
+        if not self.measured or self.source.startswith("largest"):  # the source says it all
             return f"±{self.floor:.1%} ({self.source})"
         return (f"±{self.floor:.1%} (measured: {self.comparisons} A/A comparisons, {self.false_positives} "
                 f"intervals excluding x1 with it and {self.false_positives_without} without; {self.source})")

@@ -202,6 +202,16 @@ def widen(ratio: float, low: float, high: float, floor: float) -> tuple[float, f
     return float(ratio * np.exp(-np.hypot(down, f))), float(ratio * np.exp(np.hypot(up, f)))
 
 
+def cycle_ratios(base_rounds: Sequence[Sequence[float]], rounds: Sequence[Sequence[float]]) -> list[float]:
+    """Each paired cycle's ratio: the baseline's round median over the row's."""
+    if len(base_rounds) != len(rounds) or not rounds:
+        raise ValueError(f"paired rounds must match one for one: {len(base_rounds)} and {len(rounds)}")
+    if not all(len(r) for r in (*base_rounds, *rounds)):
+        raise ValueError("a paired ratio needs samples in every round")
+    return [float(np.median(np.asarray(b, float)) / np.median(np.asarray(r, float)))
+            for b, r in zip(base_rounds, rounds, strict=True)]
+
+
 def ratio_interval(base_rounds: Sequence[Sequence[float]], rounds: Sequence[Sequence[float]],
                    confidence: float = 0.95, seed: int = 0, paired: bool = False,
                    floor: float = 0.0) -> tuple[float, float, float]:
@@ -216,13 +226,7 @@ def ratio_interval(base_rounds: Sequence[Sequence[float]], rounds: Sequence[Sequ
     the two sides ran in two processes, and what differs between processes holds for the whole run.
     """
     if paired:
-        if len(base_rounds) != len(rounds) or not rounds:
-            raise ValueError(f"paired rounds must match one for one: {len(base_rounds)} and {len(rounds)}")
-        if not all(len(r) for r in (*base_rounds, *rounds)):
-            raise ValueError("a paired ratio needs samples in every round")
-        per_cycle = [np.median(np.asarray(b, float)) / np.median(np.asarray(r, float))
-                     for b, r in zip(base_rounds, rounds, strict=True)]
-        ratio, low, high, _ = order_statistic_interval(per_cycle, confidence)
+        ratio, low, high, _ = order_statistic_interval(cycle_ratios(base_rounds, rounds), confidence)
     else:
         rng = np.random.default_rng(seed)
         tail = (1 - confidence) / 2

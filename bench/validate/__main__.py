@@ -34,8 +34,9 @@ def _write_calibration(out: Path, model: str, threads: int, pairs: int, cycles: 
         f"Per runtime, {pairs} pairs of processes on one exported artifact plus a one-thread control, all "
         f"loaded first, then {cycles} cycles timed round-robin with `make bench`'s rounds. Each pair's speed-up "
         "and its 95% interval are read as a table reads them; an A/A interval that excludes x1 is a false "
-        "positive. The floor is 1.96 x the root mean square of the A/A log ratios; each pair is judged with "
-        f"the floor of the others.\n\n" + "\n".join(f"- {line}" for line in lines) + f"\n\n{kept}\n")
+        "positive. The floor is 1.96 x the between-process part of the A/A log ratios (their mean square less "
+        "what each pair's own cycles explain); each pair is judged with the floor of the others.\n\n"
+        + "\n".join(f"- {line}" for line in lines) + f"\n\n{kept}\n")
 
 
 def _between_runs(args: argparse.Namespace, runtimes: tuple[str, ...], out: Path, say) -> list[str]:
@@ -45,27 +46,21 @@ def _between_runs(args: argparse.Namespace, runtimes: tuple[str, ...], out: Path
     from bench.environment import cpu_info, package_versions
     from bench.measure.floor import load, machine_key, save
     from bench.validate.runs import between_runs_floor, measure_runs
-    from models import load_model
 
-    p50s = measure_runs(args.model, runtimes, args.threads, args.runs, out / "runs", say)
+    name, p50s = measure_runs(args.model, runtimes, args.threads, args.runs, out / "runs", say)
     floor, pairs, ratios = between_runs_floor(p50s)
     spread = np.exp(np.abs(ratios))
     lines = [f"Between runs: {pairs} pairs of runs, {len(ratios)} row ratios, median x{np.median(spread):.3f}, "
              f"largest x{spread.max():.3f}; between-run floor ±{floor:.1%} (1.96 x their root mean square): "
              f"`make compare` calls nothing smaller a change on this machine"]
-    if not args.no_save:
-        name = load_model(args.model, None, 0).name
+    if not args.no_save:  # beside the model's A/A floor (or what stands in for it, whose source says so)
         key = machine_key(cpu_info(), args.threads, package_versions())
-        stored = load(key, name)
-        if stored.model != name:  # nothing of its own yet: start its record from the default
-            stored = dataclasses.replace(stored, comparisons=0, key=key, model=name,
-                                         source=f"default; between-run floor measured {dt.date.today()}")
-        lines.append(f"Kept in {save(dataclasses.replace(stored, between_runs=floor, run_pairs=pairs))}")
+        stored = dataclasses.replace(load(key, name), key=key, model=name, between_runs=floor, run_pairs=pairs)
+        lines.append(f"Kept in {save(stored)}")
     return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    d = BenchConfig.__dataclass_fields__
     parser = argparse.ArgumentParser(prog="edgebench-validate", description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=CHECKS, default=None,
                         help="tools: edgebench against each runtime's own tool; aa: the A/A runs; runs: repeated "
@@ -75,13 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=8, help="tools: rounds per side [8]")
     parser.add_argument("--seconds", type=float, default=2.0, help="tools: timed seconds per round [2]")
     parser.add_argument("--pairs", type=int, default=7, help="aa: pairs of processes per runtime [7]")
-    parser.add_argument("--cycles", type=int, default=d["repeats"].default,
-                        help=f"aa: cycles, as `make bench`'s rounds [{d['repeats'].default}]")
+    parser.add_argument("--cycles", type=int, default=BenchConfig.repeats,
+                        help=f"aa: cycles, as `make bench`'s rounds [{BenchConfig.repeats}]")
     parser.add_argument("--duration", type=float, default=TimingConfig.min_s,
                         help=f"aa: timed seconds per round, as `make bench`'s DURATION [{TimingConfig.min_s:g}]")
-    parser.add_argument("--runtimes", default="", help="aa: comma-separated [every CPU runtime installed]")
+    parser.add_argument("--runtimes", default="", help="aa, runs: comma-separated [every CPU runtime installed]")
     parser.add_argument("--runs", type=int, default=10, help="runs: how many runs, paired 1-2, 3-4, ... [10]")
-    parser.add_argument("--no-save", action="store_true", help="aa: do not keep the floor for this machine")
+    parser.add_argument("--no-save", action="store_true", help="aa, runs: do not keep the floor for this machine")
     parser.add_argument("--out", type=Path, default=None, help="folder [results/validate-<time>]")
     args = parser.parse_args(argv)
     from bench.runner import RESULTS_DIR
@@ -108,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in runtimes:
             if name not in available:
                 raise UsageError(f"unknown or unavailable runtime {name!r}: choose from {', '.join(available)}")
+        if args.only in (None, "aa") and args.pairs * len(runtimes) < 2:
+            raise UsageError(f"too few A/A pairs: {args.pairs} pair(s) on {len(runtimes)} runtime(s); a floor needs "
+                             "at least 2 (--pairs 2, or more runtimes)")
         if args.only in (None, "tools"):
             from bench.validate.tools import validate
 

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.config import BenchConfig, TimingConfig
+from bench.errors import UsageError
 from bench.measure.floor import AAFloor, estimate, leave_one_out, within_variance
-from bench.measure.rounds import NoiseGuard, RoundFailed, RoundResult, RowRounds, Stopping, interleave
-from bench.measure.stats import interval_coverage, ratio_interval
+from bench.measure.rounds import RoundFailed, RoundResult, RowRounds, Stopping, interleave
+from bench.measure.stats import cycle_ratios, interval_coverage, ratio_interval, widen
 
 logger = logging.getLogger("edgebench")
 
@@ -75,19 +76,12 @@ def judge(comparisons: Sequence[AAComparison], key: str, source: str, model: str
     whole = estimate([c.log_ratio for c in aa], within)
     judged, own = [], iter(floors)
     for c in comparisons:
-        floor = next(own) if c.kind == "A/A" else whole
-        _, low, high = _widened(c, floor)
+        low, high = widen(c.ratio, c.low, c.high, next(own) if c.kind == "A/A" else whole)
         judged.append(dataclasses.replace(c, low_floored=low, high_floored=high))
     fp = sum(c.excludes_one_floored for c in judged if c.kind == "A/A")
     fp_without = sum(c.excludes_one for c in judged if c.kind == "A/A")
     return judged, AAFloor(floor=whole, comparisons=len(aa), source=source, false_positives=fp,
                            false_positives_without=fp_without, key=key, model=model)
-
-
-def _widened(c: AAComparison, floor: float) -> tuple[float, float, float]:
-    from bench.measure.stats import widen
-
-    return (c.ratio, *widen(c.ratio, c.low, c.high, floor))
 
 
 def compare(runtime: str, kind: str, a: RowRounds, b: RowRounds) -> AAComparison:
@@ -96,11 +90,10 @@ def compare(runtime: str, kind: str, a: RowRounds, b: RowRounds) -> AAComparison
 
     base, row = paired_rounds(a, b)
     ratio, low, high = ratio_interval(base, row, paired=True)
-    cycles = tuple(float(np.log(np.median(x) / np.median(y))) for x, y in zip(base, row, strict=True))
-    return AAComparison(runtime, kind, ratio, low, high, len(row), cycles)
+    return AAComparison(runtime, kind, ratio, low, high, len(row), tuple(np.log(cycle_ratios(base, row))))
 
 
-def run_pairs(config: BenchConfig, specs: dict, job_dirs: dict[str, Path], pairs: int, out: Path,
+def run_pairs(config: BenchConfig, specs: dict, job_dirs: dict[str, Path], pairs: int,
               say: Callable[[str], None]) -> tuple[list[AAComparison], list[str]]:
     """For each runtime in turn: start 2 x `pairs` processes on its artifact and a one-thread control, ready
     them all (nothing is timed meanwhile), then time them round-robin for `config.repeats` cycles."""
@@ -125,6 +118,8 @@ def run_pairs(config: BenchConfig, specs: dict, job_dirs: dict[str, Path], pairs
                 failed = next(k for k in sessions if k not in ready)
                 problems.append(f"{label}: a process did not start: {sessions[failed].finish().error}")
             keys = [key for key, _, _ in wanted if key in ready]
+            if not keys:  # nothing of this runtime started (the problem line says why)
+                continue
 
             def run_round(key: Hashable, index: int, sessions: dict = ready, label: str = label,
                           first: Hashable = keys[0]) -> RoundResult:
@@ -169,10 +164,11 @@ def report_lines(judged: Sequence[AAComparison], floor: AAFloor, cycles: int) ->
         lines.append(f"{get_runtime(runtime).label}: {len(mine)} A/A ratios {ratios}; "
                      f"{sum(c.excludes_one for c in mine)} intervals exclude x1 from cycles alone, "
                      f"{sum(c.excludes_one_floored for c in mine)} with the floor")
-    spread = np.exp(np.abs([c.log_ratio for c in aa]))
+    logs = np.array([c.log_ratio for c in aa])
+    spread = np.exp(np.abs(logs))
     lines.append(f"A/A ratios over {n} comparisons ({cycles} cycles each, {interval_coverage(cycles):.1%} "
                  f"intervals from cycles): median |log| x{np.median(spread):.4f}, largest x{spread.max():.4f}, "
-                 f"root mean square ±{np.expm1(np.sqrt(np.mean(np.log(spread) ** 2))):.2%}; floor "
+                 f"root mean square ±{np.expm1(np.sqrt(np.mean(logs ** 2))):.2%}; floor "
                  f"±{floor.floor:.2%} (1.96 x the between-process part of that)")
     for what, k in (("cycles alone", floor.false_positives_without), ("with the floor", floor.false_positives)):
         low, high = clopper_pearson(k, n)
@@ -203,14 +199,16 @@ def calibrate(model: str, runtimes: Sequence[str], threads: int, pairs: int, out
     try:
         exported = export_all(model, tuple(runtimes), threads, timing, cycles, out, log)
         problems = [f"{get_runtime(n).label}: no artifact: {e}" for n, e in exported.errors.items()]
-        config = dataclasses.replace(exported.config, noise_guard=NoiseGuard())
-        comparisons, failed = run_pairs(config, exported.specs, exported.job_dirs, pairs, out, say)
+        comparisons, failed = run_pairs(exported.config, exported.specs, exported.job_dirs, pairs, say)
     finally:
         log.close()
     cpu = cpu_info()
     key = machine_key(cpu, threads, package_versions())
     source = (f"`make calibrate` on {cpu.get('model')}, {threads} threads, {model}, "
               f"{dt.date.today().isoformat()}")
+    if sum(c.kind == "A/A" for c in comparisons) < 2:
+        raise UsageError("fewer than 2 A/A comparisons were timed, too few for a floor: "
+                         + ("; ".join(problems + failed) or "ask for more --pairs or --runtimes"))
     judged, floor = judge(comparisons, key, source, exported.model)
     lines = problems + failed + report_lines(judged, floor, cycles)
     return lines, floor, judged

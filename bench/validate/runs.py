@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.measure.floor import Z95
+from bench.measure.floor import estimate
 
 
 def between_runs_floor(p50s: Sequence[dict[str, float]]) -> tuple[float, int, list[float]]:
@@ -29,12 +29,13 @@ def between_runs_floor(p50s: Sequence[dict[str, float]]) -> tuple[float, int, li
             ratios += [float(np.log(b[k] / a[k])) for k in common]
     if not ratios:
         raise ValueError("a between-run floor needs at least one pair of runs with a row in common")
-    return float(np.expm1(Z95 * np.sqrt(np.mean(np.square(ratios))))), pairs, ratios
+    return estimate(ratios), pairs, ratios  # no cycles to explain any of it: the whole spread
 
 
 def measure_runs(model: str, runtimes: Sequence[str], threads: int, runs: int, out: Path,
-                 say: Callable[[str], None]) -> list[dict[str, float]]:
-    """`runs` ordinary runs of the same configuration, one after another: each row's p50 by row key."""
+                 say: Callable[[str], None]) -> tuple[str, list[dict[str, float]]]:
+    """`runs` ordinary runs of the same configuration, one after another: the model's name (as rows and
+    stored floors name it), and each run's p50 per row key."""
     from rich.console import Console
 
     from bench.config import BenchConfig
@@ -42,7 +43,7 @@ def measure_runs(model: str, runtimes: Sequence[str], threads: int, runs: int, o
     from bench.runlog import RunLog
     from bench.runner import Runner
 
-    p50s = []
+    p50s, name = [], model
     for i in range(runs):
         say(f"run {i + 1}/{runs}")
         config = BenchConfig(model=model, runtimes=tuple(runtimes), threads=threads, out=out / f"run{i + 1}")
@@ -52,4 +53,5 @@ def measure_runs(model: str, runtimes: Sequence[str], threads: int, runs: int, o
         finally:
             log.close()
         p50s.append({r.key: r.p50_ms for r in summary.rows if r.status == "ok" and r.p50_ms})
-    return p50s
+        name = summary.rows[0].model if summary.rows else name
+    return name, p50s

@@ -8,8 +8,8 @@ openvino wheel; given edgebench's exact compile configuration through `-load_con
 `litert-benchmark` (in the ai-edge-litert wheel), and, for ONNX Runtime (no tool in its wheel) and for
 LiteRT's Interpreter, a minimal loop written directly on the Python API (`bench/validate/bare_loops`).
 Each comparison is the median over rounds of edgebench's round median / the tool's (rounds paired: the two
-sides of a round run moments apart), with a bootstrap interval over rounds: 1.00 means the same number,
-above 1 edgebench measured slower.
+sides of a round run moments apart), with the sign-test interval over rounds widened by the machine's A/A
+floor: 1.00 means the same number, above 1 edgebench measured slower.
 """
 
 from __future__ import annotations
@@ -142,7 +142,6 @@ def validate(model: str, threads: int, repeats: int, seconds: float, out: Path,
     from bench.validate.prepare import export_all
     from runtimes import get_runtime
 
-    floor = load(machine_key(cpu_info(), threads, package_versions()), model)
     runtimes = tuple(dict.fromkeys(t.runtime for t in TOOLS))
     timing = TimingConfig(warmup_iters=10, warmup_s=0.5, min_iters=20, min_s=seconds, max_s=max(60.0, seconds * 5))
     log = RunLog()
@@ -152,6 +151,7 @@ def validate(model: str, threads: int, repeats: int, seconds: float, out: Path,
     try:
         exported = export_all(model, runtimes, threads, timing, repeats, out, log)
         reference, config = exported.reference, exported.config
+        floor = load(machine_key(cpu_info(), threads, package_versions()), exported.model)  # as calibrate keeps it
         for name in runtimes:
             if name in exported.errors:
                 say(f"{get_runtime(name).label}: cannot validate: {exported.errors[name]}")
