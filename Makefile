@@ -57,7 +57,7 @@ PAIRS        ?=
 RUN_COUNT    ?=
 
 .PHONY: bench test lint list help report compare recommend study validate calibrate calibrate-runs mutation clean-venv clean-cache \
-	install-gpu install-cpu gpu-check
+	install-gpu install-cpu install-tensorrt install-gpu-lean gpu-check
 
 bench: $(STAMP)
 	@$(PY) -m bench $(BENCH_FLAGS)
@@ -129,23 +129,55 @@ $(STAMP): pyproject.toml
 	@mkdir -p $(VENV)
 	@echo "Setting up $(VENV) (first time: torch and the runtimes, a few minutes; log: $(VENV)/install.log)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -e '.[$(EXTRAS)]' > $(VENV)/install.log 2>&1 \
+	@{ $(if $(filter gpu-lean,$(EXTRAS)),$(LEAN_INSTALL),$(PY) -m pip install -e '.[$(EXTRAS)]' > $(VENV)/install.log 2>&1); } \
 		|| { $(INSTALL_FAILED); }
 	@touch $(STAMP)
 
 # Switch the venv between ONNX Runtime's CPU and GPU builds, leaving exactly one: both are removed first
-# (they overwrite each other's files), then the chosen extra is installed and the result checked.
+# (they overwrite each other's files), then the chosen extra is installed and the result checked. A failed GPU
+# install puts the CPU build back (the venv keeps working, and says `cpu`); TensorRT is tried last, optionally.
 install-gpu install-cpu:
 	@mkdir -p $(VENV)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "dev,yolo,$(@:install-%=%)" > $(VENV)/extras
 	@echo "Installing the $(@:install-%=%) runtimes into $(VENV) (log: $(VENV)/install.log)"
 	@$(PY) -m pip uninstall -y onnxruntime onnxruntime-gpu > $(VENV)/install.log 2>&1 || true
-	@$(PY) -m pip install $(if $(filter install-gpu,$@),--extra-index-url $(NVIDIA_INDEX)) -e '.[dev,yolo,$(@:install-%=%)]' \
-		>> $(VENV)/install.log 2>&1 \
-		|| { $(INSTALL_FAILED); }
+	@$(PY) -m pip install -e '.[dev,yolo,$(@:install-%=%)]' >> $(VENV)/install.log 2>&1 \
+		|| { $(if $(filter install-gpu,$@),$(RESTORE_CPU)) $(INSTALL_FAILED); }
+	@echo "dev,yolo,$(@:install-%=%)" > $(VENV)/extras
 	@$(PY) -m runtimes.onnxrt --check-one
 	@touch $(STAMP)
+	$(if $(filter install-gpu,$@),@$(MAKE) --no-print-directory install-tensorrt || true)
+
+# What a failed GPU install does before it reports: ONNX Runtime's CPU build back in, the venv recorded as `cpu`.
+RESTORE_CPU = echo "the GPU install failed: putting ONNX Runtime's CPU build back (log: $(VENV)/install-restore.log)"; \
+	$(PY) -m pip uninstall -y onnxruntime onnxruntime-gpu > $(VENV)/install-restore.log 2>&1; \
+	$(PY) -m pip install -e '.[dev,yolo,cpu]' >> $(VENV)/install-restore.log 2>&1 \
+	&& echo "dev,yolo,cpu" > $(VENV)/extras;
+
+# TensorRT 10 from NVIDIA's index (PyPI holds only stubs that fetch from it). Optional: where it fails, nothing
+# else changes and the TensorRT rows stay `unavailable`, saying what to install.
+install-tensorrt:
+	@echo "Installing TensorRT 10 from $(NVIDIA_INDEX) (log: $(VENV)/install-tensorrt.log)"
+	@$(PY) -m pip install --extra-index-url $(NVIDIA_INDEX) -e '.[tensorrt]' > $(VENV)/install-tensorrt.log 2>&1 \
+		|| { echo "TensorRT was not installed (see $(VENV)/install-tensorrt.log; is $(NVIDIA_INDEX) reachable?): \
+	its rows stay unavailable with the reason; the rest of the install is unchanged"; exit 1; }
+
+# On a machine whose Python already has a CUDA build of torch: a venv that sees that Python's packages, the
+# project without its dependencies, and only what GPU rows need (pyproject's `gpu-lean`): no second torch and no
+# CPU runtimes, so it fits in minutes. PYTHON= names that Python.
+install-gpu-lean:
+	@$(PYTHON) -c "import sys, torch; sys.exit(0 if torch.version.cuda else 1)" 2>/dev/null \
+		|| { echo "install-gpu-lean needs a Python with a CUDA build of torch: $(PYTHON) has none (PYTHON=...)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
+	@echo "Installing the GPU rows' packages beside $(PYTHON)'s torch (log: $(VENV)/install.log)"
+	@$(LEAN_INSTALL) || { $(INSTALL_FAILED); }
+	@echo "gpu-lean" > $(VENV)/extras
+	@touch $(STAMP)
+
+# The lean install itself, also what a pyproject.toml change reinstalls in such a venv (never a second torch).
+LEAN_INSTALL = $(PY) -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']\
+	['optional-dependencies']['gpu-lean']))" > $(VENV)/gpu-lean.txt \
+	&& { $(PY) -m pip install --no-deps -e . && $(PY) -m pip install -r $(VENV)/gpu-lean.txt; } > $(VENV)/install.log 2>&1
 
 # On a machine with an NVIDIA GPU: GPU tests, a TF32 control, and cpu,gpu runs checked row by row (bench/gpu_check.py).
 gpu-check: $(STAMP)

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = ("torch", "torchvision", "numpy", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "openvino",
-            "litert-torch", "ai-edge-litert", "coremltools", "tensorrt", "nncf", "torchao", "torch-pruning")
+            "litert-torch", "ai-edge-litert", "coremltools", "tensorrt", "tensorrt-cu13", "tensorrt-cu12", "nncf",
+            "torchao", "torch-pruning")  # TensorRT installs as a distribution named for its CUDA (tensorrt-cu13)
 
 
 def cpu_info() -> dict[str, Any]:

@@ -1,20 +1,22 @@
 """Proof of the GPU paths on a machine with an NVIDIA GPU: `python3 -m bench.gpu_check OUT_DIR`.
 
-Made for a short loan of a GPU machine that has its own Python and no network: it runs from the source tree
-(`PYTHONPATH=. python3 -m bench.gpu_check OUT_DIR`, or `make gpu-check OUT=...` in the venv) and needs only
-what the PyTorch, TorchScript and ONNX Runtime rows need. In one run of a few minutes it:
+Made for a short loan of a GPU machine (minutes, 10 a command) that has its own Python with a CUDA torch: it runs
+from the source tree (`PYTHONPATH=. python3 -m bench.gpu_check OUT_DIR`, or `make gpu-check OUT=...` in a venv,
+`make install-gpu-lean` for one beside the machine's torch) and needs only what the PyTorch, TorchScript and
+ONNX Runtime rows need. Steps, ordered by what they prove, each its own process with its own time limit
+(`bench.steps`; about 4 minutes at most in all):
 
-1. runs the GPU tests (`pytest -m gpu`, through the harness's real child processes) where pytest is installed;
-2. shows that the fp32 check can fail: resnet18 on the GPU with TF32 allowed, against the fp32 tolerance;
-3. runs `--target cpu,gpu --runtimes pytorch,torchscript,onnxruntime --precision fp32,tf32,fp16 --batch 1,8` on
-   resnet18 and the tiny test model, one run folder each under OUT_DIR;
-4. checks every GPU row: measured rows within their precision's tolerance (TF32 would fail fp32's), with
-   h2d/d2h copies and energy (or the reason there is none); ONNX Runtime's GPU rows measured where
-   onnxruntime-gpu is installed, `unavailable` with the reason where it is not.
+1. environment: torch, CUDA, the GPU, what is installed (ONNX Runtime's providers, NVML, TensorRT);
+2. the GPU tests (`pytest -m gpu`, through the harness's real child processes);
+3. the TF32 control: resnet18 on the GPU with TF32 allowed must fail the fp32 tolerance, IEEE fp32 pass it;
+4. resnet18 with `--target gpu --runtimes pytorch,torchscript,onnxruntime --precision fp32,tf32,fp16`, each
+   GPU row checked: within its precision's tolerance, h2d/d2h copies, energy or its reason; ONNX Runtime's rows
+   measured where onnxruntime-gpu is installed, `unavailable` with the reason where it is not;
+5. TensorRT and ONNX Runtime's TensorRT EP on resnet18, where `tensorrt` is installed.
 
-It prints one line per check, writes OUT_DIR/gpu_check.md (environment, checks, the CPU ms | GPU ms tables)
-and exits 1 when a check fails, 2 when there is no CUDA device. Energy needs `nvidia-ml-py`: on a machine
-without it, unpack its wheel (pure Python) into a folder on PYTHONPATH.
+Each step's verdict (proven, failed with the reason, not available with the reason) is printed and appended to
+OUT_DIR/report.md as soon as the step ends, so a kill leaves what was done; run it again in the same folder to
+do only the steps not yet proven. Exits 1 when a step failed, 2 when there is no CUDA device.
 """
 
 from __future__ import annotations
@@ -23,18 +25,20 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.isolation import PROJECT_ROOT as ROOT
 from bench.isolation import project_env
+from bench.steps import Step, Verdict, run_steps, write_verdict
 
-TINY_MODEL = f"{ROOT / 'tests' / 'assets' / 'tiny_cnn.py'}:build"
-MODELS = {"resnet18": "resnet18", "tiny": TINY_MODEL}
-BENCH_ARGS = ["--target", "cpu,gpu", "--runtimes", "pytorch,torchscript,onnxruntime", "--precision", "fp32,tf32,fp16",
-              "--batch", "1,8", "--repeats", "3", "--duration", "0.5", "--timeout", "300"]
+# GPU rows only (the CPU is not what is proven here), batch 1, the default 10 cycles, short rounds.
+BENCH_ARGS = ["--target", "gpu", "--precision", "fp32,tf32,fp16", "--batch", "1", "--duration", "0.1",
+              "--timeout", "60"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ def _environment() -> list[str]:
     if torch.cuda.is_available():
         lines.append(f"GPU: {torch.cuda.get_device_name(0)}; CPU: {platform.processor() or platform.machine()}, "
                      f"{os.cpu_count()} logical CPUs")
-    for module in ("onnxruntime", "pynvml", "pytest"):
+    for module in ("onnxruntime", "pynvml", "pytest", "tensorrt"):
         lines.append(f"{module}: {'present' if importlib.util.find_spec(module) else 'absent'}")
     if importlib.util.find_spec("onnxruntime"):
         import onnxruntime as ort
@@ -97,10 +101,10 @@ def tf32_control() -> Check:
                  f"(within: {without.within_tolerance})")
 
 
-def run_bench(name: str, model: str, out: Path) -> tuple[Check, Path]:
+def run_bench(name: str, model: str, out: Path, runtimes: str) -> tuple[Check, Path]:
     run_dir = out / name
-    done = subprocess.run([sys.executable, "-m", "bench", "--model", model, *BENCH_ARGS, "--out", str(run_dir)],
-                          cwd=ROOT, env=project_env(), capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "bench", "--model", model, "--runtimes", runtimes, *BENCH_ARGS,
+                           "--out", str(run_dir)], cwd=ROOT, env=project_env(), capture_output=True, text=True)
     tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
     return Check(f"bench {name}", done.returncode == 0, f"exit {done.returncode}: {tail[0]}"), run_dir
 
@@ -134,9 +138,89 @@ def check_rows(name: str, run_dir: Path, cuda_ep: bool) -> list[Check]:
     return checks
 
 
+STEP_FLAG = "--step"
+
+
+def plan(out: Path) -> list[Step]:
+    """The steps in order of value, with limits that keep the whole under about 4 minutes on the lent H200."""
+    def step(name: str, limit_s: float) -> Step:
+        return Step(name, (sys.executable, "-m", "bench.gpu_check", STEP_FLAG, name, str(out)), limit_s)
+
+    return [step("environment", 20), step("GPU tests", 90), step("TF32 control", 30), step("resnet18 on CUDA", 75),
+            step("TensorRT", 45)]
+
+
+def step_environment(out: Path) -> Verdict:
+    lines = _environment()
+    return Verdict("proven", lines[1] if len(lines) > 1 else lines[0], "\n".join(f"- {line}" for line in lines))
+
+
+def step_gpu_tests(out: Path) -> Verdict:
+    check = run_gpu_tests()
+    if check.detail.startswith("pytest is not installed"):
+        return Verdict("not available", check.detail)
+    return Verdict("proven" if check.passed else "failed", check.detail)
+
+
+def step_tf32(out: Path) -> Verdict:
+    check = tf32_control()
+    return Verdict("proven" if check.passed else "failed", check.detail)
+
+
+def _bench_step(out: Path, name: str, runtimes: str, cuda_ep: bool) -> Verdict:
+    run_dir = out / name
+    shutil.rmtree(run_dir, ignore_errors=True)  # a retry starts the run afresh
+    ran, run_dir = run_bench(name, "resnet18", out, runtimes)
+    checks = [ran] + (check_rows(name, run_dir, cuda_ep) if (run_dir / "rows.jsonl").exists() else [])
+    body = "\n".join(f"- {c.line()}" for c in checks)
+    if (run_dir / "table.md").exists():
+        body += "\n\n" + (run_dir / "table.md").read_text()
+    failed = [c for c in checks if not c.passed]
+    detail = f"{len(checks) - len(failed)} of {len(checks)} checks passed" + \
+        (f"; first failure: {failed[0].name}: {failed[0].detail}" if failed else "")
+    return Verdict("failed" if failed else "proven", detail, body)
+
+
+def step_resnet18(out: Path) -> Verdict:
+    return _bench_step(out, "resnet18-cuda", "pytorch,torchscript,onnxruntime", _cuda_ep())
+
+
+def step_tensorrt(out: Path) -> Verdict:
+    if importlib.util.find_spec("tensorrt") is None:
+        return Verdict("not available", "tensorrt is not installed (make install-tensorrt, or pip install "
+                       "'tensorrt-cu13>=10.13,<11' from https://pypi.nvidia.com)")
+    return _bench_step(out, "resnet18-tensorrt", "tensorrt,onnxruntime-trt", True)
+
+
+STEPS: dict[str, Callable[[Path], Verdict]] = {
+    "environment": step_environment, "GPU tests": step_gpu_tests, "TF32 control": step_tf32,
+    "resnet18 on CUDA": step_resnet18, "TensorRT": step_tensorrt,
+}
+
+
+def _cuda_ep() -> bool:
+    if importlib.util.find_spec("onnxruntime") is None:
+        return False
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def run_step(name: str, out: Path) -> int:
+    """One step, in its own process: its verdict on disk, whatever happens inside it."""
+    try:
+        verdict = STEPS[name](out)
+    except Exception as exc:  # a step's own failure is its verdict, with the reason
+        verdict = Verdict("failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    write_verdict(out, name, verdict)
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python3 -m bench.gpu_check OUT_DIR", file=sys.stderr)
+    if len(argv) == 3 and argv[0] == STEP_FLAG and argv[1] in STEPS:
+        return run_step(argv[1], Path(argv[2]))
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print(f"usage: python3 -m bench.gpu_check OUT_DIR (steps: {', '.join(STEPS)})", file=sys.stderr)
         return 2
     import torch
 
@@ -144,32 +228,10 @@ def main(argv: list[str]) -> int:
         print(f"no CUDA device visible to torch {torch.__version__}: nothing to check here", file=sys.stderr)
         return 2
     out = Path(argv[0])
-    out.mkdir(parents=True, exist_ok=True)
-    environment = _environment()
-    print("\n".join(environment), flush=True)
-    cuda_ep = False
-    if importlib.util.find_spec("onnxruntime"):
-        import onnxruntime as ort
-
-        cuda_ep = "CUDAExecutionProvider" in ort.get_available_providers()
-    checks = [run_gpu_tests(), tf32_control()]
-    print(checks[0].line(), checks[1].line(), sep="\n", flush=True)
-    tables = []
-    for name, model in MODELS.items():
-        ran, run_dir = run_bench(name, model, out)
-        checks.append(ran)
-        print(ran.line(), flush=True)
-        if (run_dir / "rows.jsonl").exists():
-            for check in check_rows(name, run_dir, cuda_ep):
-                checks.append(check)
-                print(check.line(), flush=True)
-        if (run_dir / "table.md").exists():
-            tables.append(f"### {name}\n\n{(run_dir / 'table.md').read_text()}")
-    failed = [c for c in checks if not c.passed]
-    report = ["# GPU check", "", *[f"- {line}" for line in environment], "", "## Checks", "",
-              *[f"- {c.line()}" for c in checks], "", "## Tables", "", *tables]
-    (out / "gpu_check.md").write_text("\n".join(report) + "\n")
-    print(f"{len(checks) - len(failed)} of {len(checks)} checks passed; report: {out / 'gpu_check.md'}")
+    results = run_steps(plan(out), out, "GPU check")
+    failed = [step.name for step, verdict in results if verdict.status == "failed"]
+    print(f"{len(results) - len(failed)} of {len(results)} steps proven or not available here"
+          + (f"; failed: {', '.join(failed)}" if failed else "") + f"; report: {out / 'report.md'}")
     return 1 if failed else 0
 
 

@@ -12,12 +12,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.job import CompressJob, MeasureJob, save_job
-from bench.worker import PARENT_ENV, READY_FILE, RESULT_FILE, STATUS_FILE
+from bench.worker import PARENT_ENV, READY_FILE, RESULT_FILE, SCORED_FILE, STATUS_FILE
+from runtimes.base import ieee_fp32_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,7 +86,7 @@ def _spawn(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: int
     """Start `bench.worker` under the peak-RSS wrapper, in its own process group; (process, report, log)."""
     job_dir.mkdir(parents=True, exist_ok=True)
     report = job_dir / f"{mode}.rusage.json"
-    for stale in (RESULT_FILE, STATUS_FILE, READY_FILE, report.name):
+    for stale in (RESULT_FILE, STATUS_FILE, READY_FILE, SCORED_FILE, report.name):
         (job_dir / stale).unlink(missing_ok=True)
     for stale in job_dir.glob("round_*.json"):
         stale.unlink()
@@ -94,6 +96,10 @@ def _spawn(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: int
     command = [sys.executable, "-m", "bench.measure.peakrss", str(report), str(timeout_s), "--",
                sys.executable, "-m", "bench.worker", mode, str(job_path)]
     env = child_env(threads)
+    if isinstance(job, MeasureJob):  # set before any NVIDIA library loads in the child, which reads it once
+        env.update(ieee_fp32_environment(job.options.target, job.options.precision))
+        if job.options.target == "gpu":  # CUDA's device numbers in NVML's (PCI) order: energy reads the right GPU
+            env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     env[PARENT_ENV] = str(os.getpid())  # the wrapper dies with us (bench.measure.peakrss)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=stdin, cwd=PROJECT_ROOT,
@@ -146,6 +152,12 @@ def run_child(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: 
     return _outcome(job_dir, report, log_path, final, timeout_s, time.monotonic() - start)
 
 
+# A child is started with PR_SET_PDEATHSIG (bench.measure.peakrss), which fires when the *thread* that started it
+# ends, not the process: a session started from a pool's thread would die with that thread. Sessions are started
+# from this one thread instead, which lives as long as the process.
+_LAUNCHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgebench-launcher")
+
+
 class ChildSession:
     """A measuring child that stays loaded between its rounds: started once, asked for rounds, then finished.
 
@@ -162,9 +174,10 @@ class ChildSession:
         self.phase = "starting"
         self.timed_out = False
         self.finish_s: float | None = None
+        self.score_s: float | None = None  # how long scoring accuracy took, when asked apart (score())
         # The wrapper's own limit is only a last resort: this parent enforces the per-step timeout.
-        self.proc, self.report, self.log_path = _spawn("measure", job, job_dir, threads, timeout_s * 1000,
-                                                       subprocess.PIPE)
+        self.proc, self.report, self.log_path = _LAUNCHER.submit(_spawn, "measure", job, job_dir, threads,
+                                                                 timeout_s * 1000, subprocess.PIPE).result()
 
     def _await(self, answer: Path) -> dict[str, Any] | None:
         """The answer file's content once written; None when the child ended or overran the timeout first."""
@@ -211,6 +224,15 @@ class ChildSession:
             return None
         return self._await(answer)
 
+    def score(self) -> bool:
+        """Score accuracy now, while no other child computes; False when the child ended (finish() says why).
+        A child not asked scores when it finishes."""
+        t0 = time.monotonic()
+        scored = self.proc.poll() is None and not self.timed_out and self._send("score") \
+            and self._await(self.job_dir / SCORED_FILE) is not None
+        self.score_s = time.monotonic() - t0
+        return scored
+
     def finish(self) -> ChildOutcome:
         """Ask for the closing figures (accuracy, details), let the child exit, and report what it came to.
         Asked again, it reports the same (the child has gone; its files say what it came to)."""
@@ -224,10 +246,13 @@ class ChildSession:
                 self.kill()
         else:
             self.kill()
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
         final = _read_phase(self.job_dir) or self.phase
-        if self.finish_s is None:  # the first time: how long scoring and closing took
+        if self.finish_s is None:  # the first time: how long closing (and scoring, if not asked apart) took
             self.finish_s = time.monotonic() - t0
         return _outcome(self.job_dir, self.report, self.log_path, final, self.timeout_s,
                         time.monotonic() - self.start, self.timed_out)
@@ -236,6 +261,11 @@ class ChildSession:
         if self.proc.poll() is None:
             _kill_group(self.proc.pid)
             self.proc.wait()
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:  # a pipe whose reader has gone
+                pass
 
 
 def _kill_group(pgid: int, settle_s: float = 2.0) -> None:
@@ -261,7 +291,8 @@ def _group_alive(pgid: int) -> bool:
         if not entry.isdigit():
             continue
         try:
-            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):

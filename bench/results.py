@@ -179,7 +179,7 @@ COLUMNS = [f.name for f in fields(ResultRow)]
 def annotate_ratios(row: ResultRow, rounds: RowRounds, pytorch: RowRounds | None, uncompressed: RowRounds | None,
                     peaks: dict[str, float], floor: float = 0.0) -> None:
     """The row's speed-ups, each from rounds timed in the same cycles as its baseline's (paired), and its share
-    of the machine's peak.
+    of the CPU's measured peak (`peaks`, per precision; CPU rows only).
 
     `pytorch`: the rounds of PyTorch fp32, uncompressed, of the same model, target and batch; `uncompressed`:
     those of this runtime at fp32, uncompressed. Both were timed in the same round-robin as the row (the
@@ -204,7 +204,12 @@ def annotate_ratios(row: ResultRow, rounds: RowRounds, pytorch: RowRounds | None
 
     row.speedup, row.speedup_ci_low, row.speedup_ci_high = ratio(pytorch)
     row.compression_speedup, row.compression_speedup_ci_low, row.compression_speedup_ci_high = ratio(uncompressed)
-    row.peak_fraction, note = peak_share(row.gflops_per_s, peaks.get(row.precision), row.precision)
+    if row.target == "cpu":
+        row.peak_fraction, note = peak_share(row.gflops_per_s, peaks.get(row.precision), row.precision)
+    else:  # `peaks` are the CPU's: a GPU row's share of them would be a figure of nothing
+        row.peak_fraction = None
+        note = f"no % of peak on {row.target}: the dense-kernel peak is measured on the CPU only" \
+            if row.gflops_per_s else ""
     if note:
         row.details = f"{row.details}; {note}" if row.details else note
 

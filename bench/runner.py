@@ -266,6 +266,9 @@ def table_header(config: BenchConfig, models: list[Any], tasks: list[Task | None
         + (f"; accuracy on {task.label}, top-1 in each runtime, 95% Wilson interval; preprocessing: "
            f"{task.preprocessing}" if task is not None else "")
         + "\n" for m, task in zip(models, tasks, strict=True))
+    overlap = "" if config.export_jobs == 1 else \
+        (f" ({config.export_jobs} exporting or loading at once, so export_s, load_s and first_ms include their "
+         "contention; timing starts once all are loaded)")
     compression = ""
     if len(config.variants) > 1:
         compression = (f"- Compression: {', '.join(v.spec for v in config.variants)}; fine-tuning "
@@ -276,8 +279,9 @@ def table_header(config: BenchConfig, models: list[Any], tasks: list[Task | None
         f"- Machine: {environment['cpu']}, {environment['cpu_logical_cores']} logical cores, "
         f"{environment['ram_gib']} GiB RAM, {environment['os']}, Python {environment['python']}\n"
         f"- Software: {packages}; edgebench commit {environment['git_commit']}\n"
-        f"- Method: each runtime exported and measured in its own process with {config.threads} thread(s), "
-        f"kept loaded while {config.repeats} rounds are timed round-robin across the runtimes of each variant; "
+        f"- Method: each runtime exported and measured in its own process with {config.threads} thread(s)"
+        f"{overlap}, kept loaded while {config.repeats} rounds are timed round-robin across the runtimes of each "
+        f"variant; "
         f"per round a warm-up (>= {t.warmup_iters} iterations and >= {t.warmup_s:g} s in the first, "
         f"{min(t.warmup_iters, RE_WARMUP_ITERS)} iterations after), then >= {t.min_iters} timed iterations "
         f"and >= {t.min_s:g} s (at most {t.max_s:g} s); a round during which other processes used over "
@@ -434,20 +438,39 @@ class Runner:
 
         rows: list[ResultRow] = []
         sessions: dict[int, tuple[ChildSession, dict[str, Any]]] = {}
+        started: list[ChildSession] = []  # every measuring child of this variant, killed in the end whatever happens
         uncompressed = base["compression"] == "none"
+
+        def export_and_load(job: Job) -> tuple[ResultRow, MeasureJob | None, Path, ChildSession | None,
+                                               dict[str, Any] | None]:
+            """Export a row, then start its measuring child and wait until it has loaded: the child then idles
+            (blocked on its next command) while the next rows export and load."""
+            row, spec, job_dir = self.export(job, reference, made, compress_error, run_dir, base, model_source)
+            if spec is None:
+                return row, spec, job_dir, None, None
+            session = ChildSession(spec, job_dir, self.config.threads, self.config.timeout_s,
+                                   lambda phase, label=job.label: self._progress(label, phase))
+            started.append(session)
+            return row, spec, job_dir, session, session.ready()
+
         try:
-            with ThreadPoolExecutor(max_workers=self.config.export_jobs) as pool:  # threads wait on child processes
-                exported = list(pool.map(lambda job: self.export(job, reference, made, compress_error, run_dir,
-                                                                 base, model_source), jobs))
-            for job, (row, spec, job_dir) in zip(jobs, exported, strict=True):
+            # EXPORT_JOBS rows export and load at once (threads wait on child processes); later variants' anchors
+            # (the uncompressed rows' processes) start in the same pool, so nothing waits for them afterwards.
+            # Exports that train (QAT) go one at a time: two trainings of 2 threads each on 2 cores spent half
+            # their time in the kernel (OpenMP threads waiting on each other), 100-150 s each instead of ~30.
+            at_once = 1 if any(job.qat_epochs for job in jobs) else self.config.export_jobs
+            with ThreadPoolExecutor(max_workers=at_once) as pool:
+                anchors_started = [] if uncompressed else \
+                    [pool.submit(self.anchor, found, run_dir) for found in self.anchors_for(jobs, base["model"])]
+                prepared = list(pool.map(export_and_load, jobs))
+                for future in anchors_started:
+                    future.result()
+            for job, (row, spec, job_dir, session, ready) in zip(jobs, prepared, strict=True):
                 rows.append(row)
                 index = len(rows) - 1
-                if spec is None:
+                if session is None:
                     complete(index, row, None)
                     continue
-                session = ChildSession(spec, job_dir, self.config.threads, self.config.timeout_s,
-                                       lambda phase, label=job.label: self._progress(label, phase))
-                ready = session.ready()
                 if ready is None:
                     self._finish(row, session, job_dir)
                     complete(index, row, None)
@@ -490,8 +513,12 @@ class Runner:
             interleave(order, self.config.stopping, run_round, self.config.noise_guard,
                        on_round=on_round, on_done=on_done, anchors=anchors, state=state,
                        name=lambda key: timed[key][1])
-            # Nothing is timed now: the rows' children score accuracy and close all at once (each waits on its
-            # own child), then each row is filled in order. Closing one by one cost a second or two a row.
+            # Nothing is timed now: the rows' children score accuracy one at a time (scored at once, PyTorch's
+            # rows took 50-80 s instead of 1-2 s: OpenMP threads spinning on shared cores), then close all at
+            # once (each waits on its own child; closing one by one cost a second or two a row), then each row
+            # is filled in order.
+            for key, _ in done_rows:
+                sessions[key][0].score()
             with ThreadPoolExecutor(max_workers=max(len(done_rows), 1)) as pool:
                 list(pool.map(lambda done: sessions[done[0]][0].finish(), done_rows))
             for key, rounds in done_rows:
@@ -503,8 +530,14 @@ class Runner:
                     annotate_ratios(row, rounds, pytorch, own, self.peaks, self.floor.floor)
                 complete(key, row, rounds if measured else None)
         finally:
-            for session, _ in sessions.values():
+            for session in started:
                 session.kill()
+
+    def anchors_for(self, jobs: list[Job], model: str) -> list[tuple[str, str, str, int]]:
+        """The uncompressed baselines a later variant's rows are timed beside: PyTorch's and each row's own
+        runtime's, per target and batch (`pairing` pairs them)."""
+        return list(dict.fromkeys((model, runtime, job.target, job.batch) for job in jobs
+                                  for runtime in ("pytorch", job.runtime.name)))
 
     def pairing(self, jobs: list[Job], sessions: dict[int, tuple[ChildSession, dict[str, Any]]], model: str,
                 uncompressed: bool, run_dir: Path) -> tuple[dict[Hashable, tuple[ChildSession, str]],
@@ -603,9 +636,7 @@ class Runner:
         row.flops = info.flops * job.batch if info.flops else None
         if info.notes:
             row.details = info.notes
-        reason = job.runtime.export_unavailable(job.target, job.precision)
-        if not reason and job.qat_epochs:
-            reason = job.runtime.qat_unavailable()
+        reason = unavailable_before_export(job)
         if reason:
             row.status, row.error = "unavailable", reason
             return row, None, job_dir
@@ -661,8 +692,9 @@ class Runner:
         if ready is not None:  # where a row's time went, stage by stage
             start_s = session.ready_s - ready["load_s"] - ready["first_ms"] / 1e3
             logger.info("%s %s b%d stages: measuring process start and imports %.2f s, load %.2f s, first "
-                        "inference %.1f ms, accuracy and close %.2f s (rows close at once)", row.format,
-                        row.precision, row.batch, start_s, ready["load_s"], ready["first_ms"], session.finish_s)
+                        "inference %.1f ms, accuracy %s, close %.2f s (rows close at once)", row.format, row.precision,
+                        row.batch, start_s, ready["load_s"], ready["first_ms"],
+                        "-" if session.score_s is None else f"{session.score_s:.2f} s", session.finish_s)
         self.log.append_file(f"{row.format} {row.precision} b{row.batch}: measure", job_dir / "measure.log")
         error = (rounds.error if rounds is not None else "") or measured.error
         if error:
@@ -682,6 +714,18 @@ class Runner:
         row.details = "; ".join(part for part in (chance, result["details"], row.details) if part)
         row.add_rounds(rounds)
         return True
+
+
+def unavailable_before_export(job: Job) -> str | None:
+    """Why a row cannot be measured here, known before anything is exported: the runtime cannot make its artifact
+    (package, target, precision, QAT), or, off the CPU, nothing here could run it (OpenVINO GPU without an Intel
+    GPU, ONNX Runtime GPU without its CUDA provider): an artifact that cannot run is not worth its export."""
+    reason = job.runtime.export_unavailable(job.target, job.precision)
+    if not reason and job.qat_epochs:
+        reason = job.runtime.qat_unavailable()
+    if not reason and job.target != "cpu":  # the CPU check would import every CPU runtime into the harness
+        reason = job.runtime.run_unavailable(job.target)
+    return reason
 
 
 def record_contents(row: ResultRow, contents: Contents | None, file_bytes: int) -> None:

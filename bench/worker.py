@@ -26,6 +26,7 @@ from runtimes import load_adapter
 RESULT_FILE = "result.json"
 STATUS_FILE = "status"
 READY_FILE = "ready.json"  # serve mode: loaded, first inference done, fidelity known
+SCORED_FILE = "scored.json"  # serve mode: accuracy scored on the parent's `score`, before `finish`
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -200,6 +201,7 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     energy, ready["energy_source"] = energy_source(job.options.target) if streams is None else \
         (None, "not measured in throughput mode")
     rounds = []  # served rounds go to the parent in their own files, not here
+    scored: dict[str, Any] | None = None
     if job.serve:
         _write_json(job_dir / READY_FILE, ready)
         _phase(job_dir, "ready")
@@ -211,16 +213,18 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
                             _time_round(step, job.timing, first, streams, energy))
                 first = False
                 _phase(job_dir, "waiting")
+            elif words[0] == "score":  # the parent scores its rows one at a time: at once they would share
+                scored = _score(adapter, job, job_dir, len(x))  # the cores (and OpenMP spins on shared cores)
+                _write_json(job_dir / SCORED_FILE, {"scored": True})
+                _phase(job_dir, "waiting")
     else:
         _phase(job_dir, "timing")
         rounds = [_time_round(step, job.timing, i == 0, streams, energy) for i in range(job.rounds)]
 
     apart = job.options.target != "cpu" and adapter.copies_apart()  # else no copy figure exists to report
     transfers = _transfer_times(adapter, x, prepared) if apart else {"h2d_ms": None, "d2h_ms": None}
-    scored = {}
-    if job.task:
-        _phase(job_dir, "scoring accuracy")
-        scored = _accuracy(adapter, job.task, len(x))
+    if scored is None:
+        scored = _score(adapter, job, job_dir, len(x))
     details = adapter.details()
     adapter.close()
     return {
@@ -231,6 +235,14 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
         **transfers,
         **scored,
     }
+
+
+def _score(adapter: Any, job: MeasureJob, job_dir: Path, batch: int) -> dict[str, Any]:
+    """The row's accuracy figures; none for a model without labelled data."""
+    if not job.task:
+        return {}
+    _phase(job_dir, "scoring accuracy")
+    return _accuracy(adapter, job.task, batch)
 
 
 def _transfer_times(adapter: Any, x: np.ndarray, prepared: Any, repeats: int = 20) -> dict[str, float | None]:

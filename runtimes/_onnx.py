@@ -10,6 +10,10 @@ from typing import Any
 import numpy as np
 
 ONNX_PACKAGES = {"onnx": "onnx", "onnxscript": "onnxscript"}
+# TensorRT for both adapters that use it (the engine, and ONNX Runtime's TensorRT EP): onnxruntime-gpu 1.31's EP
+# links libnvinfer.so.10, and a bare `pip install tensorrt` gives TensorRT 11 today, which leaves that EP unable
+# to load (every row falls back). pyproject's `tensorrt` extra pins it, from NVIDIA's index (make install-tensorrt).
+TENSORRT_PIN = "'tensorrt-cu13>=10.13,<11'"
 
 
 def export_onnx(model: Any, example: Any, path: Path, precision: str = "fp32", device: str = "cpu") -> Path:
@@ -20,10 +24,12 @@ def export_onnx(model: Any, example: Any, path: Path, precision: str = "fp32", d
     half precision: TensorRT 11 takes precision only from the graph's types (strong typing; its FP16 builder
     flag is gone), and ONNX Runtime then runs fp16 end to end. Half kernels are traced on `device`.
     """
+    import copy
+
     import torch
 
-    if precision == "fp16":
-        model = model.to(device=device, dtype=torch.float16)
+    if precision == "fp16":  # a copy: the caller's module stays where and what it was, for its next export
+        model = copy.deepcopy(model).to(device=device, dtype=torch.float16)
         example = example.to(device=device, dtype=torch.float16)
     elif precision not in ("fp32", "tf32"):  # tf32: an fp32 graph, computed with TF32 by the runtime
         raise ValueError(f"ONNX export supports fp32, tf32 and fp16, not {precision}")

@@ -116,12 +116,15 @@ def fp32_math(precision: str) -> None:
 
 
 def cuda_capability() -> tuple[int, int] | None:
-    """GPU 0's compute capability, from NVML where installed (no torch import in ONNX Runtime's process)."""
+    """CUDA device 0's compute capability, from NVML where installed (no torch import in ONNX Runtime's
+    process)."""
     try:
         import pynvml
 
+        from bench.measure.energy import cuda_device_handle
+
         pynvml.nvmlInit()
-        return tuple(pynvml.nvmlDeviceGetCudaComputeCapability(pynvml.nvmlDeviceGetHandleByIndex(0)))
+        return tuple(pynvml.nvmlDeviceGetCudaComputeCapability(cuda_device_handle(pynvml)))
     except Exception:  # no package or no driver: ask torch
         import torch
 

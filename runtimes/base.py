@@ -19,6 +19,14 @@ if TYPE_CHECKING:
     from runtimes._quant import QatPlan
 
 
+def ieee_fp32_environment(target: str, precision: str) -> dict[str, str]:
+    """Environment for an fp32 GPU row: NVIDIA_TF32_OVERRIDE=0 turns TF32 off in every NVIDIA library that reads
+    it (cuBLAS, cuDNN, and TensorRT's builder, which ignores its TF32 flag then). It is the only way to reach the
+    TensorRT builder inside ONNX Runtime's TensorRT EP, whose options have no TF32 switch. The libraries read it
+    once, when they load, so the harness sets it in the child's environment at spawn (`bench.isolation`)."""
+    return {"NVIDIA_TF32_OVERRIDE": "0"} if target == "gpu" and precision == "fp32" else {}
+
+
 @dataclass(frozen=True)
 class RuntimeOptions:
     """What the harness tells an adapter: where to run, at what precision, on how many threads."""

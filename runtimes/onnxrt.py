@@ -19,7 +19,7 @@ import numpy as np
 from runtimes._onnx import ONNX_PACKAGES, SETTINGS_KEY, export_onnx, onnx_weights, quantize_onnx
 from runtimes._quant import calibration_batches, nncf_qat_onnx
 from runtimes._torch import torch_device
-from runtimes.base import Runtime
+from runtimes.base import Runtime, ieee_fp32_environment
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider"}
 
@@ -54,14 +54,6 @@ def cuda_provider_options(precision: str) -> dict[str, Any]:
     """The CUDA provider's options: fp32 computes in IEEE fp32, not TF32 (its `use_tf32` default is on, which
     gave 1e-3 relative error on resnet18, beyond fp32's tolerance, under an fp32 label); `tf32` rows keep it."""
     return {"device_id": 0, "use_tf32": 0 if precision == "fp32" else 1}
-
-
-def ieee_fp32_environment(target: str, precision: str) -> dict[str, str]:
-    """Environment for an fp32 GPU session: NVIDIA_TF32_OVERRIDE=0 turns TF32 off in every NVIDIA library that
-    reads it (cuBLAS, cuDNN, and TensorRT's builder, which ignores its TF32 flag then). It is the only way to
-    reach the TensorRT builder inside ONNX Runtime's TensorRT EP, whose options have no TF32 switch; the
-    libraries read it when they initialise, so it is set before the session is created."""
-    return {"NVIDIA_TF32_OVERRIDE": "0"} if target == "gpu" and precision == "fp32" else {}
 
 
 class OnnxRuntime(Runtime):
@@ -154,10 +146,8 @@ class OnnxRuntime(Runtime):
         opts.intra_op_num_threads = 1 if throughput else self.options.threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        if self.options.target == "gpu" and hasattr(ort, "preload_dlls"):
-            # The CUDA and cuDNN libraries pip installed are not on the loader's path in a process that has not
-            # imported torch (this one): ONNX Runtime's documented way to load them (1.21+).
-            ort.preload_dlls()
+        if self.options.target == "gpu":
+            self.preload_libraries()
         os.environ.update(ieee_fp32_environment(self.options.target, self.options.precision))
         self.session = ort.InferenceSession(str(artifact), sess_options=opts, providers=self.provider_list(artifact))
         model_input = self.session.get_inputs()[0]
@@ -166,6 +156,14 @@ class OnnxRuntime(Runtime):
         self.on_gpu = self.options.target == "gpu"
         if self.on_gpu:  # keep inputs and outputs on the device: copies are timed apart from compute
             self.binding = self.session.io_binding()
+
+    def preload_libraries(self) -> None:
+        """The CUDA and cuDNN libraries pip installed are not on the loader's path in a process that has not
+        imported torch (this one): ONNX Runtime's documented way to load them (1.21+)."""
+        import onnxruntime as ort
+
+        if hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()
 
     def throughput_streams(self, x: np.ndarray) -> list[Any]:
         """On the CPU, one concurrent `run` per thread on the one session (sessions are thread-safe)."""

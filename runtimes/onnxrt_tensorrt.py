@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runtimes._onnx import TENSORRT_PIN
 from runtimes.onnxrt import OnnxRuntime, cuda_provider_options
 
 
@@ -19,6 +20,14 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
     order = 25
     precisions = {"gpu": ("fp32", "tf32", "fp16")}  # tf32: TensorRT's default; fp32 turns it off (see onnxrt)
     provider = "TensorrtExecutionProvider"
+    packages = {**OnnxRuntime.packages, "tensorrt": TENSORRT_PIN}
+
+    def preload_libraries(self) -> None:
+        """`preload_dlls()` loads CUDA and cuDNN only; the EP also needs TensorRT's libnvinfer, which importing
+        the `tensorrt` package loads. Without it the EP fails to load and ONNX Runtime silently falls back."""
+        import tensorrt  # noqa: F401
+
+        super().preload_libraries()
 
     def provider_list(self, artifact: Path) -> list:
         options = {

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from runtimes import _torch
-from runtimes._onnx import ONNX_PACKAGES, OrtInt8Settings, export_onnx, quantize_onnx
+from runtimes._onnx import ONNX_PACKAGES, TENSORRT_PIN, OrtInt8Settings, export_onnx, quantize_onnx
 from runtimes.base import Runtime
 
 WORKSPACE_BYTES = 4 << 30
@@ -31,7 +31,7 @@ class TensorRT(Runtime):
     order = 40
     artifact = "model.engine"
     precisions = {"gpu": ("fp32", "tf32", "fp16", "int8")}
-    packages = {"tensorrt": "tensorrt", "torch": "torch", **ONNX_PACKAGES}
+    packages = {"tensorrt": TENSORRT_PIN, "torch": "torch", **ONNX_PACKAGES}
 
     @classmethod
     def export_unavailable(cls, target: str, precision: str) -> str | None:

@@ -5,6 +5,7 @@ torch 2.14 deprecates TorchScript and warns on every call; the warnings go to th
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ class TorchScript(_torch.TorchModuleRuntime):
         import torch
 
         dtype = self.torch_dtype()
-        model = model.to(device=self.device, dtype=dtype).eval()
+        # A copy: `.to` moves a module in place, and the caller's module must stay on the CPU in fp32 for the
+        # next export made from it in the same process.
+        model = copy.deepcopy(model).to(device=self.device, dtype=dtype).eval()
         example = example.to(device=self.device, dtype=dtype)
         with torch.no_grad():
             traced = torch.jit.trace(model, example, check_trace=False)

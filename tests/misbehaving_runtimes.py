@@ -190,7 +190,8 @@ class EnvironmentReportingRuntime(PyTorchEager):
 
     @classmethod
     def run_unavailable(cls, target):
-        keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "HF_HUB_OFFLINE", "DO_NOT_TRACK")
+        keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "HF_HUB_OFFLINE", "DO_NOT_TRACK", "NVIDIA_TF32_OVERRIDE",
+                "CUDA_DEVICE_ORDER")
         facts = {key: os.environ.get(key) for key in keys}
         facts.update(cwd=os.getcwd(), stdin=os.path.realpath("/proc/self/fd/0"), sid=os.getsid(0))
         return repr(facts)

@@ -139,3 +139,21 @@ def test_saving_the_same_module_twice_gives_the_same_bytes_so_a_rerun_hits(tmp_p
         (tmp_path / run).mkdir()
         torch.save(load_model(TINY_MODEL, None, 0).module, tmp_path / run / "model.pt")
     assert file_digest(tmp_path / "a" / "model.pt") == file_digest(tmp_path / "b" / "model.pt")
+
+
+def test_tensorrts_version_is_in_the_environment_and_the_key_under_its_distribution_name(job, monkeypatch):
+    """TensorRT installs as `tensorrt-cu13`: looked up as `tensorrt`, its version was in neither the run's
+    environment nor the cache key, so an engine of another TensorRT could be restored."""
+    from importlib import metadata
+
+    from bench import environment
+
+    real = metadata.version
+
+    def version(name):
+        return "10.16.1" if name == "tensorrt-cu13" else real(name)
+
+    monkeypatch.setattr(environment.metadata, "version", version)
+    versions = environment.package_versions()
+    assert versions["tensorrt-cu13"] == "10.16.1"
+    assert cache_key(job, versions) != cache_key(job, {k: v for k, v in versions.items() if k != "tensorrt-cu13"})

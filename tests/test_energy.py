@@ -50,3 +50,33 @@ def test_energy_per_inference_counts_every_inference_of_the_kept_rounds():
     assert rounds.energy_mj == pytest.approx(1e3 * 0.8 / 200)
     rounds.kept.append(RoundResult(samples_ms=[1.0], warmup_iters=0, capped=False))  # a round without a counter
     assert rounds.energy_mj is None
+
+
+class _FakeNvml:
+    """NVML's lookup calls, recorded: enough to see which GPU a row's energy is read from."""
+
+    def __init__(self):
+        self.asked = []
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        self.asked.append(("index", index))
+        return f"nvml-{index}"
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        self.asked.append(("uuid", uuid))
+        return f"nvml-{uuid}"
+
+
+@pytest.mark.parametrize("visible,expected", [
+    (None, ("index", 0)),
+    ("2", ("index", 2)),  # CUDA's device 0 is the machine's third GPU, NVML's index 2 (PCI order, set at spawn)
+    ("3,1", ("index", 3)),
+    ("GPU-8f6c1a2b-0000-4c1e-9d5a-1234567890ab,1", ("uuid", "GPU-8f6c1a2b-0000-4c1e-9d5a-1234567890ab")),
+    ("MIG-5f0c", ("uuid", "MIG-5f0c")),
+])
+def test_energy_is_read_from_the_gpu_the_row_runs_on_not_nvmls_first(visible, expected):
+    from bench.measure.energy import cuda_device_handle
+
+    nvml = _FakeNvml()
+    cuda_device_handle(nvml, {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible})
+    assert nvml.asked == [expected]

@@ -47,3 +47,35 @@ def test_without_a_gpu_the_check_says_so_and_exits_2(tmp_path, capsys):
     assert gpu_check.main([str(tmp_path)]) == 2
     assert "no CUDA device visible to torch" in capsys.readouterr().err
     assert gpu_check.main([]) == 2
+
+
+def test_a_step_runs_in_its_own_process_and_leaves_its_verdict(tmp_path):
+    """What the runner starts for each step: `--step NAME OUT` writes the verdict whatever the step does; here
+    the two steps a CPU can take: the environment, and TensorRT, not installed here."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from bench.isolation import PROJECT_ROOT, project_env
+    from bench.steps import read_verdict
+
+    for name in ("environment", "TensorRT"):
+        subprocess.run([sys.executable, "-m", "bench.gpu_check", "--step", name, str(tmp_path)], cwd=PROJECT_ROOT,
+                       env=project_env(), check=True, timeout=120)
+    environment = read_verdict(tmp_path, "environment")
+    assert environment.status == "proven" and f"torch {torch.__version__}" in environment.body
+    tensorrt = read_verdict(tmp_path, "TensorRT")
+    if importlib.util.find_spec("tensorrt") is None:
+        assert tensorrt.status == "not available" and "tensorrt-cu13>=10.13,<11" in tensorrt.detail
+
+
+def test_a_step_that_raises_is_failed_with_the_reason(tmp_path, monkeypatch):
+    from bench.steps import read_verdict
+
+    def broken(out):
+        raise RuntimeError("CUDA error: no kernel image is available\nmore")
+
+    monkeypatch.setitem(gpu_check.STEPS, "TF32 control", broken)
+    assert gpu_check.run_step("TF32 control", tmp_path) == 0
+    verdict = read_verdict(tmp_path, "TF32 control")
+    assert (verdict.status, verdict.detail) == ("failed", "RuntimeError: CUDA error: no kernel image is available")

@@ -200,6 +200,24 @@ def test_the_child_gets_its_environment_and_no_terminal(tmp_path, monkeypatch):
     assert facts["HF_HUB_OFFLINE"] == facts["DO_NOT_TRACK"] == "1"
     assert facts["cwd"] == str(PROJECT_ROOT) and facts["stdin"] == "/dev/null"
     assert facts["sid"] != os.getsid(0)  # its own session: a terminal's Ctrl-C reaches only the harness
+    assert facts["NVIDIA_TF32_OVERRIDE"] is None  # a CPU row: NVIDIA's libraries keep their own defaults
+
+
+@pytest.mark.parametrize("precision,override", [("fp32", "0"), ("tf32", None), ("fp16", None)])
+def test_a_gpu_fp32_child_starts_with_tf32_overridden_off(tmp_path, monkeypatch, precision, override):
+    """cuBLAS, cuDNN and TensorRT read NVIDIA_TF32_OVERRIDE once, when they load: set in the adapter it came too
+    late for a process that had already loaded them, so it is in the child's environment from its start."""
+    import ast
+    from dataclasses import replace
+
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    job = job_for(misbehaving("EnvironmentReportingRuntime"), tmp_path)
+    job = replace(job, options=replace(job.options, target="gpu", precision=precision))
+    outcome = run_child("measure", job, tmp_path / "job", 1, 60)
+    facts = ast.literal_eval(outcome.result["unavailable"])
+    assert facts["NVIDIA_TF32_OVERRIDE"] == override
+    assert facts["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # CUDA numbers GPUs as NVML does (energy, capability)
 
 
 def test_a_result_from_a_process_that_then_failed_is_not_trusted(tmp_path):
@@ -308,3 +326,67 @@ def test_a_session_stays_loaded_between_rounds_and_then_finishes(tmp_path, tiny_
     outcome = session.finish()
     assert outcome.error is None and outcome.result["device"] == "cpu" and outcome.peak_rss_mb > 0
     assert processes_mentioning(str(tmp_path / "job")) == []
+
+
+def _serving_job(tmp_path, reference, source, task: str = "") -> MeasureJob:
+    from bench.config import TimingConfig
+    from runtimes import adapter_ref, get_runtime
+
+    timing = TimingConfig(warmup_iters=2, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=5.0)
+    return MeasureJob(adapter=adapter_ref(get_runtime("pytorch")), options=RuntimeOptions(threads=1, model=source),
+                      model_file=str(reference.model_file), input=str(reference.input(1)),
+                      reference=str(reference.outputs(1)), artifact_dir=str(tmp_path / "a"),
+                      artifact=str(reference.model_file), timing=timing, serve=True, task=task)
+
+
+def test_a_session_started_from_a_pool_thread_outlives_that_thread(tmp_path, tiny_reference):
+    """Rows export and load in a pool whose threads end before timing starts: the kernel's parent-death signal
+    follows the thread that started a child, so a session must not die with the thread that created it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench.isolation import ChildSession
+
+    reference, source = tiny_reference
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        session = pool.submit(lambda: ChildSession(_serving_job(tmp_path, reference, source), tmp_path / "job",
+                                                   1, 60)).result()
+        assert pool.submit(session.ready).result() is not None
+    time.sleep(0.5)  # the pool's thread has ended
+    assert session.round(0) is not None, session.finish().error
+    assert session.finish().error is None
+
+
+def test_a_session_scores_accuracy_when_asked_before_it_finishes(tmp_path, tiny_reference):
+    """The runner scores its rows one at a time (`score`), then closes them all at once: the accuracy comes from
+    the scoring it was asked for, and finishing does not score again."""
+    import torch
+
+    from bench.isolation import ChildSession
+    from bench.variants import load_module
+
+    reference, source = tiny_reference
+    x = np.load(reference.input(1))
+    with torch.no_grad():
+        classes = load_module(str(reference.model_file), source)(torch.from_numpy(x)).shape[-1]
+    task = tmp_path / "task.npz"
+    np.savez(task, x_test=np.repeat(x, 7, axis=0), y_test=np.zeros(7, dtype=np.int64),
+             classes=np.array([str(i) for i in range(classes)]))
+    session = ChildSession(_serving_job(tmp_path, reference, source, str(task)), tmp_path / "job", 1, 60)
+    assert session.ready() is not None
+    assert session.score() and session.score_s is not None
+    assert (tmp_path / "job" / "scored.json").exists()
+    assert _phase_of(tmp_path / "job") == "waiting"  # scored, and still loaded
+    outcome = session.finish()
+    assert outcome.error is None and outcome.result["accuracy"] in (0.0, 1.0)  # 7 copies of one image
+    assert outcome.result["correct_bits"]
+    assert _phase_of(tmp_path / "job") == "waiting"  # finishing did not score a second time
+
+
+def test_a_session_that_ended_cannot_score(tmp_path, tiny_reference):
+    from bench.isolation import ChildSession
+
+    reference, source = tiny_reference
+    session = ChildSession(_serving_job(tmp_path, reference, source), tmp_path / "job", 1, 60)
+    assert session.ready() is not None
+    session.kill()
+    assert session.score() is False

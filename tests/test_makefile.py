@@ -52,8 +52,12 @@ def test_each_install_flavour_holds_exactly_one_onnx_runtime():
     gpu = extras["gpu"]
     ort_gpu = gpu["onnxruntime-gpu"].specifier
     assert ort_gpu.contains("1.31.1") and not ort_gpu.contains("1.32.0")
-    tensorrt = gpu["tensorrt-cu13"].specifier
+    assert not [name for name in gpu if name.startswith("tensorrt")]  # stubs on PyPI: its own optional step
+    tensorrt = extras["tensorrt"]["tensorrt-cu13"].specifier
     assert tensorrt.contains("10.16.1") and not tensorrt.contains("11.0.0")
+    from runtimes._onnx import TENSORRT_PIN  # what the unavailable rows tell a user to install
+
+    assert _requirements([TENSORRT_PIN.strip("'")]) == extras["tensorrt"]
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
@@ -64,7 +68,11 @@ def test_install_targets_remove_both_onnx_runtimes_then_install_one_and_check(fl
     uninstall = dry.index("pip uninstall -y onnxruntime onnxruntime-gpu")
     install = dry.index(f"-e '.[dev,yolo,{flavour}]'")
     assert uninstall < install < dry.index("-m runtimes.onnxrt --check-one")
-    assert f",{other}]" not in dry and f"echo \"dev,yolo,{flavour}\" > .venv/extras" in dry
+    assert f"echo \"dev,yolo,{flavour}\" > .venv/extras" in dry
+    if flavour == "cpu":
+        assert f",{other}]" not in dry
+    else:  # the CPU build comes back only when the GPU install failed (tested for real below)
+        assert dry.index("the GPU install failed") < dry.index(f",{other}]")
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
@@ -88,3 +96,75 @@ def test_a_failed_install_says_why_in_one_line(tmp_path, error, says):
     assert done.returncode != 0
     assert says in done.stdout.splitlines()[-1]
     assert not (tmp_path / ".venv" / ".installed-stamp").exists()
+
+
+def _fake_venv(tmp_path, fails_on: str, extras: str | None = None):
+    """The Makefile and pyproject in a folder whose .venv python records each call and fails those whose
+    arguments contain `fails_on`: the install recipes' logic, run for real, without installing anything."""
+    shutil.copy(ROOT / "Makefile", tmp_path)
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/calls.log\n'
+                      f'case "$*" in *"{fails_on}"*) echo "ERROR: no such package"; exit 1;; esac\nexit 0\n')
+    python.chmod(0o755)
+    if extras is not None:
+        (tmp_path / ".venv" / "extras").write_text(extras + "\n")
+    return tmp_path
+
+
+def _make(folder, *targets):
+    outer_make = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")  # under `make test`, make would add "Leaving directory"
+    env = {k: v for k, v in os.environ.items() if k not in outer_make}
+    return subprocess.run(["make", "--no-print-directory", *targets], cwd=folder, capture_output=True, text=True,
+                          env=env)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_a_failed_gpu_install_puts_the_cpu_onnx_runtime_back(tmp_path):
+    """onnxruntime was uninstalled before the GPU install failed: the venv must not be left with no ONNX Runtime
+    and a record saying `gpu`."""
+    folder = _fake_venv(tmp_path, "[dev,yolo,gpu]", extras="dev,yolo,cpu")
+    done = _make(folder, "install-gpu")
+    assert done.returncode != 0 and done.stdout.splitlines()[-1] == "install failed: see .venv/install.log"
+    calls = (folder / "calls.log").read_text().splitlines()
+    assert calls.index("-m pip install -e .[dev,yolo,gpu]") < calls.index("-m pip install -e .[dev,yolo,cpu]")
+    assert (folder / ".venv" / "extras").read_text().strip() == "dev,yolo,cpu"
+    assert not (folder / ".venv" / ".installed-stamp").exists()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_tensorrt_is_an_optional_last_step_whose_failure_leaves_the_gpu_install(tmp_path):
+    """PyPI's tensorrt packages are stubs that fetch from NVIDIA's index: where it is unreachable, the GPU install
+    still succeeds, says TensorRT was not installed, and the TensorRT rows say what to install."""
+    folder = _fake_venv(tmp_path, "[tensorrt]")
+    done = _make(folder, "install-gpu")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "TensorRT was not installed" in done.stdout
+    calls = (folder / "calls.log").read_text().splitlines()
+    assert "-m pip install -e .[dev,yolo,gpu]" in calls and not any("tensorrt" in c for c in calls[:calls.index(
+        "-m pip install -e .[dev,yolo,gpu]") + 1])
+    assert calls[-1] == "-m pip install --extra-index-url https://pypi.nvidia.com -e .[tensorrt]"
+    assert (folder / ".venv" / "extras").read_text().strip() == "dev,yolo,gpu"
+    assert (folder / ".venv" / ".installed-stamp").exists()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_a_lean_gpu_venv_reinstalls_leanly_when_pyproject_changes(tmp_path):
+    """A venv made by `install-gpu-lean` beside a system CUDA torch: a pyproject.toml change reinstalls the project
+    without dependencies and the `gpu-lean` list, never `.[extras]` (which would pull a second torch)."""
+    folder = _fake_venv(tmp_path, "never", extras="gpu-lean")
+    done = _make(folder, ".venv/.installed-stamp")
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = (folder / "calls.log").read_text().splitlines()
+    assert "-m pip install --no-deps -e ." in calls and "-m pip install -r .venv/gpu-lean.txt" in calls
+    assert not [c for c in calls if "-e .[" in c]
+
+
+def test_the_lean_gpu_list_has_no_torch_and_pins_what_the_full_gpu_extra_pins():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    lean, gpu = _requirements(extras["gpu-lean"]), _requirements(extras["gpu"])
+    assert not {"torch", "torchvision", "onnxruntime", "openvino"} & set(lean)
+    assert all(str(lean[name]) == str(requirement) for name, requirement in gpu.items())

@@ -137,12 +137,17 @@ def test_tensorrt_needs_a_gpu_target():
     assert "TensorRT does not run on cpu" in reason and "gpu" in reason
 
 
-def test_tensorrt_missing_package_is_named():
+@pytest.mark.parametrize("name", ["tensorrt", "onnxruntime-trt"])
+def test_tensorrt_missing_package_is_named_with_the_major_version_that_works(name):
+    """Both adapters need TensorRT 10 (the EP links libnvinfer.so.10; importing `tensorrt` loads it): the hint
+    names the pin, not a bare `pip install tensorrt`, which gives TensorRT 11 today."""
     import importlib.util
 
     if importlib.util.find_spec("tensorrt"):
         pytest.skip("tensorrt is installed")
-    assert "pip install tensorrt" in get_runtime("tensorrt").export_unavailable("gpu", "fp32")
+    assert get_runtime(name).missing_packages()[-1] == "'tensorrt-cu13>=10.13,<11'"
+    reason = get_runtime(name).export_unavailable("gpu", "fp32") or get_runtime(name).run_unavailable("gpu")
+    assert "pip install 'tensorrt-cu13>=10.13,<11'" in reason
 
 
 def test_onnxruntime_without_cuda_provider_says_so():
@@ -242,6 +247,7 @@ def test_gpu_adapters_export_run_and_match(name, precision, tiny, tmp_path):
 
     fid = compare(adapter.predict(x.numpy()), [ref], precision)
     assert fid.within_tolerance, (fid.max_abs_diff, fid.cosine)
+    assert not adapter.label_mismatch()  # the TensorRT EP would otherwise pass on its CUDA fallback
 
 
 @cuda
@@ -413,3 +419,18 @@ def test_two_onnx_runtime_distributions_in_one_environment_are_named_with_a_warn
     from bench.environment import capture
 
     assert capture()["warnings"] == [warning]
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "torchscript"])
+def test_an_fp16_export_leaves_the_callers_module_as_it_was(name, tmp_path):
+    """`.to(dtype)` casts a module in place: an fp16 export must cast a copy, or the next export made from the same
+    module in the process (the GPU tests share one) gets a half-precision (or CUDA) model. Reached on the CPU with
+    fp16, which casts the same way as a move to the GPU."""
+    model = load_model(TINY_MODEL)
+    x = make_input(model.example, 1, seed=0)
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    adapter = get_runtime(name)(RuntimeOptions(target="cpu", precision="fp16", threads=1, model=TINY_MODEL))
+    adapter.export(model.module, x, tmp_path)
+    after = model.module.state_dict()
+    assert {str(v.dtype) for v in after.values() if v.is_floating_point()} == {"torch.float32"}
+    assert all(torch.equal(before[k], after[k]) and after[k].device.type == "cpu" for k in before)

@@ -139,3 +139,13 @@ def test_a_throughput_row_takes_completions_over_the_windows():
     r.add_rounds(RowRounds(kept=kept, cycles=[0, 1]))
     assert r.throughput == pytest.approx(2 * 200 / 2.0)  # batch 2 x requests / seconds, not 1 / latency
     assert r.capped is False and r.energy_mj is None and r.gflops_per_s == pytest.approx(1.0 / 2 * 200)
+
+
+def test_a_gpu_rows_share_of_peak_is_empty_with_the_reason_not_a_share_of_the_cpus_peak():
+    """The measured peaks are the CPU's: dividing a GPU row's GFLOP/s by them printed a share of nothing."""
+    cpu, gpu = row("onnx", gflops_per_s=50.0), row("onnx", gflops_per_s=50.0)
+    gpu.target = "gpu"
+    for r in (cpu, gpu):
+        annotate_ratios(r, _rounds([5.0], cycles=[0]), pytorch=None, uncompressed=None, peaks={"fp32": 200.0})
+    assert cpu.peak_fraction == pytest.approx(0.25)
+    assert gpu.peak_fraction is None and "no % of peak on gpu" in gpu.details

@@ -240,11 +240,23 @@ def test_the_measuring_process_imports_only_its_runtime(tmp_path, fast_timing, m
 @pytest.mark.slow
 def test_a_compression_study_measures_every_variant_with_its_controls_in_each_runtime(tmp_path, fast_timing):
     """digits_cnn in two runtimes: pruning with its fine-tuning control, and QAT with post-training int8 of the
-    baseline and of the control, every row scored on the digits test split."""
+    baseline and of the control, every row scored on the digits test split, one row at a time after timing;
+    two rows export at once, except exports that train (QAT), which go one at a time."""
+    import datetime as dt
+
     config = BenchConfig(model="digits_cnn", runtimes=("onnxruntime", "tflite"), threads=1, timing=fast_timing,
                          repeats=1, compress=("prune-unstructured:0.75", "qat"), finetune_epochs=1,
-                         out=tmp_path / "run")
+                         out=tmp_path / "run", export_jobs=2)
     summary = run(config)
+    log = (summary.run_dir / "run.log").read_text()
+    scored = re.findall(r"stages: measuring .* accuracy ([\d.]+) s, close", log)
+    assert len(scored) == log.count("stages: measuring") == 12  # every row scored apart, before closing
+    exports = [(dt.datetime.strptime(m[0], "%Y-%m-%d %H:%M:%S,%f"), float(m[1]))
+               for m in re.findall(r"^(\S+ \S+) INFO edgebench: \S+(?: \S+)? int8 b1 on cpu stages: export process "
+                                   r"([\d.]+) s", log, re.M)]
+    (first_end, first_s), (second_end, second_s) = exports[-2:]  # the QAT variant's, in either order
+    assert second_end - dt.timedelta(seconds=second_s) >= first_end - dt.timedelta(seconds=0.05) or \
+        first_end - dt.timedelta(seconds=first_s) >= second_end - dt.timedelta(seconds=0.05)
     got = [(r.compression, r.runtime, r.precision, r.status) for r in summary.rows]
     assert got == [(c, rt, p, "ok") for c, precisions in (
         ("none", ("fp32", "int8")), ("finetune:1", ("fp32", "int8")), ("prune-unstructured:0.75", ("fp32",)),
@@ -388,3 +400,22 @@ def test_pytorch_int8_runs_compiled_beside_compiled_fp32_and_eager_says_where_it
     assert "integer kernels onednn.q" in int8.details and int8.contents_ok is True, int8.details
     assert fp32.compression_speedup == 1.0 and int8.compression_speedup is not None  # its own fp32, paired
     assert fp32.speedup is not None and rows["pytorch", "fp32"].speedup == 1.0
+
+
+@pytest.mark.parametrize("name,target,expected", [
+    ("onnxruntime", "gpu", "has no CUDAExecutionProvider"),
+    ("openvino", "gpu", "found no GPU device"),
+    ("onnxruntime", "cpu", None),
+])
+def test_an_artifact_nothing_here_can_run_is_not_exported(name, target, expected):
+    """A GPU row of a runtime whose GPU path is absent here is `unavailable` before its export, not after it."""
+    from bench.runner import Job, unavailable_before_export
+    from runtimes import get_runtime
+
+    if name == "onnxruntime" and target == "gpu":
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            pytest.skip("this ONNX Runtime has its CUDA provider")
+    reason = unavailable_before_export(Job(target, get_runtime(name), "fp32", 1))
+    assert (reason is None) if expected is None else (expected in reason)

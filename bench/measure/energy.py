@@ -11,9 +11,10 @@ without RAPL, no NVML), the meter says why and reports nothing: a TDP-based gues
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 POWERCAP_DIR_ENV = "EDGEBENCH_POWERCAP_DIR"  # tests point it at a fake tree; default /sys/class/powercap
 
@@ -49,13 +50,24 @@ def rapl_zones(root: Path | None = None) -> list[RaplZone]:
     return zones
 
 
-def _nvml_counter(device: int = 0) -> Callable[[], float] | None:
-    """Millijoules read from NVML's total-energy counter of `device`, or None without NVML or the counter."""
+def cuda_device_handle(pynvml: Any, environ: Mapping[str, str] = os.environ) -> Any:
+    """NVML's handle of this process's CUDA device 0. NVML numbers every GPU of the machine in PCI bus order; CUDA
+    numbers only those CUDA_VISIBLE_DEVICES lists, in its order, and orders them by PCI bus only under
+    CUDA_DEVICE_ORDER=PCI_BUS_ID (the harness sets it for GPU children). So NVML's device 0 is not CUDA's under
+    CUDA_VISIBLE_DEVICES=2: the variable's first entry is followed, by UUID where it names one."""
+    first = environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    if first.startswith(("GPU-", "MIG-")):
+        return pynvml.nvmlDeviceGetHandleByUUID(first)
+    return pynvml.nvmlDeviceGetHandleByIndex(int(first) if first.isdigit() else 0)
+
+
+def _nvml_counter() -> Callable[[], float] | None:
+    """Millijoules read from NVML's total-energy counter of the row's GPU, or None without NVML or the counter."""
     try:
         import pynvml
 
         pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(device)
+        handle = cuda_device_handle(pynvml)
         pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
     except Exception:  # no package, no driver, or a board without the counter (pre-Volta)
         return None
@@ -68,7 +80,7 @@ def energy_source(target: str) -> tuple[Callable[[], float] | None, str]:
         counter = _nvml_counter()
         if counter is None:
             return None, "no NVML energy counter (pip install nvidia-ml-py; needs an NVIDIA driver, Volta or later)"
-        return (lambda: counter() / 1e3), "NVML total energy of GPU 0"
+        return (lambda: counter() / 1e3), "NVML total energy of the row's GPU (CUDA device 0)"
     if target == "cpu":
         zones = rapl_zones()
         if not zones:
