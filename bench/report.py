@@ -215,21 +215,37 @@ def _identity_columns(rows: Sequence[ResultRow]) -> tuple[bool, bool]:
     return len({r.model for r in rows}) > 1, len({r.compression for r in rows}) > 1
 
 
+def _device_memory_shown(rows: Sequence[ResultRow]) -> bool:
+    """Only where some row ran on an accelerator: a CPU run's memory is its peak RSS alone."""
+    return any(r.device_memory_source for r in rows if r.status == "ok")
+
+
 def detail_headers(rows: Sequence[ResultRow]) -> list[str]:
     many_models, compressed = _identity_columns(rows)
-    return (["Model"] if many_models else []) + DETAIL_HEADERS[:1] + (["Compression"] if compressed else []) + \
+    headers = (["Model"] if many_models else []) + DETAIL_HEADERS[:1] + (["Compression"] if compressed else []) + \
         DETAIL_HEADERS[1:]
+    if _device_memory_shown(rows):
+        headers.insert(headers.index("Peak RSS (MB)") + 1, "Device memory (MB)")
+    return headers
+
+
+def _device_memory_cell(row: ResultRow) -> str:
+    if row.device_memory_mb is not None:
+        return f"{row.device_memory_mb:.0f} ({row.device_memory_source.split(' (')[0]})"
+    return f"- ({row.device_memory_source})" if row.device_memory_source else "-"
 
 
 def detail_cells(rows: Sequence[ResultRow]) -> list[list[str]]:
     """The rest of each measured row: export, load, first inference, spread, memory, noise."""
     many_models, compressed = _identity_columns(rows)
+    devices = _device_memory_shown(rows)
     return [([r.model] if many_models else []) + [r.format] + ([r.compression] if compressed else []) +
             [r.precision, str(r.batch), r.target, fmt(r.export_s), fmt(r.load_s), fmt(r.first_ms),
              fmt(r.p99_ms), fmt(r.std_ms), str(r.iterations), _rounds_cell(r), fmt(r.gflops_per_s, 1),
              f"{r.peak_fraction:.1%}" if r.peak_fraction is not None else "-", fmt(r.energy_mj, 3),
-             fmt(r.peak_rss_mb, 0), fmt(r.cosine, 6),
-             f"{r.foreign_load:.1%}" if r.foreign_load is not None else "-"] for r in rows if r.status == "ok"]
+             fmt(r.peak_rss_mb, 0)] + ([_device_memory_cell(r)] if devices else []) +
+            [fmt(r.cosine, 6), f"{r.foreign_load:.1%}" if r.foreign_load is not None else "-"]
+            for r in rows if r.status == "ok"]
 
 
 def _rounds_cell(row: ResultRow) -> str:

@@ -57,6 +57,8 @@ class ResultRow:
     d2h_ms: float | None = None
     peak_rss_mb: float | None = None  # the measuring process: load + inference
     export_peak_rss_mb: float | None = None  # the exporting process
+    device_memory_mb: float | None = None  # the measuring process on its accelerator (bench.measure.devicemem)
+    device_memory_source: str = ""  # where that figure comes from, or why there is none (empty on the CPU)
     max_abs_diff: float | None = None
     cosine: float | None = None
     fidelity_ok: bool | None = None

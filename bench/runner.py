@@ -708,7 +708,7 @@ class Runner:
         for name in ("load_s", "first_ms", "max_abs_diff", "cosine", "fidelity_ok", "energy_source"):
             setattr(row, name, ready[name])
         for name in ("device", "h2d_ms", "d2h_ms", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
-                     "correct_bits", "at_chance"):
+                     "correct_bits", "at_chance", "device_memory_mb", "device_memory_source"):
             setattr(row, name, result.get(name, getattr(row, name)))
         chance = CHANCE_NOTE if row.at_chance else ""
         row.details = "; ".join(part for part in (chance, result["details"], row.details) if part)

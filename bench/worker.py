@@ -221,6 +221,7 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
         _phase(job_dir, "timing")
         rounds = [_time_round(step, job.timing, i == 0, streams, energy) for i in range(job.rounds)]
 
+    memory = _device_memory(adapter)  # after the timed rounds, before scoring: what timing the row held
     apart = job.options.target != "cpu" and adapter.copies_apart()  # else no copy figure exists to report
     transfers = _transfer_times(adapter, x, prepared) if apart else {"h2d_ms": None, "d2h_ms": None}
     if scored is None:
@@ -232,9 +233,18 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
         "rounds": rounds,
         "device": adapter.device,
         "details": details,
+        "device_memory_mb": memory[0],
+        "device_memory_source": memory[1],
         **transfers,
         **scored,
     }
+
+
+def _device_memory(adapter: Any) -> tuple[float | None, str]:
+    try:
+        return adapter.device_memory()
+    except Exception as exc:  # a counter that fails is a missing figure with its reason, not a lost row
+        return None, f"no device memory figure: {type(exc).__name__}: {exc}"
 
 
 def _score(adapter: Any, job: MeasureJob, job_dir: Path, batch: int) -> dict[str, Any]:

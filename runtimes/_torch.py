@@ -197,6 +197,14 @@ class TorchModuleRuntime(Runtime):
     def device(self) -> str:
         return torch_device(self.options.target)
 
+    def device_memory(self) -> tuple[float | None, str]:
+        """PyTorch's caching allocator keeps a true peak of what this process allocated on the GPU."""
+        if self.options.target != "gpu":
+            return super().device_memory()
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 1e6, "torch.cuda.max_memory_allocated (peak, PyTorch's allocator)"
+
     def label_mismatch(self) -> str | None:
         return tf32_unsupported(self.options.target, self.options.precision)
 

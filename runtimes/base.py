@@ -109,6 +109,16 @@ class Runtime(ABC):
         """Host array -> whatever run() takes (device buffers on a GPU). Not timed with run()."""
         return x
 
+    def device_memory(self) -> tuple[float | None, str]:
+        """(MB this process used on its accelerator, where the figure comes from), asked after the timed rounds;
+        (None, "") on the CPU, whose memory is the row's peak RSS. By default NVML's figure for this process;
+        runtimes with their own peak counter say so (PyTorch's allocator)."""
+        if self.options.target == "cpu":
+            return None, ""
+        from bench.measure.devicemem import nvml_device_memory
+
+        return nvml_device_memory()
+
     def copies_apart(self) -> bool:
         """Whether prepare() and fetch() do the host-device copies, apart from run(): only then are `h2d_ms` and
         `d2h_ms` reported. False where run() copies itself (OpenVINO, CoreML, TFLite delegates on an NPU): a

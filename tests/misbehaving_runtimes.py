@@ -238,3 +238,14 @@ class QatRecordingRuntime(PyTorchEager):
         if self.qat is not None:
             self.trained = model
         return super().export(model, example, folder)
+
+
+class DeviceMemoryRuntime(PyTorchEager):
+    """Reports a device memory figure even on the CPU: the worker-to-row path of `device_memory()`, without a GPU."""
+
+    name = "devicememory"
+    label = "Device memory reporting"
+    order = 915
+
+    def device_memory(self):
+        return 42.0, "test counter (peak)"

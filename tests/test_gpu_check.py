@@ -11,7 +11,8 @@ from bench import gpu_check
 def _row(**fields):
     row = {"target": "gpu", "runtime": "pytorch", "precision": "fp32", "batch": 1, "status": "ok", "error": "",
            "p50_ms": 1.0, "h2d_ms": 0.1, "d2h_ms": 0.05, "max_abs_diff": 1e-5, "fidelity_ok": True,
-           "energy_mj": None, "energy_source": "no NVML energy counter (pip install nvidia-ml-py)"}
+           "energy_mj": None, "energy_source": "no NVML energy counter (pip install nvidia-ml-py)",
+           "device_memory_mb": 180.0, "device_memory_source": "torch.cuda.max_memory_allocated"}
     return {**row, **fields}
 
 
@@ -26,11 +27,14 @@ def test_a_measured_gpu_row_passes_only_within_tolerance_with_copies_and_energy_
         _row(fidelity_ok=False, max_abs_diff=3e-2),  # what TF32 under an fp32 label looks like
         _row(h2d_ms=None),
         _row(energy_source=""),
+        _row(device_memory_mb=None, device_memory_source=""),
+        _row(device_memory_mb=None, device_memory_source="NVML does not list process 7 on the row's GPU"),
         _row(target="cpu", fidelity_ok=False),  # CPU rows are not this script's business
     ])
-    assert [passed for passed, _ in verdicts] == [True, False, False, False]
+    assert [passed for passed, _ in verdicts] == [True, False, False, False, False, True]
     assert "outside fp32 tolerance" in verdicts[1][1] and "no h2d/d2h" in verdicts[2][1]
     assert "no energy figure and no reason" in verdicts[3][1]
+    assert "no GPU memory figure and no reason" in verdicts[4][1] and "GPU memory 180 MB" in verdicts[0][1]
 
 
 def test_onnxruntime_gpu_rows_must_be_honestly_unavailable_without_its_cuda_provider(tmp_path):
@@ -79,3 +83,16 @@ def test_a_step_that_raises_is_failed_with_the_reason(tmp_path, monkeypatch):
     assert gpu_check.run_step("TF32 control", tmp_path) == 0
     verdict = read_verdict(tmp_path, "TF32 control")
     assert (verdict.status, verdict.detail) == ("failed", "RuntimeError: CUDA error: no kernel image is available")
+
+
+@pytest.mark.parametrize("tf32_diff,tf32_within,ieee_diff,ieee_within,held", [
+    (2e-2, False, 1e-5, True, True),
+    (2e-2, True, 1e-5, True, False),  # TF32 passed the fp32 tolerance: the check cannot see TF32 under fp32
+    (2e-2, False, 4e-3, True, False),  # only 5x IEEE fp32's own error: too close to tell apart reliably
+    (2e-2, False, 1e-5, False, False),  # IEEE fp32 itself outside: the tolerance is wrong, not TF32 caught
+    (2e-2, False, 0.0, True, True),
+])
+def test_the_tf32_control_holds_only_when_tf32_is_clearly_beyond_ieee_fp32(tf32_diff, tf32_within, ieee_diff,
+                                                                            ieee_within, held):
+    check = gpu_check.tf32_verdict(tf32_diff, tf32_within, ieee_diff, ieee_within)
+    assert check.passed is held and "needs >= 10x" in check.detail
