@@ -146,7 +146,7 @@ install-gpu install-cpu:
 	@echo "dev,yolo,$(@:install-%=%)" > $(VENV)/extras
 	@$(PY) -m runtimes.onnxrt --check-one
 	@touch $(STAMP)
-	$(if $(filter install-gpu,$@),@$(MAKE) --no-print-directory install-tensorrt || true)
+	$(if $(filter install-gpu,$@),@$(MAKE) --no-print-directory install-tensorrt TENSORRT_OPTIONAL=1)
 
 # What a failed GPU install does before it reports: ONNX Runtime's CPU build back in, the venv recorded as `cpu`.
 RESTORE_CPU = echo "the GPU install failed: putting ONNX Runtime's CPU build back (log: $(VENV)/install-restore.log)"; \
@@ -160,7 +160,7 @@ install-tensorrt:
 	@echo "Installing TensorRT 10 from $(NVIDIA_INDEX) (log: $(VENV)/install-tensorrt.log)"
 	@$(PY) -m pip install --extra-index-url $(NVIDIA_INDEX) -e '.[tensorrt]' > $(VENV)/install-tensorrt.log 2>&1 \
 		|| { echo "TensorRT was not installed (see $(VENV)/install-tensorrt.log; is $(NVIDIA_INDEX) reachable?): \
-	its rows stay unavailable with the reason; the rest of the install is unchanged"; exit 1; }
+	its rows stay unavailable with the reason; the rest of the install is unchanged"; exit $(if $(TENSORRT_OPTIONAL),0,1); }
 
 # On a machine whose Python already has a CUDA build of torch: a venv that sees that Python's packages, the
 # project without its dependencies, and only what GPU rows need (pyproject's `gpu-lean`): no second torch and no

@@ -140,7 +140,9 @@ def test_tensorrt_is_an_optional_last_step_whose_failure_leaves_the_gpu_install(
     folder = _fake_venv(tmp_path, "[tensorrt]")
     done = _make(folder, "install-gpu")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "TensorRT was not installed" in done.stdout
+    assert "TensorRT was not installed" in done.stdout and "Error" not in done.stdout + done.stderr
+    alone = _make(folder, "install-tensorrt")  # asked for by itself, its failure is the command's
+    assert alone.returncode != 0 and "TensorRT was not installed" in alone.stdout
     calls = (folder / "calls.log").read_text().splitlines()
     assert "-m pip install -e .[dev,yolo,gpu]" in calls and not any("tensorrt" in c for c in calls[:calls.index(
         "-m pip install -e .[dev,yolo,gpu]") + 1])
