@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 import platform
 import shutil
 import time
@@ -304,6 +305,9 @@ class Runner:
     """One run: a reference, a plan of jobs, a writer. Split into steps so tests can drive each."""
 
     def __init__(self, config: BenchConfig, reporter: Reporter, log: RunLog) -> None:
+        # GPUs numbered in PCI order here as in the children (bench.isolation) and NVML, before this process asks
+        # CUDA anything: the cache key's device facts then describe the GPU the rows run on.
+        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
         self.config = config
         self.reporter = reporter
         self.log = log

@@ -419,3 +419,18 @@ def test_an_artifact_nothing_here_can_run_is_not_exported(name, target, expected
             pytest.skip("this ONNX Runtime has its CUDA provider")
     reason = unavailable_before_export(Job(target, get_runtime(name), "fp32", 1))
     assert (reason is None) if expected is None else (expected in reason)
+
+
+def test_the_harness_numbers_gpus_as_its_children_and_nvml_do(monkeypatch, tmp_path):
+    """The cache key's device facts are read in the harness: under CUDA's default order (fastest first) its
+    device 0 could be another GPU than the children's (PCI order, set at spawn) on a machine with mixed GPUs."""
+    import os
+
+    from bench.runlog import RunLog
+
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    Runner(BenchConfig(model=TINY_MODEL, out=tmp_path / "run"), Reporter(Console(file=io.StringIO())), RunLog())
+    assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "FASTEST_FIRST")  # a user's own choice is kept
+    Runner(BenchConfig(model=TINY_MODEL, out=tmp_path / "run"), Reporter(Console(file=io.StringIO())), RunLog())
+    assert os.environ["CUDA_DEVICE_ORDER"] == "FASTEST_FIRST"
