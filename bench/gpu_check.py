@@ -69,8 +69,7 @@ def _environment() -> list[str]:
 
 
 def run_gpu_tests() -> Check:
-    if importlib.util.find_spec("pytest") is None:
-        return Check("GPU tests", False, "pytest is not installed: the tests were not run")
+    """`pytest -m gpu` (the step checks that pytest is installed first)."""
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests"],
                           cwd=ROOT, env=project_env(), capture_output=True, text=True)
     summary = (done.stdout.strip().splitlines() or ["no output"])[-1]
@@ -174,16 +173,18 @@ def step_environment(out: Path) -> Verdict:
     return Verdict("proven", lines[1] if len(lines) > 1 else lines[0], "\n".join(f"- {line}" for line in lines))
 
 
-def step_gpu_tests(out: Path) -> Verdict:
-    check = run_gpu_tests()
-    if check.detail.startswith("pytest is not installed"):
-        return Verdict("not available", check.detail)
+def _verdict(check: Check) -> Verdict:
     return Verdict("proven" if check.passed else "failed", check.detail)
+
+
+def step_gpu_tests(out: Path) -> Verdict:
+    if importlib.util.find_spec("pytest") is None:
+        return Verdict("not available", "pytest is not installed: the tests were not run")
+    return _verdict(run_gpu_tests())
 
 
 def step_tf32(out: Path) -> Verdict:
-    check = tf32_control()
-    return Verdict("proven" if check.passed else "failed", check.detail)
+    return _verdict(tf32_control())
 
 
 def _bench_step(out: Path, name: str, runtimes: str, cuda_ep: bool) -> Verdict:

@@ -63,6 +63,7 @@ def child_env(threads: int) -> dict[str, str]:
         env[var] = str(threads)
     env.setdefault("YOLO_CONFIG_DIR", str(YOLO_CONFIG_DIR))
     env.setdefault("TORCH_EXTENSIONS_DIR", str(TORCH_EXTENSIONS_DIR))
+    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA numbers GPUs as NVML does: energy reads the right one
     return env
 
 
@@ -98,8 +99,6 @@ def _spawn(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: int
     env = child_env(threads)
     if isinstance(job, MeasureJob):  # set before any NVIDIA library loads in the child, which reads it once
         env.update(ieee_fp32_environment(job.options.target, job.options.precision))
-        if job.options.target == "gpu":  # CUDA's device numbers in NVML's (PCI) order: energy reads the right GPU
-            env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     env[PARENT_ENV] = str(os.getpid())  # the wrapper dies with us (bench.measure.peakrss)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=stdin, cwd=PROJECT_ROOT,
@@ -246,11 +245,7 @@ class ChildSession:
                 self.kill()
         else:
             self.kill()
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
+        self._close_stdin()
         final = _read_phase(self.job_dir) or self.phase
         if self.finish_s is None:  # the first time: how long closing (and scoring, if not asked apart) took
             self.finish_s = time.monotonic() - t0
@@ -261,6 +256,9 @@ class ChildSession:
         if self.proc.poll() is None:
             _kill_group(self.proc.pid)
             self.proc.wait()
+        self._close_stdin()
+
+    def _close_stdin(self) -> None:
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             try:
                 self.proc.stdin.close()

@@ -96,3 +96,14 @@ def test_the_tf32_control_holds_only_when_tf32_is_clearly_beyond_ieee_fp32(tf32_
                                                                             ieee_within, held):
     check = gpu_check.tf32_verdict(tf32_diff, tf32_within, ieee_diff, ieee_within)
     assert check.passed is held and "needs >= 10x" in check.detail
+
+
+def test_without_pytest_the_gpu_tests_step_is_not_available_rather_than_failed(tmp_path, monkeypatch):
+    """The lent machine's own Python may lack pytest: the step then says so and the next steps still count."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(gpu_check.importlib.util, "find_spec", lambda name, *a: None if name == "pytest" else
+                        real(name, *a))
+    verdict = gpu_check.step_gpu_tests(tmp_path)
+    assert (verdict.status, verdict.detail) == ("not available", "pytest is not installed: the tests were not run")

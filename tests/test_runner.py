@@ -428,9 +428,14 @@ def test_the_harness_numbers_gpus_as_its_children_and_nvml_do(monkeypatch, tmp_p
 
     from bench.runlog import RunLog
 
+    def make_runner() -> None:
+        log = RunLog()
+        Runner(BenchConfig(model=TINY_MODEL, out=tmp_path / "run"), Reporter(Console(file=io.StringIO())), log)
+        log.close()
+
     monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
-    Runner(BenchConfig(model=TINY_MODEL, out=tmp_path / "run"), Reporter(Console(file=io.StringIO())), RunLog())
+    make_runner()
     assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
     monkeypatch.setenv("CUDA_DEVICE_ORDER", "FASTEST_FIRST")  # a user's own choice is kept
-    Runner(BenchConfig(model=TINY_MODEL, out=tmp_path / "run"), Reporter(Console(file=io.StringIO())), RunLog())
+    make_runner()
     assert os.environ["CUDA_DEVICE_ORDER"] == "FASTEST_FIRST"

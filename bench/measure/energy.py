@@ -53,8 +53,8 @@ def rapl_zones(root: Path | None = None) -> list[RaplZone]:
 def cuda_device_handle(pynvml: Any, environ: Mapping[str, str] = os.environ) -> Any:
     """NVML's handle of this process's CUDA device 0. NVML numbers every GPU of the machine in PCI bus order; CUDA
     numbers only those CUDA_VISIBLE_DEVICES lists, in its order, and orders them by PCI bus only under
-    CUDA_DEVICE_ORDER=PCI_BUS_ID (the harness sets it for GPU children). So NVML's device 0 is not CUDA's under
-    CUDA_VISIBLE_DEVICES=2: the variable's first entry is followed, by UUID where it names one."""
+    CUDA_DEVICE_ORDER=PCI_BUS_ID (the harness sets it for itself and its children). So NVML's device 0 is not
+    CUDA's under CUDA_VISIBLE_DEVICES=2: the variable's first entry is followed, by UUID where it names one."""
     first = environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
     if first.startswith(("GPU-", "MIG-")):
         return pynvml.nvmlDeviceGetHandleByUUID(first)
