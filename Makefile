@@ -1,5 +1,5 @@
 # edgebench: `make bench` and `make test` set everything up on first use.
-# Every variable below is also a CLI flag of `python -m bench` (see `make help`).
+# Every variable below is also a CLI flag of `python -m edgebench.bench` (see `make help`).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -60,7 +60,7 @@ RUN_COUNT    ?=
 	install-gpu install-cpu install-tensorrt install-gpu-lean gpu-check
 
 bench: $(STAMP)
-	@$(PY) -m bench $(BENCH_FLAGS)
+	@$(PY) -m edgebench.bench $(BENCH_FLAGS)
 
 test: $(STAMP)
 	@$(PY) -m pytest
@@ -73,49 +73,49 @@ mutation: $(STAMP)
 	@$(PY) tests/mutation_score.py
 
 lint: $(STAMP)
-	@$(PY) -m ruff check bench runtimes models compression reports fleet tests
+	@$(PY) -m ruff check edgebench bench runtimes models compression reports fleet tests
 
 # Reports from stored runs (measuring nothing): make report [RUNS=results/a,results/b] -> results/report/
 report: $(STAMP)
-	@$(PY) -m reports build $(RUNS) $(if $(REPORT_OUT),--out $(REPORT_OUT))
+	@$(PY) -m edgebench.reports build $(RUNS) $(if $(REPORT_OUT),--out $(REPORT_OUT))
 
 # Change per row between two runs; exits 1 on a regression beyond THRESHOLD (0.05) and the noise.
 compare: $(STAMP)
-	@$(PY) -m reports compare $(BASE) $(NEW) $(if $(THRESHOLD),--threshold $(THRESHOLD))
+	@$(PY) -m edgebench.reports compare $(BASE) $(NEW) $(if $(THRESHOLD),--threshold $(THRESHOLD))
 
 # What to deploy: make recommend MAX_MS=10 MIN_ACCURACY=0.98 [MAX_MB= MAX_MEMORY_MB= MIN_COSINE= WHERE= OBJECTIVE=]
 recommend: $(STAMP)
-	@$(PY) -m reports recommend $(RUNS) $(if $(MAX_MS),--max-ms $(MAX_MS)) \
+	@$(PY) -m edgebench.reports recommend $(RUNS) $(if $(MAX_MS),--max-ms $(MAX_MS)) \
 		$(if $(MIN_ACCURACY),--min-accuracy $(MIN_ACCURACY)) $(if $(MAX_MB),--max-mb $(MAX_MB)) \
 		$(if $(MAX_MEMORY_MB),--max-memory-mb $(MAX_MEMORY_MB)) $(if $(MIN_COSINE),--min-cosine $(MIN_COSINE)) \
 		$(foreach w,$(WHERE),--where '$(w)') $(if $(OBJECTIVE),--objective $(OBJECTIVE))
 
 # The compression survey's seven tables, measured here: MNIST ResNets, every method, 4 runtimes (README, Compression).
 study: $(STAMP)
-	@$(PY) -m bench.studyrun $(if $(OUT),--out $(OUT))
+	@$(PY) -m edgebench.bench.studyrun $(if $(OUT),--out $(OUT))
 
 # edgebench's timing against OpenVINO's benchmark_app, litert-benchmark and bare API loops, on the same files;
 # then the A/A runs of `calibrate`.
 validate: $(STAMP)
-	@$(PY) -m bench.validate $(if $(MODEL),--model $(MODEL)) $(if $(THREADS),--threads $(THREADS)) \
+	@$(PY) -m edgebench.bench.validate $(if $(MODEL),--model $(MODEL)) $(if $(THREADS),--threads $(THREADS)) \
 	$(if $(REPEATS),--repeats $(REPEATS)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(OUT),--out $(OUT))
 
 # Repeated runs of one configuration: the between-run floor `make compare`'s gate must clear on this machine.
 calibrate-runs: $(STAMP)
-	@$(PY) -m bench.validate --only runs $(if $(MODEL),--model $(MODEL)) $(if $(THREADS),--threads $(THREADS)) \
+	@$(PY) -m edgebench.bench.validate --only runs $(if $(MODEL),--model $(MODEL)) $(if $(THREADS),--threads $(THREADS)) \
 	$(if $(RUN_COUNT),--runs $(RUN_COUNT)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(OUT),--out $(OUT))
 
 # A/A runs: pairs of processes timing one file per CPU runtime; measures and keeps this machine's A/A floor.
 calibrate: $(STAMP)
-	@$(PY) -m bench.validate --only aa $(if $(MODEL),--model $(MODEL)) $(if $(THREADS),--threads $(THREADS)) \
+	@$(PY) -m edgebench.bench.validate --only aa $(if $(MODEL),--model $(MODEL)) $(if $(THREADS),--threads $(THREADS)) \
 	$(if $(PAIRS),--pairs $(PAIRS)) $(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(DURATION),--duration $(DURATION)) \
 	$(if $(OUT),--out $(OUT))
 
 list: $(STAMP)
-	@$(PY) -m bench --list
+	@$(PY) -m edgebench.bench --list
 
 help: $(STAMP)
-	@$(PY) -m bench --help
+	@$(PY) -m edgebench.bench --help
 
 # What a failed install prints: the log's tail, and one plain line when the disk filled up
 # (torch's CUDA build and the runtimes take about 8 GB in .venv, plus pip's temporary copies).
@@ -144,7 +144,7 @@ install-gpu install-cpu:
 	@$(PY) -m pip install -e '.[dev,yolo,$(@:install-%=%)]' >> $(VENV)/install.log 2>&1 \
 		|| { $(if $(filter install-gpu,$@),$(RESTORE_CPU)) $(INSTALL_FAILED); }
 	@echo "dev,yolo,$(@:install-%=%)" > $(VENV)/extras
-	@$(PY) -m runtimes.onnxrt --check-one
+	@$(PY) -m edgebench.runtimes.onnxrt --check-one
 	@touch $(STAMP)
 	$(if $(filter install-gpu,$@),@$(MAKE) --no-print-directory install-tensorrt TENSORRT_OPTIONAL=1)
 
@@ -181,7 +181,7 @@ LEAN_INSTALL = $(PY) -c "import tomllib; print('\\n'.join(tomllib.load(open('pyp
 
 # On a machine with an NVIDIA GPU: GPU tests, a TF32 control, and cpu,gpu runs checked row by row (bench/gpu_check.py).
 gpu-check: $(STAMP)
-	@$(PY) -m bench.gpu_check $(or $(OUT),results/gpu-check)
+	@$(PY) -m edgebench.bench.gpu_check $(or $(OUT),results/gpu-check)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,5 +1,5 @@
 """`python -m bench` runs the edgebench CLI."""
 
-from bench.cli import main
+from edgebench.bench.cli import main
 
 raise SystemExit(main())

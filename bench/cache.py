@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.isolation import PROJECT_ROOT
+from edgebench.bench.isolation import PROJECT_ROOT
 
 # EDGEBENCH_CACHE_DIR moves it (the test suite points it at a temporary folder).
 CACHE_DIR = Path(os.environ.get("EDGEBENCH_CACHE_DIR") or PROJECT_ROOT / "models" / ".cache" / "artifacts")

@@ -10,8 +10,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench.config import PRECISIONS, TARGETS, BenchConfig, TimingConfig, default_threads
-from bench.errors import UsageError
+from edgebench.bench.config import PRECISIONS, TARGETS, BenchConfig, TimingConfig, default_threads
+from edgebench.bench.errors import UsageError
 
 PROG = "edgebench"
 
@@ -148,7 +148,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
     """The run's own arguments, read from its folder, aimed back at it; other flags beside --resume are refused
     (a resumed run measured with other settings would not be one run)."""
-    from bench.resume import load_command
+    from edgebench.bench.resume import load_command
 
     defaults = vars(build_parser().parse_args([]))
     others = sorted(name for name, value in vars(args).items() if name != "resume" and value != defaults[name])
@@ -162,15 +162,15 @@ def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def print_listing(console: Console) -> None:
-    from models import REFERENCE_MODELS
-    from runtimes import get_runtime, runtime_names
+    from edgebench.models import REFERENCE_MODELS
+    from edgebench.runtimes import get_runtime, runtime_names
 
     console.print("Reference models: " + ", ".join(f"{n} ({s}x{s})" for n, s in REFERENCE_MODELS.items()))
     console.print("Also: any torchvision classifier by name, or path/to/file.py:function")
     console.print("YOLO detectors (the yolo extra), built offline from Ultralytics' YAML: yolov5nu..yolov5xu, "
                   "yolov8n..yolov8x, yolo11n..yolo11x (scales n, s, m, l, x)")
-    from compression import get_method, method_names
-    from models.zoo import ZOO
+    from edgebench.compression import get_method, method_names
+    from edgebench.models.zoo import ZOO
 
     console.print("Trained on embedded data (accuracy measured): "
                   + ", ".join(f"{n} ({s.task})" for n, s in ZOO.items()))
@@ -186,7 +186,7 @@ def print_listing(console: Console) -> None:
         table.add_row(name, cls.label, ", ".join(f"{t} ({'/'.join(p)})" for t, p in cls.precisions.items()),
                       reason or "yes")
     console.print(table)
-    from runtimes.onnxrt import onnxruntime_conflict
+    from edgebench.runtimes.onnxrt import onnxruntime_conflict
 
     conflict = onnxruntime_conflict()
     if conflict:
@@ -196,7 +196,7 @@ def print_listing(console: Console) -> None:
 def print_table(console: Console, rows) -> None:
     from rich.markup import escape
 
-    from bench.report import FLAG_HELP, table_layout, used_flags
+    from edgebench.bench.report import FLAG_HELP, table_layout, used_flags
 
     headers, body, notes = table_layout(rows)
     table = Table(*map(escape, headers))  # `CPU ms [jetson01]` is a device's column, not rich markup
@@ -217,7 +217,7 @@ def _usage_error(exc: UsageError) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     if raw[:1] == ["worker"]:  # `edgebench worker SCHEDULER --name NAME`: serve as a fleet device
-        from fleet.worker import main as worker_main
+        from edgebench.fleet.worker import main as worker_main
 
         return worker_main(raw[1:])
     args = build_parser().parse_args(argv)
@@ -227,18 +227,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list:
         print_listing(console)
         return 0
-    from bench.progress import Reporter
-    from bench.runlog import RunLog
+    from edgebench.bench.progress import Reporter
+    from edgebench.bench.runlog import RunLog
 
     log = RunLog()  # from here on, library warnings go to the run's log
     runner = None
     try:
-        from bench.runner import Runner, RunSummary
+        from edgebench.bench.runner import Runner, RunSummary
 
         if args.resume is not None:
             args = resumed_args(args)
         else:
-            from bench.resume import without_options
+            from edgebench.bench.resume import without_options
 
             args.command = without_options(raw, ("--out",))
             args.command += [] if "--threads" in args.command else ["--threads", str(args.threads)]
@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.devices and not args.fleet:
             raise UsageError("--devices names the devices of a fleet: add --fleet tcp://scheduler:8786 (or local)")
         if args.fleet:
-            from fleet.run import run_fleet
+            from edgebench.fleet.run import run_fleet
 
             devices = args.devices or (("local1", "local2") if args.fleet == "local" else ())
             run_dir, rows = run_fleet(config, args.fleet, devices, Reporter(err), log)

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import UsageError
-from bench.measure.rounds import NoiseGuard, Stopping
+from edgebench.bench.errors import UsageError
+from edgebench.bench.measure.rounds import NoiseGuard, Stopping
 
 TARGETS = ("cpu", "gpu", "npu")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")  # tf32: fp32 tensors, TF32 math (NVIDIA Ampere+)
@@ -130,8 +130,8 @@ class BenchConfig:
             raise UsageError("resuming needs the run's folder: --resume results/<run>")
         if not self.model_names:
             raise UsageError("no model given: e.g. resnet18, or mnist_resnet_s,mnist_resnet_m for a family")
-        from compression import parse_variants  # late, like the adapters below
-        from runtimes import runtime_names  # late: keeps `bench.config` importable without adapters
+        from edgebench.compression import parse_variants  # late, like the adapters below
+        from edgebench.runtimes import runtime_names  # late: keeps `bench.config` importable without adapters
 
         self.variants = parse_variants(self.compress)
 

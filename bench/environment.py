@@ -103,7 +103,7 @@ def capture(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "accelerators": accelerators(),
         "cpu_governor": cpu_frequency_governor(),
     }
-    from runtimes.onnxrt import installed_onnxruntimes, onnxruntime_conflict
+    from edgebench.runtimes.onnxrt import installed_onnxruntimes, onnxruntime_conflict
 
     environment["onnxruntime_distributions"] = installed_onnxruntimes()
     conflict = onnxruntime_conflict()

@@ -1,9 +1,9 @@
-"""Proof of the GPU paths on a machine with an NVIDIA GPU: `python3 -m bench.gpu_check OUT_DIR`.
+"""Proof of the GPU paths on a machine with an NVIDIA GPU: `python3 -m edgebench.bench.gpu_check OUT_DIR`.
 
 Made for a short loan of a GPU machine (minutes, 10 a command) that has its own Python with a CUDA torch: it runs
-from the source tree (`PYTHONPATH=. python3 -m bench.gpu_check OUT_DIR`, or `make gpu-check OUT=...` in a venv,
-`make install-gpu-lean` for one beside the machine's torch) and needs only what the PyTorch, TorchScript and
-ONNX Runtime rows need. Steps, ordered by what they prove, each its own process with its own time limit
+from the source tree (`PYTHONPATH=. python3 -m edgebench.bench.gpu_check OUT_DIR`, or `make gpu-check OUT=...` in a
+venv, `make install-gpu-lean` for one beside the machine's torch) and needs only what the PyTorch, TorchScript
+and ONNX Runtime rows need. Steps, ordered by what they prove, each its own process with its own time limit
 (`bench.steps`; about 4 minutes at most in all):
 
 1. environment: torch, CUDA, the GPU, what is installed (ONNX Runtime's providers, NVML, TensorRT);
@@ -33,9 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.isolation import PROJECT_ROOT as ROOT
-from bench.isolation import project_env
-from bench.steps import Step, Verdict, run_steps, write_verdict
+from edgebench.bench.isolation import PROJECT_ROOT as ROOT
+from edgebench.bench.isolation import project_env
+from edgebench.bench.steps import Step, Verdict, run_steps, write_verdict
 
 # GPU rows only (the CPU is not what is proven here), batch 1, the default 10 cycles, short rounds.
 BENCH_ARGS = ["--target", "gpu", "--precision", "fp32,tf32,fp16", "--batch", "1", "--duration", "0.1",
@@ -80,8 +80,8 @@ def tf32_control() -> Check:
     """The fp32 tolerance must be able to see TF32, or passing it proves nothing: resnet18 with TF32 allowed."""
     import torch
 
-    from bench.measure.fidelity import compare
-    from models import load_model, make_input
+    from edgebench.bench.measure.fidelity import compare
+    from edgebench.models import load_model, make_input
 
     model = load_model("resnet18")  # BatchNorm recalibrated, as every run's: realistic activations
     x = make_input(model.example, 8, seed=0)
@@ -117,7 +117,8 @@ def tf32_verdict(tf32_diff: float, tf32_within: bool, ieee_diff: float, ieee_wit
 
 def run_bench(name: str, model: str, out: Path, runtimes: str) -> tuple[Check, Path]:
     run_dir = out / name
-    done = subprocess.run([sys.executable, "-m", "bench", "--model", model, "--runtimes", runtimes, *BENCH_ARGS,
+    done = subprocess.run([sys.executable, "-m", "edgebench.bench",
+                           "--model", model, "--runtimes", runtimes, *BENCH_ARGS,
                            "--out", str(run_dir)], cwd=ROOT, env=project_env(), capture_output=True, text=True)
     tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
     return Check(f"bench {name}", done.returncode == 0, f"exit {done.returncode}: {tail[0]}"), run_dir
@@ -162,7 +163,7 @@ STEP_FLAG = "--step"
 def plan(out: Path) -> list[Step]:
     """The steps in order of value, with limits that keep the whole under about 4 minutes on the lent H200."""
     def step(name: str, limit_s: float) -> Step:
-        return Step(name, (sys.executable, "-m", "bench.gpu_check", STEP_FLAG, name, str(out)), limit_s)
+        return Step(name, (sys.executable, "-m", "edgebench.bench.gpu_check", STEP_FLAG, name, str(out)), limit_s)
 
     return [step("environment", 20), step("GPU tests", 90), step("TF32 control", 30), step("resnet18 on CUDA", 75),
             step("TensorRT", 45)]
@@ -240,7 +241,7 @@ def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == STEP_FLAG and argv[1] in STEPS:
         return run_step(argv[1], Path(argv[2]))
     if len(argv) != 1 or argv[0].startswith("-"):
-        print(f"usage: python3 -m bench.gpu_check OUT_DIR (steps: {', '.join(STEPS)})", file=sys.stderr)
+        print(f"usage: python3 -m edgebench.bench.gpu_check OUT_DIR (steps: {', '.join(STEPS)})", file=sys.stderr)
         return 2
     import torch
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.job import CompressJob, MeasureJob, save_job
-from bench.worker import PARENT_ENV, READY_FILE, RESULT_FILE, SCORED_FILE, STATUS_FILE
-from runtimes.base import ieee_fp32_environment
+from edgebench.bench.job import CompressJob, MeasureJob, save_job
+from edgebench.bench.worker import PARENT_ENV, READY_FILE, RESULT_FILE, SCORED_FILE, STATUS_FILE
+from edgebench.runtimes.base import ieee_fp32_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +51,7 @@ class ChildOutcome:
 
 
 def project_env() -> dict[str, str]:
-    """This environment with the project first on PYTHONPATH: for any `python -m bench...` started from here."""
+    """This environment with the project first on PYTHONPATH: for any `python -m edgebench...` started from here."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", ""))
                                                         if p)}
 
@@ -94,8 +94,8 @@ def _spawn(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: int
     job_path = job_dir / f"{mode}.json"
     save_job(job, job_path)
     log_path = job_dir / f"{mode}.log"
-    command = [sys.executable, "-m", "bench.measure.peakrss", str(report), str(timeout_s), "--",
-               sys.executable, "-m", "bench.worker", mode, str(job_path)]
+    command = [sys.executable, "-m", "edgebench.bench.measure.peakrss", str(report), str(timeout_s), "--",
+               sys.executable, "-m", "edgebench.bench.worker", mode, str(job_path)]
     env = child_env(threads)
     if isinstance(job, MeasureJob):  # set before any NVIDIA library loads in the child, which reads it once
         env.update(ieee_fp32_environment(job.options.target, job.options.precision))

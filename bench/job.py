@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.config import TimingConfig
-from runtimes.base import RuntimeOptions
+from edgebench.bench.config import TimingConfig
+from edgebench.runtimes.base import RuntimeOptions
 
 
 @dataclass

@@ -12,7 +12,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from bench.results import ResultRow
+from edgebench.bench.results import ResultRow
 
 
 class Reporter:

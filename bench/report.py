@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bench.results import ResultRow
+from edgebench.bench.results import ResultRow
 
 SINGLE_TARGET_HEADERS = ["Format", "Precision", "Batch", "Status", "Size (MB)", "p50 ms (95% CI)", "p90 ms",
                          "Speed-up vs PyTorch (95% CI)", "Throughput (img/s)", "max abs diff vs PyTorch"]
@@ -125,17 +125,34 @@ def accuracy_cell(row: ResultRow) -> str:
     return f"{row.accuracy * 100:.1f} ({row.accuracy_ci_low * 100:.1f}-{row.accuracy_ci_high * 100:.1f}){chance}"
 
 
+def map_cell(row: ResultRow) -> str:
+    """A detector's mAP50-95 in percent with its 95% bootstrap interval, e.g. `52.8 (50.5-56.2)`."""
+    if row.map50_95 is None:
+        return "-"
+    if row.map_ci_low is None or row.map_ci_high is None:
+        return f"{row.map50_95 * 100:.1f}"
+    return f"{row.map50_95 * 100:.1f} ({row.map_ci_low * 100:.1f}-{row.map_ci_high * 100:.1f})"
+
+
+DETECTION_HEADERS = ["mAP50-95 % (95% CI)", "mAP50 %", "Post ms"]
+
+
+def detection_cells(row: ResultRow) -> list[str]:
+    return [map_cell(row), fmt(None if row.map50 is None else row.map50 * 100, 1), fmt(row.postprocess_ms, 2)]
+
+
 def _single_target(rows: Sequence[ResultRow], notes: _Notes) -> tuple[list[str], list[list[str]]]:
     """The plain table; Model, Compression, Zip and Accuracy columns appear only when the rows vary in them."""
     many_models, compressed = _identity_columns(rows)
     scored = any(r.accuracy is not None for r in rows)
-    agreement = compressed and not scored  # no labels: fidelity of each variant to the uncompressed model
+    detected = any(r.map50_95 is not None for r in rows)
+    agreement = compressed and not scored and not detected  # no labels: fidelity to the uncompressed model
     gains = compressed or len({r.precision for r in rows}) > 1  # what compression or int8 gained, per runtime
     h = SINGLE_TARGET_HEADERS
     headers = (["Model"] if many_models else []) + ["Format"] + (["Compression"] if compressed else []) + \
         h[1:5] + (["Zip (MB)"] if compressed else []) + h[5:8] + \
         (["Speed-up vs its fp32 uncompressed (95% CI)"] if gains else []) + h[8:9] + \
-        (["Accuracy % (95% CI)"] if scored else []) + \
+        (["Accuracy % (95% CI)"] if scored else []) + (DETECTION_HEADERS if detected else []) + \
         (["Top-1 agreement vs uncompressed (fidelity)"] if agreement else []) + h[9:]
     body = []
     for r in rows:
@@ -146,6 +163,7 @@ def _single_target(rows: Sequence[ResultRow], notes: _Notes) -> tuple[list[str],
         cells += [compression_speedup_cell(r)] if gains else []
         cells += [fmt(r.throughput, 1)]
         cells += [accuracy_cell(r)] if scored else []
+        cells += detection_cells(r) if detected else []
         cells += [f"{r.agreement:.0%}" if r.agreement is not None else "-"] if agreement else []
         body.append(cells + [sci(r.max_abs_diff)])
     return headers, body
@@ -161,13 +179,15 @@ def table_layout(rows: Sequence[ResultRow]) -> tuple[list[str], list[list[str]],
         return headers, body, notes.items
     many_models, compressed = _identity_columns(rows)
     scored = any(r.accuracy is not None for r in rows)
+    detected = any(r.map50_95 is not None for r in rows)
     groups: dict[tuple[str, str, str, str, int], dict[tuple[str, str], ResultRow]] = {}
     for row in rows:  # one line per variant; its targets (and devices) side by side
         column = (row.host if many_hosts else "", row.target)
         groups.setdefault((row.model, row.format, row.compression, row.precision, row.batch), {})[column] = row
     headers = (["Model"] if many_models else []) + ["Format"] + (["Compression"] if compressed else []) + \
         ["Precision", "Batch", "Size (MB)", *(f"{t.upper()} ms" + (f" [{h}]" if h else "") for h, t in columns)] + \
-        (["Accuracy % (95% CI)"] if scored else []) + ["max abs diff vs PyTorch"]
+        (["Accuracy % (95% CI)"] if scored else []) + (["mAP50-95 % (95% CI)"] if detected else []) + \
+        ["max abs diff vs PyTorch"]
     body = []
     for (model, fmt_name, compression, precision, batch), by_column in groups.items():
         sizes = [r.size_mb for r in by_column.values() if r.size_mb is not None]
@@ -185,6 +205,8 @@ def table_layout(rows: Sequence[ResultRow]) -> tuple[list[str], list[list[str]],
                 cells.append(f"N/A [{notes.add(f'{name} on {where}: {row.error or row.status}')}]")
         if scored:
             cells.append(_accuracy_across(by_column, columns, many_hosts))
+        if detected:  # the first target's: each target's own is in rows.csv
+            cells.append(next((map_cell(r) for r in by_column.values() if r.map50_95 is not None), "-"))
         diffs = [r.max_abs_diff for r in by_column.values() if r.max_abs_diff is not None]
         cells.append(sci(max(diffs)) if diffs else "-")
         body.append(cells)

@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.measure.paired import PairedComparison, compare_correct, unpack_correct
-from bench.measure.stats import LatencyStats, median_interval, ratio_interval, two_proportion_p
+from edgebench.bench.measure.paired import PairedComparison, compare_correct, unpack_correct
+from edgebench.bench.measure.stats import LatencyStats, median_interval, ratio_interval, two_proportion_p
 
 if TYPE_CHECKING:
-    from bench.measure.rounds import RowRounds
+    from edgebench.bench.measure.rounds import RowRounds
 
 
 @dataclass
@@ -73,6 +73,12 @@ class ResultRow:
     accuracy_ci_high: float | None = None
     at_chance: bool | None = None  # accuracy within noise of 1/classes while predictions vary: check the preprocessing
     correct_bits: str = ""  # which test images it got right: bench.measure.paired.pack_correct (paired tests)
+    # Detectors (issue 21): boxes after the shared post-processing, scored by pycocotools on `dataset`'s val split.
+    map50_95: float | None = None  # COCO mAP@0.5:0.95
+    map50: float | None = None  # COCO mAP@0.5
+    map_ci_low: float | None = None  # mAP50-95's 95% bootstrap interval over images
+    map_ci_high: float | None = None
+    postprocess_ms: float | None = None  # median per image: NMS and rescaling, outside the timed inference
     params: int | None = None  # parameters of the (compressed) PyTorch module
     sparsity: float | None = None  # share of parameters that are exactly zero
     pruned_fraction: float | None = None  # share of prunable channels structured pruning really removed
@@ -190,7 +196,7 @@ def annotate_ratios(row: ResultRow, rounds: RowRounds, pytorch: RowRounds | None
     throughput mode: the row's items/s over the baseline's. `floor`: the machine's A/A floor
     (`bench.measure.floor`), added to each interval, since the two sides ran in two processes.
     """
-    from bench.measure.rounds import paired_rounds
+    from edgebench.bench.measure.rounds import paired_rounds
 
     throughput = row.mode == "throughput"
 
@@ -258,7 +264,7 @@ class RunWriter:
 
     def append(self, row: ResultRow, rounds: list[list[float]] = ()) -> None:
         """Write the row; its kept samples, per round, go to samples.jsonl (intervals are recomputed from them)."""
-        from bench.report import markdown_report
+        from edgebench.bench.report import markdown_report
 
         self.rows.append(row)
         _append_line(self.run_dir / "rows.jsonl", json.dumps(asdict(row)))

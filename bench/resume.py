@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 
-from bench.errors import UsageError
-from bench.results import ResultRow, read_jsonl, read_rows
+from edgebench.bench.errors import UsageError
+from edgebench.bench.results import ResultRow, read_jsonl, read_rows
 
 COMMAND_FILE = "command.json"
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import os
 import platform
+import re
 import shutil
 import time
 from collections.abc import Callable, Hashable
@@ -16,31 +18,31 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.cache import ArtifactCache, cache_key
-from bench.config import BenchConfig
-from bench.errors import UsageError
-from bench.isolation import PROJECT_ROOT, ChildSession, run_child
-from bench.job import CompressJob, MeasureJob
-from bench.measure.contents import Contents, check, clusters_of, packed_file_mb
-from bench.measure.cpuload import NOISY_FOREIGN_LOAD
-from bench.measure.floor import DEFAULT as DEFAULT_FLOOR
-from bench.measure.floor import AAFloor, machine_key
-from bench.measure.floor import load as load_floor
-from bench.measure.peak import GEMM_SIZE, TRIES, gemm_peaks
-from bench.measure.rounds import RE_WARMUP_ITERS, RoundFailed, RoundResult, RowRounds, interleave
-from bench.measure.stats import interval_coverage
-from bench.progress import Reporter
-from bench.results import ResultRow, RunWriter, annotate_ratios, row_key
-from bench.resume import keep_finished_variants, resumed_environment, save_command
-from bench.runlog import RunLog, logger
-from bench.targets import check_target
-from bench.variants import MODEL_FILE, VariantInfo, outputs_path, save_variant
-from compression import NONE, Variant, parse_variant
-from compression.measures import zipped_bytes
-from runtimes import Runtime, RuntimeOptions, adapter_ref, artifact_size_bytes, get_runtime
+from edgebench.bench.cache import ArtifactCache, cache_key
+from edgebench.bench.config import BenchConfig
+from edgebench.bench.errors import UsageError
+from edgebench.bench.isolation import PROJECT_ROOT, ChildSession, run_child
+from edgebench.bench.job import CompressJob, MeasureJob
+from edgebench.bench.measure.contents import Contents, check, clusters_of, packed_file_mb
+from edgebench.bench.measure.cpuload import NOISY_FOREIGN_LOAD
+from edgebench.bench.measure.floor import DEFAULT as DEFAULT_FLOOR
+from edgebench.bench.measure.floor import AAFloor, machine_key
+from edgebench.bench.measure.floor import load as load_floor
+from edgebench.bench.measure.peak import GEMM_SIZE, TRIES, gemm_peaks
+from edgebench.bench.measure.rounds import RE_WARMUP_ITERS, RoundFailed, RoundResult, RowRounds, interleave
+from edgebench.bench.measure.stats import interval_coverage
+from edgebench.bench.progress import Reporter
+from edgebench.bench.results import ResultRow, RunWriter, annotate_ratios, row_key
+from edgebench.bench.resume import keep_finished_variants, resumed_environment, save_command
+from edgebench.bench.runlog import RunLog, logger
+from edgebench.bench.targets import check_target
+from edgebench.bench.variants import MODEL_FILE, VariantInfo, outputs_path, save_variant
+from edgebench.compression import NONE, Variant, parse_variant
+from edgebench.compression.measures import zipped_bytes
+from edgebench.runtimes import Runtime, RuntimeOptions, adapter_ref, artifact_size_bytes, get_runtime
 
 if TYPE_CHECKING:
-    from models.tasks import Task
+    from edgebench.models.tasks import Task
 
 RESULTS_DIR = PROJECT_ROOT / "results"
 IDLE_PHASES = ("ready", "waiting")
@@ -128,16 +130,21 @@ def plan_jobs(config: BenchConfig, variant: Variant = NONE, quantized_study: boo
 def plan_run(config: BenchConfig) -> tuple[list[Any], list[Task | None], list[list[tuple[Variant, list[Job]]]]]:
     """(models, their tasks, each model's variants with their jobs). Bad models, weights, data or methods fail
     here, before anything is written."""
-    from models import load_model
+    from edgebench.models import load_model
 
     models = [load_model(name, config.weights, config.seed) for name in config.model_names]
     tasks = [resolve_task(config, model) for model in models]
     plans = []
     for model, task in zip(models, tasks, strict=True):
-        variants = with_controls(config.variants, task is not None, config.finetune_epochs)
+        trainable = task is not None and task.kind == "classify"  # the one training recipe is a classifier's
+        variants = with_controls(config.variants, trainable, config.finetune_epochs)
         for variant in variants:
             for method in variant.methods:
                 method.check(model.module, model.example)
+            if variant.needs_task and task is not None and not trainable:
+                raise UsageError(f"{variant.spec} trains, and training a detector (Ultralytics' detection loss) is "
+                                 "not supported yet: measure the detector with COMPRESS=none, prune-unstructured:X "
+                                 "or PRECISION=int8")
             if variant.needs_task and task is None:
                 raise UsageError(f"{variant.spec} trains, so it needs labelled data: {model.name} has none; "
                                  "use a zoo model (mnist_resnet_m, digits_cnn) or DATA=mnist|digits|folder")
@@ -216,13 +223,12 @@ def make_run_dir(config: BenchConfig, model_name: str) -> Path:
 def save_reference(model: Any, batches: tuple[int, ...], folder: Path, seed: int,
                    task: Task | None = None) -> Reference:
     """Inputs per batch size, the module pickled whole with its eager outputs, and the task's data if any."""
-    from models import make_input
+    from edgebench.models import make_input
 
     folder.mkdir(parents=True, exist_ok=True)
     reference = Reference(folder)
     for batch in batches:  # real test images where there are some: int8 is calibrated for those, not for noise
-        x = make_input(model.example, batch, seed).numpy() if task is None else \
-            np.resize(task.x_test, (batch, *task.x_test.shape[1:]))
+        x = make_input(model.example, batch, seed).numpy() if task is None else task.timed_input(batch)
         np.save(reference.input(batch), x)
     reference.info = save_variant(model.module, folder, {b: reference.input(b) for b in batches}, 0, "")
     if task is not None:
@@ -235,11 +241,13 @@ def save_reference(model: Any, batches: tuple[int, ...], folder: Path, seed: int
 
 def resolve_task(config: BenchConfig, model: Any) -> Task | None:
     """The labelled data a model is scored on: DATA if given, else the zoo model's own task, else none."""
-    from models import resolve_source
-    from models.preprocess import resolve
-    from models.tasks import check_task_fits, load_task
+    from edgebench.models import resolve_source
+    from edgebench.models.preprocess import resolve
+    from edgebench.models.tasks import check_task_fits, load_task
 
     source = resolve_source(model.source)
+    if getattr(source, "detects", False):
+        return _detection_task(config, model)
     name = config.data or source.task
     if not name:
         if config.preprocess:
@@ -257,16 +265,47 @@ def resolve_task(config: BenchConfig, model: Any) -> Task | None:
     return task
 
 
+def _detection_task(config: BenchConfig, model: Any) -> Any:
+    """A detector's labelled data: DATA as an Ultralytics data.yaml or a COCO folder, letterboxed to its input."""
+    from edgebench.models.detection import load_detection_task
+
+    if config.preprocess:
+        raise UsageError(f"PREPROCESS={config.preprocess} applies to classifiers: a detector's images are "
+                         "letterboxed as Ultralytics' validator does")
+    if not config.data:
+        return None
+    task = load_detection_task(config.data, int(model.example.shape[-1]), config.seed)
+    import torch
+
+    with torch.no_grad():
+        outputs = model.module(model.example)
+    outputs = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+    task.check_fits(tuple(model.example.shape[1:]), tuple(outputs.shape), model.name)
+    return task
+
+
+def _scored_on(task: Any) -> str:
+    """The header's words for what the accuracy columns mean."""
+    if task is None:
+        return ""
+    if task.kind == "detect":
+        from edgebench.bench.measure.detections import POSTPROCESSING
+
+        return (f"; mAP on {task.label}: COCO mAP50-95 and mAP50 (pycocotools) in each runtime, 95% bootstrap "
+                f"interval over images; post-processing outside the timed inference (post_ms per image): "
+                f"{POSTPROCESSING}; preprocessing: {task.preprocessing}")
+    return (f"; accuracy on {task.label}, top-1 in each runtime, 95% Wilson interval; preprocessing: "
+            f"{task.preprocessing}")
+
+
 def table_header(config: BenchConfig, models: list[Any], tasks: list[Task | None],
                  environment: dict[str, Any]) -> str:
     t = config.timing
     coverage = interval_coverage(config.repeats)
     packages = ", ".join(f"{k} {v}" for k, v in environment["packages"].items())
     described = "".join(
-        f"- Model: {m.name}, input {tuple(m.example.shape[1:])}, weights: {m.weights}"
-        + (f"; accuracy on {task.label}, top-1 in each runtime, 95% Wilson interval; preprocessing: "
-           f"{task.preprocessing}" if task is not None else "")
-        + "\n" for m, task in zip(models, tasks, strict=True))
+        f"- Model: {m.name}, input {tuple(m.example.shape[1:])}, weights: {m.weights}{_scored_on(task)}\n"
+        for m, task in zip(models, tasks, strict=True))
     overlap = "" if config.export_jobs == 1 else \
         (f" ({config.export_jobs} exporting or loading at once, so export_s, load_s and first_ms include their "
          "contention; timing starts once all are loaded)")
@@ -315,20 +354,23 @@ class Runner:
         self.versions: dict[str, str] = {}
         self.peaks: dict[str, float] = {}
         self.floor = DEFAULT_FLOOR  # the machine's A/A floor, read when the run starts
+        self._detection_tasks: dict[Path, Any] = {}  # detectors' validation sets, read once per run
+        self.detections_dir = RESULTS_DIR / "detections"  # set per run folder in run()
         # The uncompressed fp32 row of each (model, runtime, target, batch): its measuring job, and the process
         # kept loaded to time it beside every later variant of the model (None when it could not start).
         self.baseline_jobs: dict[tuple[str, str, str, int], tuple[MeasureJob, str]] = {}
         self.anchors: dict[tuple[str, str, str, int], tuple[ChildSession, str] | None] = {}
 
     def run(self) -> RunSummary:
-        from bench.environment import capture, cpu_info, package_versions
-        from bench.measure.timing import harness_overhead_us
+        from edgebench.bench.environment import capture, cpu_info, package_versions
+        from edgebench.bench.measure.timing import harness_overhead_us
 
         config = self.config
         devices = {target: check_target(target) for target in config.targets}  # all checked before any work
         check_named_runtimes(config)
         models, tasks, plans = plan_run(config)
         run_dir = make_run_dir(config, "+".join(m.name for m in models))
+        self.detections_dir = run_dir / "detections"  # detectors' boxes, one COCO results file per row
         if config.command and not config.resume:
             save_command(run_dir, config.command)
         planned = planned_keys(models, plans)
@@ -689,6 +731,25 @@ class Runner:
         record_contents(row, Contents(**contents) if contents else None, size)
         return row, spec, job_dir
 
+    def _score_detections(self, row: ResultRow, task_file: Path, candidates_file: Path) -> None:
+        """A detector row's mAP: the measuring process kept its candidates; post-processing and COCO evaluation
+        run here, the same code for every runtime. The boxes are kept in the run folder (detections/<row>.json)."""
+        from edgebench.bench.measure.detections import score_detections, unpack
+        from edgebench.models.detection import DetectionTask
+
+        if task_file not in self._detection_tasks:
+            self._detection_tasks[task_file] = DetectionTask.load(task_file)
+        with np.load(candidates_file) as packed:
+            per_image = unpack(dict(packed))
+        score = score_detections(self._detection_tasks[task_file], per_image, self.config.seed)
+        row.map50_95, row.map50, row.map_ci_low, row.map_ci_high = (score.map50_95, score.map50, score.map_ci_low,
+                                                                    score.map_ci_high)
+        row.postprocess_ms = score.postprocess_ms
+        self.detections_dir.mkdir(exist_ok=True)
+        name = re.sub(r"[^\w.-]+", "_", row.key)
+        (self.detections_dir / f"{name}.json").write_text(json.dumps(score.detections))
+        candidates_file.unlink()
+
     def _finish(self, row: ResultRow, session: ChildSession, job_dir: Path, ready: dict[str, Any] | None = None,
                 rounds: RowRounds | None = None) -> bool:
         """Close the measuring child and fill the row from its answers; False when the row is not measured."""
@@ -714,6 +775,8 @@ class Runner:
         for name in ("device", "h2d_ms", "d2h_ms", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
                      "correct_bits", "at_chance", "device_memory_mb", "device_memory_source"):
             setattr(row, name, result.get(name, getattr(row, name)))
+        if "detections_file" in result:
+            self._score_detections(row, Path(result["task_file"]), Path(result["detections_file"]))
         chance = CHANCE_NOTE if row.at_chance else ""
         row.details = "; ".join(part for part in (chance, result["details"], row.details) if part)
         row.add_rounds(rounds)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.isolation import PROJECT_ROOT, project_env
+from edgebench.bench.isolation import PROJECT_ROOT, project_env
 
 STATUSES = ("proven", "failed", "not available")
 SETTLED = ("proven", "not available")  # kept by a second run; "failed" runs again

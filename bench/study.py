@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bench.measure.paired import ALPHA, detectable_difference, holm
-from bench.report import accuracy_cell, fmt, markdown_grid, ratio_cell
-from bench.results import ResultRow
+from edgebench.bench.measure.paired import ALPHA, detectable_difference, holm
+from edgebench.bench.report import accuracy_cell, fmt, markdown_grid, ratio_cell
+from edgebench.bench.results import ResultRow
 
 RUNTIME_ORDER = ("pytorch", "pytorch-compiled", "torchscript", "onnxruntime", "openvino", "tflite", "tensorrt",
                  "coreml")

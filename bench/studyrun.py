@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.config import BenchConfig, TimingConfig
-from bench.errors import UsageError
+from edgebench.bench.config import BenchConfig, TimingConfig
+from edgebench.bench.errors import UsageError
 
 FAMILY = ("mnist_resnet_s", "mnist_resnet_m", "mnist_resnet_l")
 MODEL = "mnist_resnet_m"
@@ -45,10 +45,10 @@ def study_configs(out: Path, threads: int | None = None, seed: int = 0) -> list[
 def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
 
-    from bench.progress import Reporter
-    from bench.results import read_rows
-    from bench.runlog import RunLog
-    from bench.runner import RESULTS_DIR, Runner
+    from edgebench.bench.progress import Reporter
+    from edgebench.bench.results import read_rows
+    from edgebench.bench.runlog import RunLog
+    from edgebench.bench.runner import RESULTS_DIR, Runner
 
     parser = argparse.ArgumentParser(prog="edgebench-study", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="study folder [results/study-<time>]")
@@ -85,9 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def write_study(out: Path, configs: list[BenchConfig]) -> int:
-    from bench.results import read_rows
-    from bench.study import study_markdown
-    from reports.runs import load_run
+    from edgebench.bench.results import read_rows
+    from edgebench.bench.study import study_markdown
+    from edgebench.reports.runs import load_run
 
     family, compression = (read_rows(c.out) for c in configs)
     floor = load_run(configs[1].out).floor

@@ -7,7 +7,7 @@ import os
 import platform
 import shutil
 
-from bench.errors import UsageError
+from edgebench.bench.errors import UsageError
 
 
 def tflite_delegates() -> list[str]:

@@ -59,8 +59,8 @@ def save_variant(module: nn.Module, folder: Path, inputs: dict[int, Path], finet
                  baseline: nn.Module | None = None, seed: int = 0, pruned_fraction: float | None = None
                  ) -> VariantInfo:
     """Pickle the whole module (its architecture may have changed) and its eager outputs per batch size."""
-    from compression.measures import parameter_count, sparsity
-    from runtimes._torch import to_host
+    from edgebench.compression.measures import parameter_count, sparsity
+    from edgebench.runtimes._torch import to_host
 
     folder.mkdir(parents=True, exist_ok=True)
     module = module.eval()
@@ -81,8 +81,8 @@ def save_variant(module: nn.Module, folder: Path, inputs: dict[int, Path], finet
 
 def top1_agreement(module: nn.Module, baseline: nn.Module, like: np.ndarray, seed: int) -> float | None:
     """Share of seeded inputs on which both models pick the same class: fidelity where there are no labels."""
-    from models import make_input
-    from runtimes._torch import flatten_tensors
+    from edgebench.models import make_input
+    from edgebench.runtimes._torch import flatten_tensors
 
     x = make_input(torch.from_numpy(like[:1]), AGREEMENT_INPUTS, seed + 7)
     with torch.inference_mode():
@@ -94,7 +94,7 @@ def top1_agreement(module: nn.Module, baseline: nn.Module, like: np.ndarray, see
 
 def load_module(path: Path | str, source: str) -> nn.Module:
     """Unpickle a saved variant; the model source is resolved first so a user's classes can be found."""
-    from models.sources import resolve_source
+    from edgebench.models.sources import resolve_source
 
     if source:
         resolve_source(source)

@@ -1,6 +1,6 @@
 """The child process: compress the model once, export one runtime's artifact, or load and measure it.
 
-`python -m bench.worker compress|export|measure JOB.json` reads the job (`bench.job`), writes `result.json`
+`python -m edgebench.bench.worker compress|export|measure JOB.json` reads the job (`bench.job`), writes `result.json`
 beside it, and keeps a one-word phase in `status` so the parent can show progress and say where a crash
 happened.
 """
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.job import CompressJob, MeasureJob, load_job
-from bench.measure.peakrss import PARENT_ENV, die_with_parent
-from runtimes import load_adapter
+from edgebench.bench.job import CompressJob, MeasureJob, load_job
+from edgebench.bench.measure.peakrss import PARENT_ENV, die_with_parent
+from edgebench.runtimes import load_adapter
 
 RESULT_FILE = "result.json"
 STATUS_FILE = "status"
@@ -42,9 +42,9 @@ def _phase(job_dir: Path, text: str) -> None:
 def _compress(job: CompressJob, job_dir: Path) -> dict[str, Any]:
     import torch
 
-    from bench.variants import load_module, save_variant
-    from compression import CompressionContext, parse_variant
-    from models.tasks import Task
+    from edgebench.bench.variants import load_module, save_variant
+    from edgebench.compression import CompressionContext, parse_variant
+    from edgebench.models.tasks import load_any_task
 
     torch.set_num_threads(job.threads)
     _phase(job_dir, "loading model")
@@ -52,7 +52,8 @@ def _compress(job: CompressJob, job_dir: Path) -> dict[str, Any]:
     model = copy.deepcopy(baseline)  # methods change it in place; the baseline stays for the agreement figure
     inputs = {int(batch): Path(path) for batch, path in job.inputs.items()}
     example = torch.from_numpy(np.load(next(iter(inputs.values())))[:1])
-    task = Task.load(job.task) if job.task else None
+    task = load_any_task(job.task) if job.task else None
+    task = task if task is not None and task.kind == "classify" else None  # only classifiers are trained here
     context = CompressionContext(example=example, task=task, seed=job.seed, finetune_epochs=job.finetune_epochs)
     epochs = 0
     for method in parse_variant(job.chain).methods:
@@ -68,8 +69,8 @@ def _compress(job: CompressJob, job_dir: Path) -> dict[str, Any]:
 def _export(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     import torch
 
-    from bench.measure.contents import layer_macs, read
-    from bench.variants import load_module
+    from edgebench.bench.measure.contents import layer_macs, read
+    from edgebench.bench.variants import load_module
 
     torch.set_num_threads(job.options.threads)
     _phase(job_dir, "loading model")
@@ -78,7 +79,7 @@ def _export(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     if job.calibration:
         adapter.calibration = np.load(job.calibration)
     if job.qat_epochs:
-        from runtimes._quant import QatPlan
+        from edgebench.runtimes._quant import QatPlan
 
         adapter.qat = QatPlan(job.task, job.qat_epochs, job.options.seed)
     folder = Path(job.artifact_dir)
@@ -93,8 +94,8 @@ def _export(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     if weights is not None:
         result["contents"] = asdict(read(weights, layers))
     if adapter.trained is not None:  # the artifact should compute what the trained model does, not the float one
-        from bench.variants import save_outputs
-        from runtimes._torch import to_host
+        from edgebench.bench.variants import save_outputs
+        from edgebench.runtimes._torch import to_host
 
         with torch.no_grad():
             outputs = to_host(adapter.trained(example))
@@ -108,8 +109,8 @@ def _accuracy(adapter: Any, task_path: str, batch: int) -> dict[str, Any]:
 
     Artifacts have a fixed batch size: the last chunk is padded by repeating its final image.
     """
-    from bench.measure.paired import pack_correct
-    from bench.measure.stats import at_chance, wilson_interval
+    from edgebench.bench.measure.paired import pack_correct
+    from edgebench.bench.measure.stats import at_chance, wilson_interval
 
     with np.load(task_path) as data:
         x, y, classes = data["x_test"], data["y_test"], len(data["classes"])
@@ -136,10 +137,10 @@ def _time_round(step: Any, timing: Any, first: bool, streams: list[Any] | None =
     returning joules; None in throughput mode), the energy of the round's inferences, warm-up included."""
     from dataclasses import replace
 
-    from bench.measure.cpuload import ForeignLoadTracker
-    from bench.measure.energy import EnergyMeter
-    from bench.measure.rounds import RE_WARMUP_ITERS, RoundResult
-    from bench.measure.timing import time_concurrent, time_step
+    from edgebench.bench.measure.cpuload import ForeignLoadTracker
+    from edgebench.bench.measure.energy import EnergyMeter
+    from edgebench.bench.measure.rounds import RE_WARMUP_ITERS, RoundResult
+    from edgebench.bench.measure.timing import time_concurrent, time_step
 
     config = timing if first else replace(timing, warmup_iters=min(timing.warmup_iters, RE_WARMUP_ITERS),
                                           warmup_s=0.0)
@@ -165,7 +166,7 @@ def _commands() -> Any:
 
 def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     """Load, check fidelity, time rounds (driven by the parent in serve mode), score accuracy, close."""
-    from bench.measure.fidelity import compare
+    from edgebench.bench.measure.fidelity import compare
 
     reason = type(adapter).run_unavailable(job.options.target)
     if reason:  # exported (so its size is known) but cannot run here
@@ -196,7 +197,7 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
         adapter.sync()
 
     streams = adapter.throughput_streams(x) if job.options.mode == "throughput" else None
-    from bench.measure.energy import energy_source
+    from edgebench.bench.measure.energy import energy_source
 
     energy, ready["energy_source"] = energy_source(job.options.target) if streams is None else \
         (None, "not measured in throughput mode")
@@ -247,11 +248,35 @@ def _device_memory(adapter: Any) -> tuple[float | None, str]:
         return None, f"no device memory figure: {type(exc).__name__}: {exc}"
 
 
+def _detections(adapter: Any, task_path: str, batch: int, job_dir: Path) -> dict[str, Any]:
+    """A detector's raw outputs on the whole validation split, reduced to the anchors that pass the confidence
+    threshold (`bench.measure.detections.candidates`), saved for the harness to post-process and score."""
+    from edgebench.bench.measure.detections import candidates, pack
+    from edgebench.models.detection import DetectionTask
+
+    with np.load(task_path) as data:
+        images = data["images"]
+    kept = []
+    for i in range(0, len(images), batch):
+        chunk = images[i:i + batch]
+        real = len(chunk)
+        if real < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
+        kept += candidates(np.asarray(adapter.predict(DetectionTask.to_input(chunk))[0]))[:real]
+    path = job_dir / "detections.npz"
+    np.savez(path, **pack(kept))
+    return {"detections_file": str(path), "task_file": task_path}
+
+
 def _score(adapter: Any, job: MeasureJob, job_dir: Path, batch: int) -> dict[str, Any]:
     """The row's accuracy figures; none for a model without labelled data."""
     if not job.task:
         return {}
     _phase(job_dir, "scoring accuracy")
+    with np.load(job.task) as data:
+        detect = "kind" in data.files and str(data["kind"]) == "detect"
+    if detect:
+        return _detections(adapter, job.task, batch, job_dir)
     return _accuracy(adapter, job.task, batch)
 
 
@@ -295,6 +320,6 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     # Run the importable module's main rather than this __main__ copy's, so that the process holds one
     # definition of everything: what tests patch or mutate (`make mutation`) is what runs here.
-    from bench import worker
+    from edgebench.bench import worker
 
     sys.exit(worker.main(sys.argv[1:]))

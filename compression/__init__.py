@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.discovery import concrete_subclasses
-from bench.errors import UsageError
-from compression.base import CompressionContext, CompressionMethod
+from edgebench.bench.discovery import concrete_subclasses
+from edgebench.bench.errors import UsageError
+from edgebench.compression.base import CompressionContext, CompressionMethod
 
 __all__ = ["CompressionContext", "CompressionMethod", "Variant", "method_names", "get_method", "parse_variant",
            "parse_variants"]

@@ -15,8 +15,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from bench.errors import UsageError
-from models.tasks import Task
+from edgebench.bench.errors import UsageError
+from edgebench.models.tasks import Task
 
 
 @dataclass

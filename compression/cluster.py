@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from bench.errors import UsageError
-from compression.base import CompressionContext, CompressionMethod, weight_layers
-from models.training import finetune_recipe, fit
+from edgebench.bench.errors import UsageError
+from edgebench.compression.base import CompressionContext, CompressionMethod, weight_layers
+from edgebench.models.training import finetune_recipe, fit
 
 FIT_SAMPLE = 20_000  # k-means is fitted on at most this many weights per layer, then every weight is assigned
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.errors import UsageError
-from compression.base import CompressionContext, CompressionMethod
-from models.training import Recipe, fit
+from edgebench.bench.errors import UsageError
+from edgebench.compression.base import CompressionContext, CompressionMethod
+from edgebench.models.training import Recipe, fit
 
 
 def _student_source(method: str, arg: str):
-    from models.sources import resolve_source
-    from models.zoo import ZOO
+    from edgebench.models.sources import resolve_source
+    from edgebench.models.zoo import ZOO
 
     try:
         return resolve_source(arg)

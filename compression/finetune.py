@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from bench.errors import UsageError
-from compression.base import CompressionContext, CompressionMethod
-from models.training import finetune_recipe, fit
+from edgebench.bench.errors import UsageError
+from edgebench.compression.base import CompressionContext, CompressionMethod
+from edgebench.models.training import finetune_recipe, fit
 
 
 class FineTune(CompressionMethod):

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from compression.base import CompressionContext, CompressionMethod, parse_fraction, weight_layers
-from models.training import finetune_recipe, fit
+from edgebench.compression.base import CompressionContext, CompressionMethod, parse_fraction, weight_layers
+from edgebench.models.training import finetune_recipe, fit
 
 ROUND_TO = 8
 TOLERANCE = 0.05  # a layer whose realised fraction is further than this from the request is named in the notes

@@ -9,8 +9,8 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.utils import prune
 
-from compression.base import CompressionContext, CompressionMethod, parse_fraction, weight_layers
-from models.training import finetune_recipe, fit
+from edgebench.compression.base import CompressionContext, CompressionMethod, parse_fraction, weight_layers
+from edgebench.models.training import finetune_recipe, fit
 
 
 class UnstructuredPruning(CompressionMethod):

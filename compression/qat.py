@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from compression.base import CompressionContext, CompressionMethod
+from edgebench.compression.base import CompressionContext, CompressionMethod
 
 
 class QuantizationAwareTraining(CompressionMethod):

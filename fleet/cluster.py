@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UsageError
-from bench.isolation import PROJECT_ROOT, project_env
-from fleet.device import DEVICE_RESOURCE
+from edgebench.bench.errors import UsageError
+from edgebench.bench.isolation import PROJECT_ROOT, project_env
+from edgebench.fleet.device import DEVICE_RESOURCE
 
 CHECKED_PACKAGES = ("dask", "distributed")
 TLS_ENV = ("EDGEBENCH_TLS_CA", "EDGEBENCH_TLS_CERT", "EDGEBENCH_TLS_KEY")
@@ -114,7 +114,7 @@ class Fleet:
 
 
 def _present(target: str) -> bool:
-    from bench.targets import check_target
+    from edgebench.bench.targets import check_target
 
     try:
         check_target(target)

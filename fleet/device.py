@@ -1,7 +1,7 @@
 """What the workstation sends a device and gets back, and the task a device's Dask worker runs.
 
 The task does not time anything in the worker's process (Dask runs tasks in a worker thread): it runs the
-ordinary harness, `python -m bench`, as a child process on the device, which isolates each row in its own
+ordinary harness, `python -m edgebench.bench`, as a child process on the device, which isolates each row in its own
 processes as on any machine. The device's run folder is resumable like any run, so the workstation resumes
 a device by sending the rows it already has. Rows go back to the workstation as each is written, through a
 Dask queue named after the run; the task's result is the device's whole run, for the record.
@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.isolation import PROJECT_ROOT, project_env
+from edgebench.bench.isolation import PROJECT_ROOT, project_env
 
 DEVICE_RESOURCE = "device-{}"  # the Dask worker resource that names a device: one measurement at a time
 
@@ -98,7 +98,7 @@ def measure_on_device(job: DeviceJob) -> DeviceResult:
         argv = _rewrite(job.argv, folder, job.files)
         run_dir = folder / "run"
         run_dir.mkdir()
-        from bench.resume import save_command
+        from edgebench.bench.resume import save_command
 
         save_command(run_dir, argv)
         if job.finished_rows:
@@ -114,7 +114,7 @@ def measure_on_device(job: DeviceJob) -> DeviceResult:
             started = time.time()  # the harness's start: after any wait for the machine
             log = folder / "harness.log"  # its progress lines: a file, so a full pipe never stalls it
             with open(log, "w") as output:
-                process = subprocess.Popen([sys.executable, "-m", "bench", "--resume", str(run_dir)],
+                process = subprocess.Popen([sys.executable, "-m", "edgebench.bench", "--resume", str(run_dir)],
                                            cwd=PROJECT_ROOT, env=project_env(), stdout=output, stderr=subprocess.STDOUT,
                                            preexec_fn=_end_with_the_worker if sys.platform == "linux" else None)
                 sent = len(job.finished_rows)

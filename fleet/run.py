@@ -18,14 +18,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.config import TARGETS, BenchConfig
-from bench.errors import UsageError
-from bench.results import ResultRow, RunWriter, read_rows, split_row_key
-from bench.resume import finished_variant_rows, keep_rows, save_command, without_options
-from bench.runlog import logger
-from fleet.cluster import Fleet, connect
-from fleet.device import DEVICE_RESOURCE, DeviceJob, DeviceResult, measure_on_device, stop_event
-from models.tasks import check_image_folder
+from edgebench.bench.config import TARGETS, BenchConfig
+from edgebench.bench.errors import UsageError
+from edgebench.bench.results import ResultRow, RunWriter, read_rows, split_row_key
+from edgebench.bench.resume import finished_variant_rows, keep_rows, save_command, without_options
+from edgebench.bench.runlog import logger
+from edgebench.fleet.cluster import Fleet, connect
+from edgebench.fleet.device import DEVICE_RESOURCE, DeviceJob, DeviceResult, measure_on_device, stop_event
+from edgebench.models.tasks import check_image_folder
 
 DEVICE_LEFT = "device left the fleet"  # rows with this error are measured again by --resume
 WAIT_S = float(os.environ.get("EDGEBENCH_FLEET_WAIT_S", "30"))  # how long a missing device is waited for
@@ -234,7 +234,7 @@ class FleetRun:
             self._write(row)
 
     def write_environment(self, fleet: Fleet) -> None:
-        from bench.environment import capture
+        from edgebench.bench.environment import capture
 
         workers = fleet.devices()
         config = self.config  # the devices measure with these; each device's own environment is in devices/<name>/
@@ -250,7 +250,7 @@ class FleetRun:
 def run_fleet(config: BenchConfig, address: str, devices: tuple[str, ...], reporter: Any,
               log: Any) -> tuple[Path, list]:
     """Plan here (bad models or methods fail before any device is asked), then measure on the devices."""
-    from bench.runner import make_run_dir, plan_run, planned_keys
+    from edgebench.bench.runner import make_run_dir, plan_run, planned_keys
 
     if not devices:
         raise UsageError("a fleet run needs its devices: --devices jetson01,mac-m2 (DEVICES=...)")

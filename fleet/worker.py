@@ -12,10 +12,10 @@ import argparse
 import os
 import sys
 
-from bench.config import TARGETS
-from bench.errors import UsageError
-from bench.isolation import project_env
-from fleet.cluster import TLS_ENV, security, worker_command
+from edgebench.bench.config import TARGETS
+from edgebench.bench.errors import UsageError
+from edgebench.bench.isolation import project_env
+from edgebench.fleet.cluster import TLS_ENV, security, worker_command
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.errors import UsageError
-from models.calibrate import recalibrate_batchnorm
-from models.sources import ModelSource, resolve_source
+from edgebench.bench.errors import UsageError
+from edgebench.models.calibrate import recalibrate_batchnorm
+from edgebench.models.sources import ModelSource, resolve_source
 
 
 @dataclass
@@ -45,6 +45,29 @@ def _apply_state_dict(module: nn.Module, state: dict[str, torch.Tensor], what: s
         raise UsageError(f"{what} does not fit model {name}: {detail}") from exc
 
 
+def _ultralytics_checkpoint(path: Path) -> bool:
+    from edgebench.models.yolo import is_ultralytics_checkpoint
+
+    return path.is_file() and is_ultralytics_checkpoint(path)
+
+
+def _from_checkpoint(source, path: Path, seed: int):
+    """A YOLO model from an Ultralytics training checkpoint: its class count and image size make the source
+    (so child processes rebuild the same architecture), its weights the module."""
+    from edgebench.models.yolo import YoloSource, read_checkpoint
+
+    checkpoint = read_checkpoint(path)
+    scale = source.config[-2] if source.config.endswith("u") else source.config[-1]
+    if checkpoint.scale and checkpoint.scale != scale:
+        raise UsageError(f"weights file {str(path)!r} is a scale-{checkpoint.scale} model, but MODEL={source.config} "
+                         f"is scale {scale}: use the MODEL it was trained as")
+    source = YoloSource(source.config, len(checkpoint.classes), checkpoint.size)
+    module, example = source.build(seed)
+    _apply_state_dict(module, checkpoint.state_dict, f"weights file {str(path)!r}", source.name)
+    return source, module, example, (f"checkpoint:{path.name} ({len(checkpoint.classes)} classes, "
+                                     f"{checkpoint.size} px)")
+
+
 def load_model(source_text: str, weights: str | None = None, seed: int = 0) -> LoadedModel:
     """The reference model in eval mode, with the weights the user asked for."""
     source = resolve_source(source_text)
@@ -59,6 +82,8 @@ def load_model(source_text: str, weights: str | None = None, seed: int = 0) -> L
                 "pass WEIGHTS=path/to/state_dict.pt instead"
             ) from exc
         label = "pretrained (torchvision DEFAULT)"
+    elif weights and getattr(source, "detects", False) and _ultralytics_checkpoint(Path(weights).expanduser()):
+        source, module, example, label = _from_checkpoint(source, Path(weights).expanduser(), seed)
     else:
         module, example = source.build(seed)
         if weights:

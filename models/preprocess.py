@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UsageError
+from edgebench.bench.errors import UsageError
 
 # name -> (per-channel mean, per-channel std, what it is), applied after scaling pixels to [0, 1].
 NAMED: dict[str, tuple[tuple[float, ...], tuple[float, ...], str]] = {

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.errors import UsageError
+from edgebench.bench.errors import UsageError
 
 # The reference classifiers and their input resolution; any other torchvision classifier also works at 224.
 REFERENCE_MODELS: dict[str, int] = {
@@ -74,6 +74,15 @@ class TorchvisionSource(ModelSource):
         return "imagenet"  # every torchvision classifier's weights are trained on ImageNet's statistics
 
 
+def _put_first_on_path(folder: Path) -> None:
+    """Import the model file as `python file.py` would: its folder first on sys.path, for as long as the process
+    lives, so `from models.common import Net` finds the user's own packages (edgebench's are `edgebench.*`)."""
+    entry = str(folder.resolve())
+    if entry in sys.path:
+        sys.path.remove(entry)
+    sys.path.insert(0, entry)
+
+
 @dataclass
 class UserFileSource(ModelSource):
     """`path/to/file.py:function`, where function() returns (nn.Module, example input tensor)."""
@@ -98,6 +107,7 @@ class UserFileSource(ModelSource):
             # Imported once per process: a second import would make new classes, and the model built
             # from the first could no longer be pickled for the child processes.
             return self._lookup(loaded, module_name)
+        _put_first_on_path(self.path.parent)
         spec = importlib.util.spec_from_file_location(module_name, self.path)
         if spec is None or spec.loader is None:
             raise UsageError(f"cannot import model file {self.path}: not a Python file")
@@ -127,7 +137,7 @@ class UserFileSource(ModelSource):
 
     def declared_preprocess(self) -> object:
         """The model file's `preprocess`: a named choice ("unit", "imagenet", ...) or a function."""
-        from models.preprocess import HOOK
+        from edgebench.models.preprocess import HOOK
 
         self._function()
         return getattr(sys.modules[f"edgebench_user_{self.path.stem}"], HOOK, None)
@@ -168,8 +178,8 @@ def resolve_source(text: str) -> ModelSource:
         source = UserFileSource(path=path.resolve(), function=function)
         source.check()
         return source
-    from models.yolo import yolo_source
-    from models.zoo import ZOO
+    from edgebench.models.yolo import yolo_source
+    from edgebench.models.zoo import ZOO
 
     if text in ZOO:
         return ZOO[text]

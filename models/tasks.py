@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import UsageError
-from models.preprocess import Preprocessing, parse
+from edgebench.bench.errors import UsageError
+from edgebench.models.preprocess import Preprocessing, parse
 
 EMBEDDED_TASKS = ("mnist", "digits")
 
@@ -26,6 +26,12 @@ class Task:
     y_test: np.ndarray
     classes: tuple[str, ...]
     preprocessing: str = ""  # how the images became these arrays (models.preprocess), for the table's header
+
+    kind = "classify"  # what the worker scores (`load_any_task`): top-1 here, mAP for `models.detection`
+
+    def timed_input(self, batch: int) -> np.ndarray:
+        """The first test images as the timed input: int8 is calibrated for real images, not for noise."""
+        return np.resize(self.x_test, (batch, *self.x_test.shape[1:]))
 
     @property
     def label(self) -> str:
@@ -111,7 +117,7 @@ def imagefolder_task(root: Path, input_size: tuple[int, ...], preprocessing: Pre
     import torch
     from torchvision import datasets
 
-    from models.preprocess import resolve
+    from edgebench.models.preprocess import resolve
 
     root = check_image_folder(root)
     preprocessing = preprocessing or resolve(None, None, input_size[0])
@@ -156,3 +162,14 @@ def check_task_fits(task: Task, input_size: tuple[int, ...], outputs: int, model
     if len(task.classes) != outputs:
         raise UsageError(f"DATA {task.name!r} has {len(task.classes)} classes ({', '.join(task.classes[:5])}"
                          f"{', ...' if len(task.classes) > 5 else ''}), but {model_name} has {outputs} outputs")
+
+
+def load_any_task(path: Path | str):
+    """A run's task file, classification (`Task`) or detection (`models.detection.DetectionTask`)."""
+    with np.load(path) as data:
+        kind = str(data["kind"]) if "kind" in data.files else Task.kind
+    if kind == "detect":
+        from edgebench.models.detection import DetectionTask
+
+        return DetectionTask.load(path)
+    return Task.load(path)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.tasks import Task
+from edgebench.models.tasks import Task
 
 
 @dataclass(frozen=True)

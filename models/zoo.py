@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.runlog import logger
-from models.sources import ModelSource
+from edgebench.bench.runlog import logger
+from edgebench.models.sources import ModelSource
 
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 
@@ -111,8 +111,8 @@ class TrainedSource(ModelSource):
         return CACHE_DIR / f"{self.arch}-{self.task}-e{self.epochs}-seed{seed}-torch{version}.pt"
 
     def build(self, seed: int, pretrained: bool = False) -> tuple[nn.Module, torch.Tensor]:
-        from models.tasks import load_task
-        from models.training import Recipe, fit
+        from edgebench.models.tasks import load_task
+        from edgebench.models.training import Recipe, fit
 
         module, example = self.build_untrained(seed)
         path = self.cache_path(seed)

@@ -1,4 +1,4 @@
-"""`python -m reports build|compare|recommend`: what `make report`, `make compare` and `make recommend` run.
+"""`python -m edgebench.reports build|compare|recommend`: what `make report`, `make compare` and `make recommend` run.
 
 Exit status: 0 done; 1 `compare` found a regression beyond the threshold and the noise; 2 bad input
 (one line on stderr naming the bad value and the choices).
@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.errors import UsageError
+from edgebench.bench.errors import UsageError
 
 PROG = "edgebench-report"
 RESULTS = Path("results")
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(folders: list[Path] | None) -> list:
-    from reports.runs import find_runs, load_run
+    from edgebench.reports.runs import find_runs, load_run
 
     if folders is None:
         folders = find_runs(RESULTS) if RESULTS.is_dir() else []
@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "build":
-        from reports.build import build_report
+        from edgebench.reports.build import build_report
 
         runs = _load(args.runs)
         path = build_report(runs, args.out)
@@ -84,8 +84,8 @@ def _run(args: argparse.Namespace) -> int:
               f"(rows also as {path.parent / 'rows.csv'} and rows.parquet)")
         return 0
     if args.command == "compare":
-        from reports.compare import compare, comparison_table, gate_floor
-        from reports.runs import load_run
+        from edgebench.reports.compare import compare, comparison_table, gate_floor
+        from edgebench.reports.runs import load_run
 
         base, new = load_run(args.base), load_run(args.new)
         changes, warnings_ = compare(base, new, args.threshold)
@@ -103,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
               + (f"; {unpaired} accuracy change(s) not tested image by image (no per-image results in a run)"
                  if unpaired else ""))
         return 1 if bad else 0
-    from reports.recommend import Constraint, budget_constraints, recommend, recommendation_text
+    from edgebench.reports.recommend import Constraint, budget_constraints, recommend, recommendation_text
 
     runs = _load(args.runs)
     constraints = budget_constraints(args.max_ms, args.min_accuracy, args.max_mb, args.max_memory_mb,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.report import (
+from edgebench.bench.report import (
     FLAG_HELP,
     accuracy_cell,
     compression_speedup_cell,
@@ -24,10 +24,10 @@ from bench.report import (
     table_layout,
     used_flags,
 )
-from reports import plots
-from reports.html import html_page
-from reports.runs import Run, rows_frame
-from reports.tables import environment_lines, side_by_side
+from edgebench.reports import plots
+from edgebench.reports.html import html_page
+from edgebench.reports.runs import Run, rows_frame
+from edgebench.reports.tables import environment_lines, side_by_side
 
 
 @dataclass

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.errors import UsageError
-from bench.measure.floor import Z95
-from bench.measure.paired import ALPHA, holm
-from bench.measure.stats import ratio_interval, widen
-from bench.report import latency_cell, markdown_grid
-from bench.results import ResultRow
-from reports.runs import Run, samples_of
+from edgebench.bench.errors import UsageError
+from edgebench.bench.measure.floor import Z95
+from edgebench.bench.measure.paired import ALPHA, holm
+from edgebench.bench.measure.stats import ratio_interval, widen
+from edgebench.bench.report import latency_cell, markdown_grid
+from edgebench.bench.results import ResultRow
+from edgebench.reports.runs import Run, samples_of
 
 KEY_PACKAGES = ("torch", "torchvision", "onnxruntime", "onnxruntime-gpu", "openvino", "ai-edge-litert", "litert-torch",
                 "tensorrt", "coremltools", "numpy")

@@ -17,9 +17,9 @@ matplotlib.use("Agg")  # headless: no display on a server or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from bench.results import ResultRow  # noqa: E402
-from reports.pareto import pareto_front  # noqa: E402
-from reports.runs import samples_of  # noqa: E402
+from edgebench.bench.results import ResultRow  # noqa: E402
+from edgebench.reports.pareto import pareto_front  # noqa: E402
+from edgebench.reports.runs import samples_of  # noqa: E402
 
 plt.rcParams.update({"svg.hashsalt": "edgebench", "font.size": 8, "axes.titlesize": 9, "figure.dpi": 100})
 FRONT_COLOUR, POINT_COLOUR = "#c0392b", "#2c6fbb"
@@ -80,7 +80,7 @@ def within_noise(rows: Sequence[ResultRow], y: str) -> str:
     max_abs_diff: the spread is within the tightest tolerance of the rows' precisions (fp32: 1e-3), i.e.
     rounding; accuracy: every row's 95% interval overlaps every other's; size: never (drawn from zero).
     """
-    from bench.measure.fidelity import TOLERANCES
+    from edgebench.bench.measure.fidelity import TOLERANCES
 
     points = [r for r in _measured(rows) if getattr(r, y) is not None]
     if len(points) < 2 or y == "size_mb":
@@ -172,7 +172,7 @@ def speedups(rows: Sequence[ResultRow], title: str, field: str = "speedup", floo
     """Speed-up bars against the run's PyTorch fp32 (or, with field='compression_speedup', against each
     runtime's own uncompressed fp32), with their 95% intervals where the run has them; a bar within noise
     (`bench.report.within_noise`) is grey, and the machine's A/A floor is shaded around x1."""
-    from bench.report import within_noise
+    from edgebench.bench.report import within_noise
 
     shown = [r for r in _measured(rows) if getattr(r, field) is not None]
     if not shown:

@@ -12,10 +12,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from bench.errors import UsageError
-from bench.measure.paired import holm
-from bench.report import fmt, markdown_grid
-from bench.results import ResultRow
+from edgebench.bench.errors import UsageError
+from edgebench.bench.measure.paired import holm
+from edgebench.bench.report import fmt, markdown_grid
+from edgebench.bench.results import ResultRow
 
 NUMERIC = [f.name for f in fields(ResultRow) if f.type in ("float | None", "int | None")]  # every measured figure
 HIGHER_IS_BETTER = {"throughput", "cosine", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement", "speedup",
@@ -149,7 +149,7 @@ HEADERS = ["Model", "Format", "Compression", "Precision", "Batch", "Target", "Ru
 def add_accuracy_changes(verdicts: Sequence[Verdict], rows: Sequence[tuple[str, ResultRow]]) -> None:
     """What each candidate costs in accuracy against the same runtime's uncompressed fp32 row of its run, tested
     as `make compare` tests it (`ResultRow.accuracy_test`), Holm-adjusted across every measured row."""
-    from reports.compare import accuracy_text
+    from edgebench.reports.compare import accuracy_text
 
     baselines = {(run, r.model, r.runtime, r.target, r.batch): r for run, r in rows
                  if r.status == "ok" and r.compression == "none" and r.precision == "fp32"}

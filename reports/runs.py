@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench.errors import UsageError
-from bench.results import ResultRow
+from edgebench.bench.errors import UsageError
+from edgebench.bench.results import ResultRow
 
 ROWS_FILE, ENVIRONMENT_FILE, SAMPLES_FILE = "rows.jsonl", "environment.json", "samples.jsonl"
 ROW_FIELDS = {f.name for f in fields(ResultRow)}
@@ -46,7 +46,7 @@ class Run:
     def floor(self) -> float:
         """The A/A floor the run was measured with (`bench.measure.floor`); the default for runs made before
         floors were kept."""
-        from bench.measure.floor import DEFAULT
+        from edgebench.bench.measure.floor import DEFAULT
 
         return float((self.environment.get("aa_floor") or {}).get("floor", DEFAULT.floor))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bench.report import accuracy_cell, fmt
-from bench.results import ResultRow
-from reports.runs import Run, rows_frame
+from edgebench.bench.report import accuracy_cell, fmt
+from edgebench.bench.results import ResultRow
+from edgebench.reports.runs import Run, rows_frame
 
 ROW_COLUMNS = ["model", "format", "compression", "precision", "batch"]
 

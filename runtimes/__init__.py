@@ -8,8 +8,8 @@ import inspect
 import sys
 from pathlib import Path
 
-from bench.discovery import concrete_subclasses
-from runtimes.base import Runtime, RuntimeOptions, artifact_size_bytes
+from edgebench.bench.discovery import concrete_subclasses
+from edgebench.runtimes.base import Runtime, RuntimeOptions, artifact_size_bytes
 
 __all__ = ["Runtime", "RuntimeOptions", "artifact_size_bytes", "get_runtime", "register", "runtime_names",
            "adapter_ref", "load_adapter"]

@@ -78,7 +78,7 @@ def ort_int8_settings(cpu_flags: Iterable[str], machine: str) -> OrtInt8Settings
 def this_cpu_int8_settings() -> OrtInt8Settings:
     import platform
 
-    from bench.environment import cpu_info
+    from edgebench.bench.environment import cpu_info
 
     return ort_int8_settings(cpu_info().get("flags", []), platform.machine())
 

@@ -30,8 +30,8 @@ class QatPlan:
 
     def train(self, model: Any) -> Any:
         """Fine-tune `model` (with its fake quantizers) in place on the task's training split."""
-        from models.tasks import Task
-        from models.training import finetune_recipe, fit
+        from edgebench.models.tasks import Task
+        from edgebench.models.training import finetune_recipe, fit
 
         return fit(model, Task.load(self.task_file), finetune_recipe(self.epochs), self.seed)
 

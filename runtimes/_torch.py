@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from runtimes._quant import QatPlan, export_for_training
-from runtimes.base import Runtime
+from edgebench.runtimes._quant import QatPlan, export_for_training
+from edgebench.runtimes.base import Runtime
 
 # tf32: fp32 tensors (TF32 is a math mode); int8: float in, Q/DQ inside.
 DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
@@ -121,7 +121,7 @@ def cuda_capability() -> tuple[int, int] | None:
     try:
         import pynvml
 
-        from bench.measure.energy import cuda_device_handle
+        from edgebench.bench.measure.energy import cuda_device_handle
 
         pynvml.nvmlInit()
         return tuple(pynvml.nvmlDeviceGetCudaComputeCapability(cuda_device_handle(pynvml)))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 if TYPE_CHECKING:
-    from runtimes._quant import QatPlan
+    from edgebench.runtimes._quant import QatPlan
 
 
 def ieee_fp32_environment(target: str, precision: str) -> dict[str, str]:
@@ -115,7 +115,7 @@ class Runtime(ABC):
         runtimes with their own peak counter say so (PyTorch's allocator)."""
         if self.options.target == "cpu":
             return None, ""
-        from bench.measure.devicemem import nvml_device_memory
+        from edgebench.bench.measure.devicemem import nvml_device_memory
 
         return nvml_device_memory()
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from runtimes.base import Runtime
+from edgebench.runtimes.base import Runtime
 
 COMPUTE_UNITS = {"cpu": "CPU_ONLY", "gpu": "CPU_AND_GPU", "npu": "CPU_AND_NE"}
 
@@ -101,7 +101,7 @@ class CoreML(Runtime):
             ModuleLinearQuantizerConfig,
         )
 
-        from runtimes._quant import calibration_batches
+        from edgebench.runtimes._quant import calibration_batches
 
         config = LinearQuantizerConfig(global_config=ModuleLinearQuantizerConfig(quantization_scheme="symmetric"))
         quantizer = LinearQuantizer(copy.deepcopy(model).eval(), config)

@@ -16,10 +16,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from runtimes._onnx import ONNX_PACKAGES, SETTINGS_KEY, export_onnx, onnx_weights, quantize_onnx
-from runtimes._quant import calibration_batches, nncf_qat_onnx
-from runtimes._torch import torch_device
-from runtimes.base import Runtime, ieee_fp32_environment
+from edgebench.runtimes._onnx import ONNX_PACKAGES, SETTINGS_KEY, export_onnx, onnx_weights, quantize_onnx
+from edgebench.runtimes._quant import calibration_batches, nncf_qat_onnx
+from edgebench.runtimes._torch import torch_device
+from edgebench.runtimes.base import Runtime, ieee_fp32_environment
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider"}
 
@@ -76,7 +76,7 @@ class OnnxRuntime(Runtime):
         reason = super().export_unavailable(target, precision)
         if reason or not (target == "gpu" and precision == "fp16"):
             return reason
-        from runtimes._torch import cuda_unavailable
+        from edgebench.runtimes._torch import cuda_unavailable
 
         return cuda_unavailable(target)
 
@@ -107,7 +107,7 @@ class OnnxRuntime(Runtime):
         if not used or used[0] != self.device:
             return (f"ONNX Runtime did not use {self.device} (the session fell back to {', '.join(used) or 'none'}; "
                     "its libraries failed to load, see run.log)")
-        from runtimes._torch import tf32_unsupported
+        from edgebench.runtimes._torch import tf32_unsupported
 
         return tf32_unsupported(self.options.target, self.options.precision)
 
@@ -208,7 +208,7 @@ if __name__ == "__main__":  # `make install-gpu` / `make install-cpu`: the insta
     import sys
 
     if sys.argv[1:] != ["--check-one"]:
-        sys.exit("usage: python -m runtimes.onnxrt --check-one")
+        sys.exit("usage: python -m edgebench.runtimes.onnxrt --check-one")
     installed = installed_onnxruntimes()
     print(f"ONNX Runtime: {', '.join(installed) or 'none installed'}")
     sys.exit(0 if len(installed) == 1 else 1)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtimes._onnx import TENSORRT_PIN
-from runtimes.onnxrt import OnnxRuntime, cuda_provider_options
+from edgebench.runtimes._onnx import TENSORRT_PIN
+from edgebench.runtimes.onnxrt import OnnxRuntime, cuda_provider_options
 
 
 class OnnxRuntimeTensorRT(OnnxRuntime):

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from runtimes._onnx import ONNX_PACKAGES, export_onnx
-from runtimes._quant import calibration_batches, nncf_qat_onnx
-from runtimes.base import Runtime
+from edgebench.runtimes._onnx import ONNX_PACKAGES, export_onnx
+from edgebench.runtimes._quant import calibration_batches, nncf_qat_onnx
+from edgebench.runtimes.base import Runtime
 
 DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}
 HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}  # int8: quantized ops; the rest in f32

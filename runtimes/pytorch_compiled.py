@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from runtimes import _torch
-from runtimes._quant import calibration_batches
+from edgebench.runtimes import _torch
+from edgebench.runtimes._quant import calibration_batches
 
 
 class PyTorchCompiled(_torch.TorchModuleRuntime):

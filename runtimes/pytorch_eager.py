@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from runtimes import _torch
+from edgebench.runtimes import _torch
 
 
 class PyTorchEager(_torch.TorchModuleRuntime):
@@ -40,13 +40,13 @@ class PyTorchEager(_torch.TorchModuleRuntime):
         """The pickled module's parameters (stored fp32; a reduced precision is applied at load)."""
         import torch
 
-        from bench.variants import load_module
+        from edgebench.bench.variants import load_module
 
         tensors = list(load_module(artifact, self.options.model).parameters())
         return [t.detach().cpu().numpy() for t in tensors if isinstance(t, torch.Tensor) and t.dim() >= 2]
 
     def load(self, artifact: Path) -> None:
-        from bench.variants import load_module
+        from edgebench.bench.variants import load_module
 
         _torch.set_threads(self.options.threads)
         _torch.fp32_math(self.options.precision)

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from runtimes import _torch
-from runtimes._onnx import ONNX_PACKAGES, TENSORRT_PIN, OrtInt8Settings, export_onnx, quantize_onnx
-from runtimes.base import Runtime
+from edgebench.runtimes import _torch
+from edgebench.runtimes._onnx import ONNX_PACKAGES, TENSORRT_PIN, OrtInt8Settings, export_onnx, quantize_onnx
+from edgebench.runtimes.base import Runtime
 
 WORKSPACE_BYTES = 4 << 30
 # TensorRT's explicit quantization: symmetric int8 activations and weights, float biases (it fuses them itself).
@@ -94,7 +94,7 @@ class TensorRT(Runtime):
 
     def _int8_onnx(self, model: Any, example: Any, folder: Path) -> Path:
         """A Q/DQ ONNX file TensorRT builds int8 kernels from: symmetric int8 activations and weights."""
-        from runtimes._quant import calibration_batches
+        from edgebench.runtimes._quant import calibration_batches
 
         float_path = export_onnx(model, example, folder / "float.onnx")
         path = quantize_onnx(float_path, folder / "intermediate.onnx",

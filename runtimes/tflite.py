@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.targets import tflite_delegate_options, tflite_delegates
-from runtimes._quant import calibration_batches, export_for_training
-from runtimes.base import Runtime
+from edgebench.bench.targets import tflite_delegate_options, tflite_delegates
+from edgebench.runtimes._quant import calibration_batches, export_for_training
+from edgebench.runtimes.base import Runtime
 
 
 def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:

@@ -9,7 +9,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from runtimes import _torch
+from edgebench.runtimes import _torch
 
 
 class TorchScript(_torch.TorchModuleRuntime):

@@ -14,7 +14,7 @@ def tiny_model_source() -> str:
 
 @pytest.fixture
 def fast_timing():
-    from bench.config import TimingConfig
+    from edgebench.bench.config import TimingConfig
 
     return TimingConfig(warmup_iters=2, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=10.0)
 
@@ -22,8 +22,8 @@ def fast_timing():
 @pytest.fixture
 def tiny_reference(tmp_path):
     """The tiny user model saved as a run saves its reference (module, batch-1 input, eager outputs); and its source."""
-    from bench.runner import save_reference
-    from models import load_model
+    from edgebench.bench.runner import save_reference
+    from edgebench.models import load_model
 
     model = load_model(TINY_MODEL)
     return save_reference(model, (1,), tmp_path / "reference", 0), model.source
@@ -34,10 +34,10 @@ def _artifact_cache_of_this_test_session(tmp_path_factory):
     """Whole runs in tests cache their exports in a folder of their own, never in the project's cache."""
     import os
 
-    import bench.cache
+    import edgebench.bench.cache
 
     folder = tmp_path_factory.mktemp("artifact-cache")
-    bench.cache.CACHE_DIR = folder
+    edgebench.bench.cache.CACHE_DIR = folder
     os.environ["EDGEBENCH_CACHE_DIR"] = str(folder)  # runs started as subprocesses too
     # No A/A floor measured on the developer's machine leaks into a test: every run uses the default.
     os.environ["EDGEBENCH_FLOOR_DIR"] = str(tmp_path_factory.mktemp("aa-floor"))

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from runtimes.pytorch_eager import PyTorchEager
+from edgebench.runtimes.pytorch_eager import PyTorchEager
 
 BALLAST_MB = 400
 

@@ -11,10 +11,10 @@ import json
 import numpy as np
 import pytest
 
-from bench.measure import floor as floors
-from bench.measure.rounds import RoundResult, RowRounds
-from bench.measure.stats import widen
-from bench.validate.aa import AAComparison, clopper_pearson, compare, judge
+from edgebench.bench.measure import floor as floors
+from edgebench.bench.measure.rounds import RoundResult, RowRounds
+from edgebench.bench.measure.stats import widen
+from edgebench.bench.validate.aa import AAComparison, clopper_pearson, compare, judge
 
 PROCESS_SD = 0.02  # the between-process offset's spread, on the log scale
 CYCLE_SD = 0.01  # what each cycle adds on top (a slow stretch that hits one side of a pair)
@@ -109,7 +109,7 @@ def test_a_floor_is_kept_per_machine_threads_and_versions(tmp_path):
 
 def test_calibrate_measures_pairs_of_processes_and_keeps_the_floor(tmp_path, tiny_model_source, monkeypatch):
     """The real thing, small: ONNX Runtime, 2 pairs and a one-thread control, 2 cycles."""
-    from bench.validate.__main__ import main
+    from edgebench.bench.validate.__main__ import main
 
     monkeypatch.setenv("EDGEBENCH_FLOOR_DIR", str(tmp_path / "floors"))
     out = tmp_path / "cal"
@@ -131,7 +131,7 @@ def test_calibrate_measures_pairs_of_processes_and_keeps_the_floor(tmp_path, tin
     (["--pairs", "1", "--runtimes", "onnxruntime"], "too few A/A pairs: 1 pair(s) on 1 runtime(s)"),
 ])
 def test_calibrate_refuses_bad_input_in_one_line(args, message, capsys, tmp_path):
-    from bench.validate.__main__ import main
+    from edgebench.bench.validate.__main__ import main
 
     assert main(["--only", "aa", "--out", str(tmp_path / "x"), *args]) == 2
     err = capsys.readouterr().err
@@ -139,7 +139,7 @@ def test_calibrate_refuses_bad_input_in_one_line(args, message, capsys, tmp_path
 
 
 def test_a_speed_up_within_the_floor_reads_within_noise_whatever_its_interval():
-    from bench.report import ratio_cell
+    from edgebench.bench.report import ratio_cell
 
     assert ratio_cell(1.02, 1.01, 1.03) == "x1.02 (1.01-1.03)"
     assert ratio_cell(1.02, 1.01, 1.03, floor=0.03) == "x1.02 (1.01-1.03) ~"
@@ -148,7 +148,7 @@ def test_a_speed_up_within_the_floor_reads_within_noise_whatever_its_interval():
 
 
 def _row(p50: float):
-    from bench.results import ResultRow
+    from edgebench.bench.results import ResultRow
 
     return ResultRow(model="m", weights="random", compression="none", runtime="onnxruntime", format="ONNX Runtime",
                      precision="fp32", target="cpu", device="cpu", batch=1, threads=2, status="ok", p50_ms=p50)
@@ -157,7 +157,7 @@ def _row(p50: float):
 def test_the_compare_gate_calls_no_change_within_the_floor_a_regression():
     """A steady 4% slow-down with tight rounds: a regression beyond a 1% threshold on a machine whose two
     processes agree, not where two processes of one file differ by 5%."""
-    from reports.compare import judge as gate
+    from edgebench.reports.compare import judge as gate
 
     base = [[10.0 + 0.01 * i for i in range(50)] for _ in range(10)]
     new = [[10.4 + 0.01 * i for i in range(50)] for _ in range(10)]
@@ -172,7 +172,7 @@ def test_the_speed_up_plot_greys_bars_within_noise_and_shades_the_floor():
     from matplotlib.colors import to_hex
     from matplotlib.container import BarContainer
 
-    from reports import plots
+    from edgebench.reports import plots
 
     rows = [replace(_row(10.0), runtime=name, format=name, speedup=s, speedup_ci_low=lo, speedup_ci_high=hi)
             for name, s, lo, hi in (("a", 1.02, 1.01, 1.03), ("b", 1.5, 1.4, 1.6), ("c", 0.7, 0.6, 0.8))]
@@ -186,7 +186,7 @@ def test_the_speed_up_plot_greys_bars_within_noise_and_shades_the_floor():
 
 
 def test_the_between_run_floor_pairs_runs_and_ignores_rows_in_one_run_only():
-    from bench.validate.runs import between_runs_floor
+    from edgebench.bench.validate.runs import between_runs_floor
 
     runs = [{"a": 1.0, "b": 2.0}, {"a": 1.2, "b": 2.0, "c": 5.0}, {"a": 1.0}, {"a": 1.0 / 1.2}]
     floor, pairs, ratios = between_runs_floor(runs)
@@ -197,8 +197,8 @@ def test_the_between_run_floor_pairs_runs_and_ignores_rows_in_one_run_only():
 
 
 def test_the_compare_gate_clears_the_between_run_floor_of_either_run(tmp_path):
-    from reports.compare import compare
-    from reports.runs import Run
+    from edgebench.reports.compare import compare
+    from edgebench.reports.runs import Run
 
     base = Run(tmp_path / "a", [_row(10.0)], {"aa_floor": {"floor": 0.0, "between_runs": 0.4}})
     new = Run(tmp_path / "b", [_row(12.0)], {"aa_floor": {"floor": 0.0}})
@@ -210,7 +210,7 @@ def test_the_compare_gate_clears_the_between_run_floor_of_either_run(tmp_path):
 def test_repeated_runs_keep_a_between_run_floor_beside_the_machines_a_a_floor(tmp_path, tiny_model_source,
                                                                                monkeypatch):
     """Two real runs of ONNX Runtime on the tiny model: one pair, its ratio, the floor kept for the model."""
-    from bench.validate.__main__ import main
+    from edgebench.bench.validate.__main__ import main
 
     monkeypatch.setenv("EDGEBENCH_FLOOR_DIR", str(tmp_path / "floors"))
     assert main(["--only", "runs", "--model", tiny_model_source, "--runtimes", "onnxruntime", "--runs", "2",
@@ -227,8 +227,8 @@ def test_the_gate_floor_covers_the_whole_family_of_rows(tmp_path):
     it where 3 of 10 failed without."""
     from scipy.stats import norm
 
-    from reports.compare import gate_floor
-    from reports.runs import Run
+    from edgebench.reports.compare import gate_floor
+    from edgebench.reports.runs import Run
 
     base = Run(tmp_path / "a", [], {"aa_floor": {"floor": 0.01, "between_runs": 0.43}})
     new = Run(tmp_path / "b", [], {"aa_floor": {"floor": 0.02}})

@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 import torch
 
-from bench import worker
-from bench.config import TimingConfig
-from bench.job import MeasureJob, save_job
-from bench.measure.contents import Contents, check
-from bench.measure.stats import accuracies_differ, wilson_interval
-from bench.runner import save_reference
-from models import load_model
-from models.tasks import Task, digits_task, mnist_task
-from models.training import accuracy
-from runtimes import RuntimeOptions, adapter_ref, get_runtime
+from edgebench.bench import worker
+from edgebench.bench.config import TimingConfig
+from edgebench.bench.job import MeasureJob, save_job
+from edgebench.bench.measure.contents import Contents, check
+from edgebench.bench.measure.stats import accuracies_differ, wilson_interval
+from edgebench.bench.runner import save_reference
+from edgebench.models import load_model
+from edgebench.models.tasks import Task, digits_task, mnist_task
+from edgebench.models.training import accuracy
+from edgebench.runtimes import RuntimeOptions, adapter_ref, get_runtime
 
 FAST = TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=3, min_s=0.0, max_s=5.0)
 BATCH = 7  # 360 test images are not a multiple of 7: the last chunk is padded, and must not count twice
@@ -107,7 +107,7 @@ def test_each_runtime_scores_its_own_artifact_on_the_whole_test_split(runtime, d
     assert result["accuracy_ci_low"] < result["accuracy"] < result["accuracy_ci_high"]
     correct = round(result["accuracy"] * len(task.y_test))
     assert correct / len(task.y_test) == pytest.approx(result["accuracy"])  # a whole number of the 360 images
-    from bench.measure.paired import unpack_correct  # which images: what paired tests compare
+    from edgebench.bench.measure.paired import unpack_correct  # which images: what paired tests compare
 
     right = unpack_correct(result["correct_bits"], len(task.y_test))
     with torch.no_grad():
@@ -167,13 +167,14 @@ def test_a_fresh_measuring_process_compiles_pytorch_int8_to_integer_kernels(digi
     import subprocess
     import sys
 
-    from runtimes._quant import calibration_batches
-    from runtimes._torch import quantize_x86
+    from edgebench.runtimes._quant import calibration_batches
+    from edgebench.runtimes._torch import quantize_x86
 
     model, task, _ = digits
     program, _ = quantize_x86(model.module, model.example, calibration_batches(task.calibration(count=16), 1))
     torch.export.save(program, str(tmp_path / "int8.pt2"))
-    probe = f"from runtimes._torch import compile_program; print(compile_program({str(tmp_path / 'int8.pt2')!r})[1])"
+    probe = ("from edgebench.runtimes._torch import compile_program; "
+             f"print(compile_program({str(tmp_path / 'int8.pt2')!r})[1])")
     fresh = {**os.environ, "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}  # compiled here, not read from a cache
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
                          cwd=Path(__file__).resolve().parents[1], env=fresh)
@@ -209,9 +210,9 @@ def test_quantization_aware_training_happens_in_each_runtimes_own_toolchain(runt
 def test_the_compress_child_prunes_fine_tunes_and_saves_what_every_runtime_exports(digits, tmp_path):
     """The worker's compress step, in-process as the child runs it: the chain is applied, fine-tuned on the
     task, and the saved module's outputs are the fidelity reference each runtime is then held to."""
-    from bench.job import CompressJob
-    from bench.variants import MODEL_FILE, load_module, outputs_path
-    from compression.measures import parameter_count
+    from edgebench.bench.job import CompressJob
+    from edgebench.bench.variants import MODEL_FILE, load_module, outputs_path
+    from edgebench.compression.measures import parameter_count
 
     model, _, reference = digits
     out = tmp_path / "variant"
@@ -243,7 +244,7 @@ def _hashes(images: np.ndarray) -> set[str]:
 @pytest.mark.parametrize(("batch", "batches"), [(1, 128), (7, 19), (32, 4), (200, 1)])
 def test_calibration_uses_every_training_image_at_any_batch_and_never_a_test_image(digits, batch, batches):
     """128 training images at batch 1 too (it was 32), re-batched with wrap-around; hashed against the test split."""
-    from runtimes._quant import CALIBRATION_IMAGES, calibration_batches
+    from edgebench.runtimes._quant import CALIBRATION_IMAGES, calibration_batches
 
     _, task, reference = digits
     calibration = np.load(reference.calibration)
@@ -255,7 +256,7 @@ def test_calibration_uses_every_training_image_at_any_batch_and_never_a_test_ima
 
 
 def test_int8_without_calibration_images_is_an_error_row_not_the_timed_input(digits, tmp_path):
-    from runtimes._quant import calibration_batches
+    from edgebench.runtimes._quant import calibration_batches
 
     with pytest.raises(ValueError, match="int8 needs calibration images"):
         calibration_batches(None, 1)
@@ -276,7 +277,7 @@ def test_int8_without_calibration_images_is_an_error_row_not_the_timed_input(dig
     (["avx2", "avx512f", "avx512_vnni"], "x86_64", "int8"),
     ([], "aarch64", "int8")])
 def test_onnxruntime_int8_settings_follow_the_cpu_as_its_guide_advises(flags, machine, weight):
-    from runtimes._onnx import ort_int8_settings
+    from edgebench.runtimes._onnx import ort_int8_settings
 
     settings = ort_int8_settings(flags, machine)
     assert (settings.activation, settings.weight, settings.per_channel) == ("uint8", weight, True)
@@ -290,9 +291,9 @@ def test_the_onnxruntime_int8_file_follows_the_cpu_and_says_so_in_the_row(flags,
     """A faked CPU feature set reaches the export (worker in-process): the file's weights and the row's details."""
     import onnx
 
-    import bench.environment
+    import edgebench.bench.environment
 
-    monkeypatch.setattr(bench.environment, "cpu_info", lambda: {"flags": flags, "model": "faked"})
+    monkeypatch.setattr(edgebench.bench.environment, "cpu_info", lambda: {"flags": flags, "model": "faked"})
     monkeypatch.setattr("platform.machine", lambda: "x86_64")
     result = measure("onnxruntime", "int8", digits, tmp_path)
     weights = {onnx.TensorProto.DataType.Name(t.data_type) for t in onnx.load(result["artifact"]).graph.initializer

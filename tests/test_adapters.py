@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.measure.fidelity import compare
-from models import load_model, make_input
-from runtimes import RuntimeOptions, artifact_size_bytes, get_runtime, runtime_names
+from edgebench.bench.measure.fidelity import compare
+from edgebench.models import load_model, make_input
+from edgebench.runtimes import RuntimeOptions, artifact_size_bytes, get_runtime, runtime_names
 
 from tests_paths import TINY_MODEL
 
@@ -149,7 +149,7 @@ def test_openvino_reports_a_precision_it_did_not_honour(reference, tmp_path):
 
 def test_openvino_precision_fallback_both_branches():
     """Whatever this CPU does natively: a fallback is named, an honoured precision is not."""
-    from runtimes.openvino_ir import precision_fallback
+    from edgebench.runtimes.openvino_ir import precision_fallback
 
     assert precision_fallback("CPU", "bf16", "f32") == \
         "OpenVINO on CPU computes in f32 when asked for bf16 (no native support on this device)"

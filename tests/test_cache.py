@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.cache import ArtifactCache, cache_key
-from bench.job import MeasureJob
-from runtimes import RuntimeOptions
+from edgebench.bench.cache import ArtifactCache, cache_key
+from edgebench.bench.job import MeasureJob
+from edgebench.runtimes import RuntimeOptions
 
 VERSIONS = {"torch": "2.14.1", "onnxruntime": "1.32.0"}
 
@@ -28,7 +28,7 @@ def job(tmp_path) -> MeasureJob:
                         ("task.npz", b"task")):
         files[name] = tmp_path / name
         files[name].write_bytes(value)
-    return MeasureJob(adapter="runtimes.onnxrt:OnnxRuntime", options=RuntimeOptions(precision="fp32"),
+    return MeasureJob(adapter="edgebench.runtimes.onnxrt:OnnxRuntime", options=RuntimeOptions(precision="fp32"),
                       model_file=str(files["model.pt"]), input=str(files["input.npy"]), reference="",
                       artifact_dir=str(tmp_path / "artifact"), task=str(files["task.npz"]),
                       calibration=str(files["calibration.npy"]))
@@ -46,7 +46,7 @@ def test_the_same_export_gets_the_same_key(job):
     lambda j: replace(j, options=replace(j.options, precision="fp16")),
     lambda j: replace(j, options=replace(j.options, target="gpu")),
     lambda j: replace(j, options=replace(j.options, seed=1)),
-    lambda j: replace(j, adapter="runtimes.openvino_ir:OpenVINO"),
+    lambda j: replace(j, adapter="edgebench.runtimes.openvino_ir:OpenVINO"),
     lambda j: rewrite(j.model_file, b"pruned module") or j,
     lambda j: rewrite(j.input, b"input at batch 8") or j,
 ])
@@ -83,7 +83,7 @@ def test_a_user_adapter_files_source_is_part_of_the_key(job, tmp_path):
 @pytest.mark.parametrize("folder", ["models", "compression"])
 def test_the_code_a_pickled_module_is_rebuilt_from_is_part_of_the_key(job, folder, monkeypatch, tmp_path):
     """A pickle names its classes without their code: editing models/ or compression/ must change the key."""
-    import bench.cache
+    import edgebench.bench.cache
 
     fake = tmp_path / "project"
     for name in ("runtimes", "models", "compression", "bench"):
@@ -91,20 +91,20 @@ def test_the_code_a_pickled_module_is_rebuilt_from_is_part_of_the_key(job, folde
         (fake / name / "a.py").write_text("x = 1\n")
     for name in ("worker.py", "variants.py"):
         (fake / "bench" / name).write_text("\n")
-    monkeypatch.setattr(bench.cache, "PROJECT_ROOT", fake)
+    monkeypatch.setattr(edgebench.bench.cache, "PROJECT_ROOT", fake)
     before = cache_key(job, VERSIONS)
     (fake / folder / "a.py").write_text("x = 2\n")
     assert cache_key(job, VERSIONS) != before
 
 
 def test_gpu_engines_are_keyed_by_the_device_and_cpu_exports_are_not(job, monkeypatch):
-    import bench.cache
+    import edgebench.bench.cache
 
-    assert bench.cache.device_facts("cpu") == {}
-    monkeypatch.setattr(bench.cache, "device_facts", lambda target: {"device": "H200", "driver": "580"})
+    assert edgebench.bench.cache.device_facts("cpu") == {}
+    monkeypatch.setattr(edgebench.bench.cache, "device_facts", lambda target: {"device": "H200", "driver": "580"})
     gpu = replace(job, options=RuntimeOptions(target="gpu"))
     before = cache_key(gpu, VERSIONS)
-    monkeypatch.setattr(bench.cache, "device_facts", lambda target: {"device": "H200", "driver": "590"})
+    monkeypatch.setattr(edgebench.bench.cache, "device_facts", lambda target: {"device": "H200", "driver": "590"})
     assert cache_key(gpu, VERSIONS) != before
 
 
@@ -130,8 +130,8 @@ def test_store_then_restore_copies_the_artifact_and_the_qat_reference(tmp_path):
 
 
 def test_saving_the_same_module_twice_gives_the_same_bytes_so_a_rerun_hits(tmp_path):
-    from bench.cache import file_digest
-    from models import load_model
+    from edgebench.bench.cache import file_digest
+    from edgebench.models import load_model
 
     from tests_paths import TINY_MODEL
 
@@ -146,7 +146,7 @@ def test_tensorrts_version_is_in_the_environment_and_the_key_under_its_distribut
     environment nor the cache key, so an engine of another TensorRT could be restored."""
     from importlib import metadata
 
-    from bench import environment
+    from edgebench.bench import environment
 
     real = metadata.version
 

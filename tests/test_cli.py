@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bench.cli import main
+from edgebench.bench.cli import main
 
 from image_folders import image_folder
 from live_processes import processes_mentioning
@@ -77,7 +77,7 @@ def test_a_data_folder_that_does_not_fit_is_refused_before_anything_is_written(c
 
 
 def test_a_data_folder_that_fits_becomes_the_task(tmp_path):
-    from models.tasks import load_task
+    from edgebench.models.tasks import load_task
 
     task = load_task(str(image_folder(tmp_path / "data", 10)), (1, 8, 8))
     assert task.x_train.shape == (20, 1, 8, 8) and task.x_test.shape == (20, 1, 8, 8)
@@ -112,7 +112,8 @@ def test_real_process_prints_table_and_keeps_warnings_off_the_terminal(tmp_path)
 
     Run from another folder with a relative model path, as a user with the console script would.
     """
-    proc = subprocess.run([sys.executable, "-m", "bench", "--model", "tiny_cnn.py:build", "--runtimes", "torchscript",
+    proc = subprocess.run([sys.executable, "-m", "edgebench.bench",
+                           "--model", "tiny_cnn.py:build", "--runtimes", "torchscript",
                            "--out", str(tmp_path / "run"), *FAST], capture_output=True, text=True, timeout=300,
                           cwd=ASSETS)
     assert proc.returncode == 0, proc.stderr
@@ -122,7 +123,7 @@ def test_real_process_prints_table_and_keeps_warnings_off_the_terminal(tmp_path)
 
 
 def test_bad_input_in_a_real_process_has_no_traceback():
-    proc = subprocess.run([sys.executable, "-m", "bench", "--model", "nope"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "edgebench.bench", "--model", "nope"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("edgebench: error: unknown model 'nope'")
@@ -147,7 +148,7 @@ def test_ctrl_c_keeps_finished_rows_and_leaves_no_children(tmp_path):
     out = tmp_path / "run"
     # Rows are written per variant as each finishes its rounds; the second variant's compress and export
     # steps (seconds of process start-up) are then certainly in flight when the interrupt comes.
-    proc = subprocess.Popen([sys.executable, "-m", "bench", "--model", TINY_MODEL, "--runtimes",
+    proc = subprocess.Popen([sys.executable, "-m", "edgebench.bench", "--model", TINY_MODEL, "--runtimes",
                              "pytorch,onnxruntime,openvino", "--compress", "prune-unstructured:0.5",
                              "--out", str(out), "--no-cache", *FAST],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
@@ -178,7 +179,8 @@ def test_ctrl_c_kills_the_child_in_flight_at_once(tmp_path):
     import time
 
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "bench", "--model", TINY_MODEL, "--runtimes", "onnxruntime",
+    proc = subprocess.Popen([sys.executable, "-m", "edgebench.bench",
+                             "--model", TINY_MODEL, "--runtimes", "onnxruntime",
                              "--out", str(out), "--keep-artifacts", "--threads", "1", "--warmup", "1",
                              "--iters", "100000000", "--duration", "300", "--max-duration", "300"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
@@ -213,7 +215,7 @@ def test_list_shows_models_runtimes_and_availability(capsys):
 
 
 def test_cli_flags_reach_the_config():
-    from bench.cli import build_parser, config_from_args
+    from edgebench.bench.cli import build_parser, config_from_args
 
     config = config_from_args(build_parser().parse_args([
         "--warmup", "3", "--warmup-s", "0.25", "--iters", "7", "--duration", "4", "--max-duration", "2",

@@ -14,13 +14,13 @@ import pytest
 import torch
 from torch import nn
 
-from bench.errors import UsageError
-from compression import CompressionContext, parse_variant, parse_variants
-from compression.cluster import WeightClustering
-from compression.measures import parameter_count, sparsity, zipped_bytes
-from models import load_model
-from models.tasks import digits_task
-from models.zoo import MnistResNet
+from edgebench.bench.errors import UsageError
+from edgebench.compression import CompressionContext, parse_variant, parse_variants
+from edgebench.compression.cluster import WeightClustering
+from edgebench.compression.measures import parameter_count, sparsity, zipped_bytes
+from edgebench.models import load_model
+from edgebench.models.tasks import digits_task
+from edgebench.models.zoo import MnistResNet
 
 EPOCHS = 1
 
@@ -91,7 +91,7 @@ def test_channel_pruning_removes_channels_in_multiples_of_8_and_cuts_multiply_ad
 @pytest.mark.parametrize(("channels", "ratio", "kept"), [(16, 0.3, 8), (32, 0.3, 24), (64, 0.3, 48), (64, 0.5, 32),
                                                           (16, 0.9, 8), (8, 0.5, 8), (64, 0.05, 64)])
 def test_channels_kept_are_the_nearest_multiple_of_8_never_below_one_group(channels, ratio, kept):
-    from compression.prune_channels import kept_channels
+    from edgebench.compression.prune_channels import kept_channels
 
     assert kept_channels(channels, ratio) == kept
 
@@ -99,7 +99,7 @@ def test_channels_kept_are_the_nearest_multiple_of_8_never_below_one_group(chann
 def test_channel_pruning_at_half_quarters_the_work_of_the_module_it_times(benchmark):
     """The timing is recorded (pytest-benchmark), not judged; what is asserted is the work that timing covers:
     half the channels of every layer leave about a quarter of the convolutions' FLOPs."""
-    from bench.variants import count_flops
+    from edgebench.bench.variants import count_flops
 
     torch.manual_seed(0)
     example = torch.randn(8, 1, 28, 28)
@@ -134,7 +134,7 @@ def _weight_arrays(runtime: str, artifact) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "tflite"])
 def test_clustering_leaves_at_most_n_values_per_layer_in_each_exported_file(runtime, trained, task, tmp_path):
-    from runtimes import RuntimeOptions, get_runtime
+    from edgebench.runtimes import RuntimeOptions, get_runtime
 
     clustered = apply("cluster:8", copy.deepcopy(trained.module), context(task, trained.example))
     assert not any(isinstance(m, nn.BatchNorm2d) for m in clustered.modules())  # folded before clustering
@@ -142,7 +142,7 @@ def test_clustering_leaves_at_most_n_values_per_layer_in_each_exported_file(runt
     weights = _weight_arrays(runtime, artifact)
     assert len(weights) == 3
     assert all(len(np.unique(w)) <= 8 for w in weights), [len(np.unique(w)) for w in weights]
-    from bench.measure.contents import read
+    from edgebench.bench.measure.contents import read
 
     packed = read([w for w in weights if w.dtype.kind == "f"]).packed_bytes  # the exported file's own weights
     assert packed < 0.2 * read([w.detach().numpy() for w in trained.module.parameters()]).packed_bytes
@@ -166,8 +166,8 @@ def test_last_k_means_nearest_the_output_in_execution_order_and_the_notes_name_t
 
 
 def test_distillation_and_its_control_train_the_same_student_on_identical_batches(trained, task, monkeypatch):
-    import compression.distill as distill
-    from models.training import batch_order
+    import edgebench.compression.distill as distill
+    from edgebench.models.training import batch_order
 
     seen = []
     real_fit = distill.fit
@@ -188,8 +188,8 @@ def test_distillation_and_its_control_train_the_same_student_on_identical_batche
 
 
 def test_fit_sees_exactly_the_batches_batch_order_promises(task):
-    from models.training import Recipe, batch_order, fit
-    from models.zoo import DigitsCNN
+    from edgebench.models.training import Recipe, batch_order, fit
+    from edgebench.models.zoo import DigitsCNN
 
     recipe = Recipe(epochs=1)
     got = []
@@ -230,7 +230,7 @@ def test_the_baseline_comes_first_once_and_duplicates_are_dropped():
 
 
 def test_controls_are_added_for_fine_tuned_variants_and_distillation():
-    from bench.runner import with_controls
+    from edgebench.bench.runner import with_controls
 
     variants = parse_variants("prune-unstructured:0.5,distill:digits_cnn_s")
     assert [v.spec for v in with_controls(variants, True, 2)] == [
@@ -240,7 +240,7 @@ def test_controls_are_added_for_fine_tuned_variants_and_distillation():
 
 
 def test_batchnorm_is_folded_in_the_module_tree_before_nncf_qat_and_untraceable_models_are_left_alone():
-    from runtimes._quant import fold_batchnorm_modules
+    from edgebench.runtimes._quant import fold_batchnorm_modules
 
     torch.manual_seed(0)
     model = MnistResNet(8).eval()

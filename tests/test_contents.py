@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.measure.contents import Contents, check, clusters_of, layer_macs, packed_file_mb, read
-from bench.results import ResultRow
-from bench.runner import record_contents
+from edgebench.bench.measure.contents import Contents, check, clusters_of, layer_macs, packed_file_mb, read
+from edgebench.bench.results import ResultRow
+from edgebench.bench.runner import record_contents
 
 rng = np.random.default_rng(0)
 CONV = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.measure.cpuload import (
+from edgebench.bench.measure.cpuload import (
     NOISY_FOREIGN_LOAD,
     CpuLoad,
     CpuSnapshot,

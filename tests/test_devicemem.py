@@ -6,8 +6,8 @@ from __future__ import annotations
 import io
 from types import SimpleNamespace
 
-from bench.measure.devicemem import NVML_SOURCE, nvml_process_mb
-from runtimes import RuntimeOptions, get_runtime
+from edgebench.bench.measure.devicemem import NVML_SOURCE, nvml_process_mb
+from edgebench.runtimes import RuntimeOptions, get_runtime
 
 
 class _FakeNvml:
@@ -45,17 +45,17 @@ def test_the_figure_reaches_the_row_and_the_details_table_beside_peak_rss(tmp_pa
     """From the measuring process to the row and table.md; a CPU-only run's table keeps its columns."""
     from rich.console import Console
 
-    import runtimes
-    from bench.config import BenchConfig
-    from bench.progress import Reporter
-    from bench.runlog import RunLog
-    from bench.runner import Runner
+    import edgebench.runtimes
+    from edgebench.bench.config import BenchConfig
+    from edgebench.bench.progress import Reporter
+    from edgebench.bench.runlog import RunLog
+    from edgebench.bench.runner import Runner
 
     import misbehaving_runtimes
     from tests_paths import TINY_MODEL
 
-    runtimes.runtime_names()
-    monkeypatch.setitem(runtimes._REGISTRY, "devicememory", misbehaving_runtimes.DeviceMemoryRuntime)
+    edgebench.runtimes.runtime_names()
+    monkeypatch.setitem(edgebench.runtimes._REGISTRY, "devicememory", misbehaving_runtimes.DeviceMemoryRuntime)
     log = RunLog()
     try:
         summary = Runner(BenchConfig(model=TINY_MODEL, runtimes=("pytorch", "devicememory"), threads=1,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.measure.energy import POWERCAP_DIR_ENV, EnergyMeter, RaplMeter, energy_source, rapl_zones
-from bench.measure.rounds import RoundResult, RowRounds
+from edgebench.bench.measure.energy import POWERCAP_DIR_ENV, EnergyMeter, RaplMeter, energy_source, rapl_zones
+from edgebench.bench.measure.rounds import RoundResult, RowRounds
 
 
 def fake_powercap(root: Path, packages: dict[int, int], wrap: int = 1_000_000) -> Path:
@@ -75,7 +75,7 @@ class _FakeNvml:
     ("MIG-5f0c", ("uuid", "MIG-5f0c")),
 ])
 def test_energy_is_read_from_the_gpu_the_row_runs_on_not_nvmls_first(visible, expected):
-    from bench.measure.energy import cuda_device_handle
+    from edgebench.bench.measure.energy import cuda_device_handle
 
     nvml = _FakeNvml()
     cuda_device_handle(nvml, {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible})

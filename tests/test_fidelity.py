@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.measure.fidelity import TOLERANCES, compare
+from edgebench.bench.measure.fidelity import TOLERANCES, compare
 
 PEAK = 1000.0  # the largest |reference| value: tolerances are relative to it
 

@@ -15,17 +15,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.cli import main
-from bench.errors import UsageError
-from fleet.cluster import connect, worker_command
-from fleet.run import DEVICE_LEFT, device_argv
+from edgebench.bench.cli import main
+from edgebench.bench.errors import UsageError
+from edgebench.fleet.cluster import connect, worker_command
+from edgebench.fleet.run import DEVICE_LEFT, device_argv
 
 from image_folders import image_folder
 from live_processes import processes_mentioning
 from tests_paths import TINY_MODEL
 
 FAST = ["--threads", "1", "--warmup", "1", "--iters", "5", "--duration", "0", "--repeats", "2"]
-RUN = [sys.executable, "-m", "bench", "--fleet", "local", "--model", TINY_MODEL, "--runtimes", "pytorch,onnxruntime"]
+RUN = [sys.executable, "-m", "edgebench.bench",
+       "--fleet", "local", "--model", TINY_MODEL, "--runtimes", "pytorch,onnxruntime"]
 linux = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 
 
@@ -54,8 +55,8 @@ def test_the_model_file_and_weights_travel_with_the_arguments(tmp_path):
 
 
 def test_a_data_folder_travels_and_is_the_same_task_on_the_device(tmp_path):
-    from fleet.device import _rewrite
-    from models.tasks import load_task
+    from edgebench.fleet.device import _rewrite
+    from edgebench.models.tasks import load_task
 
     data = image_folder(tmp_path / "shapes", classes=3)
     (data / "notes.txt").write_text("not read: only train/ and val/ travel")
@@ -80,7 +81,7 @@ def test_a_data_folder_travels_and_is_the_same_task_on_the_device(tmp_path):
     (lambda root: image_folder(root, 2), "MB of images is more than a fleet run sends to each device"),
 ])
 def test_a_data_folder_that_cannot_travel_is_one_line(tmp_path, monkeypatch, make, message):
-    monkeypatch.setattr("fleet.run.MAX_DATA_MB", 0.0001)
+    monkeypatch.setattr("edgebench.fleet.run.MAX_DATA_MB", 0.0001)
     with pytest.raises(UsageError, match=message):
         device_argv(("--data", str(make(tmp_path / "d"))))
 
@@ -133,7 +134,7 @@ def test_two_devices_each_measure_their_own_rows_in_turn_into_one_table(tmp_path
     environment = json.loads((out / "environment.json").read_text())
     assert set(environment["fleet"]["devices"]) == {"boardA", "boardB"}
     assert "CPU ms [boardA]" in done.stdout
-    from reports.runs import load_run, samples_of  # the devices' samples came back, apart though keys repeat
+    from edgebench.reports.runs import load_run, samples_of  # the devices' samples came back, apart though keys repeat
 
     run = load_run(out)
     measured = [r for r in run.rows if r.status == "ok"]
@@ -296,7 +297,8 @@ def test_a_fleet_run_killed_with_9_resumes_to_the_rows_of_an_uninterrupted_one(t
             continue
     assert 2 <= rows.read_text().count("\n") < 4, "the kill did not land inside the run"
     before = {(r["host"], r["runtime"]): r["p50_ms"] for r in _rows(cut)}
-    resumed = subprocess.run([sys.executable, "-m", "bench", "--resume", str(cut)], capture_output=True, text=True,
+    resumed = subprocess.run([sys.executable, "-m", "edgebench.bench",
+                              "--resume", str(cut)], capture_output=True, text=True,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr
 
@@ -345,16 +347,18 @@ def test_a_fleet_over_tls_with_self_made_certificates(tmp_path):
             time.sleep(0.2)
         address = json.loads(scheduler_file.read_text())["address"]
         assert address.startswith("tls://127.0.0.1:")
-        worker = subprocess.Popen([sys.executable, "-m", "bench", "worker", address, "--name", "tlsdev", "--host",
+        worker = subprocess.Popen([sys.executable, "-m", "edgebench.bench",
+                                   "worker", address, "--name", "tlsdev", "--host",
                                    "127.0.0.1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         out = tmp_path / "run"
-        done = subprocess.run([sys.executable, "-m", "bench", "--fleet", address, "--devices", "tlsdev", "--model",
+        done = subprocess.run([sys.executable, "-m", "edgebench.bench",
+                               "--fleet", address, "--devices", "tlsdev", "--model",
                                TINY_MODEL, "--runtimes", "onnxruntime", *FAST, "--out", str(out)], env=env,
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         assert [(r["host"], r["status"]) for r in _rows(out)] == [("tlsdev", "ok")]
         without = {k: v for k, v in env.items() if not k.startswith("EDGEBENCH_TLS_")}
-        refused = subprocess.run([sys.executable, "-m", "bench", "--fleet", address, "--devices", "tlsdev",
+        refused = subprocess.run([sys.executable, "-m", "edgebench.bench", "--fleet", address, "--devices", "tlsdev",
                                   "--model", TINY_MODEL, "--runtimes", "onnxruntime", *FAST,
                                   "--out", str(tmp_path / "plain")], env=without, capture_output=True, text=True,
                                  timeout=300)

@@ -1,11 +1,11 @@
-"""bench.gpu_check's judgement of GPU rows, on rows written by hand (the run itself needs a GPU)."""
+"""edgebench.bench.gpu_check's judgement of GPU rows, on rows written by hand (the run itself needs a GPU)."""
 
 import json
 
 import pytest
 import torch
 
-from bench import gpu_check
+from edgebench.bench import gpu_check
 
 
 def _row(**fields):
@@ -60,11 +60,12 @@ def test_a_step_runs_in_its_own_process_and_leaves_its_verdict(tmp_path):
     import subprocess
     import sys
 
-    from bench.isolation import PROJECT_ROOT, project_env
-    from bench.steps import read_verdict
+    from edgebench.bench.isolation import PROJECT_ROOT, project_env
+    from edgebench.bench.steps import read_verdict
 
     for name in ("environment", "TensorRT"):
-        subprocess.run([sys.executable, "-m", "bench.gpu_check", "--step", name, str(tmp_path)], cwd=PROJECT_ROOT,
+        subprocess.run([sys.executable, "-m", "edgebench.bench.gpu_check",
+                        "--step", name, str(tmp_path)], cwd=PROJECT_ROOT,
                        env=project_env(), check=True, timeout=120)
     environment = read_verdict(tmp_path, "environment")
     assert environment.status == "proven" and f"torch {torch.__version__}" in environment.body
@@ -74,7 +75,7 @@ def test_a_step_runs_in_its_own_process_and_leaves_its_verdict(tmp_path):
 
 
 def test_a_step_that_raises_is_failed_with_the_reason(tmp_path, monkeypatch):
-    from bench.steps import read_verdict
+    from edgebench.bench.steps import read_verdict
 
     def broken(out):
         raise RuntimeError("CUDA error: no kernel image is available\nmore")

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.isolation import ChildOutcome, _describe_exit, child_env, run_child
-from bench.job import MeasureJob
-from bench.measure.peakrss import run_measured, write_report
-from runtimes import RuntimeOptions
+from edgebench.bench.isolation import ChildOutcome, _describe_exit, child_env, run_child
+from edgebench.bench.job import MeasureJob
+from edgebench.bench.measure.peakrss import run_measured, write_report
+from edgebench.runtimes import RuntimeOptions
 
 from live_processes import alive, processes_mentioning
 
@@ -23,7 +23,8 @@ ALLOCATE = "import numpy as np; a = np.ones({mb} * 2**20 // 8); a[:] = 2"
 
 def peak_of(tmp_path, code: str) -> float:
     report = tmp_path / "rusage.json"
-    subprocess.run([sys.executable, "-m", "bench.measure.peakrss", str(report), "60", "--", sys.executable, "-c", code],
+    subprocess.run([sys.executable, "-m", "edgebench.bench.measure.peakrss",
+                    str(report), "60", "--", sys.executable, "-c", code],
                    check=True)
     return json.loads(report.read_text())["maxrss_kb"] / 1024
 
@@ -66,7 +67,8 @@ def test_timeout_kills_the_child_and_everything_it_started(tmp_path):
     code = ("import subprocess, sys, time;"
             "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']);"
             f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(120)")
-    wrapper = subprocess.run([sys.executable, "-m", "bench.measure.peakrss", str(report), "2", "--", sys.executable,
+    wrapper = subprocess.run([sys.executable, "-m", "edgebench.bench.measure.peakrss",
+                              str(report), "2", "--", sys.executable,
                               "-c", code], timeout=60, start_new_session=True)
     assert wrapper.returncode == -signal.SIGKILL  # the wrapper's clean-up takes its whole group, itself included
     assert json.loads(report.read_text())["timed_out"] is True
@@ -121,13 +123,15 @@ def misbehaving(name: str) -> str:
 
 
 def test_a_worker_exception_is_an_error_with_its_phase(tmp_path):
-    outcome = run_child("measure", job_for("runtimes.no_such_adapter:Nope", tmp_path), tmp_path / "job", 1, 60)
+    outcome = run_child("measure", job_for("edgebench.runtimes.no_such_adapter:Nope", tmp_path), tmp_path / "job",
+                        1, 60)
     assert outcome.result is None
-    assert outcome.error == "ModuleNotFoundError: No module named 'runtimes.no_such_adapter' (while starting)"
+    assert outcome.error == ("ModuleNotFoundError: No module named 'edgebench.runtimes.no_such_adapter' "
+                             "(while starting)")
     assert 0 < outcome.peak_rss_mb < 500 and outcome.wall_s > 0
     assert "Traceback" in (tmp_path / "job" / "measure.log").read_text()  # the child's output is kept
     job = json.loads((tmp_path / "job" / "measure.json").read_text())
-    assert job["adapter"] == "runtimes.no_such_adapter:Nope"
+    assert job["adapter"] == "edgebench.runtimes.no_such_adapter:Nope"
 
 
 def test_a_crash_is_named_with_the_phase_it_happened_in(tmp_path):
@@ -164,8 +168,8 @@ def test_a_finished_child_gives_its_result_and_stale_files_are_not_read(tmp_path
     (job_dir / "result.json").write_text('{"stale": true}')
     (job_dir / "status").write_text("timing")
     (job_dir / "measure.rusage.json").write_text('{"status": 0, "maxrss_kb": 1, "timed_out": false}')
-    coreml = "runtimes.coreml:CoreML"
-    from runtimes import get_runtime
+    coreml = "edgebench.runtimes.coreml:CoreML"
+    from edgebench.runtimes import get_runtime
 
     reason = get_runtime("coreml").run_unavailable("cpu")
     if reason is None:
@@ -179,7 +183,7 @@ def test_the_child_gets_its_environment_and_no_terminal(tmp_path, monkeypatch):
     """Whatever folder and terminal the harness runs from (here: another folder, and a pipe as stdin)."""
     import ast
 
-    from bench.isolation import PROJECT_ROOT
+    from edgebench.bench.isolation import PROJECT_ROOT
 
     monkeypatch.chdir(tmp_path)
     job = job_for(misbehaving("EnvironmentReportingRuntime"), tmp_path)
@@ -248,12 +252,12 @@ def test_an_interrupt_while_waiting_kills_the_child_and_propagates(tmp_path):
 
 def test_a_stuck_wrapper_is_killed_as_a_last_resort(tmp_path, monkeypatch):
     """If the peak-RSS wrapper itself never returns, the harness kills it 60 s after the child's timeout."""
-    import bench.isolation
+    import edgebench.bench.isolation
 
     stuck = tmp_path / "stuck-python"
     stuck.write_text("#!/bin/sh\nexec sleep 600\n")
     stuck.chmod(0o755)
-    monkeypatch.setattr(bench.isolation.sys, "executable", str(stuck))
+    monkeypatch.setattr(edgebench.bench.isolation.sys, "executable", str(stuck))
     t0 = time.monotonic()
     outcome = run_child("measure", job_for("unused:Unused", tmp_path), tmp_path / "job", 1, -59.5, poll_s=0.01)
     assert outcome == ChildOutcome(None, "measurement process lost while starting (see run.log)", None,
@@ -274,7 +278,7 @@ def test_children_die_with_a_killed_parent(tmp_path):
     job_dir = tmp_path / "job"
     script = (
         "import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
-        "from bench.isolation import run_child; from test_isolation import job_for, misbehaving; "
+        "from edgebench.bench.isolation import run_child; from test_isolation import job_for, misbehaving; "
         "run_child('measure', job_for(misbehaving('HangingRuntime'), Path(sys.argv[2])), Path(sys.argv[3]), 1, 600)")
     harness = subprocess.Popen([sys.executable, "-c", script, str(Path(__file__).parent), str(tmp_path), str(job_dir)],
                                cwd=Path(__file__).parent.parent)
@@ -293,7 +297,7 @@ def test_children_die_with_a_killed_parent(tmp_path):
 
 
 def test_a_session_that_hangs_while_loading_is_stopped_at_the_timeout(tmp_path):
-    from bench.isolation import ChildSession
+    from edgebench.bench.isolation import ChildSession
 
     session = ChildSession(job_for(misbehaving("HangingRuntime"), tmp_path), tmp_path / "job", 1, 3)
     assert session.ready() is None
@@ -304,10 +308,10 @@ def test_a_session_that_hangs_while_loading_is_stopped_at_the_timeout(tmp_path):
 
 def test_a_session_stays_loaded_between_rounds_and_then_finishes(tmp_path, tiny_reference):
     """Loaded once, two rounds on command (each its own file and samples), then the closing figures."""
-    from bench.config import TimingConfig
-    from bench.isolation import ChildSession
-    from bench.measure.rounds import RE_WARMUP_ITERS
-    from runtimes import adapter_ref, get_runtime
+    from edgebench.bench.config import TimingConfig
+    from edgebench.bench.isolation import ChildSession
+    from edgebench.bench.measure.rounds import RE_WARMUP_ITERS
+    from edgebench.runtimes import adapter_ref, get_runtime
 
     reference, source = tiny_reference
     timing = TimingConfig(warmup_iters=6, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=5.0)
@@ -329,8 +333,8 @@ def test_a_session_stays_loaded_between_rounds_and_then_finishes(tmp_path, tiny_
 
 
 def _serving_job(tmp_path, reference, source, task: str = "") -> MeasureJob:
-    from bench.config import TimingConfig
-    from runtimes import adapter_ref, get_runtime
+    from edgebench.bench.config import TimingConfig
+    from edgebench.runtimes import adapter_ref, get_runtime
 
     timing = TimingConfig(warmup_iters=2, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=5.0)
     return MeasureJob(adapter=adapter_ref(get_runtime("pytorch")), options=RuntimeOptions(threads=1, model=source),
@@ -344,7 +348,7 @@ def test_a_session_started_from_a_pool_thread_outlives_that_thread(tmp_path, tin
     follows the thread that started a child, so a session must not die with the thread that created it."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from bench.isolation import ChildSession
+    from edgebench.bench.isolation import ChildSession
 
     reference, source = tiny_reference
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -361,8 +365,8 @@ def test_a_session_scores_accuracy_when_asked_before_it_finishes(tmp_path, tiny_
     the scoring it was asked for, and finishing does not score again."""
     import torch
 
-    from bench.isolation import ChildSession
-    from bench.variants import load_module
+    from edgebench.bench.isolation import ChildSession
+    from edgebench.bench.variants import load_module
 
     reference, source = tiny_reference
     x = np.load(reference.input(1))
@@ -383,7 +387,7 @@ def test_a_session_scores_accuracy_when_asked_before_it_finishes(tmp_path, tiny_
 
 
 def test_a_session_that_ended_cannot_score(tmp_path, tiny_reference):
-    from bench.isolation import ChildSession
+    from edgebench.bench.isolation import ChildSession
 
     reference, source = tiny_reference
     session = ChildSession(_serving_job(tmp_path, reference, source), tmp_path / "job", 1, 60)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import build_parser
+from edgebench.bench.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,8 +22,8 @@ def test_make_variables_become_cli_flags():
     args = [f"{k}={v}" for k, v in VARIABLES.items()]
     dry = subprocess.run(["make", "-n", "bench", *args], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
-    line = next(line for line in dry.splitlines() if "-m bench" in line)
-    argv = shlex.split(line.split("-m bench", 1)[1])
+    line = next(line for line in dry.splitlines() if "-m edgebench.bench" in line)
+    argv = shlex.split(line.split("-m edgebench.bench", 1)[1])
     parsed = build_parser().parse_args(argv)
     assert parsed.model == "mobilenet_v2" and parsed.weights == "w.pt"
     assert parsed.runtimes == ("onnxruntime", "openvino") and parsed.batch == (1, 8)
@@ -55,7 +55,7 @@ def test_each_install_flavour_holds_exactly_one_onnx_runtime():
     assert not [name for name in gpu if name.startswith("tensorrt")]  # stubs on PyPI: its own optional step
     tensorrt = extras["tensorrt"]["tensorrt-cu13"].specifier
     assert tensorrt.contains("10.16.1") and not tensorrt.contains("11.0.0")
-    from runtimes._onnx import TENSORRT_PIN  # what the unavailable rows tell a user to install
+    from edgebench.runtimes._onnx import TENSORRT_PIN  # what the unavailable rows tell a user to install
 
     assert _requirements([TENSORRT_PIN.strip("'")]) == extras["tensorrt"]
 
@@ -67,7 +67,7 @@ def test_install_targets_remove_both_onnx_runtimes_then_install_one_and_check(fl
                          check=True).stdout
     uninstall = dry.index("pip uninstall -y onnxruntime onnxruntime-gpu")
     install = dry.index(f"-e '.[dev,yolo,{flavour}]'")
-    assert uninstall < install < dry.index("-m runtimes.onnxrt --check-one")
+    assert uninstall < install < dry.index("-m edgebench.runtimes.onnxrt --check-one")
     assert f"echo \"dev,yolo,{flavour}\" > .venv/extras" in dry
     if flavour == "cpu":
         assert f",{other}]" not in dry

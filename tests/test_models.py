@@ -1,9 +1,11 @@
+import os
+
 import numpy as np
 import pytest
 import torch
 
-from bench.errors import UsageError
-from models import load_model, make_input, rebuild_model, resolve_source
+from edgebench.bench.errors import UsageError
+from edgebench.models import load_model, make_input, rebuild_model, resolve_source
 
 from tests_paths import ASSETS
 
@@ -85,7 +87,7 @@ def test_yolo_builds_offline_from_its_yaml_with_one_decoded_output(tmp_path):
     pytest.importorskip("ultralytics", reason="the yolo extra is not installed")
     import torch
 
-    from bench.variants import load_module, save_variant
+    from edgebench.bench.variants import load_module, save_variant
 
     model = load_model("yolov8n")
     assert model.weights == "random-init, BN recalibrated (seed 0)" and tuple(model.example.shape) == (1, 3, 640, 640)
@@ -103,7 +105,7 @@ def test_yolo_builds_offline_from_its_yaml_with_one_decoded_output(tmp_path):
 def test_a_yolo_name_without_the_extra_says_how_to_install_it(monkeypatch):
     import importlib.util
 
-    from bench.errors import UsageError
+    from edgebench.bench.errors import UsageError
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ultralytics" else real(name, *a))
@@ -111,3 +113,80 @@ def test_a_yolo_name_without_the_extra_says_how_to_install_it(monkeypatch):
         resolve_source("yolo11s")
     with pytest.raises(UsageError, match="unknown model 'yolov9n'"):
         resolve_source("yolov9n")
+
+
+def _yolov5_style_repository(root):
+    """A research repository laid out as YOLOv5's: its own `models` and `utils` packages, and a file that
+    builds the network from them. Those names are generic; edgebench's own code must not take them."""
+    (root / "models").mkdir(parents=True)
+    (root / "utils").mkdir()
+    (root / "models" / "__init__.py").write_text("")
+    (root / "utils" / "__init__.py").write_text("")
+    (root / "utils" / "general.py").write_text("def make_divisible(x, d):\n    return int(-(-x // d) * d)\n")
+    (root / "models" / "common.py").write_text(
+        "import torch\nfrom torch import nn\nfrom utils.general import make_divisible\n\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, classes=10):\n"
+        "        super().__init__()\n"
+        "        width = make_divisible(12, 8)\n"
+        "        self.features = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),\n"
+        "                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())\n"
+        "        self.head = nn.Linear(width, classes)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.head(self.features(x))\n")
+    (root / "export_me.py").write_text(
+        "import torch\nfrom models.common import Net\n\n\n"
+        "def build():\n"
+        "    torch.manual_seed(0)\n"
+        "    return Net().eval(), torch.randn(1, 3, 32, 32)\n")
+    return f"{root / 'export_me.py'}:build"
+
+
+def test_no_edgebench_module_takes_a_generic_top_level_name(tmp_path):
+    """The harness, its runtimes and its compression methods, imported in a fresh process outside the repository
+    (as an installed edgebench runs), leave `models`, `utils`, `bench`... free for the user's code. (Inside the
+    repository its folders are importable by those names too, which a library probing for Python 3.14's
+    `compression` package can trip over; nothing of edgebench's imports them so.)"""
+    import subprocess
+    import sys
+
+    probe = ("import sys, edgebench.bench.runner, edgebench.bench.worker, edgebench.runtimes, edgebench.compression, "
+             "edgebench.reports.build; edgebench.runtimes.runtime_names(); edgebench.compression.method_names(); "
+             "print(sorted(n for n in ('bench', 'models', 'runtimes', 'compression', 'reports', 'fleet', 'utils') "
+             "if n in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", f"edgebench imported generic top-level names: {done.stdout}"
+
+
+@pytest.mark.slow
+def test_a_model_file_from_its_own_repository_is_measured_in_every_cpu_runtime(tmp_path):
+    """`MODEL=repo/export_me.py:build` where export_me.py does `from models.common import Net`: the user's
+    `models` and `utils` load in the harness and in every measuring process."""
+    import io
+
+    from rich.console import Console
+
+    from edgebench.bench.config import BenchConfig, TimingConfig
+    from edgebench.bench.progress import Reporter
+    from edgebench.bench.runlog import RunLog
+    from edgebench.bench.runner import Runner
+
+    spec = _yolov5_style_repository(tmp_path / "yolov5")
+    names = ("pytorch", "pytorch-compiled", "torchscript", "onnxruntime", "openvino", "tflite", "coreml")
+    timing = TimingConfig(warmup_iters=2, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=10.0)
+    log = RunLog()
+    try:
+        summary = Runner(BenchConfig(model=spec, runtimes=names, threads=1, out=tmp_path / "run", timing=timing,
+                                     repeats=1), Reporter(Console(file=io.StringIO())), log).run()
+    finally:
+        log.close()
+    rows = {row.runtime: row for row in summary.rows}
+    assert set(rows) == set(names)
+    for name, row in rows.items():
+        if name == "coreml":  # prediction needs macOS: a row that says so, not an import failure
+            assert row.status in ("ok", "unavailable") and "No module named" not in (row.error or "")
+            continue
+        assert row.status == "ok", f"{name}: {row.error}"
+        assert row.fidelity_ok and row.p50_ms > 0

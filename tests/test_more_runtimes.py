@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from models import load_model, make_input
-from runtimes import RuntimeOptions, artifact_size_bytes, get_runtime
-from runtimes.tflite import dequantize, quantize
+from edgebench.models import load_model, make_input
+from edgebench.runtimes import RuntimeOptions, artifact_size_bytes, get_runtime
+from edgebench.runtimes.tflite import dequantize, quantize
 
 from tests_paths import TINY_MODEL
 
@@ -119,7 +119,7 @@ def test_coreml_converts_a_model_taking_int_of_a_shape_product(tmp_path):
     assert package.is_dir() and "conv" in _mil_ops(package)
     import coremltools.converters.mil.frontend.torch.ops as ops
 
-    from runtimes.coreml import _numpy_scalar_casts
+    from edgebench.runtimes.coreml import _numpy_scalar_casts
 
     original = ops._cast
     with _numpy_scalar_casts():
@@ -215,8 +215,8 @@ def test_tflite_delegate_options_reach_the_delegate(tmp_path, monkeypatch):
      "EDGEBENCH_TFLITE_DELEGATE_OPTIONS: 'backend_type' is not key=value"),
 ])
 def test_bad_delegate_settings_are_one_line_before_any_work(env, message, monkeypatch):
-    from bench.errors import UsageError
-    from bench.targets import check_target
+    from edgebench.bench.errors import UsageError
+    from edgebench.bench.targets import check_target
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -243,7 +243,7 @@ def test_gpu_adapters_export_run_and_match(name, precision, tiny, tmp_path):
     model, x, ref = tiny
     adapter = cls(RuntimeOptions(target="gpu", precision=precision, threads=1, model=TINY_MODEL))
     adapter.load(adapter.export(model.module, x, tmp_path))
-    from bench.measure.fidelity import compare
+    from edgebench.bench.measure.fidelity import compare
 
     fid = compare(adapter.predict(x.numpy()), [ref], precision)
     assert fid.within_tolerance, (fid.max_abs_diff, fid.cosine)
@@ -254,10 +254,10 @@ def test_gpu_adapters_export_run_and_match(name, precision, tiny, tmp_path):
 def test_gpu_run_reports_transfers_apart_from_compute(tmp_path, fast_timing):
     from rich.console import Console
 
-    from bench.config import BenchConfig
-    from bench.progress import Reporter
-    from bench.runlog import RunLog
-    from bench.runner import Runner
+    from edgebench.bench.config import BenchConfig
+    from edgebench.bench.progress import Reporter
+    from edgebench.bench.runlog import RunLog
+    from edgebench.bench.runner import Runner
 
     log = RunLog()
     try:
@@ -298,7 +298,7 @@ def test_tensorrt_runs_int8_on_the_gpu_but_says_why_it_has_no_quantization_aware
 def test_an_onnx_runtime_session_that_fell_back_to_another_provider_is_not_timed_under_the_label(tiny, tmp_path):
     """ONNX Runtime falls back to the CPU with only a warning when the requested provider cannot load. Here
     CUDA is absent and the CPU provider stands in for any fallback: the row must become `unavailable`."""
-    from runtimes.onnxrt import OnnxRuntime
+    from edgebench.runtimes.onnxrt import OnnxRuntime
 
     class CudaRequested(OnnxRuntime):  # skips run_unavailable, as a provider that is listed but fails would
         provider = "CUDAExecutionProvider"
@@ -317,7 +317,7 @@ def test_an_onnx_runtime_session_that_fell_back_to_another_provider_is_not_timed
 def test_fp32_on_a_gpu_is_ieee_fp32_in_the_options_each_runtime_receives(tiny, tmp_path):
     """TF32 is the default of cuDNN under torch, of ONNX Runtime's CUDA provider and of TensorRT's builder:
     each adapter turns it off for fp32 (and leaves it to fp16 rows, which do not use it)."""
-    from runtimes.onnxrt import cuda_provider_options
+    from edgebench.runtimes.onnxrt import cuda_provider_options
 
     assert cuda_provider_options("fp32")["use_tf32"] == 0 and cuda_provider_options("fp16")["use_tf32"] == 1
     trt_ep = get_runtime("onnxruntime-trt")(RuntimeOptions(target="gpu", precision="fp32"))
@@ -341,10 +341,10 @@ def test_tf32_is_its_own_labelled_gpu_precision_and_only_where_the_gpu_has_it(ti
     before Ampere computes them in IEEE fp32, so such a row is unavailable rather than mislabelled."""
     import onnx
 
-    from bench.measure.fidelity import TOLERANCES
-    from runtimes import _torch
-    from runtimes._onnx import export_onnx
-    from runtimes.onnxrt import cuda_provider_options
+    from edgebench.bench.measure.fidelity import TOLERANCES
+    from edgebench.runtimes import _torch
+    from edgebench.runtimes._onnx import export_onnx
+    from edgebench.runtimes.onnxrt import cuda_provider_options
 
     for name in ("pytorch", "pytorch-compiled", "torchscript", "onnxruntime", "onnxruntime-trt", "tensorrt"):
         assert "tf32" in get_runtime(name).precisions["gpu"], name
@@ -367,7 +367,7 @@ def test_tf32_is_its_own_labelled_gpu_precision_and_only_where_the_gpu_has_it(ti
 def test_onnxruntime_gpu_fp32_sessions_start_with_tf32_overridden_off(tiny, tmp_path, monkeypatch):
     """The TensorRT EP's builder has no TF32 option: NVIDIA_TF32_OVERRIDE=0 reaches it, set before the session
     exists, for fp32 GPU rows only. Here the CPU build stands in: the session falls back, and says so."""
-    from runtimes.onnxrt import ieee_fp32_environment
+    from edgebench.runtimes.onnxrt import ieee_fp32_environment
 
     assert ieee_fp32_environment("gpu", "fp32") == {"NVIDIA_TF32_OVERRIDE": "0"}
     assert ieee_fp32_environment("gpu", "fp16") == {} and ieee_fp32_environment("cpu", "fp32") == {}
@@ -408,7 +408,7 @@ def test_two_onnx_runtime_distributions_in_one_environment_are_named_with_a_warn
     warn when both are installed (faked here: this venv has the CPU one only)."""
     from importlib import metadata
 
-    from runtimes.onnxrt import installed_onnxruntimes, onnxruntime_conflict
+    from edgebench.runtimes.onnxrt import installed_onnxruntimes, onnxruntime_conflict
 
     assert installed_onnxruntimes() == [f"onnxruntime {metadata.version('onnxruntime')}"]
     assert onnxruntime_conflict() is None
@@ -416,7 +416,7 @@ def test_two_onnx_runtime_distributions_in_one_environment_are_named_with_a_warn
     monkeypatch.setattr(metadata, "version", lambda name: "1.32.0" if name == "onnxruntime-gpu" else real(name))
     warning = onnxruntime_conflict()
     assert warning.startswith("onnxruntime ") and "and onnxruntime-gpu 1.32.0 are both installed" in warning
-    from bench.environment import capture
+    from edgebench.bench.environment import capture
 
     assert capture()["warnings"] == [warning]
 

@@ -13,13 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-from bench.config import BenchConfig
-from bench.errors import UsageError
-from bench.measure.stats import at_chance
-from bench.runner import resolve_task, table_header
-from models import load_model
-from models.preprocess import resolve
-from models.training import accuracy
+from edgebench.bench.config import BenchConfig
+from edgebench.bench.errors import UsageError
+from edgebench.bench.measure.stats import at_chance
+from edgebench.bench.runner import resolve_task, table_header
+from edgebench.models import load_model
+from edgebench.models.preprocess import resolve
+from edgebench.models.training import accuracy
 
 from image_folders import colour_folder
 

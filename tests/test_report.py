@@ -1,7 +1,7 @@
 """Table layout: one target, and the YOLOv5-style CPU ms / GPU ms layout across targets."""
 
-from bench.report import markdown_table
-from bench.results import ResultRow
+from edgebench.bench.report import markdown_table
+from edgebench.bench.results import ResultRow
 
 
 def row(runtime, target, status="ok", p50=None, error="", size=46.8, diff=1e-6):
@@ -37,7 +37,7 @@ def test_flags_are_shown_and_explained():
 
 
 def test_details_section_lists_measured_rows_only():
-    from bench.report import markdown_report
+    from edgebench.bench.report import markdown_report
 
     measured = row("onnx", "cpu", p50=12.0)
     measured.export_s, measured.load_s, measured.first_ms, measured.foreign_load = 4.2, 0.2, 30.0, 0.015
@@ -83,7 +83,7 @@ def test_cross_target_row_missing_on_one_target_and_largest_diff():
 
 
 def test_number_formats():
-    from bench.report import fmt, sci
+    from edgebench.bench.report import fmt, sci
 
     assert (fmt(None), fmt(0.0), fmt(12.345), fmt(0.001), fmt(0.01), fmt(46.84, 1)) == \
         ("-", "0.00", "12.35", "1.0e-03", "0.01", "46.8")
@@ -110,7 +110,7 @@ def test_same_reason_gets_one_footnote():
 
 
 def test_details_columns():
-    from bench.report import DETAIL_HEADERS, markdown_report
+    from edgebench.bench.report import DETAIL_HEADERS, markdown_report
 
     measured = row("onnx", "cpu", p50=12.0)
     measured.p99_ms, measured.std_ms, measured.cosine, measured.iterations = 15.5, 1.25, 0.9999995, 40
@@ -121,7 +121,7 @@ def test_details_columns():
 
 def test_table_md_body_exactly():
     """The whole text a reader sees, character for character: headers, rule lines, cells, notes, details."""
-    from bench.report import markdown_report
+    from edgebench.bench.report import markdown_report
 
     measured = row("onnx", "cpu", p50=12.345, diff=2.5e-6)
     measured.p90_ms, measured.throughput, measured.p99_ms, measured.std_ms = 14.0, 81.04, 20.5, 1.5
@@ -213,7 +213,7 @@ def test_cross_device_accuracy_names_each_device_and_a_variant_without_labels_sh
 
 
 def test_the_energy_note_names_its_counter_or_why_there_is_none():
-    from bench.report import energy_note
+    from edgebench.bench.report import energy_note
 
     measured = row("onnx", "cpu", p50=5.0)
     measured.energy_mj, measured.energy_source = 12.5, "RAPL package-0"

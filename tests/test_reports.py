@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.results import ResultRow
-from reports.__main__ import main
-from reports.pareto import pareto_front
-from reports.runs import load_run
+from edgebench.bench.results import ResultRow
+from edgebench.reports.__main__ import main
+from edgebench.reports.pareto import pareto_front
+from edgebench.reports.runs import load_run
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def write_run(folder: Path, rows: list[ResultRow], machine: str = "Test CPU", ac
 
 
 def test_a_cpu_run_and_a_gpu_run_from_different_machines_become_one_table_with_each_machine_named(tmp_path):
-    from reports.tables import side_by_side
+    from edgebench.reports.tables import side_by_side
 
     cpu = write_run(tmp_path / "laptop", [result("onnxruntime", 12.0), result("tensorrt", 0, status="unavailable",
                                                                              error="TensorRT needs a GPU")])
@@ -111,7 +111,7 @@ def test_compare_flags_an_injected_20_percent_regression_and_passes_a_noise_leve
 
 
 def _scored(runtime: str, wrong: range, images: int = 1000) -> ResultRow:
-    from bench.measure.paired import pack_correct
+    from edgebench.bench.measure.paired import pack_correct
 
     correct = np.ones(images, dtype=bool)
     correct[list(wrong)] = False
@@ -363,7 +363,7 @@ def test_a_spread_within_noise_is_not_drawn_as_a_trade_off_and_the_report_says_w
     """fp32 rows differ from PyTorch by rounding (1e-7..1e-6, far inside fp32's 1e-3): no fidelity front; an int8
     row 0.1 away is a real difference and brings the plot back. Accuracies inside each other's intervals are
     no trade-off either; sizes are drawn from zero."""
-    from reports import plots
+    from edgebench.reports import plots
 
     rows = [result("pytorch", 20.0), result("onnxruntime", 10.0), result("openvino", 12.0, size=10.3)]
     rows[1].max_abs_diff, rows[2].max_abs_diff = 6e-7, 3e-7

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from bench.measure.rounds import RoundResult, RowRounds
-from bench.measure.stats import LatencyStats
-from bench.results import COLUMNS, ResultRow, RunWriter, annotate_ratios, read_rows, split_row_key
+from edgebench.bench.measure.rounds import RoundResult, RowRounds
+from edgebench.bench.measure.stats import LatencyStats
+from edgebench.bench.results import COLUMNS, ResultRow, RunWriter, annotate_ratios, read_rows, split_row_key
 
 
 def row(runtime: str, status: str = "ok", **values) -> ResultRow:

@@ -12,9 +12,9 @@ from dataclasses import asdict
 
 import pytest
 
-from bench.cli import main
-from bench.results import ResultRow
-from bench.resume import keep_finished_variants, load_command, save_command, without_options
+from edgebench.bench.cli import main
+from edgebench.bench.results import ResultRow
+from edgebench.bench.resume import keep_finished_variants, load_command, save_command, without_options
 
 from live_processes import processes_mentioning
 from tests_paths import TINY_MODEL
@@ -74,7 +74,7 @@ def _keys_and_statuses(run_dir):
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 def test_kill_9_then_resume_gives_the_rows_of_an_uninterrupted_run(tmp_path):
-    args = [sys.executable, "-m", "bench", "--model", TINY_MODEL, "--runtimes", "pytorch,onnxruntime",
+    args = [sys.executable, "-m", "edgebench.bench", "--model", TINY_MODEL, "--runtimes", "pytorch,onnxruntime",
             "--compress", "prune-unstructured:0.5,prune-unstructured:0.8", *FAST]
     whole = tmp_path / "whole"
     subprocess.run([*args, "--out", str(whole)], check=True, capture_output=True, text=True, timeout=600)
@@ -92,7 +92,8 @@ def test_kill_9_then_resume_gives_the_rows_of_an_uninterrupted_run(tmp_path):
         os.kill(pid, signal.SIGKILL)
     written = rows.read_text().count("\n")
     assert 2 <= written < 6, "the kill did not land inside the run"
-    done = subprocess.run([sys.executable, "-m", "bench", "--resume", str(cut)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "edgebench.bench",
+                           "--resume", str(cut)], capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr
     assert _keys_and_statuses(cut) == _keys_and_statuses(whole)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.measure.cpuload import NOISY_FOREIGN_LOAD
-from bench.measure.rounds import NoiseGuard, RoundFailed, RoundResult, interleave
-from bench.measure.stats import median_interval, ratio_interval
+from edgebench.bench.measure.cpuload import NOISY_FOREIGN_LOAD
+from edgebench.bench.measure.rounds import NoiseGuard, RoundFailed, RoundResult, interleave
+from edgebench.bench.measure.stats import median_interval, ratio_interval
 
 
 def quiet(samples=(1.0, 1.0, 1.0), load=0.0) -> RoundResult:
@@ -104,7 +104,7 @@ def test_an_interval_needs_samples():
 
 
 def test_the_gemm_peak_is_measured_only_for_the_runs_precisions():
-    from bench.measure.peak import gemm_peaks
+    from edgebench.bench.measure.peak import gemm_peaks
 
     peaks = gemm_peaks(1, ("fp32", "fp32", "int4"))
     assert list(peaks) == ["fp32"] and peaks["fp32"] > 0
@@ -115,7 +115,7 @@ def test_the_int8_peak_times_the_quantized_convolutions_int8_rows_run(monkeypatc
     also times u8 x s8 convolutions through each quantized engine, and is the best of them."""
     import torch
 
-    import bench.measure.peak as peak
+    import edgebench.bench.measure.peak as peak
 
     timed = {}
     real = peak._kernel_peak
@@ -128,7 +128,7 @@ def test_the_int8_peak_times_the_quantized_convolutions_int8_rows_run(monkeypatc
 
 
 def test_a_share_of_peak_above_one_is_left_empty_and_says_why():
-    from bench.results import peak_share
+    from edgebench.bench.results import peak_share
 
     assert peak_share(40.0, 80.0, "fp32") == (0.5, "")
     share, note = peak_share(45.0, 3.4, "int8")
@@ -137,7 +137,7 @@ def test_a_share_of_peak_above_one_is_left_empty_and_says_why():
 
 
 def test_adaptive_stopping_ends_a_steady_row_early_and_a_noisy_one_at_the_limit():
-    from bench.measure.rounds import Stopping
+    from edgebench.bench.measure.rounds import Stopping
 
     rng = np.random.default_rng(4)
     steady = lambda: quiet(samples=rng.normal(10, 0.05, 200))  # noqa: E731
@@ -150,7 +150,7 @@ def test_adaptive_stopping_ends_a_steady_row_early_and_a_noisy_one_at_the_limit(
 
 
 def test_without_a_target_the_rounds_are_exactly_repeats():
-    from bench.measure.rounds import Stopping
+    from edgebench.bench.measure.rounds import Stopping
 
     rows = interleave(["A"], Stopping(repeats=3, target=None, max_repeats=10), lambda key, index: quiet(),
                       sleep=lambda s: None)
@@ -175,7 +175,7 @@ def test_a_paired_ratio_cancels_a_slow_stretch_that_hit_both_rows_which_an_unpai
 def test_an_anchor_is_timed_in_every_cycle_its_rows_are_and_only_then():
     """A baseline kept loaded beside a variant goes before its row in each cycle, for as long as the row takes
     rounds (adaptive here: the noisy row takes five, the steady one two), then stops without being judged."""
-    from bench.measure.rounds import Stopping, paired_rounds
+    from edgebench.bench.measure.rounds import Stopping, paired_rounds
 
     calls = []
     rng = np.random.default_rng(6)
@@ -197,7 +197,7 @@ def test_an_anchor_is_timed_in_every_cycle_its_rows_are_and_only_then():
 
 
 def test_an_anchor_whose_rows_failed_stops_and_pairs_only_shared_cycles():
-    from bench.measure.rounds import paired_rounds
+    from edgebench.bench.measure.rounds import paired_rounds
 
     def run_round(key, index):
         if key == "row" and index == 1:

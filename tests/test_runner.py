@@ -11,14 +11,14 @@ import re
 import pytest
 from rich.console import Console
 
-import runtimes
-from bench.config import BenchConfig, TimingConfig
-from bench.measure.floor import DEFAULT as DEFAULT_FLOOR
-from bench.measure.rounds import NoiseGuard
-from bench.progress import Reporter
-from bench.results import read_rows
-from bench.runlog import RunLog
-from bench.runner import Runner
+import edgebench.runtimes
+from edgebench.bench.config import BenchConfig, TimingConfig
+from edgebench.bench.measure.floor import DEFAULT as DEFAULT_FLOOR
+from edgebench.bench.measure.rounds import NoiseGuard
+from edgebench.bench.progress import Reporter
+from edgebench.bench.results import read_rows
+from edgebench.bench.runlog import RunLog
+from edgebench.bench.runner import Runner
 
 from tests_paths import ASSETS, TINY_MODEL
 
@@ -40,11 +40,11 @@ def misbehaving(monkeypatch):
     """Registers the test-only failing adapters for one test."""
     import misbehaving_runtimes as module
 
-    runtimes.runtime_names()  # discover the real ones first
+    edgebench.runtimes.runtime_names()  # discover the real ones first
     for cls in (module.SegfaultingRuntime, module.HangingRuntime, module.MissingPackageRuntime,
                 module.RaisingRuntime, module.OomKilledRuntime, module.MemoryHungryRuntime, module.PerturbedRuntime,
                 module.NoisyNeighbourRuntime):
-        monkeypatch.setitem(runtimes._REGISTRY, cls.name, cls)
+        monkeypatch.setitem(edgebench.runtimes._REGISTRY, cls.name, cls)
     return module
 
 
@@ -152,7 +152,7 @@ def test_misbehaving_backends_become_rows_that_say_what_happened(tmp_path, fast_
 
 
 def test_a_named_runtime_with_a_missing_package_is_bad_input(tmp_path, fast_timing, misbehaving):
-    from bench.errors import UsageError
+    from edgebench.bench.errors import UsageError
 
     config = BenchConfig(model=TINY_MODEL, runtimes=("pytorch", "missingpkg"), out=tmp_path / "run",
                          timing=fast_timing)
@@ -174,13 +174,13 @@ def test_runtimes_unset_default_folder_kept_artifacts_and_an_unavailable_row(tmp
 
     Also the default run folder (results/<time>-<model>-<targets>) and --keep-artifacts.
     """
-    from bench import runner
+    from edgebench.bench import runner
 
     import misbehaving_runtimes as module
 
-    runtimes.runtime_names()
-    monkeypatch.setattr(runtimes, "_REGISTRY", {"pytorch": runtimes.get_runtime("pytorch"),
-                                                "missingpkg": module.MissingPackageRuntime})
+    edgebench.runtimes.runtime_names()
+    monkeypatch.setattr(edgebench.runtimes, "_REGISTRY", {"pytorch": edgebench.runtimes.get_runtime("pytorch"),
+                                                          "missingpkg": module.MissingPackageRuntime})
     monkeypatch.setattr(runner, "RESULTS_DIR", tmp_path / "results")
     summary = run(BenchConfig(model=TINY_MODEL, threads=1, timing=fast_timing, keep_artifacts=True, repeats=1))
     assert [(r.runtime, r.status) for r in summary.rows] == [("pytorch", "ok"), ("missingpkg", "unavailable")]
@@ -194,8 +194,8 @@ def test_runtimes_unset_default_folder_kept_artifacts_and_an_unavailable_row(tmp
 
 @pytest.mark.parametrize("model,weights", [("resnet19", None), (TINY_MODEL, "no-such-weights.pt")])
 def test_bad_model_or_weights_write_no_folder(tmp_path, fast_timing, monkeypatch, model, weights):
-    from bench import runner
-    from bench.errors import UsageError
+    from edgebench.bench import runner
+    from edgebench.bench.errors import UsageError
 
     monkeypatch.setattr(runner, "RESULTS_DIR", tmp_path / "results")
     for out in (None, tmp_path / "named"):
@@ -208,7 +208,7 @@ def test_bad_model_or_weights_write_no_folder(tmp_path, fast_timing, monkeypatch
 BLOCK_TORCH = """
 import sys
 
-if sys.orig_argv[-3:-1] == ["bench.worker", "measure"]:
+if sys.orig_argv[-3:-1] == ["edgebench.bench.worker", "measure"]:
     class _NoTorch:
         def find_spec(self, name, path=None, target=None):
             if name == "torch" or name.startswith("torch."):
@@ -223,8 +223,8 @@ if sys.orig_argv[-3:-1] == ["bench.worker", "measure"]:
 @pytest.mark.parametrize("name", ["onnxruntime", "openvino", "tflite"])
 def test_the_measuring_process_imports_only_its_runtime(tmp_path, fast_timing, monkeypatch, name):
     """Its peak memory is what a deployment needs: importing torch there (~500 MB) must fail the row."""
-    if runtimes.get_runtime(name).export_unavailable("cpu", "fp32"):
-        pytest.skip(runtimes.get_runtime(name).export_unavailable("cpu", "fp32"))
+    if edgebench.runtimes.get_runtime(name).export_unavailable("cpu", "fp32"):
+        pytest.skip(edgebench.runtimes.get_runtime(name).export_unavailable("cpu", "fp32"))
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(BLOCK_TORCH)
@@ -293,7 +293,7 @@ def test_a_method_that_fails_on_a_model_is_an_error_row_and_the_rest_is_measured
 
 
 def test_a_student_that_cannot_replace_the_teacher_is_refused_before_anything_is_written(tmp_path):
-    from bench.errors import UsageError
+    from edgebench.bench.errors import UsageError
 
     config = BenchConfig(model="digits_cnn", runtimes=("onnxruntime",), compress=(f"distill:{TINY_MODEL}",), repeats=1,
                          out=tmp_path / "run")
@@ -305,9 +305,9 @@ def test_a_student_that_cannot_replace_the_teacher_is_refused_before_anything_is
 
 @pytest.mark.slow
 def test_a_warm_rerun_exports_nothing_and_a_changed_key_exports_again(tmp_path, fast_timing, monkeypatch):
-    import bench.cache
+    import edgebench.bench.cache
 
-    monkeypatch.setattr(bench.cache, "CACHE_DIR", tmp_path / "cache")  # not the exports of earlier tests
+    monkeypatch.setattr(edgebench.bench.cache, "CACHE_DIR", tmp_path / "cache")  # not the exports of earlier tests
     def once(name: str, **changes):
         config = BenchConfig(model=TINY_MODEL, runtimes=("onnxruntime",), threads=1, timing=fast_timing, repeats=1,
                              out=tmp_path / name, keep_artifacts=True, **changes)
@@ -315,10 +315,11 @@ def test_a_warm_rerun_exports_nothing_and_a_changed_key_exports_again(tmp_path, 
         return row, next((tmp_path / name / "jobs").glob("*/none/cpu-onnxruntime-fp32-b1"))
 
     cold, cold_job = once("cold")
-    import bench.runner
+    import edgebench.bench.runner
 
     with monkeypatch.context() as warm_only:  # a restored artifact is copied, not deflated again (seconds at 47 MB)
-        warm_only.setattr(bench.runner, "zipped_bytes", lambda folder: pytest.fail("the warm run zipped again"))
+        warm_only.setattr(edgebench.bench.runner, "zipped_bytes",
+                          lambda folder: pytest.fail("the warm run zipped again"))
         warm, warm_job = once("warm")
     other, other_job = once("other", seed=1)  # other weights: another key
     assert (cold_job / "export.log").exists() and not (warm_job / "export.log").exists()
@@ -409,8 +410,8 @@ def test_pytorch_int8_runs_compiled_beside_compiled_fp32_and_eager_says_where_it
 ])
 def test_an_artifact_nothing_here_can_run_is_not_exported(name, target, expected):
     """A GPU row of a runtime whose GPU path is absent here is `unavailable` before its export, not after it."""
-    from bench.runner import Job, unavailable_before_export
-    from runtimes import get_runtime
+    from edgebench.bench.runner import Job, unavailable_before_export
+    from edgebench.runtimes import get_runtime
 
     if name == "onnxruntime" and target == "gpu":
         import onnxruntime as ort
@@ -426,7 +427,7 @@ def test_the_harness_numbers_gpus_as_its_children_and_nvml_do(monkeypatch, tmp_p
     device 0 could be another GPU than the children's (PCI order, set at spawn) on a machine with mixed GPUs."""
     import os
 
-    from bench.runlog import RunLog
+    from edgebench.bench.runlog import RunLog
 
     def make_runner() -> None:
         log = RunLog()

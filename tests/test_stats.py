@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.measure.stats import (
+from edgebench.bench.measure.stats import (
     LatencyStats,
     _bootstrap_medians,
     accuracies_differ,

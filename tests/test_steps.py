@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bench.steps import REPORT, Step, Verdict, read_verdict, run_steps, verdict_path
+from edgebench.bench.steps import REPORT, Step, Verdict, read_verdict, run_steps, verdict_path
 
 
 def fake(name: str, out, status: str = "proven", sleep_s: float = 0.0, write: bool = True, exit_code: int = 0) -> Step:
@@ -76,7 +76,7 @@ def test_the_gpu_check_plan_fits_the_lent_machines_command_limit():
     budget: its steps' limits add up to under 5 minutes, in the order the issue values them."""
     from pathlib import Path
 
-    from bench.gpu_check import STEPS, plan
+    from edgebench.bench.gpu_check import STEPS, plan
 
     steps = plan(Path("out"))
     assert sum(s.limit_s for s in steps) < 300

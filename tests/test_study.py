@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.measure.paired import compare_correct, detectable_difference, holm, pack_correct
-from bench.results import ResultRow
-from bench.runner import with_controls
-from bench.study import AccuracyComparisons, control_of, significant, study_markdown, summary_table
-from compression import parse_variants
+from edgebench.bench.measure.paired import compare_correct, detectable_difference, holm, pack_correct
+from edgebench.bench.results import ResultRow
+from edgebench.bench.runner import with_controls
+from edgebench.bench.study import AccuracyComparisons, control_of, significant, study_markdown, summary_table
+from edgebench.compression import parse_variants
 
 DATASET = "mnist (1000 test images)"
 
@@ -132,7 +132,7 @@ def test_a_tables_comparisons_are_holm_adjusted_and_the_note_says_what_the_test_
 
 def test_detectable_difference_is_the_exact_tests_80_percent_power_point():
     """Checked by simulation: at the returned difference McNemar's exact test rejects about 80% of the time."""
-    from bench.measure.paired import PairedComparison
+    from edgebench.bench.measure.paired import PairedComparison
 
     images, discordance = 1000, 0.03
     difference = detectable_difference(images, discordance)

@@ -11,8 +11,8 @@ import pytest
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from bench.measure.fidelity import compare  # noqa: E402
-from runtimes import RuntimeOptions, get_runtime  # noqa: E402
+from edgebench.bench.measure.fidelity import compare  # noqa: E402
+from edgebench.runtimes import RuntimeOptions, get_runtime  # noqa: E402
 
 
 class TwoHeads(nn.Module):

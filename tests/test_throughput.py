@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from bench.config import TimingConfig
-from bench.measure.rounds import RoundResult, RowRounds
-from bench.measure.timing import time_concurrent
-from bench.results import ResultRow
+from edgebench.bench.config import TimingConfig
+from edgebench.bench.measure.rounds import RoundResult, RowRounds
+from edgebench.bench.measure.timing import time_concurrent
+from edgebench.bench.results import ResultRow
 
 WINDOW = TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=1, min_s=0.3, max_s=5.0)
 

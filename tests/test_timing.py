@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench.config import TimingConfig
-from bench.measure.timing import harness_overhead_us, overhead_us, time_step
+from edgebench.bench.config import TimingConfig
+from edgebench.bench.measure.timing import harness_overhead_us, overhead_us, time_step
 
 
 class FakeClock:
@@ -96,7 +96,7 @@ def test_warmup_samples_are_not_kept():
 @pytest.mark.parametrize("field,value", [("min_iters", 0), ("warmup_iters", -1), ("min_s", -1.0), ("warmup_s", -0.1),
                                          ("max_s", -1.0), ("min_iters", 2.5), ("warmup_iters", True)])
 def test_bad_timing_values_are_usage_errors(field, value):
-    from bench.errors import UsageError
+    from edgebench.bench.errors import UsageError
 
     with pytest.raises(UsageError, match=field):
         TimingConfig(**{field: value})
@@ -142,7 +142,7 @@ def test_real_overhead_is_in_microseconds():
 
 
 def test_max_below_min_duration_is_a_usage_error():
-    from bench.errors import UsageError
+    from edgebench.bench.errors import UsageError
 
     with pytest.raises(UsageError, match="bad max_s 1.0: must be >= min_s"):
         TimingConfig(min_s=2.0, max_s=1.0)

@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from bench.measure.rounds import RoundFailed
-from bench.validate.tools import TOOLS, _benchmark_app_median, paired_ratio, validate, verdict
+from edgebench.bench.measure.rounds import RoundFailed
+from edgebench.bench.validate.tools import TOOLS, _benchmark_app_median, paired_ratio, validate, verdict
 
 
 def test_the_ratio_pairs_rounds_and_brackets_the_truth():

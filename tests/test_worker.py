@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import bench.measure.cpuload
-from bench import worker
-from bench.config import TimingConfig
-from bench.job import MeasureJob, save_job
-from bench.measure.cpuload import CpuSnapshot, ForeignLoadTracker
-from bench.measure.rounds import RE_WARMUP_ITERS, RoundResult
-from bench.runner import save_reference
-from models import load_model
-from runtimes import RuntimeOptions, adapter_ref, get_runtime
+import edgebench.bench.measure.cpuload
+from edgebench.bench import worker
+from edgebench.bench.config import TimingConfig
+from edgebench.bench.job import MeasureJob, save_job
+from edgebench.bench.measure.cpuload import CpuSnapshot, ForeignLoadTracker
+from edgebench.bench.measure.rounds import RE_WARMUP_ITERS, RoundResult
+from edgebench.bench.runner import save_reference
+from edgebench.models import load_model
+from edgebench.runtimes import RuntimeOptions, adapter_ref, get_runtime
 
 from tests_paths import MANY_HEADS_MODEL, TINY_MODEL
 
@@ -83,7 +83,7 @@ def export_then_measure(spec: MeasureJob, job_dir) -> tuple[int, dict]:
 def test_a_measurement_reports_samples_fidelity_and_load(job, monkeypatch, phases):
     spec, job_dir = job
     readings = iter([CpuSnapshot(total=0, idle=0, steal=0, own=0), CpuSnapshot(total=100, idle=50, steal=2, own=20)])
-    monkeypatch.setattr(bench.measure.cpuload, "ForeignLoadTracker",
+    monkeypatch.setattr(edgebench.bench.measure.cpuload, "ForeignLoadTracker",
                         lambda: ForeignLoadTracker(read=lambda: next(readings)))
     t0 = time.perf_counter()
     code, result = export_then_measure(spec, job_dir)
@@ -162,12 +162,12 @@ def test_an_accelerator_target_reports_transfers_apart_from_compute_only_where_t
     """On a non-CPU target, copies are timed apart when the adapter's prepare() and fetch() do them (a stand-in
     adapter says so on this CPU: the worker's plumbing is checked, not an accelerator's figures); where the
     runtime copies inside run(), as PyTorch's adapter does given `npu` here, no copy figure is reported."""
-    import runtimes
+    import edgebench.runtimes
 
     import misbehaving_runtimes
 
-    runtimes.runtime_names()
-    monkeypatch.setitem(runtimes._REGISTRY, "copying", misbehaving_runtimes.CopyingRuntime)
+    edgebench.runtimes.runtime_names()
+    monkeypatch.setitem(edgebench.runtimes._REGISTRY, "copying", misbehaving_runtimes.CopyingRuntime)
     spec, job_dir = make_job(tmp_path / "apart", runtime="copying", target="npu")
     code, result = export_then_measure(spec, job_dir)
     assert code == 0, result
@@ -182,7 +182,7 @@ def test_transfer_times_are_medians_of_prepare_and_fetch(tmp_path):
     """prepare() is timed as host-to-device and fetch() as device-to-host, never run() itself."""
     import numpy as np
 
-    from runtimes import RuntimeOptions
+    from edgebench.runtimes import RuntimeOptions
 
     class Slow(get_runtime("pytorch")):
         delays = {"prepare": 0.004, "fetch": 0.002, "run": 0.2}
@@ -272,7 +272,7 @@ def test_the_energy_counter_is_read_in_the_measuring_process_and_named_in_the_re
 
     from test_energy import fake_powercap
 
-    from bench.measure.energy import POWERCAP_DIR_ENV
+    from edgebench.bench.measure.energy import POWERCAP_DIR_ENV
 
     root = fake_powercap(tmp_path / "powercap", {0: 1000}, wrap=10**12)
     counter, done = root / "intel-rapl:0" / "energy_uj", threading.Event()

@@ -15,7 +15,7 @@ NVML_SOURCE = "NVML process memory after timing (held, not a peak: NVML keeps no
 
 def nvml_process_mb(pynvml: Any, pid: int | None = None) -> tuple[float | None, str]:
     """(MB this process holds on the row's GPU, source) or (None, why not)."""
-    from bench.measure.energy import cuda_device_handle
+    from edgebench.bench.measure.energy import cuda_device_handle
 
     pid = os.getpid() if pid is None else pid
     handle = cuda_device_handle(pynvml)

@@ -5,7 +5,7 @@ child's `ru_maxrss` (measured here: a `true` forked from a 200 MB Python reports
 parent holds torch and the model (~800 MB), so it cannot fork the measured process itself; this wrapper
 is a fresh interpreter of ~10 MB, and what `os.wait4` gives it is the measured process's own peak.
 
-Usage: python -m bench.measure.peakrss REPORT.json TIMEOUT_S -- command...
+Usage: python -m edgebench.bench.measure.peakrss REPORT.json TIMEOUT_S -- command...
 """
 
 from __future__ import annotations
@@ -81,6 +81,6 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     # Run the importable module's main rather than this __main__ copy's, so that the process holds one
     # definition of everything: what tests patch or mutate (`make mutation`) is what runs here.
-    from bench.measure import peakrss
+    from edgebench.bench.measure import peakrss
 
     sys.exit(peakrss.main(sys.argv[1:]))

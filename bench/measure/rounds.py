@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.measure.cpuload import NOISY_FOREIGN_LOAD
+from edgebench.bench.measure.cpuload import NOISY_FOREIGN_LOAD
 
 logger = logging.getLogger("edgebench")
 
@@ -143,7 +143,7 @@ class Stopping:
 
     def reason(self, rounds: RowRounds) -> str | None:
         """Why the row is done after the rounds it has, or None to go on."""
-        from bench.measure.stats import median_interval
+        from edgebench.bench.measure.stats import median_interval
 
         count = len(rounds.kept)
         if count < self.repeats:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench.config import TimingConfig
+from edgebench.bench.config import TimingConfig
 
 Clock = Callable[[], int]  # nanoseconds
 

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.config import BenchConfig, TimingConfig, default_threads
-from bench.errors import UsageError
+from edgebench.bench.config import BenchConfig, TimingConfig, default_threads
+from edgebench.bench.errors import UsageError
 
 CHECKS = ("tools", "aa", "runs")
 
 
 def cpu_runtimes() -> tuple[str, ...]:
     """The runtimes that can export and run fp32 on this CPU (with their packages installed)."""
-    from runtimes import get_runtime, runtime_names
+    from edgebench.runtimes import get_runtime, runtime_names
 
     return tuple(n for n in runtime_names() if not get_runtime(n).export_unavailable("cpu", "fp32")
                  and not get_runtime(n).run_unavailable("cpu"))
@@ -43,9 +43,9 @@ def _between_runs(args: argparse.Namespace, runtimes: tuple[str, ...], out: Path
     """Repeated runs; the between-run floor kept beside this machine's A/A floor for the model."""
     import dataclasses
 
-    from bench.environment import cpu_info, package_versions
-    from bench.measure.floor import load, machine_key, save
-    from bench.validate.runs import between_runs_floor, measure_runs
+    from edgebench.bench.environment import cpu_info, package_versions
+    from edgebench.bench.measure.floor import load, machine_key, save
+    from edgebench.bench.validate.runs import between_runs_floor, measure_runs
 
     name, p50s = measure_runs(args.model, runtimes, args.threads, args.runs, out / "runs", say)
     floor, pairs, ratios = between_runs_floor(p50s)
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-save", action="store_true", help="aa, runs: do not keep the floor for this machine")
     parser.add_argument("--out", type=Path, default=None, help="folder [results/validate-<time>]")
     args = parser.parse_args(argv)
-    from bench.runner import RESULTS_DIR
+    from edgebench.bench.runner import RESULTS_DIR
 
     out = args.out or RESULTS_DIR / f"validate-{dt.datetime.now():%Y%m%d-%H%M%S}"
     say = lambda text: print(text, file=sys.stderr)  # noqa: E731
@@ -107,12 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"too few A/A pairs: {args.pairs} pair(s) on {len(runtimes)} runtime(s); a floor needs "
                              "at least 2 (--pairs 2, or more runtimes)")
         if args.only in (None, "tools"):
-            from bench.validate.tools import validate
+            from edgebench.bench.validate.tools import validate
 
             lines += validate(args.model, args.threads, args.repeats, args.seconds, out, say=say)
         if args.only in (None, "aa"):
-            from bench.measure.floor import save
-            from bench.validate.aa import calibrate
+            from edgebench.bench.measure.floor import save
+            from edgebench.bench.validate.aa import calibrate
 
             timing = TimingConfig(min_s=args.duration)
             found, floor, _ = calibrate(args.model, runtimes, args.threads, args.pairs, out / "aa", timing,

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.config import BenchConfig, TimingConfig
-from bench.errors import UsageError
-from bench.measure.floor import AAFloor, estimate, leave_one_out, within_variance
-from bench.measure.rounds import RoundFailed, RoundResult, RowRounds, Stopping, interleave
-from bench.measure.stats import cycle_ratios, interval_coverage, ratio_interval, widen
+from edgebench.bench.config import BenchConfig, TimingConfig
+from edgebench.bench.errors import UsageError
+from edgebench.bench.measure.floor import AAFloor, estimate, leave_one_out, within_variance
+from edgebench.bench.measure.rounds import RoundFailed, RoundResult, RowRounds, Stopping, interleave
+from edgebench.bench.measure.stats import cycle_ratios, interval_coverage, ratio_interval, widen
 
 logger = logging.getLogger("edgebench")
 
@@ -86,7 +86,7 @@ def judge(comparisons: Sequence[AAComparison], key: str, source: str, model: str
 
 def compare(runtime: str, kind: str, a: RowRounds, b: RowRounds) -> AAComparison:
     """A pair's speed-up and its interval from the cycles both were timed in (no floor yet)."""
-    from bench.measure.rounds import paired_rounds
+    from edgebench.bench.measure.rounds import paired_rounds
 
     base, row = paired_rounds(a, b)
     ratio, low, high = ratio_interval(base, row, paired=True)
@@ -97,8 +97,8 @@ def run_pairs(config: BenchConfig, specs: dict, job_dirs: dict[str, Path], pairs
               say: Callable[[str], None]) -> tuple[list[AAComparison], list[str]]:
     """For each runtime in turn: start 2 x `pairs` processes on its artifact and a one-thread control, ready
     them all (nothing is timed meanwhile), then time them round-robin for `config.repeats` cycles."""
-    from bench.isolation import ChildSession
-    from runtimes import get_runtime
+    from edgebench.bench.isolation import ChildSession
+    from edgebench.runtimes import get_runtime
 
     comparisons, problems = [], []
     counter = itertools.count()
@@ -153,7 +153,7 @@ def run_pairs(config: BenchConfig, specs: dict, job_dirs: dict[str, Path], pairs
 
 def report_lines(judged: Sequence[AAComparison], floor: AAFloor, cycles: int) -> list[str]:
     """What `make calibrate` prints and keeps: per runtime, then the false-positive rates and the controls."""
-    from runtimes import get_runtime
+    from edgebench.runtimes import get_runtime
 
     aa = [c for c in judged if c.kind == "A/A"]
     n = len(aa)
@@ -187,11 +187,11 @@ def calibrate(model: str, runtimes: Sequence[str], threads: int, pairs: int, out
     """Export, run the A/A pairs and the controls, and return (lines, the floor measured, the comparisons)."""
     import datetime as dt
 
-    from bench.environment import cpu_info, package_versions
-    from bench.measure.floor import machine_key
-    from bench.runlog import RunLog
-    from bench.validate.prepare import export_all
-    from runtimes import get_runtime
+    from edgebench.bench.environment import cpu_info, package_versions
+    from edgebench.bench.measure.floor import machine_key
+    from edgebench.bench.runlog import RunLog
+    from edgebench.bench.validate.prepare import export_all
+    from edgebench.runtimes import get_runtime
 
     log = RunLog()
     out.mkdir(parents=True, exist_ok=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config import BenchConfig, TimingConfig
-from bench.job import MeasureJob
+from edgebench.bench.config import BenchConfig, TimingConfig
+from edgebench.bench.job import MeasureJob
 
 
 @dataclass
@@ -26,11 +26,11 @@ def export_all(model: str, runtimes: tuple[str, ...], threads: int, timing: Timi
     """Export `model` for each runtime (through the artifact cache) into `out`; `log` is the run's RunLog."""
     from rich.console import Console
 
-    from bench.environment import package_versions
-    from bench.progress import Reporter
-    from bench.runner import Job, Runner, save_reference
-    from models import load_model
-    from runtimes import get_runtime
+    from edgebench.bench.environment import package_versions
+    from edgebench.bench.progress import Reporter
+    from edgebench.bench.runner import Job, Runner, save_reference
+    from edgebench.models import load_model
+    from edgebench.runtimes import get_runtime
 
     config = BenchConfig(model=model, runtimes=runtimes, threads=threads, timing=timing, repeats=repeats, out=out)
     loaded = load_model(model, None, config.seed)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.measure.floor import estimate
+from edgebench.bench.measure.floor import estimate
 
 
 def between_runs_floor(p50s: Sequence[dict[str, float]]) -> tuple[float, int, list[float]]:
@@ -38,10 +38,10 @@ def measure_runs(model: str, runtimes: Sequence[str], threads: int, runs: int, o
     stored floors name it), and each run's p50 per row key."""
     from rich.console import Console
 
-    from bench.config import BenchConfig
-    from bench.progress import Reporter
-    from bench.runlog import RunLog
-    from bench.runner import Runner
+    from edgebench.bench.config import BenchConfig
+    from edgebench.bench.progress import Reporter
+    from edgebench.bench.runlog import RunLog
+    from edgebench.bench.runner import Runner
 
     p50s, name = [], model
     for i in range(runs):

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.config import TimingConfig
-from bench.measure.rounds import NoiseGuard, RoundFailed, RoundResult, interleave
-from bench.measure.stats import ratio_interval
+from edgebench.bench.config import TimingConfig
+from edgebench.bench.measure.rounds import NoiseGuard, RoundFailed, RoundResult, interleave
+from edgebench.bench.measure.stats import ratio_interval
 
 BIN = Path(sys.executable).parent
 LOOPS = Path(__file__).parent / "bare_loops"
@@ -115,7 +115,7 @@ def verdict(low: float, high: float) -> str:
 
 def run_tool(tool: Tool, artifact: Path, x: Path, threads: int, seconds: float, estimate_ms: float,
              work: Path, timeout_s: float) -> float:
-    from bench.isolation import child_env
+    from edgebench.bench.isolation import child_env
 
     work.mkdir(parents=True, exist_ok=True)
     command = tool.command(artifact, x, threads, seconds, estimate_ms, work)
@@ -135,12 +135,12 @@ def run_tool(tool: Tool, artifact: Path, x: Path, threads: int, seconds: float, 
 def validate(model: str, threads: int, repeats: int, seconds: float, out: Path,
              say: Callable[[str], None] = print) -> list[str]:
     """Export, then interleave edgebench's rounds with each tool's; returns the result lines (also in out)."""
-    from bench.environment import cpu_info, package_versions
-    from bench.isolation import ChildSession
-    from bench.measure.floor import load, machine_key
-    from bench.runlog import RunLog
-    from bench.validate.prepare import export_all
-    from runtimes import get_runtime
+    from edgebench.bench.environment import cpu_info, package_versions
+    from edgebench.bench.isolation import ChildSession
+    from edgebench.bench.measure.floor import load, machine_key
+    from edgebench.bench.runlog import RunLog
+    from edgebench.bench.validate.prepare import export_all
+    from edgebench.runtimes import get_runtime
 
     runtimes = tuple(dict.fromkeys(t.runtime for t in TOOLS))
     timing = TimingConfig(warmup_iters=10, warmup_s=0.5, min_iters=20, min_s=seconds, max_s=max(60.0, seconds * 5))

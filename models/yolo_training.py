@@ -1,0 +1,77 @@
+"""A YOLO detector trained offline with Ultralytics' own trainer and loss, cached like the zoo's models.
+
+What the embedded detection set (`models.shapes`) is measured with: a checkpoint exactly as `yolo train` writes
+it (last.pt), so it goes through the same WEIGHTS= path as a user's own best.pt. Training is seeded and
+deterministic on the CPU; the checkpoint is kept under models/.cache, keyed by everything that changes it, with
+the seconds it took beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgebench.models.yolo import yolo_env
+from edgebench.models.zoo import CACHE_DIR
+
+
+@dataclass(frozen=True)
+class YoloRecipe:
+    """Ultralytics' training arguments that edgebench sets; the rest are Ultralytics' defaults."""
+
+    epochs: int = 15
+    batch: int = 32
+    warmup_epochs: float = 3.0
+    mosaic: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainedYolo:
+    checkpoint: Path
+    train_s: float  # how long training took when the checkpoint was made (it is cached after)
+
+
+def _key(config: str, data_yaml: Path, size: int, recipe: YoloRecipe) -> str:
+    import hashlib
+
+    import torch
+    import ultralytics
+
+    digest = hashlib.sha256(data_yaml.read_bytes()).hexdigest()[:10]
+    return (f"{config}-{data_yaml.parent.name}-{digest}-{size}px-e{recipe.epochs}-b{recipe.batch}"
+            f"-w{recipe.warmup_epochs}-m{recipe.mosaic}-s{recipe.seed}-ul{ultralytics.__version__}"
+            f"-torch{torch.__version__}")
+
+
+def trained_yolo(config: str, data_yaml: Path, size: int, recipe: YoloRecipe = YoloRecipe(),
+                 cache_dir: Path = CACHE_DIR) -> TrainedYolo:
+    """The checkpoint of `config` (e.g. yolov8n) trained on `data_yaml` at `size` pixels, trained once."""
+    data_yaml = Path(data_yaml).resolve()
+    key = _key(config, data_yaml, size, recipe)
+    checkpoint, facts = cache_dir / f"{key}.pt", cache_dir / f"{key}.json"
+    if checkpoint.is_file() and facts.is_file():
+        return TrainedYolo(checkpoint, float(json.loads(facts.read_text())["train_s"]))
+    for name, value in yolo_env().items():
+        os.environ.setdefault(name, value)
+    from ultralytics import YOLO
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix="yolo-train-") as project:
+        start = time.perf_counter()
+        YOLO(f"{config}.yaml").train(
+            data=str(data_yaml), imgsz=size, epochs=recipe.epochs, batch=recipe.batch, seed=recipe.seed,
+            warmup_epochs=recipe.warmup_epochs, mosaic=recipe.mosaic, deterministic=True, device="cpu", workers=0,
+            pretrained=False, amp=False, plots=False, val=False, verbose=False, project=project, name="run",
+            exist_ok=True)
+        train_s = time.perf_counter() - start
+        partial = checkpoint.with_suffix(".partial")
+        shutil.copyfile(Path(project) / "run" / "weights" / "last.pt", partial)
+        partial.replace(checkpoint)
+    facts.write_text(json.dumps({"train_s": train_s, "recipe": asdict(recipe), "config": config, "size": size}))
+    return TrainedYolo(checkpoint, train_s)

@@ -1,0 +1,295 @@
+"""Detectors scored like classifiers (issue 21): the data sets read and checked, the shared pre- and
+post-processing against Ultralytics' own, the COCO evaluator on hand-checked cases, its bootstrap."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from edgebench.bench.errors import UsageError
+
+pytest.importorskip("ultralytics", reason="detection needs the yolo extra (pip install -e '.[yolo]')")
+pytest.importorskip("pycocotools", reason="mAP needs pycocotools (the yolo extra)")
+
+from edgebench.bench.measure import detections  # noqa: E402
+from edgebench.models.detection import letterbox, load_detection_task, read_labels  # noqa: E402
+from edgebench.models.shapes import ShapesSpec, write_shapes  # noqa: E402
+from edgebench.models.yolo import yolo_env  # noqa: E402
+
+for _key, _value in yolo_env().items():
+    os.environ.setdefault(_key, _value)
+
+TINY = ShapesSpec(train=24, val=12, size=64, max_objects=3, seed=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_shapes(tmp_path_factory):
+    return write_shapes(tmp_path_factory.mktemp("shapes"), TINY)
+
+
+def test_the_synthetic_set_is_the_same_for_the_same_seed_and_its_labels_are_yolo_format(tmp_path, tiny_shapes):
+    again = write_shapes(tmp_path / "again", TINY)
+    root, other = tiny_shapes.parent, again.parent
+    for split in ("train", "val"):
+        names = sorted(p.name for p in (root / "images" / split).iterdir())
+        assert names == sorted(p.name for p in (other / "images" / split).iterdir())
+        assert len(names) == (TINY.train if split == "train" else TINY.val)
+        for name in names:
+            assert (root / "images" / split / name).read_bytes() == (other / "images" / split / name).read_bytes()
+            label = (root / "labels" / split / name).with_suffix(".txt")
+            assert label.read_text() == (other / "labels" / split / name).with_suffix(".txt").read_text()
+            assert read_labels(label, 3)  # every image holds at least one object, all lines valid
+    assert "synthetic" in tiny_shapes.read_text()
+
+
+def test_letterbox_is_ultralytics_validators_own(tmp_path):
+    """Non-square images of several sizes, down- and up-scaled: the same pixels and the same ratio and padding
+    as Ultralytics' YOLODataset gives its validator (rect off: every artifact takes one square shape)."""
+    import cv2
+    from ultralytics.data.dataset import YOLODataset
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "images" / "val"
+    folder.mkdir(parents=True)
+    (tmp_path / "labels" / "val").mkdir(parents=True)
+    for i, (h, w) in enumerate([(90, 160), (200, 75), (64, 64), (40, 30)]):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8))
+        (tmp_path / "labels" / "val" / f"{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    dataset = YOLODataset(img_path=str(folder), imgsz=64, augment=False, rect=False, batch_size=1,
+                          data={"names": {0: "thing"}, "channels": 3}, task="detect", cache=False)
+    for i, item in enumerate(dataset):
+        image, shape, pads = letterbox(folder / f"{i}.png", 64)
+        assert np.array_equal(image, item["img"].numpy()), f"image {i} differs from Ultralytics' letterbox"
+        assert shape == tuple(item["ori_shape"])
+        (gain_h, gain_w), (left, top) = item["ratio_pad"]
+        assert pads == pytest.approx((gain_h, gain_w, left, top))
+
+
+def test_post_processing_is_ultralytics_nms_on_the_candidates_it_would_keep():
+    """Dropping anchors under the confidence threshold in the measuring process changes no box: the same boxes
+    as Ultralytics' non_max_suppression on the whole output, scaled back by its scale_boxes."""
+    import torch
+    from ultralytics.utils import nms, ops
+
+    rng = np.random.default_rng(3)
+    classes, anchors = 3, 336
+    raw = np.zeros((2, 4 + classes, anchors), np.float32)
+    raw[:, :2] = rng.uniform(0, 64, size=(2, 2, anchors))
+    raw[:, 2:4] = rng.uniform(2, 30, size=(2, 2, anchors))
+    raw[:, 4:] = rng.uniform(0, 1, size=(2, classes, anchors)) ** 30  # most under the threshold, some high
+    # 100 small boxes apart from each other with scores just over the threshold: NMS keeps every one of them.
+    grid = np.stack(np.meshgrid(np.arange(10) * 6.0 + 3, np.arange(10) * 6.0 + 3), 0).reshape(2, 100)
+    raw[:, :2, :100], raw[:, 2:4, :100] = grid, 2.0
+    raw[:, 4:, :100] = 0.0
+    raw[:, 4, :100] = rng.uniform(0.002, 0.009, size=(2, 100))
+    raw[:, :2, 100:] += 70  # the others elsewhere
+    kept = detections.candidates(raw)
+    assert all(k.shape[1] < anchors for k in kept)  # the filter removed something
+    pads = (0.5, 0.5, 0.0, 8.0)
+    for i in range(2):
+        ours = detections.postprocess(kept[i], 64, (96, 128), pads)
+        theirs = nms.non_max_suppression(torch.from_numpy(raw[i:i + 1]), detections.CONF, detections.IOU,
+                                         multi_label=True, max_det=detections.MAX_DET)[0]
+        boxes = ops.scale_boxes((64, 64), theirs[:, :4].clone(), (96, 128), ratio_pad=((0.5, 0.5), (0.0, 8.0)))
+        assert len(ours.scores) == len(theirs) > 0
+        np.testing.assert_allclose(ours.xyxy, boxes.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(ours.scores, theirs[:, 4].numpy(), rtol=1e-6)
+        assert np.array_equal(ours.classes, theirs[:, 5].numpy().astype(np.int64))
+
+
+def _truth(boxes_per_image):
+    annotations = [{"id": n + 1, "image_id": i, "category_id": c, "bbox": b, "area": b[2] * b[3], "iscrowd": 0}
+                   for n, (i, c, b) in enumerate((i, c, b) for i, boxes in enumerate(boxes_per_image)
+                                                 for c, b in boxes)]
+    return {"images": [{"id": i, "height": 100, "width": 100} for i in range(len(boxes_per_image))],
+            "annotations": annotations, "categories": [{"id": 0, "name": "a"}, {"id": 1, "name": "b"}]}
+
+
+def test_the_evaluator_on_hand_checked_cases():
+    truth = _truth([[(0, [10, 10, 30, 30]), (0, [50, 50, 20, 40])], [(1, [0, 0, 50, 50])]])
+    exact = [{"image_id": 0, "category_id": 0, "bbox": [10, 10, 30, 30], "score": 0.9},
+             {"image_id": 0, "category_id": 0, "bbox": [50, 50, 20, 40], "score": 0.8},
+             {"image_id": 1, "category_id": 1, "bbox": [0, 0, 50, 50], "score": 0.7}]
+    perfect = detections.evaluate(json.dumps(truth), exact)
+    assert perfect.map50_95 == pytest.approx(1.0) and perfect.map50 == pytest.approx(1.0)
+    # Class a: one of its two boxes found, precision 1 up to recall 0.5: COCO's 101 recall points give 51/101.
+    # Class b: found. mAP is the mean over classes: (51/101 + 1) / 2, at every IoU threshold.
+    half = detections.evaluate(json.dumps(truth), [exact[0], exact[2]])
+    assert half.map50_95 == pytest.approx((51 / 101 + 1) / 2) and half.map50 == pytest.approx((51 / 101 + 1) / 2)
+    # A box shifted to IoU 0.6 with its object counts at IoU 0.5, 0.55 and 0.6 only: 3 of 10 thresholds.
+    shifted = dict(exact[2], bbox=[0, 12.5, 50, 50])  # overlap 50 x 37.5 over union 2 x 2500 - 1875: IoU 0.6
+    partial = detections.evaluate(json.dumps(truth), [*exact[:2], shifted])
+    assert partial.map50 == pytest.approx(1.0) and partial.map50_95 == pytest.approx((1 + 0.3) / 2)
+    assert detections.evaluate(json.dumps(truth), []).map50_95 == 0.0  # no boxes at all: mAP 0, not an error
+
+
+def test_the_bootstrap_reuses_cocoeval_matches_and_brackets_the_estimate():
+    rng = np.random.default_rng(1)
+    boxes = [[(int(rng.integers(2)), [float(x) for x in rng.uniform(0, 60, 2)] + [20.0, 20.0])] for _ in range(40)]
+    truth = _truth(boxes)
+    found = [{"image_id": i, "category_id": c, "bbox": [b[0] + float(rng.normal(0, 3)), b[1], b[2], b[3]],
+              "score": float(rng.uniform())} for i, image in enumerate(boxes) for c, b in image if rng.uniform() < 0.8]
+    score = detections.evaluate(json.dumps(truth), found)
+    everything = np.arange(40)
+    assert detections._map_of(score.evaluator, everything) == pytest.approx((score.map50_95, score.map50))
+    low, high = detections.bootstrap_interval(score, resamples=100)
+    assert low < score.map50_95 < high and high - low > 0.02
+    assert detections.evaluate(json.dumps(truth), found).map50_95 == score.map50_95  # the evaluator restored
+    same = detections.evaluate(json.dumps(_truth([boxes[0]] * 20)), [dict(f, image_id=i) for i in range(20)
+                                                                      for f in found if f["image_id"] == 0])
+    low, high = detections.bootstrap_interval(same, resamples=20)
+    assert low == pytest.approx(high)  # identical images: nothing to resample
+
+
+def test_a_data_yaml_becomes_a_letterboxed_task_with_coco_truth(tiny_shapes):
+    task = load_detection_task(str(tiny_shapes), 64)
+    assert task.images.shape == (TINY.val, 3, 64, 64) and task.images.dtype == np.uint8
+    assert task.classes == ("square", "disc", "triangle")
+    truth = json.loads(task.ground_truth)
+    labels = sum(len(read_labels(p, 3)) for p in sorted((tiny_shapes.parent / "labels" / "val").iterdir()))
+    assert len(truth["annotations"]) == labels and len(truth["images"]) == TINY.val
+    assert task.calibration().shape == (TINY.train, 3, 64, 64)  # all 24 train images: fewer than 128
+    assert 0 <= task.timed_input(2).min() and task.timed_input(2).max() <= 1
+    assert load_detection_task(str(tiny_shapes.parent), 64).ground_truth == task.ground_truth  # the folder too
+
+
+def test_a_coco_folder_gives_the_same_truth_as_its_yolo_twin(tmp_path, tiny_shapes):
+    yolo = load_detection_task(str(tiny_shapes), 64)
+    truth = json.loads(yolo.ground_truth)
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    images = sorted((tiny_shapes.parent / "images" / "val").iterdir())
+    (root / "val").mkdir()
+    for path in images:
+        (root / "val" / path.name).write_bytes(path.read_bytes())
+    coco = {"images": [dict(im, id=100 + im["id"], file_name=images[im["id"]].name) for im in truth["images"]],
+            "annotations": [dict(a, image_id=100 + a["image_id"], category_id=a["category_id"] + 1)
+                            for a in truth["annotations"]],
+            "categories": [{"id": c["id"] + 1, "name": c["name"]} for c in truth["categories"]]}
+    (root / "annotations" / "instances_val.json").write_text(json.dumps(coco))
+    task = load_detection_task(str(root), 64)
+    assert task.classes == yolo.classes and np.array_equal(task.images, yolo.images)
+    np.testing.assert_allclose([a["bbox"] for a in json.loads(task.ground_truth)["annotations"]],
+                               [a["bbox"] for a in truth["annotations"]])
+    assert "calibrated on val images" in task.label  # no train split: said
+
+
+def _copy_set(tiny_shapes, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_shapes.parent, tmp_path / "set")
+    data = tmp_path / "set" / "data.yaml"
+    data.write_text(data.read_text().replace(str(tiny_shapes.parent.resolve()), str((tmp_path / "set").resolve())))
+    return data
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda d: d.unlink(), "does not exist"),
+    (lambda d: d.write_text("train: [unclosed"), "not readable YAML"),
+    (lambda d: d.write_text("train: images/train\nnames: [a]\n"), "has no val"),
+    (lambda d: d.write_text(d.read_text().replace("val: images/val", "val: images/nowhere")), "does not exist"),
+    (lambda d: [p.unlink() for p in (d.parent / "images" / "val").iterdir()], "holds no images"),
+    (lambda d: (d.parent / "labels" / "val" / "00003.txt").write_text("0 0.5 0.5 0.1 0.1\n7 0.5 0.5 0.1 0.1\n"),
+     "00003.txt' line 2: class 7 is outside the data set's classes 0..2"),
+    (lambda d: (d.parent / "labels" / "val" / "00001.txt").write_text("0 0.5 0.5 0.1\n"), "line 1: expected"),
+    (lambda d: (d.parent / "labels" / "train" / "00002.txt").write_text("1 0.5 1.5 0.1 0.1\n"),
+     "00002.txt' line 1: box 0.5 1.5 0.1 0.1 is not normalised"),
+    (lambda d: (d.parent / "labels" / "val" / "00000.txt").write_text("x 0.5 0.5 0.1 0.1\n"), "not numbers"),
+])
+def test_bad_detection_data_is_one_line_naming_the_file(tiny_shapes, tmp_path, breakage, message):
+    data = _copy_set(tiny_shapes, tmp_path)
+    breakage(data)
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        load_detection_task(str(data), 64)
+
+
+def test_bad_coco_folders_are_refused(tmp_path):
+    (tmp_path / "coco" / "annotations").mkdir(parents=True)
+    with pytest.raises(UsageError, match="has no annotations/instances_val"):
+        load_detection_task(str(tmp_path / "coco"), 64)
+    (tmp_path / "coco" / "annotations" / "instances_val.json").write_text("{not json")
+    with pytest.raises(UsageError, match="not readable JSON"):
+        load_detection_task(str(tmp_path / "coco"), 64)
+    with pytest.raises(UsageError, match="neither an Ultralytics data set"):
+        load_detection_task(str(tmp_path), 64)
+
+
+# --- A user's checkpoint and data set, end to end ----------------------------------------------------------
+
+USER_SET = ShapesSpec(train=128, val=24, size=64, max_objects=1, seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained_tiny(tmp_path_factory):
+    """A tiny data set and a YOLOv8n checkpoint trained on it by Ultralytics' own trainer (about 30 s): a
+    real best.pt-style file, with a small but non-zero mAP."""
+    from edgebench.models.yolo_training import YoloRecipe, trained_yolo
+
+    root = tmp_path_factory.mktemp("user")
+    data = write_shapes(root / "set", USER_SET)
+    recipe = YoloRecipe(epochs=30, batch=16, warmup_epochs=1, mosaic=0.0)
+    return data, trained_yolo("yolov8n", data, 64, recipe, cache_dir=root / "cache").checkpoint
+
+
+def _run(tmp_path, **fields):
+    import io
+
+    from rich.console import Console
+
+    from edgebench.bench.config import BenchConfig, TimingConfig
+    from edgebench.bench.progress import Reporter
+    from edgebench.bench.runlog import RunLog
+    from edgebench.bench.runner import Runner
+
+    timing = TimingConfig(warmup_iters=2, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=10.0)
+    log = RunLog()
+    try:
+        return Runner(BenchConfig(threads=1, out=tmp_path / "run", timing=timing, repeats=1, **fields),
+                      Reporter(Console(file=io.StringIO())), log).run()
+    finally:
+        log.close()
+
+
+@pytest.mark.slow
+def test_a_users_checkpoint_and_data_yaml_get_map_in_each_runtime_as_ultralytics_validates_it(tmp_path, trained_tiny):
+    from ultralytics import YOLO
+
+    data, checkpoint = trained_tiny
+    summary = _run(tmp_path, model="yolov8n", weights=str(checkpoint), data=str(data),
+                   runtimes=("pytorch", "onnxruntime"))
+    rows = {row.runtime: row for row in summary.rows}
+    for row in rows.values():
+        assert row.status == "ok", row.error
+        assert row.map_ci_low <= row.map50_95 <= row.map_ci_high and row.postprocess_ms > 0
+        assert row.weights.startswith("checkpoint:") and "24 val images" in row.dataset
+    pytorch, onnx = rows["pytorch"], rows["onnxruntime"]
+    assert pytorch.map50_95 > 0.005 and pytorch.map50 > pytorch.map50_95  # trained: it finds something
+    assert abs(onnx.map50_95 - pytorch.map50_95) < 0.005  # fp32 in another runtime: the same boxes
+    # Ultralytics' own validator on the same checkpoint and data set (square images: its rectangular batches
+    # are our square letterbox): the same mAP within half a point.
+    metrics = YOLO(str(checkpoint)).val(data=str(data), imgsz=64, batch=8, device="cpu", workers=0, plots=False,
+                                        verbose=False, project=str(tmp_path / "val"), name="val").box
+    # mAP50-95, the headline, within half a point. (Its mAP50 can differ by more on a set this small and a model
+    # this weak: its metric integrates the curve from precision 1 at recall 0, COCO's reads 101 recall points.)
+    assert abs(metrics.map - pytorch.map50_95) < 0.005
+    table = (tmp_path / "run" / "table.md").read_text()
+    assert "mAP50-95 % (95% CI)" in table and "pycocotools" in table and "letterbox to 64x64" in table
+    assert len(list((tmp_path / "run" / "detections").glob("*.json"))) == 2  # each row's boxes, COCO's format
+
+
+def test_a_checkpoint_that_does_not_fit_is_refused_in_one_line(tmp_path, trained_tiny):
+    from edgebench.bench.config import BenchConfig
+    from edgebench.bench.runner import plan_run
+
+    data, checkpoint = trained_tiny
+    four = data.parent / "four.yaml"
+    four.write_text(data.read_text() + "  3: star\n")
+    with pytest.raises(UsageError, match="has 4 classes .* but yolov8n detects 3 classes"):
+        plan_run(BenchConfig(model="yolov8n", weights=str(checkpoint), data=str(four)))
+    with pytest.raises(UsageError, match="is a scale-n model, but MODEL=yolov8s is scale s"):
+        plan_run(BenchConfig(model="yolov8s", weights=str(checkpoint), data=str(data)))
+    with pytest.raises(UsageError, match="training a detector .* is not supported yet"):
+        plan_run(BenchConfig(model="yolov8n", weights=str(checkpoint), data=str(data), compress=("finetune:1",)))
