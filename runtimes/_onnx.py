@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from edgebench.runtimes._quant import in_decode
+
 ONNX_PACKAGES = {"onnx": "onnx", "onnxscript": "onnxscript"}
 # TensorRT for both adapters that use it (the engine, and ONNX Runtime's TensorRT EP): onnxruntime-gpu 1.31's EP
 # links libnvinfer.so.10, and a bare `pip install tensorrt` gives TensorRT 11 today, which leaves that EP unable
@@ -94,12 +96,28 @@ def onnx_weights(path: Path) -> list[np.ndarray]:
 SETTINGS_KEY = "edgebench.int8"  # the ONNX file's metadata entry that says how it was quantized
 
 
+def nodes_in_decode(model: Any, head: str | None) -> list[str]:
+    """The ONNX nodes of a detector's decode (`runtimes._quant.in_decode`), found by the PyTorch module scopes
+    the torch.export exporter records on each node; [] for a model without a detection head."""
+    import ast
+
+    if head is None:
+        return []
+    found = []
+    for node in model.graph.node:
+        scopes = {p.key: p.value for p in node.metadata_props}.get("pkg.torch.onnx.name_scopes")
+        if scopes and in_decode(ast.literal_eval(scopes), head):
+            found.append(node.name)
+    return found
+
+
 def quantize_onnx(float_path: Path, path: Path, batches: list[np.ndarray],
-                  settings: OrtInt8Settings | None = None) -> Path:
+                  settings: OrtInt8Settings | None = None, float_nodes: tuple[str, ...] = ()) -> Path:
     """Static QDQ int8 of an ONNX file with onnxruntime.quantization, calibrated on `batches`.
 
     `settings` default to what this CPU needs (`this_cpu_int8_settings`); they are written into the file's
-    metadata (`SETTINGS_KEY`), so a cached artifact still says how it was made.
+    metadata (`SETTINGS_KEY`), so a cached artifact still says how it was made. `float_nodes` stay in float
+    (a detector's decode: `nodes_in_decode`).
     """
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -120,7 +138,7 @@ def quantize_onnx(float_path: Path, path: Path, batches: list[np.ndarray],
     quantize_static(str(float_path), str(path), Reader(), quant_format=QuantFormat.QDQ,
                     per_channel=settings.per_channel, reduce_range=settings.reduce_range,
                     activation_type=types[settings.activation], weight_type=types[settings.weight],
-                    extra_options=extra)
+                    nodes_to_exclude=list(float_nodes), extra_options=extra)
     model = onnx.load(str(path))
     onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
                                         SETTINGS_KEY: settings.describe()})

@@ -16,8 +16,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edgebench.runtimes._onnx import ONNX_PACKAGES, SETTINGS_KEY, export_onnx, onnx_weights, quantize_onnx
-from edgebench.runtimes._quant import calibration_batches, nncf_qat_onnx
+from edgebench.runtimes._onnx import (
+    ONNX_PACKAGES,
+    SETTINGS_KEY,
+    export_onnx,
+    nodes_in_decode,
+    onnx_weights,
+    quantize_onnx,
+)
+from edgebench.runtimes._quant import calibration_batches, detection_head, nncf_qat_onnx
 from edgebench.runtimes._torch import torch_device
 from edgebench.runtimes.base import Runtime, ieee_fp32_environment
 
@@ -127,8 +134,11 @@ class OnnxRuntime(Runtime):
         if self.qat is not None:
             self.trained = nncf_qat_onnx(model, example, batches, self.qat, folder / self.artifact)
             return folder / self.artifact
+        import onnx
+
         float_path = export_onnx(model, example, folder / "float.onnx")
-        path = quantize_onnx(float_path, folder / self.artifact, batches)
+        kept = nodes_in_decode(onnx.load(str(float_path), load_external_data=False), detection_head(model))
+        path = quantize_onnx(float_path, folder / self.artifact, batches, float_nodes=tuple(kept))
         float_path.unlink()  # the row's size is the int8 file's alone
         return path
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from edgebench.runtimes._onnx import ONNX_PACKAGES, export_onnx
-from edgebench.runtimes._quant import calibration_batches, nncf_qat_onnx
+from edgebench.runtimes._onnx import ONNX_PACKAGES, export_onnx, nodes_in_decode
+from edgebench.runtimes._quant import calibration_batches, detection_head, nncf_qat_onnx
 from edgebench.runtimes.base import Runtime
 
 DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}
@@ -34,6 +34,13 @@ def precision_fallback(device: str, wanted: str, chosen: str | None) -> str | No
     if chosen is not None and chosen != wanted:
         return f"OpenVINO on {device} computes in {chosen} when asked for {wanted} (no native support on this device)"
     return None
+
+
+def decode_ops(ov_model: Any, onnx_model: Any, head: str | None) -> list[str]:
+    """The OpenVINO ops of a detector's decode: its ONNX nodes (`nodes_in_decode`), whose names OpenVINO's ONNX
+    reader keeps as the ops' friendly names."""
+    decode = set(nodes_in_decode(onnx_model, head))
+    return sorted(op.get_friendly_name() for op in ov_model.get_ops() if op.get_friendly_name() in decode)
 
 
 class OpenVINO(Runtime):
@@ -78,8 +85,14 @@ class OpenVINO(Runtime):
             ov_model = ov.Core().read_model(str(export_onnx(model, example, onnx_path)))
         if int8 and self.qat is None:
             import nncf
+            import onnx
 
-            ov_model = nncf.quantize(ov_model, nncf.Dataset(batches), subset_size=len(batches))
+            # A detector's decode stays in float (runtimes._quant.detection_head), by the ONNX node names
+            # OpenVINO keeps as its ops' names; Ultralytics' own OpenVINO int8 export ignores the same ops.
+            decode = decode_ops(ov_model, onnx.load(str(onnx_path), load_external_data=False), detection_head(model))
+            ignored = nncf.IgnoredScope(names=decode, validate=False)
+            ov_model = nncf.quantize(ov_model, nncf.Dataset(batches), subset_size=len(batches),
+                                     ignored_scope=ignored)
         path = folder / self.artifact
         # fp16 rows ship fp16 weights (half the file); fp32 and bf16 rows keep fp32 weights.
         ov.save_model(ov_model, str(path), compress_to_fp16=self.options.precision == "fp16")

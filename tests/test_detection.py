@@ -293,3 +293,45 @@ def test_a_checkpoint_that_does_not_fit_is_refused_in_one_line(tmp_path, trained
         plan_run(BenchConfig(model="yolov8s", weights=str(checkpoint), data=str(data)))
     with pytest.raises(UsageError, match="training a detector .* is not supported yet"):
         plan_run(BenchConfig(model="yolov8n", weights=str(checkpoint), data=str(data), compress=("finetune:1",)))
+
+
+def test_int8_keeps_a_detectors_decode_in_float(tmp_path):
+    """One output tensor holds box coordinates in pixels and class scores in [0, 1]: quantized with one scale,
+    every score rounds to zero. The decode (DFL, anchors, sigmoid, concatenations) is found by the module scopes
+    the exporter records, and ONNX Runtime's int8 leaves it in float: the scores survive."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgebench.models import load_model
+    from edgebench.runtimes._onnx import export_onnx, nodes_in_decode, quantize_onnx
+    from edgebench.runtimes._quant import detection_head
+
+    model = load_model("yolov8n[nc=3,imgsz=64]")
+    head = detection_head(model.module)
+    assert head == "model.22"
+    float_path = export_onnx(model.module, model.example, tmp_path / "float.onnx")
+    graph = onnx.load(str(float_path)).graph
+    decode = nodes_in_decode(onnx.load(str(float_path)), head)
+    ops = {node.name: node.op_type for node in graph.node}
+    assert {"Softmax", "Sigmoid", "Concat", "Div"} <= {ops[n] for n in decode}
+    assert [ops[n] for n in decode].count("Conv") == 1  # the DFL's fixed convolution; the head's own convs are int8
+    assert graph.node[-1].name in decode  # the output's last concatenation
+    import openvino as ov
+
+    from edgebench.runtimes.openvino_ir import decode_ops
+
+    names = decode_ops(ov.Core().read_model(str(float_path)), onnx.load(str(float_path)), head)
+    assert len(names) >= len(decode) - 2 and "node_softmax" in names  # NNCF ignores them by these names
+    rng = np.random.default_rng(0)
+    calibration = [rng.uniform(0, 1, size=(1, 3, 64, 64)).astype(np.float32) for _ in range(8)]
+    x = model.example.numpy()
+
+    def scores(path):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0][0, 4:]
+
+    reference = scores(float_path)
+    kept = scores(quantize_onnx(float_path, tmp_path / "kept.onnx", calibration, float_nodes=tuple(decode)))
+    whole = scores(quantize_onnx(float_path, tmp_path / "whole.onnx", calibration))
+    assert np.corrcoef(kept.ravel(), reference.ravel())[0, 1] > 0.9
+    assert np.count_nonzero(whole) < 0.1 * whole.size  # quantized with the boxes' scale: scores gone
