@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="resnet18", help="reference model name, several of one family "
                    "comma-separated (mnist_resnet_s,mnist_resnet_m), or path/to/file.py:function "
                    "returning (nn.Module, example input) [resnet18]")
-    p.add_argument("--weights", default=None, help="state_dict file, or 'pretrained' for torchvision's weights "
-                   "(needs network or cache); default: random init with recalibrated BatchNorm")
+    p.add_argument("--weights", default=None, help="state_dict file, an Ultralytics checkpoint (best.pt) for a "
+                   "YOLO model, or 'pretrained' for torchvision's weights (needs network or cache); default: random "
+                   "init with recalibrated BatchNorm")
     p.add_argument("--runtimes", type=_names, default=(), help="comma-separated runtimes [all]")
     p.add_argument("--precision", type=_names, default=("fp32",), help=f"comma-separated, of {', '.join(PRECISIONS)}")
     p.add_argument("--batch", type=_int_list("batch size"), default=(1,), help="comma-separated batch sizes [1]")
@@ -107,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "cluster:16, cluster:32@last3, distill:STUDENT, qat, prune-channels:0.5+qat; the baseline "
                         "is always measured too")
     p.add_argument("--data", default=None, help="labelled data for accuracy and fine-tuning: mnist, digits, or a "
-                   "folder with train/ and val/ (ImageFolder); default: the model's own task (zoo models)")
+                   "folder with train/ and val/ (ImageFolder); for a YOLO detector (mAP), an Ultralytics data.yaml "
+                   "or a COCO folder; default: the model's own task (zoo models)")
     p.add_argument("--preprocess", default=None,
                    help="how DATA images become inputs: imagenet, unit ([0, 1]), signed ([-1, 1]), mnist, digits, or "
                    "path/to/file.py:function; default: what the model declares (a model file's `preprocess`), "

@@ -134,11 +134,21 @@ def map_cell(row: ResultRow) -> str:
     return f"{row.map50_95 * 100:.1f} ({row.map_ci_low * 100:.1f}-{row.map_ci_high * 100:.1f})"
 
 
-DETECTION_HEADERS = ["mAP50-95 % (95% CI)", "mAP50 %", "Post ms"]
+def map_delta_cell(row: ResultRow) -> str:
+    """mAP50-95 points against this runtime's fp32 uncompressed row, paired over images: `-0.4 (-1.1 to +0.3)`."""
+    if row.map_delta is None or row.map_delta_ci_low is None or row.map_delta_ci_high is None:
+        return "-"
+    return f"{row.map_delta * 100:+.1f} ({row.map_delta_ci_low * 100:+.1f} to {row.map_delta_ci_high * 100:+.1f})"
 
 
-def detection_cells(row: ResultRow) -> list[str]:
-    return [map_cell(row), fmt(None if row.map50 is None else row.map50 * 100, 1), fmt(row.postprocess_ms, 2)]
+def detection_headers(rows: Sequence[ResultRow]) -> list[str]:
+    compared = any(r.map_delta is not None for r in rows)
+    return ["mAP50-95 % (95% CI)"] + (["mAP vs its fp32 (95% CI)"] if compared else []) + ["mAP50 %", "Post ms"]
+
+
+def detection_cells(row: ResultRow, compared: bool) -> list[str]:
+    return [map_cell(row)] + ([map_delta_cell(row)] if compared else []) + \
+        [fmt(None if row.map50 is None else row.map50 * 100, 1), fmt(row.postprocess_ms, 2)]
 
 
 def _single_target(rows: Sequence[ResultRow], notes: _Notes) -> tuple[list[str], list[list[str]]]:
@@ -146,13 +156,14 @@ def _single_target(rows: Sequence[ResultRow], notes: _Notes) -> tuple[list[str],
     many_models, compressed = _identity_columns(rows)
     scored = any(r.accuracy is not None for r in rows)
     detected = any(r.map50_95 is not None for r in rows)
+    compared = any(r.map_delta is not None for r in rows)
     agreement = compressed and not scored and not detected  # no labels: fidelity to the uncompressed model
     gains = compressed or len({r.precision for r in rows}) > 1  # what compression or int8 gained, per runtime
     h = SINGLE_TARGET_HEADERS
     headers = (["Model"] if many_models else []) + ["Format"] + (["Compression"] if compressed else []) + \
         h[1:5] + (["Zip (MB)"] if compressed else []) + h[5:8] + \
         (["Speed-up vs its fp32 uncompressed (95% CI)"] if gains else []) + h[8:9] + \
-        (["Accuracy % (95% CI)"] if scored else []) + (DETECTION_HEADERS if detected else []) + \
+        (["Accuracy % (95% CI)"] if scored else []) + (detection_headers(rows) if detected else []) + \
         (["Top-1 agreement vs uncompressed (fidelity)"] if agreement else []) + h[9:]
     body = []
     for r in rows:
@@ -163,7 +174,7 @@ def _single_target(rows: Sequence[ResultRow], notes: _Notes) -> tuple[list[str],
         cells += [compression_speedup_cell(r)] if gains else []
         cells += [fmt(r.throughput, 1)]
         cells += [accuracy_cell(r)] if scored else []
-        cells += detection_cells(r) if detected else []
+        cells += detection_cells(r, compared) if detected else []
         cells += [f"{r.agreement:.0%}" if r.agreement is not None else "-"] if agreement else []
         body.append(cells + [sci(r.max_abs_diff)])
     return headers, body

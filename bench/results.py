@@ -79,6 +79,9 @@ class ResultRow:
     map_ci_low: float | None = None  # mAP50-95's 95% bootstrap interval over images
     map_ci_high: float | None = None
     postprocess_ms: float | None = None  # median per image: NMS and rescaling, outside the timed inference
+    map_delta: float | None = None  # mAP50-95 minus this runtime's fp32 uncompressed row's, on the same images
+    map_delta_ci_low: float | None = None  # 95% paired bootstrap (images resampled jointly)
+    map_delta_ci_high: float | None = None
     params: int | None = None  # parameters of the (compressed) PyTorch module
     sparsity: float | None = None  # share of parameters that are exactly zero
     pruned_fraction: float | None = None  # share of prunable channels structured pruning really removed

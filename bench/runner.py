@@ -734,7 +734,7 @@ class Runner:
     def _score_detections(self, row: ResultRow, task_file: Path, candidates_file: Path) -> None:
         """A detector row's mAP: the measuring process kept its candidates; post-processing and COCO evaluation
         run here, the same code for every runtime. The boxes are kept in the run folder (detections/<row>.json)."""
-        from edgebench.bench.measure.detections import score_detections, unpack
+        from edgebench.bench.measure.detections import paired_difference, score_detections, unpack
         from edgebench.models.detection import DetectionTask
 
         if task_file not in self._detection_tasks:
@@ -746,9 +746,18 @@ class Runner:
                                                                     score.map_ci_high)
         row.postprocess_ms = score.postprocess_ms
         self.detections_dir.mkdir(exist_ok=True)
-        name = re.sub(r"[^\w.-]+", "_", row.key)
-        (self.detections_dir / f"{name}.json").write_text(json.dumps(score.detections))
+        self._detections_file(row.key).write_text(json.dumps(score.detections))
         candidates_file.unlink()
+        control = row_key(row.model, "none", row.runtime, "fp32", row.target, row.batch)
+        if control != row.key and self._detections_file(control).is_file():  # scored before this row: compared
+            task = self._detection_tasks[task_file]
+            row.map_delta, row.map_delta_ci_low, row.map_delta_ci_high = paired_difference(
+                task.ground_truth, score.detections, json.loads(self._detections_file(control).read_text()),
+                seed=self.config.seed)
+
+    def _detections_file(self, key: str) -> Path:
+        """A detector row's boxes in COCO's results format, in the run folder."""
+        return self.detections_dir / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', key)}.json"
 
     def _finish(self, row: ResultRow, session: ChildSession, job_dir: Path, ready: dict[str, Any] | None = None,
                 rounds: RowRounds | None = None) -> bool:

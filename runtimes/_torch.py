@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from edgebench.runtimes._quant import QatPlan, export_for_training
+from edgebench.runtimes._quant import QatPlan, detection_head, export_for_training
 from edgebench.runtimes.base import Runtime
 
 # tf32: fp32 tensors (TF32 is a math mode); int8: float in, Q/DQ inside.
@@ -27,6 +27,9 @@ def quantize_x86(model: Any, example: Any, batches: list[np.ndarray], qat: QatPl
 
     quantizer = x86.X86InductorQuantizer().set_global(
         x86.get_default_x86_inductor_quantization_config(is_qat=qat is not None))
+    head = detection_head(model)
+    if head is not None:  # a detector's head stays float: torchao's quantizer skips by module, its convs too
+        quantizer.set_module_name_qconfig(head, None)
     if qat is None:
         prepared = quantize_pt2e.prepare_pt2e(torch.export.export(model.eval(), (example,)).module(), quantizer)
         with torch.no_grad():

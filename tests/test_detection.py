@@ -144,6 +144,23 @@ def test_the_bootstrap_reuses_cocoeval_matches_and_brackets_the_estimate():
     assert low == pytest.approx(high)  # identical images: nothing to resample
 
 
+def test_the_paired_difference_resamples_images_jointly():
+    """A variant that loses one image's box out of 40. Resampled jointly, only that image's weight varies: the
+    difference is never positive, and its interval is narrower than one mAP's own interval (an unpaired
+    difference would be about 1.4 times wider than that)."""
+    rng = np.random.default_rng(2)
+    boxes = [[(int(rng.integers(2)), [float(x) for x in rng.uniform(0, 60, 2)] + [20.0, 20.0])] for _ in range(40)]
+    truth = json.dumps(_truth(boxes))
+    control = [{"image_id": i, "category_id": c, "bbox": [b[0] + float(rng.normal(0, 2)), b[1], b[2], b[3]],
+                "score": float(rng.uniform())} for i, image in enumerate(boxes) for c, b in image]
+    assert detections.paired_difference(truth, control, control, resamples=50) == (0.0, 0.0, 0.0)
+    variant = [box for box in control if box["image_id"] != 7]
+    delta, low, high = detections.paired_difference(truth, variant, control, resamples=100)
+    assert low <= delta < 0 and high <= 0
+    own_low, own_high = detections.bootstrap_interval(detections.evaluate(truth, control), resamples=100)
+    assert high - low < own_high - own_low
+
+
 def test_a_data_yaml_becomes_a_letterboxed_task_with_coco_truth(tiny_shapes):
     task = load_detection_task(str(tiny_shapes), 64)
     assert task.images.shape == (TINY.val, 3, 64, 64) and task.images.dtype == np.uint8
@@ -263,6 +280,7 @@ def test_a_users_checkpoint_and_data_yaml_get_map_in_each_runtime_as_ultralytics
     rows = {row.runtime: row for row in summary.rows}
     for row in rows.values():
         assert row.status == "ok", row.error
+        assert row.map_delta is None  # fp32 uncompressed: each is its own runtime's control
         assert row.map_ci_low <= row.map50_95 <= row.map_ci_high and row.postprocess_ms > 0
         assert row.weights.startswith("checkpoint:") and "24 val images" in row.dataset
     pytorch, onnx = rows["pytorch"], rows["onnxruntime"]
