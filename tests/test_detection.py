@@ -353,3 +353,21 @@ def test_int8_keeps_a_detectors_decode_in_float(tmp_path):
     whole = scores(quantize_onnx(float_path, tmp_path / "whole.onnx", calibration))
     assert np.corrcoef(kept.ravel(), reference.ravel())[0, 1] > 0.9
     assert np.count_nonzero(whole) < 0.1 * whole.size  # quantized with the boxes' scale: scores gone
+
+
+def test_pytorch_compiled_int8_leaves_the_detection_head_in_float():
+    """torchao's X86 quantizer skips by module: every quantize node of the int8 program lies outside the Detect
+    head, and some lie in the backbone."""
+    from edgebench.models import load_model
+    from edgebench.runtimes._torch import quantize_x86
+
+    model = load_model("yolov8n[nc=3,imgsz=64]")
+    rng = np.random.default_rng(0)
+    batches = [rng.uniform(0, 1, size=(1, 3, 64, 64)).astype(np.float32) for _ in range(4)]
+    _, quantized = quantize_x86(model.module, model.example, batches)
+    places = []
+    for node in quantized.graph.nodes:
+        if node.op == "call_function" and "quantize_per" in str(node.target):
+            users = [user.meta.get("nn_module_stack", {}) for user in node.users]
+            places += [name for stack in users for name, _ in stack.values()]
+    assert places and not any(name.startswith("model.22") for name in places)
