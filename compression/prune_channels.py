@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from edgebench.compression.base import CompressionContext, CompressionMethod, parse_fraction, weight_layers
+from edgebench.models.heads import detection_head
 from edgebench.models.training import finetune_recipe, fit
 
 ROUND_TO = 8
@@ -32,6 +33,51 @@ def out_widths(model: nn.Module) -> dict[str, int]:
     return {name: m.out_channels if hasattr(m, "out_channels") else m.out_features for name, m in weight_layers(model)}
 
 
+class SplitC2f(nn.Module):
+    """Ultralytics' C2f block with its first convolution as two (`cv0`, `cv1`) instead of one whose output is
+    chunked in halves: the same function, in a form torch-pruning's dependency graph follows (a chunk of a
+    pruned tensor is not; it failed with an index out of range). torch-pruning's own YOLOv8 example does this."""
+
+    def __init__(self, block: nn.Module) -> None:
+        import copy
+
+        super().__init__()
+        half = block.cv1.conv.out_channels // 2
+        self.cv0, self.cv1 = copy.deepcopy(block.cv1), copy.deepcopy(block.cv1)
+        for conv, part in ((self.cv0, slice(0, half)), (self.cv1, slice(half, 2 * half))):
+            conv.conv.weight = nn.Parameter(block.cv1.conv.weight.data[part].clone())
+            conv.conv.out_channels = half
+            if conv.conv.bias is not None:
+                conv.conv.bias = nn.Parameter(block.cv1.conv.bias.data[part].clone())
+            bn, source = conv.bn, block.cv1.bn
+            bn.weight, bn.bias = (nn.Parameter(source.weight.data[part].clone()),
+                                  nn.Parameter(source.bias.data[part].clone()))
+            bn.running_mean, bn.running_var = source.running_mean[part].clone(), source.running_var[part].clone()
+            bn.num_features = half
+        self.cv2, self.m = block.cv2, block.m
+        for attr in ("f", "i", "type", "np"):  # where Ultralytics' model loop finds its input, and its index
+            if hasattr(block, attr):
+                setattr(self, attr, getattr(block, attr))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = [self.cv0(x), self.cv1(x)]
+        y.extend(m(y[-1]) for m in self.m)
+        return self.cv2(torch.cat(y, 1))
+
+
+def split_c2f_blocks(model: nn.Module) -> int:
+    """Replace every Ultralytics C2f (and subclass keeping its forward, as YOLO11's C3k2) by `SplitC2f`; how many."""
+    try:
+        from ultralytics.nn.modules.block import C2f
+    except ImportError:  # no Ultralytics: no such block in the model
+        return 0
+    found = [(name, m) for name, m in model.named_modules() if isinstance(m, C2f) and type(m).forward is C2f.forward]
+    for name, block in found:
+        owner, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(owner) if owner else model, attr, SplitC2f(block))
+    return len(found)
+
+
 class ChannelPruning(CompressionMethod):
     name = "prune-channels"
     argument = "RATIO"
@@ -49,8 +95,13 @@ class ChannelPruning(CompressionMethod):
         model.eval()
         with torch.no_grad():
             outputs = model(context.example).shape[-1]
-        # Layers whose outputs are the model's outputs keep every unit.
+        # Layers whose outputs are the model's outputs keep every unit; a detector keeps its whole head (box bins
+        # and one channel per class), so the backbone and neck are pruned and the head's inputs follow.
         keep = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == outputs]
+        head = detection_head(model)
+        if head is not None:
+            keep += list(model.get_submodule(head).modules())
+            split_c2f_blocks(model)
         before_params, before = sum(p.numel() for p in model.parameters()), out_widths(model)
         prunable = [name for name, m in weight_layers(model) if not any(m is k for k in keep)]
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=context.example)
@@ -77,6 +128,8 @@ class ChannelPruning(CompressionMethod):
             f"channels: {self.ratio:.0%} asked, {context.pruned_fraction:.1%} removed (nearest multiple of "
             f"{ROUND_TO}); params {before_params:,} -> {after_params:,} ({1 - after_params / before_params:.1%} "
             f"removed); per layer {layers}")
+        if not epochs:  # a model without labelled data, or a detector (its training is not edgebench's recipe)
+            context.notes.append("not fine-tuned: no labelled data the training recipe takes")
         if missed:
             context.notes.append(f"{self.ratio:.0%} not met within {TOLERANCE:.0%} on: {', '.join(missed)}")
         return model.eval()

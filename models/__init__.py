@@ -1,14 +1,20 @@
-"""Reference models and user models, built the same way for every runtime."""
+"""Reference models and user models, built the same way for every runtime.
 
-from edgebench.models.loading import LoadedModel, load_model, make_input, rebuild_model
-from edgebench.models.sources import REFERENCE_MODELS, ModelSource, resolve_source
+The names below load on first use, so a light module of this package (`heads`, read by the runtimes' measuring
+processes) does not bring torch with it."""
 
-__all__ = [
-    "REFERENCE_MODELS",
-    "LoadedModel",
-    "ModelSource",
-    "load_model",
-    "make_input",
-    "rebuild_model",
-    "resolve_source",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {"LoadedModel": "loading", "load_model": "loading", "make_input": "loading", "rebuild_model": "loading",
+          "REFERENCE_MODELS": "sources", "ModelSource": "sources", "resolve_source": "sources"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edgebench.runtimes._quant import in_decode
+from edgebench.models.heads import in_decode
 
 ONNX_PACKAGES = {"onnx": "onnx", "onnxscript": "onnxscript"}
 # TensorRT for both adapters that use it (the engine, and ONNX Runtime's TensorRT EP): onnxruntime-gpu 1.31's EP

@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from edgebench.runtimes._quant import QatPlan, detection_head, export_for_training
+from edgebench.models.heads import detection_head
+from edgebench.runtimes._quant import QatPlan, export_for_training
 from edgebench.runtimes.base import Runtime
 
 # tf32: fp32 tensors (TF32 is a math mode); int8: float in, Q/DQ inside.

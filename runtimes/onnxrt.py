@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from edgebench.models.heads import detection_head
 from edgebench.runtimes._onnx import (
     ONNX_PACKAGES,
     SETTINGS_KEY,
@@ -24,7 +25,7 @@ from edgebench.runtimes._onnx import (
     onnx_weights,
     quantize_onnx,
 )
-from edgebench.runtimes._quant import calibration_batches, detection_head, nncf_qat_onnx
+from edgebench.runtimes._quant import calibration_batches, nncf_qat_onnx
 from edgebench.runtimes._torch import torch_device
 from edgebench.runtimes.base import Runtime, ieee_fp32_environment
 

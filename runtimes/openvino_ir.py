@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from edgebench.models.heads import detection_head
 from edgebench.runtimes._onnx import ONNX_PACKAGES, export_onnx, nodes_in_decode
-from edgebench.runtimes._quant import calibration_batches, detection_head, nncf_qat_onnx
+from edgebench.runtimes._quant import calibration_batches, nncf_qat_onnx
 from edgebench.runtimes.base import Runtime
 
 DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}

@@ -264,7 +264,7 @@ def _run(tmp_path, **fields):
     timing = TimingConfig(warmup_iters=2, warmup_s=0.0, min_iters=5, min_s=0.0, max_s=10.0)
     log = RunLog()
     try:
-        return Runner(BenchConfig(threads=1, out=tmp_path / "run", timing=timing, repeats=1, **fields),
+        return Runner(BenchConfig(threads=1, out=tmp_path / "run", timing=timing, repeats=1, export_jobs=2, **fields),
                       Reporter(Console(file=io.StringIO())), log).run()
     finally:
         log.close()
@@ -321,8 +321,8 @@ def test_int8_keeps_a_detectors_decode_in_float(tmp_path):
     import onnxruntime as ort
 
     from edgebench.models import load_model
+    from edgebench.models.heads import detection_head
     from edgebench.runtimes._onnx import export_onnx, nodes_in_decode, quantize_onnx
-    from edgebench.runtimes._quant import detection_head
 
     model = load_model("yolov8n[nc=3,imgsz=64]")
     head = detection_head(model.module)
@@ -371,3 +371,31 @@ def test_pytorch_compiled_int8_leaves_the_detection_head_in_float():
             users = [user.meta.get("nn_module_stack", {}) for user in node.users]
             places += [name for stack in users for name, _ in stack.values()]
     assert places and not any(name.startswith("model.22") for name in places)
+
+
+def test_channel_pruning_leaves_a_detection_head_whole():
+    """The backbone and neck lose channels (multiples of 8, about the ratio asked); the Detect head keeps every
+    output (box bins and one channel per class), so the model still detects its classes."""
+    import copy
+
+    import torch
+
+    from edgebench.compression import CompressionContext, parse_variant
+    from edgebench.compression.prune_channels import split_c2f_blocks
+    from edgebench.models import load_model
+
+    model = load_model("yolov8n[nc=3,imgsz=64]")
+    split = copy.deepcopy(model.module)
+    assert split_c2f_blocks(split) == 8  # YOLOv8n's C2f blocks, each now two convolutions instead of a chunk
+    with torch.no_grad():
+        torch.testing.assert_close(split(model.example), model.module(model.example))  # the same function
+    head = model.module.get_submodule("model.22")
+    before = {name: m.out_channels for name, m in head.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    context = CompressionContext(example=model.example, task=None)
+    pruned = parse_variant("prune-channels:0.3").methods[0].apply(model.module, context)
+    after = {name: m.out_channels for name, m in pruned.get_submodule("model.22").named_modules()
+             if isinstance(m, torch.nn.Conv2d)}
+    assert after == before
+    assert 0.2 < context.pruned_fraction < 0.4
+    assert pruned(model.example).shape == (1, 7, 84)
+    assert "not fine-tuned" in " ".join(context.notes)  # the row says its mAP comes without a fine-tune
