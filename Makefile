@@ -37,6 +37,7 @@ EXPORT_JOBS  ?=
 RESUME       ?=
 FLEET        ?=
 DEVICES      ?=
+TASK         ?=
 
 BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
 	$(if $(RUNTIMES),--runtimes $(RUNTIMES)) $(if $(PRECISION),--precision $(PRECISION)) \
@@ -73,7 +74,7 @@ mutation: $(STAMP)
 	@$(PY) tests/mutation_score.py
 
 lint: $(STAMP)
-	@$(PY) -m ruff check edgebench bench runtimes models compression reports fleet tests
+	@$(PY) -m ruff check edgebench bench runtimes models compression reports fleet study tests
 
 # Reports from stored runs (measuring nothing): make report [RUNS=results/a,results/b] -> results/report/
 report: $(STAMP)
@@ -92,7 +93,7 @@ recommend: $(STAMP)
 
 # The compression survey's seven tables, measured here: MNIST ResNets, every method, 4 runtimes (README, Compression).
 study: $(STAMP)
-	@$(PY) -m edgebench.bench.studyrun $(if $(OUT),--out $(OUT))
+	@$(PY) -m edgebench.study $(if $(TASK),--task $(TASK)) $(if $(OUT),--out $(OUT))
 
 # edgebench's timing against OpenVINO's benchmark_app, litert-benchmark and bare API loops, on the same files;
 # then the A/A runs of `calibrate`.

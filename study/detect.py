@@ -1,0 +1,238 @@
+"""`make study TASK=detect`: the survey's YOLO tables with mAP, measured on this machine from one command.
+
+On the embedded synthetic shapes set (`models.shapes`), a YOLOv8n and a YOLOv8s are trained once by Ultralytics'
+own trainer (cached), then measured from their checkpoints as a user's best.pt would be. Two runs, so each
+comparison comes from one run: YOLOv8n at fp32 and int8, uncompressed and channel-pruned, in every CPU runtime
+(frameworks, int8, pruning and summary tables); YOLOv8s at fp32 (the family table, beside YOLOv8n's figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import platform
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgebench.bench.config import BenchConfig, TimingConfig
+from edgebench.bench.errors import UsageError
+from edgebench.bench.report import fmt, map_cell, map_delta_cell, ratio_cell
+from edgebench.bench.results import ResultRow
+
+MODEL = "yolov8n"
+FAMILY = ("yolov8n", "yolov8s")
+SIZE = 128  # the embedded set's images, the models' input
+RUNTIMES = ("pytorch", "pytorch-compiled", "torchscript", "onnxruntime", "openvino", "tflite")
+FAMILY_RUNTIMES = ("pytorch", "onnxruntime", "openvino", "tflite")
+PRUNE = "prune-channels:0.3"
+# These detectors run in 2-20 ms at 128 px: 0.1 s per round gives tens of samples, and 10 rounds fit.
+TIMING = TimingConfig(warmup_iters=5, warmup_s=0.2, min_iters=20, min_s=0.1, max_s=5.0)
+EXPORT_JOBS = 2
+RUNS = ("frameworks", "family")  # the run folders inside the study folder
+
+
+@dataclass
+class Trained:
+    """The study's checkpoints and what making them cost."""
+
+    data_yaml: Path
+    checkpoints: dict[str, Path]
+    train_s: dict[str, float]
+
+
+def prepare(seed: int = 0) -> Trained:
+    """The shapes set and each family member's checkpoint, made once (models/.cache)."""
+    from edgebench.models.shapes import ShapesSpec, write_shapes
+    from edgebench.models.yolo_training import YoloRecipe, trained_yolo
+    from edgebench.models.zoo import CACHE_DIR
+
+    spec = ShapesSpec(seed=seed)
+    data = write_shapes(CACHE_DIR / spec.key, spec)
+    made = {name: trained_yolo(name, data, SIZE, YoloRecipe(seed=seed)) for name in FAMILY}
+    return Trained(data, {n: m.checkpoint for n, m in made.items()}, {n: m.train_s for n, m in made.items()})
+
+
+def study_configs(out: Path, trained: Trained, threads: int | None = None, seed: int = 0) -> list[BenchConfig]:
+    common = dict(data=str(trained.data_yaml), timing=TIMING, seed=seed, targets=("cpu",), export_jobs=EXPORT_JOBS)
+    if threads:
+        common["threads"] = threads
+    return [BenchConfig(model=MODEL, weights=str(trained.checkpoints[MODEL]), runtimes=RUNTIMES,
+                        precisions=("fp32", "int8"), compress=(PRUNE,), out=out / RUNS[0], **common),
+            BenchConfig(model=FAMILY[1], weights=str(trained.checkpoints[FAMILY[1]]), runtimes=FAMILY_RUNTIMES,
+                        out=out / RUNS[1], **common)]
+
+
+# --- Tables, from stored rows ----------------------------------------------------------------------------------
+
+def _row(rows: Sequence[ResultRow], runtime: str, precision: str = "fp32", compression: str = "none",
+         model: str | None = None) -> ResultRow | None:
+    return next((r for r in rows if r.runtime == runtime and r.precision == precision
+                 and r.compression == compression and (model is None or r.model == model)), None)
+
+
+def _not_ok(row: ResultRow | None) -> str | None:
+    """What a table prints instead of figures for a row that was not measured."""
+    if row is None:
+        return "not run"
+    if row.status != "ok":
+        return f"{row.status}: {' '.join((row.error or '').split())[:90]}"
+    return None
+
+
+def _table(headers: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body]) + "\n"
+
+
+def frameworks_table(rows: Sequence[ResultRow]) -> str:
+    """The YOLOv5 export table with accuracy: each runtime's fp32 file of the same checkpoint."""
+    body = []
+    for runtime in RUNTIMES:
+        row = _row(rows, runtime)
+        if row is None:
+            continue
+        problem = _not_ok(row)
+        body.append([row.format, fmt(row.size_mb, 1)] + ([problem, "-", "-", "-"] if problem else [
+            map_cell(row), fmt(row.map50 * 100 if row.map50 is not None else None, 1), fmt(row.p50_ms),
+            "-"]))  # GPU ms: no GPU in this study's run (make bench TARGET=cpu,gpu on a CUDA machine)
+    return _table(["Format", "Size (MB)", "mAP50-95 % (95% CI)", "mAP50 %", "CPU ms (p50)", "GPU ms"], body)
+
+
+def family_table(rows: Sequence[ResultRow], family: Sequence[ResultRow]) -> str:
+    """n and s: size (the ONNX file), parameters, mAP and each runtime's p50, all at fp32."""
+    body = []
+    for model, source in ((FAMILY[0], rows), (FAMILY[1], family)):
+        onnx = _row(source, "onnxruntime", model=model)
+        anchor = onnx or next((r for r in source if r.model == model), None)
+        if anchor is None:
+            continue
+        cells = [model, fmt(onnx.size_mb if onnx else None, 1),
+                 f"{anchor.params:,}" if anchor.params else "-", map_cell(anchor)]
+        for runtime in FAMILY_RUNTIMES:
+            row = _row(source, runtime, model=model)
+            cells.append(fmt(row.p50_ms) if row is not None and row.status == "ok" else "-")
+        body.append(cells)
+    return _table(["Model", "Size (MB)", "Params", "mAP50-95 % (95% CI)",
+                   *(f"{r} CPU ms" for r in FAMILY_RUNTIMES)], body)
+
+
+def change_table(rows: Sequence[ResultRow], precision: str, compression: str) -> str:
+    """A method against the same runtime's fp32 uncompressed row, every figure paired: mAP over the same images,
+    speed over the same rounds."""
+    body = []
+    for runtime in RUNTIMES:
+        base, row = _row(rows, runtime), _row(rows, runtime, precision, compression)
+        if row is None or base is None or base.status != "ok":
+            continue
+        problem = _not_ok(row)
+        size = f"{fmt(base.size_mb, 1)} -> {fmt(row.size_mb, 1)}" if row.size_mb is not None else "-"
+        if problem:
+            body.append([row.format, map_cell(base), problem, "-", "-", size])
+            continue
+        body.append([row.format, map_cell(base), map_cell(row), map_delta_cell(row),
+                     ratio_cell(row.compression_speedup, row.compression_speedup_ci_low,
+                                row.compression_speedup_ci_high), size])
+    return _table(["Runtime", "fp32 mAP50-95 %", f"{precision} {compression} mAP50-95 %".replace(" none", ""),
+                   "mAP change, points (paired 95% CI)", "Speed-up (paired 95% CI)", "Size (MB)"], body)
+
+
+def summary_table(rows: Sequence[ResultRow]) -> str:
+    """Every method as ratios against its runtime's fp32 uncompressed row: the survey's summary."""
+    body = []
+    for precision, compression, name in (("int8", "none", "int8 (post-training)"),
+                                         ("fp32", PRUNE, "channel pruning 30%, not fine-tuned"),
+                                         ("int8", PRUNE, "pruning 30% + int8")):
+        for runtime in RUNTIMES:
+            base, row = _row(rows, runtime), _row(rows, runtime, precision, compression)
+            if row is None or base is None or row.status != "ok" or base.status != "ok":
+                continue
+            shrink = base.size_mb / row.size_mb if base.size_mb and row.size_mb else None
+            body.append([name, row.format, f"x{shrink:.2f}" if shrink else "-",
+                         ratio_cell(row.compression_speedup, row.compression_speedup_ci_low,
+                                    row.compression_speedup_ci_high), map_delta_cell(row)])
+    return _table(["Method", "Runtime", "Size decrease", "Speed-up (95% CI)", "mAP50-95 change (95% CI)"], body)
+
+
+def study_markdown(rows: Sequence[ResultRow], family: Sequence[ResultRow], header: str) -> str:
+    return "".join([
+        header,
+        "## 1. Frameworks (YOLOv8n, fp32)\n\n", frameworks_table(rows), "\n",
+        "## 2. Family (fp32)\n\n", family_table(rows, family), "\n",
+        "## 3. int8 in each runtime (against its fp32)\n\n", change_table(rows, "int8", "none"), "\n",
+        f"## 4. Channel pruning ({PRUNE}, the Detect head whole, not fine-tuned)\n\n",
+        change_table(rows, "fp32", PRUNE), "\n",
+        "## 5. Summary\n\n", summary_table(rows), "\n",
+        "Not measured here: fine-tuning after pruning, quantization-aware training and distillation (edgebench's "
+        "training recipe is a classifier's; the pruned rows say `not fine-tuned`); TFLite int8 where LiteRT "
+        "refuses the model (its row says why).\n"])
+
+
+def _header(out: Path, trained: Trained) -> str:
+    import ultralytics
+
+    train = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in trained.train_s.items()) or "see models/.cache"
+    return (f"# Detection study: YOLOv8 on the synthetic shapes set, measured on this machine\n\n"
+            f"- Machine: {platform.processor() or platform.machine()}; rows' table.md name the CPU, its flags and "
+            f"the software. Runs `{RUNS[0]}` (tables 1, 3-5) and `{RUNS[1]}` (table 2) in {out}.\n"
+            f"- Data: the shapes set (synthetic: three classes of shapes on textured "
+            f"backgrounds, {SIZE}x{SIZE}); models trained by Ultralytics {ultralytics.__version__}'s own trainer "
+            f"(15 epochs, batch 32, when first made: {train}; cached after).\n"
+            "- mAP: COCO mAP50-95 by pycocotools on the 200 validation images after Ultralytics' validation "
+            "post-processing, 95% bootstrap over images; changes are paired (the same images resampled on both "
+            "sides); speed-ups are paired over interleaved rounds against the same runtime's fp32 row.\n\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from rich.console import Console
+
+    from edgebench.bench.progress import Reporter
+    from edgebench.bench.results import read_rows
+    from edgebench.bench.runlog import RunLog
+    from edgebench.bench.runner import RESULTS_DIR, Runner
+
+    parser = argparse.ArgumentParser(prog="edgebench-study --task detect", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="study folder [results/study-detect-<time>]")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="rewrite STUDY.md from the rows already in --out, measuring nothing")
+    args = parser.parse_args(argv)
+    if args.tables_only and args.out is None:
+        print("edgebench-study: error: --tables-only needs --out, the study folder to read", file=sys.stderr)
+        return 2
+    out = args.out or RESULTS_DIR / f"study-detect-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    err = Console(stderr=True)
+    try:
+        import ultralytics  # noqa: F401 (the yolo extra: trainer, NMS, checkpoints)
+    except ImportError:
+        print("edgebench-study: error: TASK=detect needs the yolo extra: .venv/bin/pip install -e '.[yolo]'",
+              file=sys.stderr)
+        return 2
+    if args.tables_only:
+        missing = [str(out / name) for name in RUNS if not read_rows(out / name)]
+        if missing:
+            print(f"edgebench-study: error: no rows in {', '.join(missing)}: expected a folder `make study "
+                  "TASK=detect` wrote", file=sys.stderr)
+            return 2
+        trained = Trained(out, {}, {})  # nothing trained or looked up: the tables come from the rows
+    else:
+        err.print("Training the study's detectors once (cached in models/.cache; minutes the first time)")
+        trained = prepare()
+        try:
+            for config in study_configs(out, trained):
+                log = RunLog()
+                try:
+                    Runner(config, Reporter(err), log).run()
+                finally:
+                    log.close()
+        except UsageError as exc:
+            print(f"edgebench-study: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"edgebench-study: interrupted; finished rows are in {out}", file=sys.stderr)
+            return 130
+    rows, family = (read_rows(out / name) for name in RUNS)
+    (out / "STUDY.md").write_text(study_markdown(rows, family, _header(out, trained)))
+    print((out / "STUDY.md").read_text())
+    print(f"Study: {out / 'STUDY.md'}")
+    return 0
