@@ -52,13 +52,13 @@ def _key(config: str, data_yaml: Path, size: int, recipe: YoloRecipe) -> str:
 def trained_yolo(config: str, data_yaml: Path, size: int, recipe: YoloRecipe = YoloRecipe(),
                  cache_dir: Path = CACHE_DIR) -> TrainedYolo:
     """The checkpoint of `config` (e.g. yolov8n) trained on `data_yaml` at `size` pixels, trained once."""
+    for name, value in yolo_env().items():  # before Ultralytics is first imported: it reads them then
+        os.environ.setdefault(name, value)
     data_yaml = Path(data_yaml).resolve()
     key = _key(config, data_yaml, size, recipe)
     checkpoint, facts = cache_dir / f"{key}.pt", cache_dir / f"{key}.json"
     if checkpoint.is_file() and facts.is_file():
         return TrainedYolo(checkpoint, float(json.loads(facts.read_text())["train_s"]))
-    for name, value in yolo_env().items():
-        os.environ.setdefault(name, value)
     from ultralytics import YOLO
 
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -169,13 +169,28 @@ def study_markdown(rows: Sequence[ResultRow], family: Sequence[ResultRow], heade
         "refuses the model (its row says why).\n"])
 
 
+def _machine(run: Path) -> str:
+    """The CPU and its vector extensions, as the run recorded them."""
+    import json
+
+    try:
+        environment = json.loads((run / "environment.json").read_text())
+    except (OSError, ValueError):
+        return platform.machine()
+    flags = set(environment.get("cpu_flags", []))
+    extensions = [name for flag, name in (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_vnni", "VNNI"),
+                                          ("amx_tile", "AMX")) if flag in flags]
+    return (f"{environment.get('cpu', platform.machine())} ({', '.join(extensions) or 'no AVX2'}), "
+            f"{environment.get('cpu_logical_cores', '?')} cores, {environment.get('threads', '?')} threads")
+
+
 def _header(out: Path, trained: Trained) -> str:
     import ultralytics
 
     train = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in trained.train_s.items()) or "see models/.cache"
     return (f"# Detection study: YOLOv8 on the synthetic shapes set, measured on this machine\n\n"
-            f"- Machine: {platform.processor() or platform.machine()}; rows' table.md name the CPU, its flags and "
-            f"the software. Runs `{RUNS[0]}` (tables 1, 3-5) and `{RUNS[1]}` (table 2) in {out}.\n"
+            f"- Machine: {_machine(out / RUNS[0])}; each run's table.md names the CPU's flags and the software."
+            f" Runs `{RUNS[0]}` (tables 1, 3-5) and `{RUNS[1]}` (table 2) in {out}.\n"
             f"- Data: the shapes set (synthetic: three classes of shapes on textured "
             f"backgrounds, {SIZE}x{SIZE}); models trained by Ultralytics {ultralytics.__version__}'s own trainer "
             f"(15 epochs, batch 32, when first made: {train}; cached after).\n"
@@ -202,9 +217,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     out = args.out or RESULTS_DIR / f"study-detect-{dt.datetime.now():%Y%m%d-%H%M%S}"
     err = Console(stderr=True)
-    try:
-        import ultralytics  # noqa: F401 (the yolo extra: trainer, NMS, checkpoints)
-    except ImportError:
+    import importlib.util
+    import os
+
+    from edgebench.models.yolo import yolo_env
+
+    for name, value in yolo_env().items():  # before Ultralytics is first imported: quiet, offline
+        os.environ.setdefault(name, value)
+    if importlib.util.find_spec("ultralytics") is None:  # not imported here: its settings come first (yolo_env)
         print("edgebench-study: error: TASK=detect needs the yolo extra: .venv/bin/pip install -e '.[yolo]'",
               file=sys.stderr)
         return 2
