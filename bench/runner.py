@@ -256,13 +256,17 @@ def resolve_task(config: BenchConfig, model: Any) -> Task | None:
         return None
     preprocessing = resolve(config.preprocess, source.declared_preprocess(), int(model.example.shape[1]), name)
     task = load_task(name, tuple(model.example.shape[1:]), config.seed, preprocessing)
+    check_task_fits(task, tuple(model.example.shape[1:]), int(example_output(model).shape[-1]), model.name)
+    return task
+
+
+def example_output(model: Any) -> Any:
+    """The reference model's (first) output on its example input: what a task's labels must fit."""
     import torch
 
     with torch.no_grad():
         outputs = model.module(model.example)
-    outputs = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
-    check_task_fits(task, tuple(model.example.shape[1:]), int(outputs.shape[-1]), model.name)
-    return task
+    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
 
 
 def _detection_task(config: BenchConfig, model: Any) -> Any:
@@ -275,12 +279,7 @@ def _detection_task(config: BenchConfig, model: Any) -> Any:
     if not config.data:
         return None
     task = load_detection_task(config.data, int(model.example.shape[-1]), config.seed)
-    import torch
-
-    with torch.no_grad():
-        outputs = model.module(model.example)
-    outputs = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
-    task.check_fits(tuple(model.example.shape[1:]), tuple(outputs.shape), model.name)
+    task.check_fits(tuple(model.example.shape[1:]), tuple(example_output(model).shape), model.name)
     return task
 
 

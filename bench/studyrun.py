@@ -6,14 +6,11 @@ each runtime (tables 1 and 6), and every compression method on the middle model,
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from edgebench.bench.config import BenchConfig, TimingConfig
-from edgebench.bench.errors import UsageError
 
 FAMILY = ("mnist_resnet_s", "mnist_resnet_m", "mnist_resnet_l")
 MODEL = "mnist_resnet_m"
@@ -43,45 +40,23 @@ def study_configs(out: Path, threads: int | None = None, seed: int = 0) -> list[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from rich.console import Console
-
-    from edgebench.bench.progress import Reporter
     from edgebench.bench.results import read_rows
-    from edgebench.bench.runlog import RunLog
-    from edgebench.bench.runner import RESULTS_DIR, Runner
+    from edgebench.study import run_configs, study_arguments
 
-    parser = argparse.ArgumentParser(prog="edgebench-study", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help="study folder [results/study-<time>]")
-    parser.add_argument("--tables-only", action="store_true",
-                        help="rewrite STUDY.md from the rows already in --out, measuring nothing")
-    args = parser.parse_args(argv)
-    if args.tables_only and args.out is None:
-        print("edgebench-study: error: --tables-only needs --out, the study folder to read", file=sys.stderr)
-        return 2
-    out = args.out or RESULTS_DIR / f"study-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    err = Console(stderr=True)
+    parsed = study_arguments(argv, "edgebench-study", __doc__.splitlines()[0], "study")
+    if isinstance(parsed, int):
+        return parsed
+    out, tables_only = parsed
     configs = study_configs(out)
-    if args.tables_only:
+    if tables_only:
         missing = [str(c.out) for c in configs if not read_rows(c.out)]
         if missing:
             print(f"edgebench-study: error: no rows in {', '.join(missing)}: expected a folder `make study` wrote",
                   file=sys.stderr)
             return 2
         return write_study(out, configs)
-    try:
-        for config in configs:
-            log = RunLog()
-            try:
-                Runner(config, Reporter(err), log).run()
-            finally:
-                log.close()
-    except UsageError as exc:
-        print(f"edgebench-study: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"edgebench-study: interrupted; finished rows are in {out}", file=sys.stderr)
-        return 130
-    return write_study(out, configs)
+    stopped = run_configs(configs, out)
+    return stopped if stopped is not None else write_study(out, configs)
 
 
 def write_study(out: Path, configs: list[BenchConfig]) -> int:

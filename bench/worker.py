@@ -104,22 +104,26 @@ def _export(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     return result
 
 
-def _accuracy(adapter: Any, task_path: str, batch: int) -> dict[str, Any]:
-    """Top-1 of the loaded artifact on the task's whole test split, in its own runtime, `batch` images at a time.
+def _padded_batches(x: np.ndarray, batch: int):
+    """(chunk, real images in it) over `x`, `batch` at a time: artifacts have a fixed batch size, so the last
+    chunk is padded by repeating its final image."""
+    for i in range(0, len(x), batch):
+        chunk = x[i:i + batch]
+        real = len(chunk)
+        if real < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
+        yield chunk, real
 
-    Artifacts have a fixed batch size: the last chunk is padded by repeating its final image.
-    """
+
+def _accuracy(adapter: Any, task_path: str, batch: int) -> dict[str, Any]:
+    """Top-1 of the loaded artifact on the task's whole test split, in its own runtime, `batch` images at a time."""
     from edgebench.bench.measure.paired import pack_correct
     from edgebench.bench.measure.stats import at_chance, wilson_interval
 
     with np.load(task_path) as data:
         x, y, classes = data["x_test"], data["y_test"], len(data["classes"])
     predicted = []
-    for i in range(0, len(x), batch):
-        chunk = x[i:i + batch]
-        real = len(chunk)
-        if real < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
+    for chunk, real in _padded_batches(x, batch):
         logits = adapter.predict(np.ascontiguousarray(chunk))[0]
         predicted.append(np.asarray(logits).reshape(batch, -1)[:real].argmax(1))
     predicted = np.concatenate(predicted)
@@ -257,11 +261,7 @@ def _detections(adapter: Any, task_path: str, batch: int, job_dir: Path) -> dict
     with np.load(task_path) as data:
         images = data["images"]
     kept = []
-    for i in range(0, len(images), batch):
-        chunk = images[i:i + batch]
-        real = len(chunk)
-        if real < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
+    for chunk, real in _padded_batches(images, batch):
         kept += candidates(np.asarray(adapter.predict(DetectionTask.to_input(chunk))[0]))[:real]
     path = job_dir / "detections.npz"
     np.savez(path, **pack(kept))
@@ -273,9 +273,9 @@ def _score(adapter: Any, job: MeasureJob, job_dir: Path, batch: int) -> dict[str
     if not job.task:
         return {}
     _phase(job_dir, "scoring accuracy")
-    with np.load(job.task) as data:
-        detect = "kind" in data.files and str(data["kind"]) == "detect"
-    if detect:
+    from edgebench.models.tasks import task_kind
+
+    if task_kind(job.task) == "detect":
         return _detections(adapter, job.task, batch, job_dir)
     return _accuracy(adapter, job.task, batch)
 

@@ -325,14 +325,6 @@ def coco_task(root: Path, size: int, seed: int = 0) -> DetectionTask:
                          "; ".join(notes))
 
 
-def is_detection_data(text: str) -> bool:
-    """A data.yaml, or a folder holding one or COCO annotations: what DATA= means for a detector."""
-    path = Path(text).expanduser()
-    if path.suffix in (".yaml", ".yml"):
-        return True
-    return path.is_dir() and ((path / "data.yaml").is_file() or (path / "annotations").is_dir())
-
-
 def load_detection_task(text: str, size: int, seed: int = 0) -> DetectionTask:
     """DATA= for a detector: a data.yaml, a folder with a data.yaml, or a COCO folder."""
     path = Path(text).expanduser()

@@ -164,11 +164,15 @@ def check_task_fits(task: Task, input_size: tuple[int, ...], outputs: int, model
                          f"{', ...' if len(task.classes) > 5 else ''}), but {model_name} has {outputs} outputs")
 
 
+def task_kind(path: Path | str) -> str:
+    """What a run's task file holds: "classify" (`Task`) or "detect" (`models.detection.DetectionTask`)."""
+    with np.load(path) as data:
+        return str(data["kind"]) if "kind" in data.files else Task.kind
+
+
 def load_any_task(path: Path | str):
     """A run's task file, classification (`Task`) or detection (`models.detection.DetectionTask`)."""
-    with np.load(path) as data:
-        kind = str(data["kind"]) if "kind" in data.files else Task.kind
-    if kind == "detect":
+    if task_kind(path) == "detect":
         from edgebench.models.detection import DetectionTask
 
         return DetectionTask.load(path)

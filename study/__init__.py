@@ -7,9 +7,13 @@ its study folder. `classify` is the compression study on the MNIST ResNets (`ben
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 TASKS = {"classify": "edgebench.bench.studyrun", "detect": "edgebench.study.detect"}
 
@@ -28,3 +32,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edgebench-study: error: unknown TASK {task!r}: choose {', '.join(TASKS)}", file=sys.stderr)
         return 2
     return importlib.import_module(TASKS[task]).main(args)
+
+
+def study_arguments(argv: Sequence[str] | None, prog: str, description: str,
+                    folder: str) -> tuple[Path, bool] | int:
+    """(study folder, tables only) from a task's command line, or 2 after one line on a bad combination;
+    `folder`: the default folder's name under results/, before its time stamp."""
+    from edgebench.bench.runner import RESULTS_DIR
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--out", type=Path, default=None, help=f"study folder [results/{folder}-<time>]")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="rewrite STUDY.md from the rows already in --out, measuring nothing")
+    args = parser.parse_args(argv)
+    if args.tables_only and args.out is None:
+        print("edgebench-study: error: --tables-only needs --out, the study folder to read", file=sys.stderr)
+        return 2
+    return args.out or RESULTS_DIR / f"{folder}-{dt.datetime.now():%Y%m%d-%H%M%S}", args.tables_only
+
+
+def run_configs(configs: Sequence[Any], out: Path) -> int | None:
+    """Run each config (`bench.config.BenchConfig`) in turn, progress on stderr; the exit code when a run stops
+    on bad input (2) or Ctrl-C (130, finished rows kept), else None."""
+    from rich.console import Console
+
+    from edgebench.bench.errors import UsageError
+    from edgebench.bench.progress import Reporter
+    from edgebench.bench.runlog import RunLog
+    from edgebench.bench.runner import Runner
+
+    err = Console(stderr=True)
+    try:
+        for config in configs:
+            log = RunLog()
+            try:
+                Runner(config, Reporter(err), log).run()
+            finally:
+                log.close()
+    except UsageError as exc:
+        print(f"edgebench-study: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgebench-study: interrupted; finished rows are in {out}", file=sys.stderr)
+        return 130
+    return None

@@ -8,8 +8,6 @@ comparison comes from one run: YOLOv8n at fp32 and int8, uncompressed and channe
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import platform
 import sys
 from collections.abc import Sequence
@@ -17,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgebench.bench.config import BenchConfig, TimingConfig
-from edgebench.bench.errors import UsageError
 from edgebench.bench.report import fmt, map_cell, map_delta_cell, ratio_cell
 from edgebench.bench.results import ResultRow
 
@@ -200,35 +197,24 @@ def _header(out: Path, trained: Trained) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from rich.console import Console
-
-    from edgebench.bench.progress import Reporter
-    from edgebench.bench.results import read_rows
-    from edgebench.bench.runlog import RunLog
-    from edgebench.bench.runner import RESULTS_DIR, Runner
-
-    parser = argparse.ArgumentParser(prog="edgebench-study --task detect", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help="study folder [results/study-detect-<time>]")
-    parser.add_argument("--tables-only", action="store_true",
-                        help="rewrite STUDY.md from the rows already in --out, measuring nothing")
-    args = parser.parse_args(argv)
-    if args.tables_only and args.out is None:
-        print("edgebench-study: error: --tables-only needs --out, the study folder to read", file=sys.stderr)
-        return 2
-    out = args.out or RESULTS_DIR / f"study-detect-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    err = Console(stderr=True)
     import importlib.util
     import os
 
+    from edgebench.bench.results import read_rows
     from edgebench.models.yolo import yolo_env
+    from edgebench.study import run_configs, study_arguments
 
+    parsed = study_arguments(argv, "edgebench-study --task detect", __doc__.splitlines()[0], "study-detect")
+    if isinstance(parsed, int):
+        return parsed
+    out, tables_only = parsed
     for name, value in yolo_env().items():  # before Ultralytics is first imported: quiet, offline
         os.environ.setdefault(name, value)
     if importlib.util.find_spec("ultralytics") is None:  # not imported here: its settings come first (yolo_env)
         print("edgebench-study: error: TASK=detect needs the yolo extra: .venv/bin/pip install -e '.[yolo]'",
               file=sys.stderr)
         return 2
-    if args.tables_only:
+    if tables_only:
         missing = [str(out / name) for name in RUNS if not read_rows(out / name)]
         if missing:
             print(f"edgebench-study: error: no rows in {', '.join(missing)}: expected a folder `make study "
@@ -236,21 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         trained = Trained(out, {}, {})  # nothing trained or looked up: the tables come from the rows
     else:
-        err.print("Training the study's detectors once (cached in models/.cache; minutes the first time)")
+        print("Training the study's detectors once (cached in models/.cache; minutes the first time)",
+              file=sys.stderr)
         trained = prepare()
-        try:
-            for config in study_configs(out, trained):
-                log = RunLog()
-                try:
-                    Runner(config, Reporter(err), log).run()
-                finally:
-                    log.close()
-        except UsageError as exc:
-            print(f"edgebench-study: error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print(f"edgebench-study: interrupted; finished rows are in {out}", file=sys.stderr)
-            return 130
+        stopped = run_configs(study_configs(out, trained), out)
+        if stopped is not None:
+            return stopped
     rows, family = (read_rows(out / name) for name in RUNS)
     (out / "STUDY.md").write_text(study_markdown(rows, family, _header(out, trained)))
     print((out / "STUDY.md").read_text())

@@ -89,8 +89,6 @@ def coco_results(per_image: list[Boxes]) -> list[dict]:
 class MapScore:
     map50_95: float
     map50: float
-    ci_low: float | None = None  # mAP50-95, 95% bootstrap over images
-    ci_high: float | None = None
     evaluator: object | None = None  # the COCOeval with its per-image matches (for paired comparisons)
 
 
