@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-artifacts", action="store_true", help="keep exported models in the run folder")
     p.add_argument("--no-cache", action="store_true", help="export every artifact afresh, neither reading nor "
                    "filling the artifact cache (models/.cache/artifacts; `make clean-cache` empties it)")
+    p.add_argument("--fresh-exports", action="store_true",
+                   help="export and compress each row in a fresh interpreter, instead of forking it from a warm "
+                        "process that imported torch and the converter once per run")
     p.add_argument("--export-jobs", type=_positive_int("export jobs"), default=1,
                    help="exports run at once, each in its own process [1]; more is faster on many cores, but "
                         "each row's export time then includes the others' contention")
@@ -143,7 +146,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
                        compress=args.compress, data=args.data, preprocess=args.preprocess,
                        finetune_epochs=args.finetune_epochs,
                        repeats=args.repeats, cache=not args.no_cache, mode=args.mode, target_ci=args.target_ci,
-                       export_jobs=args.export_jobs, command=tuple(getattr(args, "command", ())),
+                       export_jobs=args.export_jobs, warm_exports=not args.fresh_exports,
+                       command=tuple(getattr(args, "command", ())),
                        resume=getattr(args, "resuming", False), max_repeats=max(args.max_repeats, args.repeats))
 
 

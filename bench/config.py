@@ -73,6 +73,8 @@ class BenchConfig:
     cache: bool = True  # reuse exported artifacts of an identical earlier export (bench.cache)
     export_jobs: int = 1  # exports run at once (each its own process); >1 is faster, but each row's export_s
     # then includes the others' contention for the cores
+    warm_exports: bool = True  # fork export and compress children from a warm process per kind (bench.forkserver)
+    # that imported torch and the converter once; False: a fresh interpreter for each
     mode: str = "latency"  # latency: one request in flight; throughput: the runtime's concurrent requests
     noise_guard: NoiseGuard = field(default_factory=NoiseGuard)  # how a round disturbed by other processes is redone
     command: tuple[str, ...] = ()  # the edgebench arguments that made this config: kept in the run folder for --resume

@@ -5,14 +5,17 @@ A crash, hang or out-of-memory kill in one backend becomes an error message; the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,8 @@ QUIET_ENV = {
 class ChildOutcome:
     result: dict[str, Any] | None  # the worker's result when it finished cleanly
     error: str | None  # one line when it did not
-    peak_rss_mb: float | None
+    peak_rss_mb: float | None  # None for a child forked from a warm process: its peak leaves out the libraries
+    # loaded before the fork (their pages are shared, not counted), so it is not what a fresh process needs
     wall_s: float
 
 
@@ -82,9 +86,8 @@ def _describe_exit(status: int, phase: str, log_path: Path) -> str:
     return f"process exited with code {os.WEXITSTATUS(status)} while {phase}" + (f": {last}" if last else "")
 
 
-def _spawn(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: int, timeout_s: float,
-           stdin: int) -> tuple[subprocess.Popen, Path, Path]:
-    """Start `bench.worker` under the peak-RSS wrapper, in its own process group; (process, report, log)."""
+def _prepare(mode: str, job: CompressJob | MeasureJob, job_dir: Path) -> tuple[Path, Path, Path]:
+    """The job's folder cleared of an earlier try's answers, and its job file written; (job, report, log)."""
     job_dir.mkdir(parents=True, exist_ok=True)
     report = job_dir / f"{mode}.rusage.json"
     for stale in (RESULT_FILE, STATUS_FILE, READY_FILE, SCORED_FILE, report.name):
@@ -93,13 +96,24 @@ def _spawn(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: int
         stale.unlink()
     job_path = job_dir / f"{mode}.json"
     save_job(job, job_path)
-    log_path = job_dir / f"{mode}.log"
-    command = [sys.executable, "-m", "edgebench.bench.measure.peakrss", str(report), str(timeout_s), "--",
-               sys.executable, "-m", "edgebench.bench.worker", mode, str(job_path)]
+    return job_path, report, job_dir / f"{mode}.log"
+
+
+def _job_env(job: CompressJob | MeasureJob, threads: int) -> dict[str, str]:
     env = child_env(threads)
     if isinstance(job, MeasureJob):  # set before any NVIDIA library loads in the child, which reads it once
         env.update(ieee_fp32_environment(job.options.target, job.options.precision))
-    env[PARENT_ENV] = str(os.getpid())  # the wrapper dies with us (bench.measure.peakrss)
+    env[PARENT_ENV] = str(os.getpid())  # the child dies with us (bench.measure.peakrss)
+    return env
+
+
+def _spawn(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: int, timeout_s: float,
+           stdin: int) -> tuple[subprocess.Popen, Path, Path]:
+    """Start `bench.worker` under the peak-RSS wrapper, in its own process group; (process, report, log)."""
+    job_path, report, log_path = _prepare(mode, job, job_dir)
+    command = [sys.executable, "-m", "edgebench.bench.measure.peakrss", str(report), str(timeout_s), "--",
+               sys.executable, "-m", "edgebench.bench.worker", mode, str(job_path)]
+    env = _job_env(job, threads)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=stdin, cwd=PROJECT_ROOT,
                                 env=env, start_new_session=True)
@@ -125,11 +139,14 @@ def _outcome(job_dir: Path, report: Path, log_path: Path, phase: str, timeout_s:
 
 
 def run_child(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: int, timeout_s: float,
-              on_phase: Callable[[str], None] = lambda phase: None, poll_s: float = 0.1) -> ChildOutcome:
-    """Run `bench.worker` on `job` in a fresh interpreter; never raises for what happens inside it."""
+              on_phase: Callable[[str], None] = lambda phase: None, poll_s: float = 0.1,
+              warm: WarmPool | None = None) -> ChildOutcome:
+    """Run `bench.worker` on `job` in a fresh interpreter, or forked from a warm one of `warm` when it has one
+    for this kind of job (`bench.forkserver`); never raises for what happens inside it."""
     start = time.monotonic()
     phase = "starting"
-    proc, report, log_path = _spawn(mode, job, job_dir, threads, timeout_s, subprocess.DEVNULL)
+    forked = warm.fork(mode, job, job_dir, timeout_s) if warm is not None else None
+    proc, report, log_path = forked or _spawn(mode, job, job_dir, threads, timeout_s, subprocess.DEVNULL)
     try:
         while proc.poll() is None:
             current = _read_phase(job_dir)
@@ -148,7 +165,10 @@ def run_child(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: 
     final = _read_phase(job_dir) or phase
     if final != phase:  # a child that dies within one poll still shows where it got to
         on_phase(final)
-    return _outcome(job_dir, report, log_path, final, timeout_s, time.monotonic() - start)
+    outcome = _outcome(job_dir, report, log_path, final, timeout_s, time.monotonic() - start)
+    if forked:
+        outcome.peak_rss_mb = None
+    return outcome
 
 
 # A child is started with PR_SET_PDEATHSIG (bench.measure.peakrss), which fires when the *thread* that started it
@@ -264,6 +284,129 @@ class ChildSession:
                 self.proc.stdin.close()
             except OSError:  # a pipe whose reader has gone
                 pass
+
+
+class WarmProcess:
+    """One warm process (`bench.forkserver`) and the children it forks for this harness."""
+
+    def __init__(self, modules: tuple[str, ...], env: dict[str, str], log_path: Path, start_s: float) -> None:
+        self.lock = threading.Lock()  # one request and its answer at a time
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "w") as log:
+            self.proc = _LAUNCHER.submit(subprocess.Popen, [sys.executable, "-m", "edgebench.bench.forkserver",
+                                                            *modules],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                         cwd=PROJECT_ROOT, env=env, start_new_session=True).result()
+        self.ok = self._answer(start_s) == "ready"
+        if not self.ok:  # an import failed or hung: the jobs go to fresh processes, which say what is wrong
+            self.close()
+
+    def _answer(self, timeout_s: float) -> str:
+        if not select.select([self.proc.stdout], [], [], timeout_s)[0]:
+            return ""
+        return self.proc.stdout.readline().decode(errors="replace").strip()
+
+    def fork(self, mode: str, job: CompressJob | MeasureJob, job_dir: Path,
+             timeout_s: float) -> tuple[ForkedChild, Path, Path] | None:
+        """A child forked for `job` (process-like handle, report, log); None when this process has gone."""
+        job_path, report, log_path = _prepare(mode, job, job_dir)
+        request = {"mode": mode, "job": str(job_path), "log": str(log_path), "report": str(report),
+                   "timeout_s": timeout_s}
+        with self.lock:
+            if not self.ok or self.proc.poll() is not None:
+                return None
+            try:
+                self.proc.stdin.write(f"{json.dumps(request)}\n".encode())
+                self.proc.stdin.flush()
+            except OSError:
+                return None
+            answer = self._answer(30.0)
+        if not answer.isdigit():
+            return None
+        return ForkedChild(int(answer), report, self), report, log_path
+
+    def close(self) -> None:
+        """No more jobs: the process ends once its children have; killed if it does not within seconds."""
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.proc.pid)
+            self.proc.wait()
+        with contextlib.suppress(OSError):
+            self.proc.stdout.close()
+
+
+class ForkedChild:
+    """What `run_child` needs of a `subprocess.Popen`, for a child of a warm process: it has ended once the warm
+    process has reaped it and written its report."""
+
+    def __init__(self, pid: int, report: Path, server: WarmProcess) -> None:
+        self.pid, self.report, self.server = pid, report, server
+
+    def poll(self) -> int | None:
+        if self.report.exists():
+            return 0
+        return 1 if self.server.proc.poll() is not None else None
+
+    def wait(self) -> int:
+        while (code := self.poll()) is None:
+            time.sleep(0.02)
+        return code
+
+
+class WarmPool:
+    """The run's warm processes, one per kind of job, started on first use (`bench.forkserver`).
+
+    Kinds: compression; and export per (runtime, precision) on the CPU. GPU exports start fresh (CUDA and fork
+    do not mix), and so do adapters outside this package."""
+
+    def __init__(self, threads: int, log_dir: Path, start_s: float = 120.0) -> None:
+        self.threads, self.log_dir, self.start_s = threads, log_dir, start_s
+        self.lock = threading.Lock()
+        self.servers: dict[tuple[str, ...], Future[WarmProcess]] = {}
+
+    def kind(self, mode: str, job: CompressJob | MeasureJob) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """(key, modules to import) for this job's warm process; None when it starts fresh."""
+        common = ("numpy", "torch", "edgebench.bench.worker", "edgebench.bench.variants")
+        if mode == "compress":
+            return ("compress",), (*common, "edgebench.compression")
+        if mode != "export" or not isinstance(job, MeasureJob) or job.options.target != "cpu":
+            return None
+        module, _, _ = job.adapter.rpartition(":")
+        if not module.startswith("edgebench.runtimes."):
+            return None
+        from edgebench.runtimes import load_adapter
+
+        extra = load_adapter(job.adapter).export_imports(job.options.precision)
+        return ("export", job.adapter, job.options.precision), \
+            (*common, "edgebench.bench.measure.contents", module, *extra)
+
+    def fork(self, mode: str, job: CompressJob | MeasureJob, job_dir: Path,
+             timeout_s: float) -> tuple[ForkedChild, Path, Path] | None:
+        kind = self.kind(mode, job)
+        if kind is None:
+            return None
+        key, modules = kind
+        with self.lock:
+            future = self.servers.get(key)
+            starting = future is None
+            if starting:
+                future = self.servers[key] = Future()
+        if starting:
+            env = _job_env(job, self.threads)
+            future.set_result(WarmProcess(modules, env, self.log_dir / f"warm-{'-'.join(key)}.log".replace(":", "_"),
+                                          self.start_s))
+        server = future.result()
+        return server.fork(mode, job, job_dir, timeout_s) if server.ok else None
+
+    def close(self) -> None:
+        with self.lock:
+            servers, self.servers = list(self.servers.values()), {}
+        for future in servers:
+            if future.done() and future.result().ok:
+                future.result().close()
 
 
 def _kill_group(pgid: int, settle_s: float = 2.0) -> None:

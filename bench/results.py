@@ -56,7 +56,7 @@ class ResultRow:
     h2d_ms: float | None = None
     d2h_ms: float | None = None
     peak_rss_mb: float | None = None  # the measuring process: load + inference
-    export_peak_rss_mb: float | None = None  # the exporting process
+    export_peak_rss_mb: float | None = None  # the exporting process; empty when it was forked (bench.forkserver)
     device_memory_mb: float | None = None  # the measuring process on its accelerator (bench.measure.devicemem)
     device_memory_source: str = ""  # where that figure comes from, or why there is none (empty on the CPU)
     max_abs_diff: float | None = None

@@ -21,7 +21,7 @@ import numpy as np
 from edgebench.bench.cache import ArtifactCache, cache_key
 from edgebench.bench.config import BenchConfig
 from edgebench.bench.errors import UsageError
-from edgebench.bench.isolation import PROJECT_ROOT, ChildSession, run_child
+from edgebench.bench.isolation import PROJECT_ROOT, ChildSession, WarmPool, run_child
 from edgebench.bench.job import CompressJob, MeasureJob
 from edgebench.bench.measure.contents import Contents, check, clusters_of, packed_file_mb
 from edgebench.bench.measure.cpuload import NOISY_FOREIGN_LOAD
@@ -359,6 +359,7 @@ class Runner:
         # kept loaded to time it beside every later variant of the model (None when it could not start).
         self.baseline_jobs: dict[tuple[str, str, str, int], tuple[MeasureJob, str]] = {}
         self.anchors: dict[tuple[str, str, str, int], tuple[ChildSession, str] | None] = {}
+        self.warm: WarmPool | None = None  # the warm processes export and compress children fork from, per run
 
     def run(self) -> RunSummary:
         from edgebench.bench.environment import capture, cpu_info, package_versions
@@ -400,6 +401,8 @@ class Runner:
         where = ", ".join(config.targets)
         names = ", ".join(m.name for m in models)
         self.reporter.start(total, f"edgebench: {names} on {where}, {total} measurements -> {_display(run_dir)}")
+        if config.warm_exports:
+            self.warm = WarmPool(config.threads, run_dir / "jobs")
         try:
             for model, task, plan in zip(models, tasks, plans, strict=True):
                 folder = run_dir / "reference" / _safe(model.name)
@@ -421,6 +424,8 @@ class Runner:
                 finally:
                     self.close_anchors()
         finally:
+            if self.warm is not None:
+                self.warm.close()
             self.reporter.finish()
             if not config.keep_artifacts:
                 for folder in ("artifacts", "jobs", "reference", "variants"):
@@ -457,7 +462,7 @@ class Runner:
             self.reporter.phase(f"{model.name} {variant.spec}", phase)
 
         outcome = run_child("compress", job, run_dir / "jobs" / slug, self.config.threads, self.config.timeout_s,
-                            on_phase)
+                            on_phase, warm=self.warm)
         self.log.append_file(f"{model.name} {variant.spec}: compress", run_dir / "jobs" / slug / "compress.log")
         if outcome.error:
             return None, f"compress: {outcome.error}"
@@ -535,10 +540,11 @@ class Runner:
                     raise RoundFailed((session.finish().error if key in sessions else "")
                                       or "measurement process ended early")
                 result = RoundResult(**answer)
-                logger.info("%s round %d: %.2f s, %d samples, p50 %.4g ms, other processes %s of the CPU",
-                            label, round_no + 1, time.monotonic() - t0, len(result.samples_ms),
+                logger.info("%s round %d: %.2f s, %d samples, p50 %.4g ms, other processes %s of the CPU, "
+                            "quiet after %s", label, round_no + 1, time.monotonic() - t0, len(result.samples_ms),
                             float(np.median(result.samples_ms)),
-                            "?" if result.foreign_load is None else f"{result.foreign_load:.1%}")
+                            "?" if result.foreign_load is None else f"{result.foreign_load:.1%}",
+                            "?" if result.settle_s is None else f"{1000 * result.settle_s:.0f} ms")
                 return result
 
             def on_round(key: Hashable, round_no: int) -> None:
@@ -708,7 +714,7 @@ class Runner:
             row.details = "; ".join(part for part in ("artifact from cache", row.details) if part)
         else:
             exported = run_child("export", spec, job_dir, config.threads, config.timeout_s,
-                                 lambda phase: self.reporter.phase(job.label, phase))
+                                 lambda phase: self.reporter.phase(job.label, phase), warm=self.warm)
             if exported.result:
                 logger.info("%s stages: export process %.2f s, of which export %.2f s", job.label, exported.wall_s,
                             exported.result["export_s"])

@@ -159,6 +159,24 @@ def _time_round(step: Any, timing: Any, first: bool, streams: list[Any] | None =
                               energy_j=meter.joules, **extra))
 
 
+def settle(quiet_cpu_s: float = 0.0005, step_s: float = 0.005, limit_s: float = 0.25) -> float:
+    """Wait until this process's threads stop using the CPU, and return how long that took.
+
+    ONNX Runtime's idle worker threads spin for about 40 ms after a run (measured on the 2-core host: 20-50 ms
+    of CPU within 0.1 s of the last inference; OpenVINO's: none). Answering at once, the next row's round then
+    shared the cores with that spin: on 0.1 s rounds it read as 11-23% foreign load, and cost a retry or a
+    biased round. A round ends only when its process is quiet (`quiet_cpu_s` of CPU over `step_s`)."""
+    start = last = time.monotonic()
+    used = time.process_time()
+    while last - start < limit_s:
+        time.sleep(step_s)
+        now_used, last = time.process_time(), time.monotonic()
+        if now_used - used < quiet_cpu_s:
+            break
+        used = now_used
+    return last - start
+
+
 def _commands() -> Any:
     """The parent's commands, one per line on stdin, until `finish` or until the parent goes away."""
     for line in sys.stdin:
@@ -214,8 +232,9 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
         for words in _commands():
             if words[0] == "round":
                 _phase(job_dir, "timing")
-                _write_json(job_dir / f"round_{int(words[1])}.json",
-                            _time_round(step, job.timing, first, streams, energy))
+                result = _time_round(step, job.timing, first, streams, energy)
+                result["settle_s"] = settle()
+                _write_json(job_dir / f"round_{int(words[1])}.json", result)
                 first = False
                 _phase(job_dir, "waiting")
             elif words[0] == "score":  # the parent scores its rows one at a time: at once they would share

@@ -91,6 +91,13 @@ class Runtime(ABC):
         """Why this runtime's int8 export cannot train quantization-aware (`COMPRESS=qat`), or None."""
         return None
 
+    @classmethod
+    def export_imports(cls, precision: str) -> tuple[str, ...]:
+        """Modules every export at `precision` imports besides torch: imported once per run by the warm process
+        that forks the export children (`bench.forkserver`). Only what the export surely imports: a module
+        preloaded but unused would count in the export's peak memory."""
+        return ()
+
     # -- lifecycle -----------------------------------------------------------------------------------
     @property
     def device(self) -> str:

@@ -75,6 +75,10 @@ class OnnxRuntime(Runtime):
     provider: ClassVar[str | None] = None  # a fixed execution provider; None: the target's (PROVIDERS)
 
     @classmethod
+    def export_imports(cls, precision: str) -> tuple[str, ...]:
+        return ("onnx", "onnxscript", "onnxruntime") if precision == "int8" else ("onnx", "onnxscript")
+
+    @classmethod
     def provider_for(cls, target: str) -> str:
         return cls.provider or PROVIDERS[target]
 

@@ -54,6 +54,10 @@ class OpenVINO(Runtime):
     packages = {"openvino": "openvino", **ONNX_PACKAGES}
 
     @classmethod
+    def export_imports(cls, precision: str) -> tuple[str, ...]:
+        return ("onnx", "onnxscript", "openvino", "nncf") if precision == "int8" else ("onnx", "onnxscript", "openvino")
+
+    @classmethod
     def export_unavailable(cls, target: str, precision: str) -> str | None:
         reason = super().export_unavailable(target, precision)
         if reason is None and precision == "int8" and importlib.util.find_spec("nncf") is None:

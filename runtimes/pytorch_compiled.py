@@ -36,6 +36,10 @@ class PyTorchCompiled(_torch.TorchModuleRuntime):
     precisions = {"cpu": ("fp32", "bf16", "int8"), "gpu": ("fp32", "tf32", "fp16", "bf16")}
 
     @classmethod
+    def export_imports(cls, precision: str) -> tuple[str, ...]:
+        return ("torch.export", "torchao.quantization.pt2e") if precision == "int8" else ("torch.export",)
+
+    @classmethod
     def export_unavailable(cls, target: str, precision: str) -> str | None:
         reason = super().export_unavailable(target, precision)
         if reason is None and target == "cpu" and not (shutil.which("g++") or shutil.which("c++")):

@@ -83,6 +83,10 @@ class TFLite(Runtime):
     packages = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert"}
 
     @classmethod
+    def export_imports(cls, precision: str) -> tuple[str, ...]:
+        return ("litert_torch", "torchao.quantization.pt2e") if precision == "int8" else ("litert_torch",)
+
+    @classmethod
     def run_unavailable(cls, target: str) -> str | None:
         if target == "npu" and not tflite_delegates():
             return "no TFLite NPU delegate: set EDGEBENCH_TFLITE_DELEGATE to the delegate's .so"

@@ -36,6 +36,7 @@ class RoundResult:
     completed: int | None = None  # throughput mode: requests completed within the window
     window_s: float | None = None  # throughput mode: the window's length
     energy_j: float | None = None  # the energy counter's joules over the round (warm-up included), where one exists
+    settle_s: float | None = None  # how long its process took to go quiet after the round (bench.worker.settle)
 
     @property
     def noisy(self) -> bool:

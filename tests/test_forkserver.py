@@ -1,0 +1,173 @@
+"""Warm processes (bench.forkserver): children forked from them end as fresh ones do, and leave nothing behind."""
+
+import ast
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from test_isolation import job_for, misbehaving
+
+from edgebench.bench.isolation import WarmPool, run_child
+from edgebench.bench.job import CompressJob
+from edgebench.bench.worker import settle
+
+from live_processes import alive
+
+
+class AnyJobPool(WarmPool):
+    """One warm process for every job, importing only numpy: the tests' adapters live outside the package."""
+
+    def __init__(self, tmp_path: Path, modules: tuple[str, ...] = ("numpy", "edgebench.bench.worker")) -> None:
+        super().__init__(1, tmp_path / "warm")
+        self.modules = modules
+
+    def kind(self, mode, job):
+        return ("any",), self.modules
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return [child for child in found if alive(child)]
+
+
+@pytest.fixture
+def pool(tmp_path):
+    pool = AnyJobPool(tmp_path)
+    yield pool
+    pool.close()
+
+
+def server_of(pool: WarmPool):
+    (future,) = pool.servers.values()
+    return future.result()
+
+
+def test_a_forked_child_gets_the_environment_a_fresh_one_gets(tmp_path, pool):
+    from edgebench.bench.isolation import PROJECT_ROOT
+
+    outcome = run_child("measure", job_for(misbehaving("EnvironmentReportingRuntime"), tmp_path), tmp_path / "job", 1,
+                        60, warm=pool)
+    facts = ast.literal_eval(outcome.result["unavailable"])
+    server = server_of(pool)
+    assert server.ok and server.proc.poll() is None  # it was forked, and the warm process serves on
+    assert facts["OMP_NUM_THREADS"] == "1" and facts["HF_HUB_OFFLINE"] == "1"
+    assert facts["cwd"] == str(PROJECT_ROOT) and facts["stdin"] == "/dev/null"
+    assert facts["sid"] not in (os.getsid(0), os.getsid(server.proc.pid))  # its own session: killed as a group
+    assert outcome.peak_rss_mb is None  # a forked child's peak leaves out the libraries it inherited
+
+
+def test_a_forked_childs_failures_read_as_a_fresh_ones(tmp_path, pool):
+    crash = run_child("measure", job_for(misbehaving("CrashOnLoadRuntime"), tmp_path), tmp_path / "crash", 1, 60,
+                      warm=pool)
+    assert crash.error == "process killed by SIGSEGV while loading"
+    missing = run_child("measure", job_for("edgebench.runtimes.no_such_adapter:Nope", tmp_path), tmp_path / "missing",
+                        1, 60, warm=pool)
+    assert missing.error == "ModuleNotFoundError: No module named 'edgebench.runtimes.no_such_adapter' (while starting)"
+    assert "Traceback" in (tmp_path / "missing" / "measure.log").read_text()  # the child's output is in its log
+    bad_exit = run_child("measure", job_for(misbehaving("ExitsBadlyRuntime"), tmp_path), tmp_path / "bad", 1, 60,
+                         warm=pool)
+    assert bad_exit.error.startswith("process exited with code 3 while starting")
+    assert server_of(pool).proc.poll() is None  # none of them took the warm process down
+
+
+def test_a_forked_hang_is_stopped_at_the_timeout_and_nothing_is_left(tmp_path, pool):
+    t0 = time.monotonic()
+    outcome = run_child("measure", job_for(misbehaving("HangingRuntime"), tmp_path), tmp_path / "job", 1, 2,
+                        warm=pool)
+    assert outcome.error == "timed out after 2 s while loading"
+    assert 2 <= time.monotonic() - t0 < 30
+    assert children_of(server_of(pool).proc.pid) == []
+    done = run_child("measure", job_for(misbehaving("EnvironmentReportingRuntime"), tmp_path), tmp_path / "after", 1,
+                     60, warm=pool)
+    assert done.error is None  # the warm process serves the next job
+
+
+def test_a_warm_process_that_cannot_start_leaves_jobs_to_fresh_processes(tmp_path):
+    pool = AnyJobPool(tmp_path, modules=("no_such_module_here",))
+    try:
+        outcome = run_child("measure", job_for(misbehaving("EnvironmentReportingRuntime"), tmp_path), tmp_path / "job",
+                            1, 60, warm=pool)
+        assert outcome.error is None and outcome.peak_rss_mb > 0  # measured by the fresh process's wrapper
+        assert not server_of(pool).ok
+        assert "no_such_module_here" in (tmp_path / "warm" / "warm-any.log").read_text()
+    finally:
+        pool.close()
+
+
+def test_closing_the_pool_ends_its_processes(tmp_path, pool):
+    run_child("measure", job_for(misbehaving("EnvironmentReportingRuntime"), tmp_path), tmp_path / "job", 1, 60,
+              warm=pool)
+    server = server_of(pool)
+    pool.close()
+    assert server.proc.poll() is not None and pool.servers == {}
+
+
+def test_warm_process_kinds(tmp_path):
+    """Compression and CPU exports of the package's runtimes fork; GPU exports, a user's adapter and measuring
+    processes start fresh; the kind's imports are the runtime's own at that precision."""
+    from edgebench.runtimes import adapter_ref, get_runtime
+
+    pool = WarmPool(1, tmp_path)
+    tflite = replace(job_for(adapter_ref(get_runtime("tflite")), tmp_path))
+    key, modules = pool.kind("export", tflite)
+    assert key == ("export", tflite.adapter, "fp32") and "litert_torch" in modules and "torch" in modules
+    int8 = replace(tflite, options=replace(tflite.options, precision="int8"))
+    assert "torchao.quantization.pt2e" in pool.kind("export", int8)[1]
+    assert pool.kind("export", replace(tflite, options=replace(tflite.options, target="gpu"))) is None
+    assert pool.kind("measure", tflite) is None  # a measuring process imports only what its runtime needs
+    assert pool.kind("export", job_for(misbehaving("HangingRuntime"), tmp_path)) is None
+    compress = CompressJob(chain="finetune:2", model_file="m", model="mnist_resnet_m", out_dir="o", inputs={})
+    assert pool.kind("compress", compress)[0] == ("compress",)
+
+
+def test_the_forked_children_die_with_a_killed_harness(tmp_path):
+    """`kill -9` of the harness takes the warm process and its child with it (parent-death signals)."""
+    job_dir = tmp_path / "job"
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
+        "from edgebench.bench.isolation import run_child; from test_isolation import job_for, misbehaving; "
+        "from test_forkserver import AnyJobPool; "
+        "run_child('measure', job_for(misbehaving('HangingRuntime'), Path(sys.argv[2])), Path(sys.argv[3]), 1, 600, "
+        "warm=AnyJobPool(Path(sys.argv[2])))")
+    harness = subprocess.Popen([sys.executable, "-c", script, str(Path(__file__).parent), str(tmp_path), str(job_dir)],
+                               cwd=Path(__file__).parent.parent)
+    deadline = time.monotonic() + 60
+    while not (job_dir / "status").exists() or (job_dir / "status").read_text() != "loading":
+        assert time.monotonic() < deadline and harness.poll() is None, "the child never started loading"
+        time.sleep(0.05)
+    (server,) = children_of(harness.pid)
+    (child,) = children_of(server)
+    harness.kill()
+    harness.wait()
+    deadline = time.monotonic() + 10
+    while (alive(server) or alive(child)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(server) and not alive(child)
+
+
+def test_settle_waits_while_the_process_spins_and_not_otherwise():
+    """ONNX Runtime's idle threads spin after a run: a round's answer waits until its process is quiet."""
+    assert settle() < 0.05
+    stop = time.monotonic() + 0.15
+
+    def spin():
+        while time.monotonic() < stop:
+            pass
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    waited = settle()
+    thread.join()
+    assert waited >= 0.1
+    assert settle(limit_s=0.02) <= 0.1  # and never longer than its limit, however busy
