@@ -108,7 +108,7 @@ def test_a_floor_is_kept_per_machine_threads_and_versions(tmp_path):
 
 
 def test_calibrate_measures_pairs_of_processes_and_keeps_the_floor(tmp_path, tiny_model_source, monkeypatch):
-    """The real thing, small: ONNX Runtime, 2 pairs and a one-thread control, 2 cycles."""
+    """The real thing, small: ONNX Runtime, 2 pairs and both controls (one thread, batch 2), 2 cycles."""
     from edgebench.bench.validate.__main__ import main
 
     monkeypatch.setenv("EDGEBENCH_FLOOR_DIR", str(tmp_path / "floors"))
@@ -118,7 +118,8 @@ def test_calibrate_measures_pairs_of_processes_and_keeps_the_floor(tmp_path, tin
     assert code == 0
     text = (out / "CALIBRATE.md").read_text()
     assert "ONNX Runtime: 2 A/A ratios" in text and "False positives, with the floor: " in text
-    assert "Positive control, ONNX Runtime on 1 thread" in text
+    assert "Positive control, ONNX Runtime on 1 thread against the A process" in text
+    assert "Positive control, ONNX Runtime at batch 2 against the A process" in text
     stored = list((tmp_path / "floors").glob("*/*.json"))
     assert len(stored) == 1 and json.loads(stored[0].read_text())["comparisons"] == 2
 

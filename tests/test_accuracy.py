@@ -300,3 +300,22 @@ def test_the_onnxruntime_int8_file_follows_the_cpu_and_says_so_in_the_row(flags,
                if len(t.dims) == 4}
     assert weights == {weight_type}
     assert f"{weight_type.lower()} per-channel weights" in result["details"]
+
+
+def test_scoring_accuracy_imports_no_scipy(tmp_path):
+    """A measuring process scores accuracy after timing, one row at a time: importing scipy there (for the
+    paired tests the parent runs) cost each row 0.6 s, 40 s of a study's wall time."""
+    import subprocess
+    import sys
+
+    task = tmp_path / "task.npz"
+    Task(name="t", x_train=np.zeros((2, 1, 2, 2), np.float32), y_train=np.zeros(2, np.int64),
+         x_test=np.zeros((3, 1, 2, 2), np.float32), y_test=np.array([0, 1, 1]), classes=("a", "b")).save(task)
+    code = ("import sys, numpy as np; from pathlib import Path; from edgebench.bench import worker\n"
+            "class Fixed:\n"
+            "    def predict(self, x): return [np.array([[0.0, 1.0]] * len(x))]\n"
+            f"scored = worker._score(Fixed(), type('J', (), {{'task': {str(task)!r}}})(), Path({str(tmp_path)!r}), 1)\n"
+            "print(scored['accuracy'], 'scipy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parent.parent).stdout.split()
+    assert out == [str(2 / 3), "False"]

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import stats
 
 ALPHA = 0.05
 POWER = 0.80
@@ -48,6 +47,8 @@ class PairedComparison:
     @property
     def p_value(self) -> float:
         """McNemar's exact test: two-sided binomial test of the discordant split against 1/2."""
+        from scipy import stats  # here, not at import: it costs a measuring process 0.6 s
+
         if self.discordant == 0:
             return 1.0
         return float(stats.binomtest(self.only_variant, self.discordant, 0.5).pvalue)
@@ -74,6 +75,8 @@ def holm(p_values: Sequence[float]) -> list[float]:
 @lru_cache(maxsize=256)
 def _rejects(discordant: int, alpha: float) -> np.ndarray:
     """For `discordant` images, which splits k (variant-only count) the exact two-sided test rejects."""
+    from scipy import stats  # here, not at import: it costs a measuring process 0.6 s
+
     k = np.arange(discordant + 1)
     tail = np.minimum(stats.binom.cdf(k, discordant, 0.5), stats.binom.sf(k - 1, discordant, 0.5))
     return np.minimum(1.0, 2 * tail) <= alpha
@@ -82,6 +85,8 @@ def _rejects(discordant: int, alpha: float) -> np.ndarray:
 def mcnemar_power(images: int, discordance: float, difference: float, alpha: float = ALPHA) -> float:
     """Exact power of McNemar's exact test: `discordance` is the share of images the two rows disagree on
     (right/wrong), `difference` the true accuracy difference (at most the discordance)."""
+    from scipy import stats  # here, not at import: it costs a measuring process 0.6 s
+
     if difference > discordance or discordance <= 0:
         return float("nan")
     share = (discordance + difference) / (2 * discordance)  # P(variant-only | discordant)

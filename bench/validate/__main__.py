@@ -31,7 +31,8 @@ def _write_calibration(out: Path, model: str, threads: int, pairs: int, cycles: 
         "Not kept (--no-save)."
     (out / "CALIBRATE.md").write_text(
         f"# A/A runs: {model}, batch 1, {threads} thread(s)\n\n"
-        f"Per runtime, {pairs} pairs of processes on one exported artifact plus a one-thread control, all "
+        f"Per runtime, {pairs} pairs of processes on one exported artifact plus two positive controls (the "
+        "model's batch-2 artifact, twice the work per call; the same artifact on one thread, when there are more), all "
         f"loaded first, then {cycles} cycles timed round-robin with `make bench`'s rounds. Each pair's speed-up "
         "and its 95% interval are read as a table reads them; an A/A interval that excludes x1 is a false "
         "positive. The floor is 1.96 x the between-process part of the A/A log ratios (their mean square less "

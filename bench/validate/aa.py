@@ -6,7 +6,9 @@ like the rows of a run (the same rounds, warm-up and noise guard as `make bench`
 speed-up the way a table would. Every such A/A interval that excludes x1 is a false positive. From all pairs
 it estimates the machine's A/A floor (`bench.measure.floor`), judges each pair's interval with the floor the
 others gave (leave-one-out), and reports both false-positive rates with their own intervals. A positive
-control per runtime, the same artifact on one thread against the A process on all threads, must be flagged.
+control per runtime must be flagged: the same model exported at batch 2 (twice the work per call) against the
+A process, and, with more than one thread, the A artifact on one thread. On a 1 ms model one thread was barely
+slower than two (x0.67-x0.99), so that control alone missed runtimes that batch 2 does not.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ class AAComparison:
     """One pair of processes: its speed-up read as a table would (`ratio` of A's p50 over B's)."""
 
     runtime: str
-    kind: str  # "A/A" (the same file, two processes) or "control" (one thread against all)
+    kind: str  # "A/A" (the same file, two processes) or "control" (a slower process against the A one)
     ratio: float
     low: float  # the 95% interval from the cycles alone (no floor)
     high: float
     cycles: int
     cycle_log_ratios: tuple[float, ...] = ()  # each cycle's log(A's round median / B's)
+    control: str = ""  # what makes a control slower: "on 1 thread" or "at batch 2" (CONTROLS)
     low_floored: float | None = None  # with the floor estimated from the other A/A comparisons
     high_floored: float | None = None
 
@@ -93,10 +96,14 @@ def compare(runtime: str, kind: str, a: RowRounds, b: RowRounds) -> AAComparison
     return AAComparison(runtime, kind, ratio, low, high, len(row), tuple(np.log(cycle_ratios(base, row))))
 
 
+CONTROLS = {"thread": "on 1 thread", "batch": "at batch 2"}
+
+
 def run_pairs(config: BenchConfig, specs: dict, job_dirs: dict[str, Path], pairs: int,
-              say: Callable[[str], None]) -> tuple[list[AAComparison], list[str]]:
-    """For each runtime in turn: start 2 x `pairs` processes on its artifact and a one-thread control, ready
-    them all (nothing is timed meanwhile), then time them round-robin for `config.repeats` cycles."""
+              say: Callable[[str], None], larger: dict | None = None) -> tuple[list[AAComparison], list[str]]:
+    """For each runtime in turn: start 2 x `pairs` processes on its artifact and the controls (one thread; its
+    batch-2 artifact from `larger`), ready them all (nothing is timed meanwhile), then time them round-robin for
+    `config.repeats` cycles."""
     from edgebench.bench.isolation import ChildSession
     from edgebench.runtimes import get_runtime
 
@@ -108,7 +115,9 @@ def run_pairs(config: BenchConfig, specs: dict, job_dirs: dict[str, Path], pairs
         wanted: list[tuple[Hashable, object, int]] = [((side, i), spec, config.threads)
                                                        for i in range(pairs) for side in "AB"]
         if config.threads > 1:
-            wanted.append((("control", 0), one_thread, 1))
+            wanted.append((("thread", 0), one_thread, 1))
+        if larger and name in larger:
+            wanted.append((("batch", 0), larger[name], config.threads))
         say(f"{label}: starting {len(wanted)} measuring processes on one artifact")
         sessions = {key: ChildSession(job, job_dirs[name] / "aa" / f"{key[0]}{key[1]}", threads, config.timeout_s)
                     for key, job, threads in wanted}
@@ -145,9 +154,11 @@ def run_pairs(config: BenchConfig, specs: dict, job_dirs: dict[str, Path], pairs
                 problems.append(f"{label} pair {i + 1}: {(a and a.error) or (b and b.error) or 'not timed'}")
                 continue
             comparisons.append(compare(name, "A/A", a, b))
-        control = rounds.get(("control", 0))
-        if control is not None and control.kept and not control.error and ("A", 0) in rounds:
-            comparisons.append(compare(name, "control", rounds[("A", 0)], control))
+        for which, what in CONTROLS.items():
+            control = rounds.get((which, 0))
+            if control is not None and control.kept and not control.error and ("A", 0) in rounds:
+                comparisons.append(dataclasses.replace(compare(name, "control", rounds[("A", 0)], control),
+                                                       control=what))
     return comparisons, problems
 
 
@@ -176,7 +187,8 @@ def report_lines(judged: Sequence[AAComparison], floor: AAFloor, cycles: int) ->
                      + (" (each judged with the floor of the other comparisons)" if what != "cycles alone" else ""))
     for c in (c for c in judged if c.kind == "control"):
         cycle_ratios = ", ".join(f"{np.exp(v):.2f}" for v in c.cycle_log_ratios)
-        lines.append(f"Positive control, {get_runtime(c.runtime).label} on 1 thread against all: x{c.ratio:.3f} "
+        lines.append(f"Positive control, {get_runtime(c.runtime).label} {c.control or 'slower'} against the A "
+                     f"process: x{c.ratio:.3f} "
                      f"({c.low_floored:.3f}-{c.high_floored:.3f} with the floor; cycles {cycle_ratios}): "
                      + ("flagged slower" if c.high_floored < 1 else "NOT flagged"))
     return lines
@@ -197,9 +209,12 @@ def calibrate(model: str, runtimes: Sequence[str], threads: int, pairs: int, out
     out.mkdir(parents=True, exist_ok=True)
     log.attach(out / "run.log")
     try:
-        exported = export_all(model, tuple(runtimes), threads, timing, cycles, out, log)
+        exported = export_all(model, tuple(runtimes), threads, timing, cycles, out, log, larger=True)
         problems = [f"{get_runtime(n).label}: no artifact: {e}" for n, e in exported.errors.items()]
-        comparisons, failed = run_pairs(exported.config, exported.specs, exported.job_dirs, pairs, say)
+        problems += [f"{get_runtime(n).label}: no batch-2 artifact for the positive control"
+                     for n in exported.specs if n not in exported.larger]
+        comparisons, failed = run_pairs(exported.config, exported.specs, exported.job_dirs, pairs, say,
+                                        exported.larger)
     finally:
         log.close()
     cpu = cpu_info()

@@ -19,11 +19,13 @@ class Exported:
     specs: dict[str, MeasureJob] = field(default_factory=dict)
     job_dirs: dict[str, Path] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    larger: dict[str, MeasureJob] = field(default_factory=dict)  # the same model at batch 2 (a slower artifact)
 
 
 def export_all(model: str, runtimes: tuple[str, ...], threads: int, timing: TimingConfig, repeats: int,
-               out: Path, log: object) -> Exported:
-    """Export `model` for each runtime (through the artifact cache) into `out`; `log` is the run's RunLog."""
+               out: Path, log: object, larger: bool = False) -> Exported:
+    """Export `model` for each runtime (through the artifact cache) into `out`; `log` is the run's RunLog.
+    With `larger`, each runtime's batch-2 artifact too: twice the work per call, for a positive control."""
     from rich.console import Console
 
     from edgebench.bench.environment import package_versions
@@ -37,7 +39,7 @@ def export_all(model: str, runtimes: tuple[str, ...], threads: int, timing: Timi
     out.mkdir(parents=True, exist_ok=True)
     runner = Runner(config, Reporter(Console(stderr=True)), log)
     runner.versions = package_versions()
-    reference = save_reference(loaded, (1,), out / "reference", config.seed)
+    reference = save_reference(loaded, (1, 2) if larger else (1,), out / "reference", config.seed)
     base = {"model": loaded.name, "weights": loaded.weights, "threads": threads, "dataset": "", "compression": "none"}
     done = Exported(config, loaded.name, reference)
     for name in runtimes:
@@ -46,6 +48,11 @@ def export_all(model: str, runtimes: tuple[str, ...], threads: int, timing: Timi
                                            loaded.source)
         if spec is None:
             done.errors[name] = row.error or row.status
-        else:
-            done.specs[name], done.job_dirs[name] = spec, job_dir
+            continue
+        done.specs[name], done.job_dirs[name] = spec, job_dir
+        if larger:
+            _, spec, _ = runner.export(Job("cpu", get_runtime(name), "fp32", 2), reference,
+                                       (reference.folder, reference.info), "", out, base, loaded.source)
+            if spec is not None:
+                done.larger[name] = spec
     return done
