@@ -52,6 +52,7 @@ class ChildOutcome:
     peak_rss_mb: float | None  # None for a child forked from a warm process: its peak leaves out the libraries
     # loaded before the fork (their pages are shared, not counted), so it is not what a fresh process needs
     wall_s: float
+    forked: bool = False  # forked from a warm process (bench.forkserver) rather than a fresh interpreter
 
 
 def project_env() -> dict[str, str]:
@@ -167,7 +168,7 @@ def run_child(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: 
         on_phase(final)
     outcome = _outcome(job_dir, report, log_path, final, timeout_s, time.monotonic() - start)
     if forked:
-        outcome.peak_rss_mb = None
+        outcome.peak_rss_mb, outcome.forked = None, True
     return outcome
 
 

@@ -716,8 +716,8 @@ class Runner:
             exported = run_child("export", spec, job_dir, config.threads, config.timeout_s,
                                  lambda phase: self.reporter.phase(job.label, phase), warm=self.warm)
             if exported.result:
-                logger.info("%s stages: export process %.2f s, of which export %.2f s", job.label, exported.wall_s,
-                            exported.result["export_s"])
+                logger.info("%s stages: export process %.2f s, of which export %.2f s%s", job.label, exported.wall_s,
+                            exported.result["export_s"], " (forked from a warm process)" if exported.forked else "")
             self.log.append_file(f"{job.label}: export", job_dir / "export.log")
             row.export_peak_rss_mb = exported.peak_rss_mb
             if exported.error:

@@ -227,3 +227,5 @@ def test_cli_flags_reach_the_config():
     assert (t.warmup_iters, t.warmup_s, t.min_iters, t.min_s) == (3, 0.25, 7, 4.0)
     assert t.max_s == 4.0  # never below the minimum duration
     assert (config.timeout_s, config.seed, config.keep_artifacts, config.batches) == (30.0, 5, True, (1, 4))
+    assert config.warm_exports  # forked from warm processes unless asked otherwise
+    assert not config_from_args(build_parser().parse_args(["--fresh-exports"])).warm_exports

@@ -54,7 +54,7 @@ def test_all_cpu_runtimes_end_to_end(tmp_path):
     # Long enough (0.3 s) for /proc/stat's 10 ms ticks to say what else ran meanwhile.
     timing = TimingConfig(warmup_iters=2, warmup_s=0.0, min_iters=5, min_s=0.3, max_s=10.0)
     summary = run(BenchConfig(model=TINY_MODEL, runtimes=names, batches=(1, 4), threads=1,
-                              out=tmp_path / "run", timing=timing, repeats=2))
+                              out=tmp_path / "run", timing=timing, repeats=2, warm_exports=False, cache=False))
     rows = summary.rows
     for row in rows:  # two interleaved rounds each, an interval around the median, a speed-up with its own
         assert row.repeats == 2 and row.p50_ci_low_ms <= row.p50_ms <= row.p50_ci_high_ms
@@ -68,7 +68,7 @@ def test_all_cpu_runtimes_end_to_end(tmp_path):
         assert row.size_mb > 0 and row.p50_ms > 0 and row.iterations >= 5 and row.fidelity_ok
         assert row.min_ms <= row.p50_ms <= row.p90_ms <= row.p99_ms <= row.max_ms
         assert row.throughput == pytest.approx(row.batch * 1000 / row.mean_ms)
-        assert row.peak_rss_mb > 0 and row.export_peak_rss_mb > 0
+        assert row.peak_rss_mb > 0 and row.export_peak_rss_mb > 0  # fresh export processes: their peak
         assert row.foreign_load is not None
     pytorch = [r for r in rows if r.runtime == "pytorch"]
     assert all(r.max_abs_diff == 0 for r in pytorch)  # the baseline is the reference
@@ -235,6 +235,17 @@ def test_the_measuring_process_imports_only_its_runtime(tmp_path, fast_timing, m
     assert measured.status == "ok", measured.error
     # The block works: PyTorch eager's own measuring process cannot load.
     assert blocked.status == "error" and "the measuring process imported torch" in blocked.error
+
+
+def test_exports_fork_from_a_warm_process_by_default_and_leave_their_peak_empty(tmp_path, fast_timing):
+    """A forked child's peak RSS leaves out the libraries it inherited: no figure rather than a wrong one."""
+    summary = run(BenchConfig(model=TINY_MODEL, runtimes=("onnxruntime", "tflite"), threads=1, out=tmp_path / "run",
+                              repeats=1, timing=fast_timing, cache=False))
+    assert [r.status for r in summary.rows] == ["ok", "ok"]
+    assert all(r.export_peak_rss_mb is None and r.peak_rss_mb > 0 for r in summary.rows)
+    log = (summary.run_dir / "run.log").read_text()
+    assert log.count("(forked from a warm process)") == 2
+    assert not list((summary.run_dir).glob("jobs/**/export.rusage.json.tmp"))
 
 
 @pytest.mark.slow
