@@ -326,10 +326,16 @@ class WarmProcess:
             return None
         return ForkedChild(int(answer), report, self), report, log_path
 
+    def retire(self) -> None:
+        """No more jobs: the process ends once its children have (they die with it, so it is not killed)."""
+        with self.lock:
+            self.ok = False
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
     def close(self) -> None:
-        """No more jobs: the process ends once its children have; killed if it does not within seconds."""
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
+        """The run is over: the process ends once its children have; killed if it does not within seconds."""
+        self.retire()
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -357,14 +363,27 @@ class ForkedChild:
         return code
 
 
+def warm_key(mode: str, adapter: str = "", target: str = "cpu", precision: str = "") -> tuple[str, ...] | None:
+    """The kind of warm process a job forks from (`WarmPool`); None for a job that starts fresh: measuring
+    processes, GPU exports (CUDA and fork do not mix) and adapters outside this package."""
+    if mode == "compress":
+        return ("compress",)
+    if mode != "export" or target != "cpu" or not adapter.rpartition(":")[0].startswith("edgebench.runtimes."):
+        return None
+    return ("export", adapter, precision)
+
+
 class WarmPool:
-    """The run's warm processes, one per kind of job, started on first use (`bench.forkserver`).
+    """The run's warm processes, one per kind of job (`warm_key`), started on first use (`bench.forkserver`).
 
-    Kinds: compression; and export per (runtime, precision) on the CPU. GPU exports start fresh (CUDA and fork
-    do not mix), and so do adapters outside this package."""
+    With `uses` (how many jobs of each kind the run plans), a kind planned once starts fresh, since a warm
+    process would only add a fork to it (so a plain `make bench` keeps each export's own peak memory), and a
+    warm process is retired after its last planned job, so the memory it holds is not kept for the run."""
 
-    def __init__(self, threads: int, log_dir: Path, start_s: float = 120.0) -> None:
+    def __init__(self, threads: int, log_dir: Path, uses: dict[tuple[str, ...], int] | None = None,
+                 start_s: float = 120.0) -> None:
         self.threads, self.log_dir, self.start_s = threads, log_dir, start_s
+        self.left = dict(uses) if uses is not None else None
         self.lock = threading.Lock()
         self.servers: dict[tuple[str, ...], Future[WarmProcess]] = {}
 
@@ -373,16 +392,15 @@ class WarmPool:
         common = ("numpy", "torch", "edgebench.bench.worker", "edgebench.bench.variants")
         if mode == "compress":
             return ("compress",), (*common, "edgebench.compression")
-        if mode != "export" or not isinstance(job, MeasureJob) or job.options.target != "cpu":
+        if not isinstance(job, MeasureJob):
             return None
-        module, _, _ = job.adapter.rpartition(":")
-        if not module.startswith("edgebench.runtimes."):
+        key = warm_key(mode, job.adapter, job.options.target, job.options.precision)
+        if key is None:
             return None
         from edgebench.runtimes import load_adapter
 
         extra = load_adapter(job.adapter).export_imports(job.options.precision)
-        return ("export", job.adapter, job.options.precision), \
-            (*common, "edgebench.bench.measure.contents", module, *extra)
+        return key, (*common, "edgebench.bench.measure.contents", job.adapter.rpartition(":")[0], *extra)
 
     def fork(self, mode: str, job: CompressJob | MeasureJob, job_dir: Path,
              timeout_s: float) -> tuple[ForkedChild, Path, Path] | None:
@@ -392,6 +410,13 @@ class WarmPool:
         key, modules = kind
         with self.lock:
             future = self.servers.get(key)
+            retire = False
+            if self.left is not None:
+                left = self.left.get(key, 0)
+                if future is None and left < 2:
+                    return None  # planned once (or not planned): a fresh process is as fast
+                self.left[key] = left - 1
+                retire = left <= 1  # its last planned job
             starting = future is None
             if starting:
                 future = self.servers[key] = Future()
@@ -400,13 +425,16 @@ class WarmPool:
             future.set_result(WarmProcess(modules, env, self.log_dir / f"warm-{'-'.join(key)}.log".replace(":", "_"),
                                           self.start_s))
         server = future.result()
-        return server.fork(mode, job, job_dir, timeout_s) if server.ok else None
+        forked = server.fork(mode, job, job_dir, timeout_s) if server.ok else None
+        if retire:
+            server.retire()
+        return forked
 
     def close(self) -> None:
         with self.lock:
             servers, self.servers = list(self.servers.values()), {}
         for future in servers:
-            if future.done() and future.result().ok:
+            if future.done():
                 future.result().close()
 
 

@@ -10,6 +10,7 @@ import platform
 import re
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -21,7 +22,7 @@ import numpy as np
 from edgebench.bench.cache import ArtifactCache, cache_key
 from edgebench.bench.config import BenchConfig
 from edgebench.bench.errors import UsageError
-from edgebench.bench.isolation import PROJECT_ROOT, ChildSession, WarmPool, run_child
+from edgebench.bench.isolation import PROJECT_ROOT, ChildSession, WarmPool, run_child, warm_key
 from edgebench.bench.job import CompressJob, MeasureJob
 from edgebench.bench.measure.contents import Contents, check, clusters_of, packed_file_mb
 from edgebench.bench.measure.cpuload import NOISY_FOREIGN_LOAD
@@ -157,6 +158,21 @@ def planned_keys(models: list[Any], plans: list[list[tuple[Variant, list[Job]]]]
     """(model, compression) -> the keys of the rows that variant writes."""
     return {(model.name, variant.spec): {job_key(model.name, variant.spec, job) for job in jobs}
             for model, plan in zip(models, plans, strict=True) for variant, jobs in plan}
+
+
+def planned_warm_uses(plans: list[list[tuple[Variant, list[Job]]]]) -> Counter:
+    """How many compressions and exports of each kind the run plans (`isolation.warm_key`): a kind planned
+    more than once forks from a warm process."""
+    uses: Counter = Counter()
+    for plan in plans:
+        for variant, jobs in plan:
+            if variant is not NONE and variant.methods:
+                uses[warm_key("compress")] += 1
+            for job in jobs:
+                key = warm_key("export", adapter_ref(job.runtime), job.target, job.precision)
+                if key is not None:
+                    uses[key] += 1
+    return uses
 
 
 def job_key(model: str, compression: str, job: Job) -> str:
@@ -402,7 +418,7 @@ class Runner:
         names = ", ".join(m.name for m in models)
         self.reporter.start(total, f"edgebench: {names} on {where}, {total} measurements -> {_display(run_dir)}")
         if config.warm_exports:
-            self.warm = WarmPool(config.threads, run_dir / "jobs")
+            self.warm = WarmPool(config.threads, run_dir / "jobs", planned_warm_uses(plans))
         try:
             for model, task, plan in zip(models, tasks, plans, strict=True):
                 folder = run_dir / "reference" / _safe(model.name)

@@ -113,6 +113,28 @@ def test_closing_the_pool_ends_its_processes(tmp_path, pool):
     assert server.proc.poll() is not None and pool.servers == {}
 
 
+def test_a_kind_planned_once_starts_fresh_and_a_warm_process_retires_after_its_last_job(tmp_path):
+    once = AnyJobPool(tmp_path)
+    once.left = {("any",): 1}
+    fresh = run_child("measure", job_for(misbehaving("EnvironmentReportingRuntime"), tmp_path), tmp_path / "one", 1,
+                      60, warm=once)
+    assert fresh.error is None and fresh.peak_rss_mb > 0 and once.servers == {}  # no warm process was started
+    twice = AnyJobPool(tmp_path)
+    twice.left = {("any",): 2}
+    try:
+        for name in ("a", "b"):
+            outcome = run_child("measure", job_for(misbehaving("EnvironmentReportingRuntime"), tmp_path),
+                                tmp_path / name, 1, 60, warm=twice)
+            assert outcome.forked and outcome.error is None
+        server = server_of(twice)
+        server.proc.wait(timeout=10)  # retired after its second job: it ends without being asked to close
+        third = run_child("measure", job_for(misbehaving("EnvironmentReportingRuntime"), tmp_path), tmp_path / "c",
+                          1, 60, warm=twice)
+        assert not third.forked and third.error is None  # an unplanned extra job starts fresh
+    finally:
+        twice.close()
+
+
 def test_warm_process_kinds(tmp_path):
     """Compression and CPU exports of the package's runtimes fork; GPU exports, a user's adapter and measuring
     processes start fresh; the kind's imports are the runtime's own at that precision."""

@@ -237,15 +237,20 @@ def test_the_measuring_process_imports_only_its_runtime(tmp_path, fast_timing, m
     assert blocked.status == "error" and "the measuring process imported torch" in blocked.error
 
 
-def test_exports_fork_from_a_warm_process_by_default_and_leave_their_peak_empty(tmp_path, fast_timing):
-    """A forked child's peak RSS leaves out the libraries it inherited: no figure rather than a wrong one."""
+def test_exports_of_a_kind_planned_twice_fork_from_a_warm_process_and_leave_their_peak_empty(tmp_path, fast_timing):
+    """Each runtime exports twice (uncompressed, pruned): both fork from its warm process, and a forked child's
+    peak RSS leaves out the libraries it inherited, so no figure rather than a wrong one. The compression,
+    planned once, and a plain run's exports start fresh and keep their peak."""
     summary = run(BenchConfig(model=TINY_MODEL, runtimes=("onnxruntime", "tflite"), threads=1, out=tmp_path / "run",
-                              repeats=1, timing=fast_timing, cache=False))
-    assert [r.status for r in summary.rows] == ["ok", "ok"]
+                              repeats=1, timing=fast_timing, cache=False, compress=("prune-unstructured:0.5",)))
+    assert [r.status for r in summary.rows] == ["ok"] * 4
     assert all(r.export_peak_rss_mb is None and r.peak_rss_mb > 0 for r in summary.rows)
     log = (summary.run_dir / "run.log").read_text()
-    assert log.count("(forked from a warm process)") == 2
-    assert not list((summary.run_dir).glob("jobs/**/export.rusage.json.tmp"))
+    assert log.count("(forked from a warm process)") == 4
+    plain = run(BenchConfig(model=TINY_MODEL, runtimes=("onnxruntime",), threads=1, out=tmp_path / "plain",
+                            repeats=1, timing=fast_timing, cache=False))
+    assert plain.rows[0].export_peak_rss_mb > 0
+    assert "(forked from a warm process)" not in (plain.run_dir / "run.log").read_text()
 
 
 @pytest.mark.slow
