@@ -391,7 +391,7 @@ class WarmPool:
         """(key, modules to import) for this job's warm process; None when it starts fresh."""
         common = ("numpy", "torch", "edgebench.bench.worker", "edgebench.bench.variants")
         if mode == "compress":
-            return ("compress",), (*common, "edgebench.compression")
+            return warm_key(mode), (*common, "edgebench.compression")
         if not isinstance(job, MeasureJob):
             return None
         key = warm_key(mode, job.adapter, job.options.target, job.options.precision)

@@ -166,7 +166,7 @@ def planned_warm_uses(plans: list[list[tuple[Variant, list[Job]]]]) -> Counter:
     uses: Counter = Counter()
     for plan in plans:
         for variant, jobs in plan:
-            if variant is not NONE and variant.methods:
+            if variant.methods:  # `compress` makes only these
                 uses[warm_key("compress")] += 1
             for job in jobs:
                 key = warm_key("export", adapter_ref(job.runtime), job.target, job.precision)

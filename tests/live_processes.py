@@ -17,6 +17,18 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def children_of(pid: int) -> list[int]:
+    """Pids of the live processes whose parent is `pid`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return [child for child in found if alive(child)]
+
+
 def alive(pid: int) -> bool:
     """True while `pid` runs; a zombie waiting to be reaped counts as dead."""
     try:

@@ -2,21 +2,19 @@
 
 import ast
 import os
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_isolation import job_for, misbehaving
+from test_isolation import harness_with_a_hanging_child, job_for, kill_and_wait_for, misbehaving
 
 from edgebench.bench.isolation import WarmPool, run_child
 from edgebench.bench.job import CompressJob
 from edgebench.bench.worker import settle
 
-from live_processes import alive
+from live_processes import alive, children_of
 
 
 class AnyJobPool(WarmPool):
@@ -28,17 +26,6 @@ class AnyJobPool(WarmPool):
 
     def kind(self, mode, job):
         return ("any",), self.modules
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(proc.name))
-        except (OSError, ValueError):
-            continue
-    return [child for child in found if alive(child)]
 
 
 @pytest.fixture
@@ -155,26 +142,10 @@ def test_warm_process_kinds(tmp_path):
 
 def test_the_forked_children_die_with_a_killed_harness(tmp_path):
     """`kill -9` of the harness takes the warm process and its child with it (parent-death signals)."""
-    job_dir = tmp_path / "job"
-    script = (
-        "import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
-        "from edgebench.bench.isolation import run_child; from test_isolation import job_for, misbehaving; "
-        "from test_forkserver import AnyJobPool; "
-        "run_child('measure', job_for(misbehaving('HangingRuntime'), Path(sys.argv[2])), Path(sys.argv[3]), 1, 600, "
-        "warm=AnyJobPool(Path(sys.argv[2])))")
-    harness = subprocess.Popen([sys.executable, "-c", script, str(Path(__file__).parent), str(tmp_path), str(job_dir)],
-                               cwd=Path(__file__).parent.parent)
-    deadline = time.monotonic() + 60
-    while not (job_dir / "status").exists() or (job_dir / "status").read_text() != "loading":
-        assert time.monotonic() < deadline and harness.poll() is None, "the child never started loading"
-        time.sleep(0.05)
+    harness = harness_with_a_hanging_child(tmp_path, tmp_path / "job", warm="AnyJobPool(tmp)")
     (server,) = children_of(harness.pid)
     (child,) = children_of(server)
-    harness.kill()
-    harness.wait()
-    deadline = time.monotonic() + 10
-    while (alive(server) or alive(child)) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    kill_and_wait_for(harness, [server, child])
     assert not alive(server) and not alive(child)
 
 

@@ -273,26 +273,40 @@ def _phase_of(job_dir: Path) -> str:
         return ""
 
 
-def test_children_die_with_a_killed_parent(tmp_path):
-    """`kill -9` of the harness leaves no child running on its own (Linux: the kernel's parent-death signal)."""
-    job_dir = tmp_path / "job"
+def harness_with_a_hanging_child(tmp_path: Path, job_dir: Path, warm: str = "") -> subprocess.Popen:
+    """A harness process running a child that hangs in load(), returned once the child is loading; `warm`: an
+    expression for run_child's warm pool, evaluated there (`tmp` is the test's folder)."""
     script = (
-        "import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
+        "import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; tmp = Path(sys.argv[2]); "
         "from edgebench.bench.isolation import run_child; from test_isolation import job_for, misbehaving; "
-        "run_child('measure', job_for(misbehaving('HangingRuntime'), Path(sys.argv[2])), Path(sys.argv[3]), 1, 600)")
+        + ("from test_forkserver import AnyJobPool; " if warm else "")
+        + "run_child('measure', job_for(misbehaving('HangingRuntime'), tmp), Path(sys.argv[3]), 1, 600, "
+        f"warm={warm or None})")
     harness = subprocess.Popen([sys.executable, "-c", script, str(Path(__file__).parent), str(tmp_path), str(job_dir)],
                                cwd=Path(__file__).parent.parent)
     deadline = time.monotonic() + 60
     while _phase_of(job_dir) != "loading":
         assert time.monotonic() < deadline and harness.poll() is None, "the child never started loading"
         time.sleep(0.05)
-    children = [pid for pid in processes_mentioning(str(job_dir)) if pid != harness.pid]
-    assert len(children) == 2  # the peak-RSS wrapper and the worker, hanging in load()
+    return harness
+
+
+def kill_and_wait_for(harness: subprocess.Popen, pids: list[int], settle_s: float = 10) -> None:
+    """`kill -9` the harness, then give its processes `settle_s` to die."""
     harness.kill()
     harness.wait()
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+    deadline = time.monotonic() + settle_s
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def test_children_die_with_a_killed_parent(tmp_path):
+    """`kill -9` of the harness leaves no child running on its own (Linux: the kernel's parent-death signal)."""
+    job_dir = tmp_path / "job"
+    harness = harness_with_a_hanging_child(tmp_path, job_dir)
+    children = [pid for pid in processes_mentioning(str(job_dir)) if pid != harness.pid]
+    assert len(children) == 2  # the peak-RSS wrapper and the worker, hanging in load()
+    kill_and_wait_for(harness, children)
     assert not any(alive(pid) for pid in children)
 
 

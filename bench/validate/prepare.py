@@ -42,17 +42,17 @@ def export_all(model: str, runtimes: tuple[str, ...], threads: int, timing: Timi
     reference = save_reference(loaded, (1, 2) if larger else (1,), out / "reference", config.seed)
     base = {"model": loaded.name, "weights": loaded.weights, "threads": threads, "dataset": "", "compression": "none"}
     done = Exported(config, loaded.name, reference)
+
+    def export(name: str, batch: int) -> tuple[object, MeasureJob | None, Path]:
+        return runner.export(Job("cpu", get_runtime(name), "fp32", batch), reference,
+                             (reference.folder, reference.info), "", out, base, loaded.source)
+
     for name in runtimes:
-        job = Job("cpu", get_runtime(name), "fp32", 1)
-        row, spec, job_dir = runner.export(job, reference, (reference.folder, reference.info), "", out, base,
-                                           loaded.source)
+        row, spec, job_dir = export(name, 1)
         if spec is None:
             done.errors[name] = row.error or row.status
             continue
         done.specs[name], done.job_dirs[name] = spec, job_dir
-        if larger:
-            _, spec, _ = runner.export(Job("cpu", get_runtime(name), "fp32", 2), reference,
-                                       (reference.folder, reference.info), "", out, base, loaded.source)
-            if spec is not None:
-                done.larger[name] = spec
+        if larger and (spec := export(name, 2)[1]) is not None:
+            done.larger[name] = spec
     return done
