@@ -34,6 +34,7 @@ MODE         ?=
 TARGET_CI    ?=
 MAX_REPEATS  ?=
 EXPORT_JOBS  ?=
+LOAD_JOBS    ?=
 WARM_EXPORTS ?=
 RESUME       ?=
 FLEET        ?=
@@ -51,7 +52,8 @@ BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHT
 	$(if $(FINETUNE),--finetune-epochs $(FINETUNE)) $(if $(REPEATS),--repeats $(REPEATS)) \
 	$(if $(filter 0 no off,$(CACHE)),--no-cache) $(if $(MODE),--mode $(MODE)) \
 	$(if $(TARGET_CI),--target-ci $(TARGET_CI)) $(if $(MAX_REPEATS),--max-repeats $(MAX_REPEATS)) \
-	$(if $(EXPORT_JOBS),--export-jobs $(EXPORT_JOBS)) $(if $(filter 0 no off,$(WARM_EXPORTS)),--fresh-exports) \
+	$(if $(EXPORT_JOBS),--export-jobs $(EXPORT_JOBS)) $(if $(LOAD_JOBS),--load-jobs $(LOAD_JOBS)) \
+	$(if $(filter 0 no off,$(WARM_EXPORTS)),--fresh-exports) \
 	$(if $(RESUME),--resume $(RESUME)) \
 	$(if $(FLEET),--fleet $(FLEET)) $(if $(DEVICES),--devices $(DEVICES))
 

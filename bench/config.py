@@ -73,6 +73,9 @@ class BenchConfig:
     cache: bool = True  # reuse exported artifacts of an identical earlier export (bench.cache)
     export_jobs: int = 1  # exports run at once (each its own process); >1 is faster, but each row's export_s
     # then includes the others' contention for the cores
+    load_jobs: int = 2  # measuring processes loading at once while nothing is timed (bench.readying); an export
+    # still runs alone. 2 takes PyTorch compiled's compilation off the other rows' path; each row's load_s and
+    # first_ms then include the other load's contention (the table's header says so); 1: each loads alone
     warm_exports: bool = True  # fork export and compress children from a warm process per kind (bench.forkserver)
     # that imported torch and the converter once; False: a fresh interpreter for each
     mode: str = "latency"  # latency: one request in flight; throughput: the runtime's concurrent requests
@@ -125,6 +128,10 @@ class BenchConfig:
         jobs = self.export_jobs
         if not isinstance(jobs, int) or isinstance(jobs, bool) or not 1 <= jobs <= 16:
             raise UsageError(f"bad export jobs {self.export_jobs!r}: expected a whole number of exports at once, "
+                             "from 1 to 16")
+        loads = self.load_jobs
+        if not isinstance(loads, int) or isinstance(loads, bool) or not 1 <= loads <= 16:
+            raise UsageError(f"bad load jobs {self.load_jobs!r}: expected a whole number of rows loading at once, "
                              "from 1 to 16")
         if not isinstance(self.repeats, int) or isinstance(self.repeats, bool) or not 1 <= self.repeats <= 100:
             raise UsageError(f"bad repeats {self.repeats!r}: expected a whole number of rounds from 1 to 100, e.g. 3")

@@ -19,7 +19,6 @@ on stdin ({"mode", "job", "log", "report", "timeout_s"}), answered by the child'
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import importlib
 import json
@@ -31,7 +30,7 @@ import time
 import traceback
 from typing import Any
 
-from edgebench.bench.measure.peakrss import PARENT_ENV, die_with_parent, write_report
+from edgebench.bench.measure.peakrss import PARENT_ENV, die_with_parent, exit_now, write_report
 
 
 def _child(command: dict[str, Any]) -> None:
@@ -51,12 +50,7 @@ def _child(command: dict[str, Any]) -> None:
     except BaseException:  # noqa: BLE001  (whatever happens, this copy of the server must not go on serving)
         traceback.print_exc()
     finally:
-        try:
-            atexit._run_exitfuncs()  # as at a fresh interpreter's exit: a library's exit handler may still fail it
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+        exit_now(code)  # as at a fresh interpreter's exit: a library's exit handler may still fail it
 
 
 def serve(modules: list[str], poll_s: float = 0.02) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebench.bench.job import CompressJob, MeasureJob, save_job
-from edgebench.bench.worker import PARENT_ENV, READY_FILE, RESULT_FILE, SCORED_FILE, STATUS_FILE
+from edgebench.bench.worker import LOADED_FILE, PARENT_ENV, READY_FILE, RESULT_FILE, SCORED_FILE, STATUS_FILE
 from edgebench.runtimes.base import ieee_fp32_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ def _prepare(mode: str, job: CompressJob | MeasureJob, job_dir: Path) -> tuple[P
     """The job's folder cleared of an earlier try's answers, and its job file written; (job, report, log)."""
     job_dir.mkdir(parents=True, exist_ok=True)
     report = job_dir / f"{mode}.rusage.json"
-    for stale in (RESULT_FILE, STATUS_FILE, READY_FILE, SCORED_FILE, report.name):
+    for stale in (RESULT_FILE, STATUS_FILE, LOADED_FILE, READY_FILE, SCORED_FILE, report.name):
         (job_dir / stale).unlink(missing_ok=True)
     for stale in job_dir.glob("round_*.json"):
         stale.unlink()
@@ -183,8 +183,8 @@ class ChildSession:
 
     Loading a runtime (compiling a graph, building an engine) happens once; each round then costs only its
     timing, so rounds can be interleaved across runtimes. Commands go to the child's stdin, one line each
-    (`round N`, `finish`); it answers with files in its job folder (`bench.worker`). Each wait has the
-    run's per-step timeout: a child that overruns one is killed, and its row says where it stopped.
+    (`first`, `round N`, `score`, `finish`); it answers with files in its job folder (`bench.worker`). Each
+    wait has the run's per-step timeout: a child that overruns one is killed, and its row says where it stopped.
     """
 
     def __init__(self, job: MeasureJob, job_dir: Path, threads: int, timeout_s: float,
@@ -195,6 +195,8 @@ class ChildSession:
         self.timed_out = False
         self.finish_s: float | None = None
         self.score_s: float | None = None  # how long scoring accuracy took, when asked apart (score())
+        self.loaded_s: float | None = None  # from the start until loaded (loaded()), once asked
+        self._loaded: dict[str, Any] | None = None
         # The wrapper's own limit is only a last resort: this parent enforces the per-step timeout.
         self.proc, self.report, self.log_path = _LAUNCHER.submit(_spawn, "measure", job, job_dir, threads,
                                                                  timeout_s * 1000, subprocess.PIPE).result()
@@ -227,14 +229,23 @@ class ChildSession:
             self.proc.stdin.write(f"{line}\n".encode())
             self.proc.stdin.flush()
             return True
-        except (BrokenPipeError, OSError):  # it has already ended
+        except (BrokenPipeError, OSError, ValueError):  # it has already ended (and was killed: stdin closed)
             return False
 
+    def loaded(self) -> dict[str, Any] | None:
+        """Wait until the child has loaded its artifact ({"load_s": ...}), or None if it ended (asked again, the
+        same answer). Loads may overlap (bench.readying); the child then waits for `ready()` to infer."""
+        if self.loaded_s is None:
+            self._loaded = self._await(self.job_dir / LOADED_FILE)
+            self.loaded_s = time.monotonic() - self.start  # process start + imports + load
+        return self._loaded
+
     def ready(self) -> dict[str, Any] | None:
-        """Wait until the child has loaded and checked its artifact: its first figures, or None if it ended."""
-        answer = self._await(self.job_dir / READY_FILE)
-        self.ready_s = time.monotonic() - self.start  # process start + imports + load + first inference
-        return answer
+        """Run the first inference now and check fidelity: the row's first figures, or None if the child ended.
+        Call it while nothing else computes: `first_ms` is a cold inference's latency."""
+        if self.loaded() is None:
+            return None
+        return self._await(self.job_dir / READY_FILE) if self._send("first") else None
 
     def round(self, index: int) -> dict[str, Any] | None:
         """Time one round now; None when the child ended (finish() then says why)."""

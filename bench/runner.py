@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -33,6 +34,7 @@ from edgebench.bench.measure.peak import GEMM_SIZE, TRIES, gemm_peaks
 from edgebench.bench.measure.rounds import RE_WARMUP_ITERS, RoundFailed, RoundResult, RowRounds, interleave
 from edgebench.bench.measure.stats import interval_coverage
 from edgebench.bench.progress import Reporter
+from edgebench.bench.readying import ReadyGate
 from edgebench.bench.results import ResultRow, RunWriter, annotate_ratios, row_key
 from edgebench.bench.resume import keep_finished_variants, resumed_environment, save_command
 from edgebench.bench.runlog import RunLog, logger
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
     from edgebench.models.tasks import Task
 
 RESULTS_DIR = PROJECT_ROOT / "results"
-IDLE_PHASES = ("ready", "waiting")
+IDLE_PHASES = ("loaded", "ready", "waiting")
 MODE_METHOD = {
     "latency": "latency mode: one synchronous inference at a time on a prepared input",
     "throughput": "throughput mode: each runtime's concurrent requests kept busy from threads for the window, "
@@ -321,9 +323,15 @@ def table_header(config: BenchConfig, models: list[Any], tasks: list[Task | None
     described = "".join(
         f"- Model: {m.name}, input {tuple(m.example.shape[1:])}, weights: {m.weights}{_scored_on(task)}\n"
         for m, task in zip(models, tasks, strict=True))
-    overlap = "" if config.export_jobs == 1 else \
-        (f" ({config.export_jobs} exporting or loading at once, so export_s, load_s and first_ms include their "
-         "contention; timing starts once all are loaded)")
+    if config.export_jobs > 1:
+        overlap = (f" ({max(config.export_jobs, config.load_jobs)} exporting or loading at once, so export_s and "
+                   "load_s include their contention; each first inference runs alone; timing starts once all are "
+                   "loaded)")
+    elif config.load_jobs > 1:
+        overlap = (f" (rows load {config.load_jobs} at a time, so load_s includes the others' contention; each export "
+                   "and each first inference runs alone; timing starts once all are loaded)")
+    else:
+        overlap = ""
     compression = ""
     if len(config.variants) > 1:
         compression = (f"- Compression: {', '.join(v.spec for v in config.variants)}; fine-tuning "
@@ -507,30 +515,38 @@ class Runner:
         started: list[ChildSession] = []  # every measuring child of this variant, killed in the end whatever happens
         uncompressed = base["compression"] == "none"
 
-        def export_and_load(job: Job) -> tuple[ResultRow, MeasureJob | None, Path, ChildSession | None,
-                                               dict[str, Any] | None]:
+        # An export runs alone unless EXPORT_JOBS > 1, and one that trains (QAT) always does: two trainings of 2
+        # threads each on 2 cores spent half their time in the kernel (OpenMP threads waiting on each other),
+        # 100-150 s each instead of ~30. Rows load LOAD_JOBS at a time (bench.readying).
+        gate = ReadyGate(self.config.load_jobs)
+        exports_alone = self.config.export_jobs == 1 or any(job.qat_epochs for job in jobs)
+
+        def export_and_load(job: Job) -> tuple[ResultRow, MeasureJob | None, Path, ChildSession | None]:
             """Export a row, then start its measuring child and wait until it has loaded: the child then idles
             (blocked on its next command) while the next rows export and load."""
-            row, spec, job_dir = self.export(job, reference, made, compress_error, run_dir, base, model_source)
+            row, spec, job_dir = self.export(job, reference, made, compress_error, run_dir, base, model_source,
+                                             gate if exports_alone else None)
             if spec is None:
-                return row, spec, job_dir, None, None
-            session = ChildSession(spec, job_dir, self.config.threads, self.config.timeout_s,
-                                   lambda phase, label=job.label: self._progress(label, phase))
-            started.append(session)
-            return row, spec, job_dir, session, session.ready()
+                return row, spec, job_dir, None
+            with gate.loading():
+                session = ChildSession(spec, job_dir, self.config.threads, self.config.timeout_s,
+                                       lambda phase, label=job.label: self._progress(label, phase))
+                started.append(session)
+                session.loaded()
+            return row, spec, job_dir, session
 
         try:
-            # EXPORT_JOBS rows export and load at once (threads wait on child processes); later variants' anchors
-            # (the uncompressed rows' processes) start in the same pool, so nothing waits for them afterwards.
-            # Exports that train (QAT) go one at a time: two trainings of 2 threads each on 2 cores spent half
-            # their time in the kernel (OpenMP threads waiting on each other), 100-150 s each instead of ~30.
-            at_once = 1 if any(job.qat_epochs for job in jobs) else self.config.export_jobs
-            with ThreadPoolExecutor(max_workers=at_once) as pool:
+            # Rows export and load in a pool (threads wait on child processes, the gate says who runs); later
+            # variants' anchors (the uncompressed rows' processes) start in the same pool, so nothing waits for
+            # them afterwards. Then each row's first inference, one at a time, while nothing else computes.
+            with ThreadPoolExecutor(max_workers=max(self.config.export_jobs, self.config.load_jobs)) as pool:
                 anchors_started = [] if uncompressed else \
-                    [pool.submit(self.anchor, found, run_dir) for found in self.anchors_for(jobs, base["model"])]
-                prepared = list(pool.map(export_and_load, jobs))
+                    [pool.submit(self.anchor, found, run_dir, gate) for found in self.anchors_for(jobs, base["model"])]
+                loaded = list(pool.map(export_and_load, jobs))
                 for future in anchors_started:
                     future.result()
+            prepared = [(row, spec, job_dir, session, session.ready() if session is not None else None)
+                        for row, spec, job_dir, session in loaded]
             for job, (row, spec, job_dir, session, ready) in zip(jobs, prepared, strict=True):
                 rows.append(row)
                 index = len(rows) - 1
@@ -642,19 +658,26 @@ class Runner:
             order.append(index)
         return timed, baseline_of, anchors, order
 
-    def anchor(self, found: tuple[str, str, str, int], run_dir: Path) -> tuple[ChildSession, str] | None:
+    def anchor(self, found: tuple[str, str, str, int], run_dir: Path,
+               gate: ReadyGate | None = None) -> tuple[ChildSession, str] | None:
         """The loaded process that times an uncompressed fp32 row beside later variants of its model, and its
-        label; started on first use. None where that row was not measured or its process did not start again."""
+        label; started on first use (loading through `gate` while rows get ready). None where that row was not
+        measured or its process did not start again."""
         if found not in self.anchors:
             if found not in self.baseline_jobs:
                 return None
             spec, job_dir = self.baseline_jobs[found]
             _, runtime, target, batch = found
             label = f"{get_runtime(runtime).label} fp32 b{batch} on {target}"
-            session = ChildSession(spec, run_dir / "jobs" / "baselines" / Path(job_dir).relative_to(run_dir / "jobs"),
-                                   self.config.threads, self.config.timeout_s,
-                                   lambda phase: self._progress(f"{label} (baseline)", phase))
-            if session.ready() is None:
+            with gate.loading() if gate is not None else contextlib.nullcontext():
+                session = ChildSession(spec, run_dir / "jobs" / "baselines" /
+                                       Path(job_dir).relative_to(run_dir / "jobs"), self.config.threads,
+                                       self.config.timeout_s, lambda phase: self._progress(f"{label} (baseline)",
+                                                                                           phase))
+                session.loaded()
+            with gate.alone() if gate is not None else contextlib.nullcontext():
+                ready = session.ready()
+            if ready is None:
                 logger.info("%s: the baseline's process did not start again (%s); later variants have no paired "
                             "ratio against it", label, session.finish().error)
                 session.kill()
@@ -685,8 +708,10 @@ class Runner:
             self.reporter.phase(label, phase)
 
     def export(self, job: Job, reference: Reference, made: tuple[Path, VariantInfo] | None, compress_error: str,
-               run_dir: Path, base: dict[str, Any], model_source: str) -> tuple[ResultRow, MeasureJob | None, Path]:
-        """The row with what is known before timing; and the measuring job when the artifact was exported."""
+               run_dir: Path, base: dict[str, Any], model_source: str,
+               gate: ReadyGate | None = None) -> tuple[ResultRow, MeasureJob | None, Path]:
+        """The row with what is known before timing; and the measuring job when the artifact was exported
+        (alone at `gate`, when given) or restored from the cache (a file copy, which takes no turn)."""
         config = self.config
         row = ResultRow(**base, runtime=job.runtime.name, format=job.runtime.label, precision=job.precision,
                         target=job.target, device=job.target, batch=job.batch, status="ok", repeats=config.repeats,
@@ -729,8 +754,9 @@ class Runner:
             contents = cached.contents
             row.details = "; ".join(part for part in ("artifact from cache", row.details) if part)
         else:
-            exported = run_child("export", spec, job_dir, config.threads, config.timeout_s,
-                                 lambda phase: self.reporter.phase(job.label, phase), warm=self.warm)
+            with gate.alone() if gate is not None else contextlib.nullcontext():
+                exported = run_child("export", spec, job_dir, config.threads, config.timeout_s,
+                                     lambda phase: self.reporter.phase(job.label, phase), warm=self.warm)
             if exported.result:
                 logger.info("%s stages: export process %.2f s, of which export %.2f s%s", job.label, exported.wall_s,
                             exported.result["export_s"], " (forked from a warm process)" if exported.forked else "")
@@ -785,12 +811,12 @@ class Runner:
         """Close the measuring child and fill the row from its answers; False when the row is not measured."""
         measured = session.finish()
         if ready is not None:  # where a row's time went, stage by stage
-            start_s = session.ready_s - ready["load_s"] - ready["first_ms"] / 1e3
+            start_s = session.loaded_s - ready["load_s"]
             logger.info("%s %s b%d stages: measuring process start and imports %.2f s, load %.2f s, first "
                         "inference %.1f ms, accuracy %s, close %.2f s (rows close at once)", row.format, row.precision,
                         row.batch, start_s, ready["load_s"], ready["first_ms"],
                         "-" if session.score_s is None else f"{session.score_s:.2f} s", session.finish_s)
-        self.log.append_file(f"{row.format} {row.precision} b{row.batch}: measure", job_dir / "measure.log")
+        self.log.append_file(f"{row.format} {row.precision} b{row.batch}: measure", session.log_path)
         error = (rounds.error if rounds is not None else "") or measured.error
         if error:
             row.status, row.error, row.peak_rss_mb = "error", error, measured.peak_rss_mb

@@ -11,6 +11,7 @@ from torch import nn
 from edgebench.bench.errors import UsageError
 from edgebench.models.calibrate import recalibrate_batchnorm
 from edgebench.models.sources import ModelSource, resolve_source
+from edgebench.models.zoo import CACHE_DIR
 
 
 @dataclass
@@ -91,7 +92,7 @@ def load_model(source_text: str, weights: str | None = None, seed: int = 0) -> L
             _apply_state_dict(module, _read_state_dict(path), f"weights file {str(path)!r}", source.name)
             label = f"file:{path.name}"
         elif source.random_init:
-            count = recalibrate_batchnorm(module, example, seed=seed)
+            count = recalibrate_batchnorm(module, example, seed=seed, cache_dir=CACHE_DIR)
             label = f"random-init, BN recalibrated (seed {seed})" if count else f"random-init (seed {seed})"
         elif source.task:
             label = f"trained on {source.task}, {source.epochs} epochs (seed {seed})"

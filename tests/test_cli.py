@@ -54,6 +54,7 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
     (["--mode", "fast"], "unknown mode 'fast': choose from latency, throughput"),
     (["--target-ci", "2"], "bad target interval 2.0: expected a fraction between 0 and 1"),
     (["--export-jobs", "0"], "bad export jobs '0'"),
+    (["--load-jobs", "0"], "bad load jobs '0'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, args, message):
     code, out, err = run_main(capsys, *args)
@@ -229,3 +230,4 @@ def test_cli_flags_reach_the_config():
     assert (config.timeout_s, config.seed, config.keep_artifacts, config.batches) == (30.0, 5, True, (1, 4))
     assert config.warm_exports  # forked from warm processes unless asked otherwise
     assert not config_from_args(build_parser().parse_args(["--fresh-exports"])).warm_exports
+    assert config.load_jobs == 2 and config_from_args(build_parser().parse_args(["--load-jobs", "1"])).load_jobs == 1

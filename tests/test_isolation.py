@@ -408,3 +408,44 @@ def test_a_session_that_ended_cannot_score(tmp_path, tiny_reference):
     assert session.ready() is not None
     session.kill()
     assert session.score() is False
+
+
+def test_a_loaded_session_runs_its_first_inference_only_when_asked(tmp_path, tiny_reference):
+    """Rows load side by side (bench.readying), but each first inference runs when the parent says, alone:
+    until then the child holds its model loaded and has not inferred."""
+    from edgebench.bench.isolation import ChildSession
+
+    reference, source = tiny_reference
+    session = ChildSession(_serving_job(tmp_path, reference, source), tmp_path / "job", 1, 60)
+    loaded = session.loaded()
+    assert loaded["load_s"] > 0 and session.loaded_s >= loaded["load_s"]
+    time.sleep(0.3)
+    assert _phase_of(tmp_path / "job") == "loaded" and not (tmp_path / "job" / "ready.json").exists()
+    ready = session.ready()
+    assert ready["fidelity_ok"] is True and ready["first_ms"] > 0
+    assert session.finish().error is None
+
+
+def test_a_session_finished_before_its_first_inference_reports_why(tmp_path, tiny_reference):
+    from edgebench.bench.isolation import ChildSession
+
+    reference, source = tiny_reference
+    session = ChildSession(_serving_job(tmp_path, reference, source), tmp_path / "job", 1, 60)
+    assert session.loaded() is not None
+    outcome = session.finish()
+    assert outcome.error is None and "before this row's first inference" in outcome.result["unavailable"]
+
+
+def test_exit_now_runs_exit_handlers_flushes_output_and_keeps_the_code(tmp_path):
+    """Measuring and exporting processes end without the interpreter's teardown (0.8-1.6 s after torch), but
+    as a normal exit would otherwise: exit handlers (logging's flush among them) run, buffered output is written,
+    and the exit status is the worker's."""
+    marker = tmp_path / "handler-ran"
+    code = ("import atexit, sys; from edgebench.bench.measure.peakrss import exit_now; "
+            f"atexit.register(lambda: open({str(marker)!r}, 'w').write('yes')); "
+            "sys.stdout.write('buffered, no newline'); exit_now(3)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as a worker's log is
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 3
+    assert done.stdout == "buffered, no newline"
+    assert marker.read_text() == "yes"

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 VARIABLES = {"MODEL": "mobilenet_v2", "WEIGHTS": "w.pt", "RUNTIMES": "onnxruntime,openvino", "PRECISION": "fp32",
              "BATCH": "1,8", "THREADS": "2", "TARGET": "cpu", "OUT": "results/x", "WARMUP": "3", "ITERS": "20",
-             "DURATION": "1", "MAX_DURATION": "9", "TIMEOUT": "60", "SEED": "4", "WARM_EXPORTS": "off"}
+             "DURATION": "1", "MAX_DURATION": "9", "TIMEOUT": "60", "SEED": "4", "WARM_EXPORTS": "off",
+             "LOAD_JOBS": "1"}
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
@@ -30,7 +31,7 @@ def test_make_variables_become_cli_flags():
     assert (parsed.threads, parsed.warmup, parsed.iters, parsed.seed) == (2, 3, 20, 4)
     assert (parsed.duration, parsed.max_duration, parsed.timeout) == (1.0, 9.0, 60.0)
     assert parsed.target == ("cpu",) and parsed.precision == ("fp32",) and str(parsed.out) == "results/x"
-    assert parsed.fresh_exports
+    assert parsed.fresh_exports and parsed.load_jobs == 1
 
 
 def _requirements(items):

@@ -39,6 +39,21 @@ def die_with_parent(parent: str | None) -> None:
         os._exit(1)
 
 
+def exit_now(code: int) -> None:
+    """End this process as a normal exit would, less the interpreter's teardown of what it imported: 0.8 s for
+    a process that ran resnet18 in eager PyTorch (3.57 s against 2.92 s, measured), up to 1.6 s after Inductor.
+    Exit handlers still run (logging's flush among them; one that fails cannot keep the process alive), and
+    standard output and error are flushed; the files a worker writes are closed before it returns."""
+    import atexit
+
+    try:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
 def run_measured(command: list[str], timeout_s: float, poll_s: float = 0.05) -> dict[str, Any]:
     """Run `command` to its end or until `timeout_s` (then SIGKILL it); its wait status, peak RSS and fate."""
     env = dict(os.environ, **{PARENT_ENV: str(os.getpid())})  # the measured process dies with this wrapper
