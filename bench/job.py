@@ -46,6 +46,7 @@ class MeasureJob:
     calibration: str = ""  # .npy of inputs for int8 calibration
     qat_epochs: int = 0  # > 0: the int8 export trains this long with the runtime's QAT toolchain (needs task)
     serve: bool = False  # measure: time rounds when the parent says so on stdin (bench.isolation.ChildSession)
+    boxes: str = ""  # a detector's: where the first inference's candidate boxes go (.npz), to match PyTorch's
     rounds: int = 1  # measure without serve: this many rounds back to back
 
 

@@ -141,6 +141,15 @@ def map_delta_cell(row: ResultRow) -> str:
     return f"{row.map_delta * 100:+.1f} ({row.map_delta_ci_low * 100:+.1f} to {row.map_delta_ci_high * 100:+.1f})"
 
 
+def box_match_cell(row: ResultRow) -> str:
+    """The share of PyTorch's boxes a detector row found too, and of how many: `99.7% of 300`."""
+    if row.reference_boxes is None:
+        return "-"
+    if row.box_match is None:
+        return "no boxes"  # PyTorch's outputs had none above the confidence threshold: nothing to match
+    return f"{row.box_match:.1%} of {row.reference_boxes}"
+
+
 def detection_headers(rows: Sequence[ResultRow]) -> list[str]:
     compared = any(r.map_delta is not None for r in rows)
     return ["mAP50-95 % (95% CI)"] + (["mAP vs its fp32 (95% CI)"] if compared else []) + ["mAP50 %", "Post ms"]
@@ -158,13 +167,15 @@ def _single_target(rows: Sequence[ResultRow], notes: _Notes) -> tuple[list[str],
     detected = any(r.map50_95 is not None for r in rows)
     compared = any(r.map_delta is not None for r in rows)
     agreement = compressed and not scored and not detected  # no labels: fidelity to the uncompressed model
+    boxed = any(r.reference_boxes is not None for r in rows)  # a detector: its boxes matched to PyTorch's
     gains = compressed or len({r.precision for r in rows}) > 1  # what compression or int8 gained, per runtime
     h = SINGLE_TARGET_HEADERS
     headers = (["Model"] if many_models else []) + ["Format"] + (["Compression"] if compressed else []) + \
         h[1:5] + (["Zip (MB)"] if compressed else []) + h[5:8] + \
         (["Speed-up vs its fp32 uncompressed (95% CI)"] if gains else []) + h[8:9] + \
         (["Accuracy % (95% CI)"] if scored else []) + (detection_headers(rows) if detected else []) + \
-        (["Top-1 agreement vs uncompressed (fidelity)"] if agreement else []) + h[9:]
+        (["Top-1 agreement vs uncompressed (fidelity)"] if agreement else []) + \
+        (["Boxes vs PyTorch"] if boxed else []) + h[9:]
     body = []
     for r in rows:
         cells = ([r.model] if many_models else []) + [r.format] + ([r.compression] if compressed else [])
@@ -176,6 +187,7 @@ def _single_target(rows: Sequence[ResultRow], notes: _Notes) -> tuple[list[str],
         cells += [accuracy_cell(r)] if scored else []
         cells += detection_cells(r, compared) if detected else []
         cells += [f"{r.agreement:.0%}" if r.agreement is not None else "-"] if agreement else []
+        cells += [box_match_cell(r)] if boxed else []
         body.append(cells + [sci(r.max_abs_diff)])
     return headers, body
 

@@ -62,6 +62,9 @@ class ResultRow:
     max_abs_diff: float | None = None
     cosine: float | None = None
     fidelity_ok: bool | None = None
+    box_match: float | None = None  # a detector's: share of PyTorch's boxes (after NMS, on the timed input) this
+    # row found too, same class at IoU >= 0.9
+    reference_boxes: int | None = None  # how many boxes that share is of
     foreign_load: float | None = None  # share of machine CPU other processes used while timing
     steal: float | None = None
     noisy: bool | None = None

@@ -55,6 +55,7 @@ MODE_METHOD = {
                   "items/s = completed requests x batch / window, latency = each completed request's",
 }
 CALIBRATION_INPUTS = 128
+BOXES_FILE = "boxes.npz"  # a detector row's first-inference candidates, in its job folder
 CHANCE_NOTE = "accuracy at chance: check the preprocessing (PREPROCESS=, or `preprocess` in the model file)"
 
 
@@ -81,6 +82,7 @@ class Reference:
 
     folder: Path
     info: VariantInfo | None = None  # the uncompressed module's counts (parameters, sizes)
+    detects: bool = False  # a detector: each row's boxes are matched to PyTorch's (`box_match`)
 
     @property
     def model_file(self) -> Path:
@@ -241,10 +243,10 @@ def make_run_dir(config: BenchConfig, model_name: str) -> Path:
 def save_reference(model: Any, batches: tuple[int, ...], folder: Path, seed: int,
                    task: Task | None = None) -> Reference:
     """Inputs per batch size, the module pickled whole with its eager outputs, and the task's data if any."""
-    from edgebench.models import make_input
+    from edgebench.models import make_input, resolve_source
 
     folder.mkdir(parents=True, exist_ok=True)
-    reference = Reference(folder)
+    reference = Reference(folder, detects=bool(getattr(resolve_source(model.source), "detects", False)))
     for batch in batches:  # real test images where there are some: int8 is calibrated for those, not for noise
         x = make_input(model.example, batch, seed).numpy() if task is None else task.timed_input(batch)
         np.save(reference.input(batch), x)
@@ -378,6 +380,7 @@ class Runner:
         self.peaks: dict[str, float] = {}
         self.floor = DEFAULT_FLOOR  # the machine's A/A floor, read when the run starts
         self._detection_tasks: dict[Path, Any] = {}  # detectors' validation sets, read once per run
+        self._reference_boxes: dict[Path, Any] = {}  # PyTorch's boxes on each timed input, post-processed once
         self.detections_dir = RESULTS_DIR / "detections"  # set per run folder in run()
         # The uncompressed fp32 row of each (model, runtime, target, batch): its measuring job, and the process
         # kept loaded to time it beside every later variant of the model (None when it could not start).
@@ -742,7 +745,7 @@ class Runner:
             model_file=str(folder / MODEL_FILE), input=str(reference.input(job.batch)),
             reference=str(outputs_path(folder, job.batch)), artifact_dir=str(artifact_dir), timing=config.timing,
             task=reference.task_for_job, calibration=str(reference.calibration), qat_epochs=job.qat_epochs,
-            serve=True)
+            serve=True, boxes=str(job_dir / BOXES_FILE) if reference.detects else "")
 
         key = cache_key(spec, self.versions) if config.cache else ""
         cached = self.cache.restore(key, artifact_dir, job_dir) if key else None
@@ -802,6 +805,20 @@ class Runner:
                 task.ground_truth, score.detections, json.loads(self._detections_file(control).read_text()),
                 seed=self.config.seed)
 
+    def _match_boxes(self, row: ResultRow, boxes_file: Path, reference_file: Path) -> None:
+        """A detector row's fidelity in boxes: its first inference's boxes against PyTorch's on the same input,
+        after the same post-processing (`bench.measure.detections.box_agreement`)."""
+        from edgebench.bench.measure.detections import box_agreement, boxes_on_input, candidates, unpack
+
+        with np.load(boxes_file) as packed:
+            size, found = int(packed["size"]), boxes_on_input(unpack(dict(packed)), int(packed["size"]))
+        if reference_file not in self._reference_boxes:
+            with np.load(reference_file) as outputs:
+                self._reference_boxes[reference_file] = boxes_on_input(candidates(outputs["out_0"]), size)
+        matched, total = box_agreement(self._reference_boxes[reference_file], found)
+        row.box_match, row.reference_boxes = (matched / total if total else None), total
+        boxes_file.unlink()
+
     def _detections_file(self, key: str) -> Path:
         """A detector row's boxes in COCO's results format, in the run folder."""
         return self.detections_dir / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', key)}.json"
@@ -831,6 +848,8 @@ class Runner:
         for name in ("device", "h2d_ms", "d2h_ms", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
                      "correct_bits", "at_chance", "device_memory_mb", "device_memory_source"):
             setattr(row, name, result.get(name, getattr(row, name)))
+        if ready.get("boxes_file"):
+            self._match_boxes(row, Path(ready["boxes_file"]), Path(ready["boxes_reference"]))
         if "detections_file" in result:
             self._score_detections(row, Path(result["task_file"]), Path(result["detections_file"]))
         chance = CHANCE_NOTE if row.at_chance else ""

@@ -218,6 +218,11 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     fidelity = compare(outputs, reference, job.options.precision)
     ready = {"load_s": load_s, "first_ms": first_ms, "max_abs_diff": fidelity.max_abs_diff,
              "cosine": fidelity.cosine, "fidelity_ok": fidelity.within_tolerance}
+    if job.boxes:  # a detector: its boxes are matched to PyTorch's by the harness (NMS needs torch, not here)
+        from edgebench.bench.measure.detections import candidates, pack
+
+        np.savez(job.boxes, size=np.int64(x.shape[-1]), **pack(candidates(np.asarray(outputs[0]))))
+        ready.update(boxes_file=job.boxes, boxes_reference=job.reference)
     prepared = adapter.prepare(x)
 
     def step() -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgebench.bench.targets import tflite_delegate_options, tflite_delegates
+from edgebench.models.heads import detection_head
 from edgebench.runtimes._quant import calibration_batches, export_for_training
 from edgebench.runtimes.base import Runtime
 
@@ -120,6 +121,14 @@ class TFLite(Runtime):
 
         quantizer = pt2e_quantizer.PT2EQuantizer().set_global(pt2e_quantizer.get_symmetric_quantization_config(
             is_per_channel=True, is_dynamic=False, is_qat=self.qat is not None))
+        head = detection_head(model)
+        if head is not None:  # a detector's head stays float, as in PyTorch compiled (models.heads): quantized,
+            # its DFL softmax gets a calibrated output scale that LiteRT refuses (it requires 1/256). By type: the
+            # quantizer's name filter misreads torch.export's module paths, and its type filter compares with
+            # what the graph records, the class or (torch 2.14) its qualified name, so both are named.
+            kind = type(model.get_submodule(head))
+            for name in (kind, f"{kind.__module__}.{kind.__qualname__}"):
+                quantizer.set_module_type(name, None)
         if self.qat is None:
             prepared = quantize_pt2e.prepare_pt2e(torch.export.export(model.eval(), (example,)).module(), quantizer)
             with torch.no_grad():

@@ -293,8 +293,12 @@ def test_a_users_checkpoint_and_data_yaml_get_map_in_each_runtime_as_ultralytics
     # mAP50-95, the headline, within half a point. (Its mAP50 can differ by more on a set this small and a model
     # this weak: its metric integrates the curve from precision 1 at recall 0, COCO's reads 101 recall points.)
     assert abs(metrics.map - pytorch.map50_95) < 0.005
+    # Without looking at labels: each row's boxes on the timed input, matched to PyTorch's.
+    assert pytorch.box_match == 1.0 and pytorch.reference_boxes > 0
+    assert onnx.box_match >= 0.95 and onnx.reference_boxes == pytorch.reference_boxes
     table = (tmp_path / "run" / "table.md").read_text()
     assert "mAP50-95 % (95% CI)" in table and "pycocotools" in table and "letterbox to 64x64" in table
+    assert "| Boxes vs PyTorch |" in table and f"100.0% of {pytorch.reference_boxes}" in table
     assert len(list((tmp_path / "run" / "detections").glob("*.json"))) == 2  # each row's boxes, COCO's format
 
 
@@ -311,6 +315,48 @@ def test_a_checkpoint_that_does_not_fit_is_refused_in_one_line(tmp_path, trained
         plan_run(BenchConfig(model="yolov8s", weights=str(checkpoint), data=str(data)))
     with pytest.raises(UsageError, match="training a detector .* is not supported yet"):
         plan_run(BenchConfig(model="yolov8n", weights=str(checkpoint), data=str(data), compress=("finetune:1",)))
+
+
+def test_box_agreement_counts_each_reference_box_found_once_with_its_class():
+    """A detector's fidelity without labels, hand-checked: the same box is found; one moved to IoU 0.8 is not,
+    nor one of another class; two reference boxes cannot both claim one found box."""
+    from edgebench.bench.measure.detections import Boxes, box_agreement
+
+    reference = Boxes(np.array([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50], [0, 0, 10, 10.5]], float),
+                      np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 1, 2, 1]))
+    found = Boxes(np.array([[0, 0, 10, 10], [20, 20, 30, 32.5], [40, 40, 50, 50]], float),
+                  np.array([0.9, 0.8, 0.7]), np.array([1, 1, 0]))
+    assert box_agreement([reference], [found]) == (1, 4)  # IoU 0.8 and class 0 for 2 do not count
+    assert box_agreement([reference], [found], iou=0.75) == (2, 4)
+    empty = Boxes(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
+    assert box_agreement([reference, empty], [empty, found]) == (0, 4)
+
+
+def test_tflite_int8_runs_a_detector_with_its_head_in_float(tmp_path):
+    """LiteRT refuses an int8 softmax whose output scale is not 1/256, and the DFL's calibrated one is not:
+    the head (decode included) stays float, the rest is int8, and the model still gives class scores."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgebench.models import load_model
+    from edgebench.runtimes import RuntimeOptions, get_runtime
+
+    model = load_model("yolov8n[nc=3,imgsz=64]")
+    rng = np.random.default_rng(0)
+    adapter = get_runtime("tflite")(RuntimeOptions(precision="int8", threads=1))
+    adapter.calibration = rng.uniform(0, 1, size=(8, 3, 64, 64)).astype(np.float32)
+    model.module(model.example)  # as the harness's reference outputs do: the head builds its anchors once
+    artifact = adapter.export(model.module, model.example, tmp_path)
+    interpreter = Interpreter(model_path=str(artifact))
+    interpreter.allocate_tensors()
+    ops = interpreter._get_ops_details()
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    softmax = [op for op in ops if op["op_name"] == "SOFTMAX"]
+    assert softmax and all(tensors[op["outputs"][0]]["dtype"] == np.float32 for op in softmax)
+    convs = [op for op in ops if op["op_name"] == "CONV_2D"]
+    assert any(tensors[op["inputs"][1]]["dtype"] == np.int8 for op in convs)  # the backbone is int8
+    adapter.load(artifact)
+    out = adapter.predict(rng.uniform(0, 1, size=(1, 3, 64, 64)).astype(np.float32))[0]
+    assert out.shape == (1, 4 + 3, 84) and out[:, 4:].max() > 1e-3
 
 
 def test_int8_keeps_a_detectors_decode_in_float(tmp_path):

@@ -26,6 +26,7 @@ CONF = 0.001
 IOU = 0.7
 MAX_DET = 300
 BOOTSTRAP = 200
+FIDELITY_IOU = 0.9  # a box "found again" by another runtime: same class, this much overlap
 POSTPROCESSING = f"confidence >= {CONF}, class-aware NMS at IoU {IOU}, multi-label, at most {MAX_DET} boxes " \
                  "(Ultralytics' validation defaults)"
 
@@ -73,6 +74,35 @@ def postprocess(candidate: np.ndarray, size: int, original_shape: tuple[int, int
                             ratio_pad=((gain_h, gain_w), (left, top)))
     return Boxes(boxes.numpy().astype(np.float64), kept[:, 4].numpy().astype(np.float64),
                  kept[:, 5].numpy().astype(np.int64))
+
+
+def boxes_on_input(per_image_candidates: list[np.ndarray], size: int) -> list[Boxes]:
+    """The same post-processing on the timed input itself (`size` square, no letterbox to undo)."""
+    return [postprocess(c, size, (size, size), (1.0, 1.0, 0.0, 0.0)) for c in per_image_candidates]
+
+
+def box_agreement(reference: list[Boxes], found: list[Boxes], iou: float = FIDELITY_IOU) -> tuple[int, int]:
+    """(matched, total): how many of the reference's boxes `found` has too, of the same class at IoU >= `iou`,
+    each found box matched once (the reference's boxes in order of score, each to its best remaining overlap).
+    A detector's fidelity without labels: raw outputs can differ in ways that move no box, or the reverse."""
+    import torch
+    from torchvision.ops import box_iou
+
+    matched = total = 0
+    for ref, got in zip(reference, found, strict=True):
+        total += len(ref.scores)
+        if not len(ref.scores) or not len(got.scores):
+            continue
+        overlaps = box_iou(torch.from_numpy(ref.xyxy), torch.from_numpy(got.xyxy)).numpy()
+        overlaps[ref.classes[:, None] != got.classes[None, :]] = 0.0
+        free = np.ones(len(got.scores), dtype=bool)
+        for i in np.argsort(-ref.scores, kind="stable"):
+            candidates = np.where(free, overlaps[i], 0.0)
+            best = int(np.argmax(candidates))
+            if candidates[best] >= iou:
+                free[best] = False
+                matched += 1
+    return matched, total
 
 
 def coco_results(per_image: list[Boxes]) -> list[dict]:
