@@ -243,10 +243,10 @@ def make_run_dir(config: BenchConfig, model_name: str) -> Path:
 def save_reference(model: Any, batches: tuple[int, ...], folder: Path, seed: int,
                    task: Task | None = None) -> Reference:
     """Inputs per batch size, the module pickled whole with its eager outputs, and the task's data if any."""
-    from edgebench.models import make_input, resolve_source
+    from edgebench.models import make_input
 
     folder.mkdir(parents=True, exist_ok=True)
-    reference = Reference(folder, detects=bool(getattr(resolve_source(model.source), "detects", False)))
+    reference = Reference(folder, detects=is_detector(model))
     for batch in batches:  # real test images where there are some: int8 is calibrated for those, not for noise
         x = make_input(model.example, batch, seed).numpy() if task is None else task.timed_input(batch)
         np.save(reference.input(batch), x)
@@ -266,7 +266,7 @@ def resolve_task(config: BenchConfig, model: Any) -> Task | None:
     from edgebench.models.tasks import check_task_fits, load_task
 
     source = resolve_source(model.source)
-    if getattr(source, "detects", False):
+    if is_detector(model):
         return _detection_task(config, model)
     name = config.data or source.task
     if not name:
@@ -278,6 +278,15 @@ def resolve_task(config: BenchConfig, model: Any) -> Task | None:
     task = load_task(name, tuple(model.example.shape[1:]), config.seed, preprocessing)
     check_task_fits(task, tuple(model.example.shape[1:]), int(example_output(model).shape[-1]), model.name)
     return task
+
+
+def is_detector(model: Any) -> bool:
+    """A YOLO detector: a named one (`models.yolo`), or a user's model file whose module holds an Ultralytics
+    Detect head (its output is then the decoded boxes and class scores every detector row is scored on)."""
+    from edgebench.models import resolve_source
+    from edgebench.models.heads import detection_head
+
+    return bool(getattr(resolve_source(model.source), "detects", False)) or detection_head(model.module) is not None
 
 
 def example_output(model: Any) -> Any:

@@ -10,6 +10,7 @@ from torch import nn
 
 from edgebench.bench.errors import UsageError
 from edgebench.models.calibrate import recalibrate_batchnorm
+from edgebench.models.heads import detection_head
 from edgebench.models.sources import ModelSource, resolve_source
 from edgebench.models.zoo import CACHE_DIR
 
@@ -99,6 +100,10 @@ def load_model(source_text: str, weights: str | None = None, seed: int = 0) -> L
         else:
             label = f"as built by {source.name}"
     module.eval()
+    if detection_head(module) is not None:  # a user's file may build an Ultralytics detector: one decoded output,
+        from edgebench.models.yolo import export_mode  # as its exporter gives and every detector row is scored on
+
+        export_mode(module)
     return LoadedModel(name=source.name, source=source.spec, module=module, example=example, weights=label)
 
 

@@ -302,6 +302,26 @@ def test_a_users_checkpoint_and_data_yaml_get_map_in_each_runtime_as_ultralytics
     assert len(list((tmp_path / "run" / "detections").glob("*.json"))) == 2  # each row's boxes, COCO's format
 
 
+@pytest.mark.slow
+def test_a_detector_built_by_a_users_model_file_gets_map_from_data(tmp_path, trained_tiny):
+    """MODEL=file.py:build DATA=data.yaml: the file builds an Ultralytics detector its own way (here from the
+    checkpoint's pickled model); its Detect head makes it a detector, scored as MODEL=yolov8n WEIGHTS= is."""
+    data, checkpoint = trained_tiny
+    model_file = tmp_path / "my_detector.py"
+    model_file.write_text(
+        "import torch\n\n\ndef build():\n"
+        f"    model = torch.load({str(checkpoint)!r}, map_location='cpu', weights_only=False)['model']\n"
+        "    return model.float().eval(), torch.zeros(1, 3, 64, 64)\n")
+    summary = _run(tmp_path, model=f"{model_file}:build", data=str(data), runtimes=("pytorch", "onnxruntime"))
+    rows = {row.runtime: row for row in summary.rows}
+    assert all(row.status == "ok" for row in rows.values()), [row.error for row in rows.values()]
+    by_name = _run(tmp_path / "named", model="yolov8n", weights=str(checkpoint), data=str(data),
+                   runtimes=("pytorch",)).rows[0]
+    assert rows["pytorch"].map50_95 == pytest.approx(by_name.map50_95, abs=1e-9)  # the same boxes, scored alike
+    assert abs(rows["onnxruntime"].map50_95 - rows["pytorch"].map50_95) < 0.005
+    assert rows["onnxruntime"].box_match >= 0.95 and "24 val images" in rows["pytorch"].dataset
+
+
 def test_a_checkpoint_that_does_not_fit_is_refused_in_one_line(tmp_path, trained_tiny):
     from edgebench.bench.config import BenchConfig
     from edgebench.bench.runner import plan_run
