@@ -1,7 +1,7 @@
 """`make study [TASK=classify|detect]`: the survey's tables, measured on this machine, one module per task.
 
 A task's module has a `main(argv) -> int` (its command line: `--out`, `--tables-only`) and writes STUDY.md in
-its study folder. `classify` is the compression study on the MNIST ResNets (`bench.studyrun`, to move here);
+its study folder. `classify` is the compression study on the MNIST ResNets (`study.classify`);
 `detect` the YOLO tables with mAP (`study.detect`).
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-TASKS = {"classify": "edgebench.bench.studyrun", "detect": "edgebench.study.detect"}
+TASKS = {"classify": "edgebench.study.classify", "detect": "edgebench.study.detect"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,8 +8,8 @@ import pytest
 from edgebench.bench.measure.paired import compare_correct, detectable_difference, holm, pack_correct
 from edgebench.bench.results import ResultRow
 from edgebench.bench.runner import with_controls
-from edgebench.bench.study import AccuracyComparisons, control_of, significant, study_markdown, summary_table
 from edgebench.compression import parse_variants
+from edgebench.study.classify import AccuracyComparisons, control_of, significant, study_markdown, summary_table
 
 DATASET = "mnist (1000 test images)"
 
