@@ -368,8 +368,9 @@ def table_header(config: BenchConfig, models: list[Any], tasks: list[Task | None
         f"floor; harness overhead "
         f"{environment['harness_overhead_us']:.2f} us/iteration; dense-kernel peak (GFLOP/s) "
         f"{', '.join(f'{k} {v:g}' for k, v in environment['gemm_peak_gflops'].items())}\n"
-        f"- A/A floor (two processes timing one artifact differ within it 95 times in 100; a speed-up within it "
-        f"is within noise, `~`): {AAFloor(**environment.get('aa_floor', asdict(DEFAULT_FLOOR))).describe()}\n"
+        f"- A/A floor (what two processes timing one artifact differ by beyond their cycles' own intervals, 95 "
+        f"times in 100; added to every speed-up's interval, and a speed-up within it is within noise, `~`): "
+        f"{AAFloor(**environment.get('aa_floor', asdict(DEFAULT_FLOOR))).describe()}\n"
         f"- Date: {environment['date']}\n\n"
     )
 

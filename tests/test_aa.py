@@ -98,6 +98,8 @@ def test_a_floor_is_kept_per_machine_threads_and_versions(tmp_path):
     assert floors.load(key, "resnet18", tmp_path) == measured
     assert floors.load(floors.machine_key(cpu, 1, {}), "resnet18", tmp_path) is floors.DEFAULT
     assert "±2.1% (measured: 42 A/A comparisons, 1 intervals excluding x1 with it and 9 without" in measured.describe()
+    nothing = floors.AAFloor(floor=0.0, comparisons=40, source="t0", false_positives=3, false_positives_without=3)
+    assert nothing.describe().startswith("±0.0%, none added: two processes differed no more than their cycles")
     floors.save(floors.AAFloor(floor=0.05, comparisons=40, source="t2", key=key, model="mnist_resnet_m"), tmp_path)
     other = floors.load(key, "yolov8n", tmp_path)  # not measured on it: the largest of the machine's
     assert other.floor == 0.05 and "largest measured on this machine, on mnist_resnet_m" in other.describe()

@@ -54,6 +54,10 @@ class AAFloor:
         """`±2.1% (measured: 42 A/A comparisons, ...)` for table headers."""
         if not self.measured or self.source.startswith("largest"):  # the source says it all
             return f"±{self.floor:.1%} ({self.source})"
+        if self.floor == 0:  # the estimate left nothing beyond what the cycles' own intervals hold
+            return (f"±0.0%, none added: two processes differed no more than their cycles explain (measured: "
+                    f"{self.comparisons} A/A comparisons, {self.false_positives} intervals excluding x1; "
+                    f"{self.source})")
         return (f"±{self.floor:.1%} (measured: {self.comparisons} A/A comparisons, {self.false_positives} "
                 f"intervals excluding x1 with it and {self.false_positives_without} without; {self.source})")
 
