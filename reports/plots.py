@@ -26,6 +26,15 @@ FRONT_COLOUR, POINT_COLOUR = "#c0392b", "#2c6fbb"
 NOISE_COLOUR = "#b0b0b0"  # within noise: not shown to differ from x1
 
 
+def _set_title(ax, title: str) -> None:
+    """The title wrapped to its figure's width, before the layout is made: a run's long CPU name ("Intel(R)
+    Xeon(R) Processor, 2 threads") ran off the figure's edge."""
+    import textwrap
+
+    chars = int(0.7 * ax.figure.get_figwidth() * ax.figure.dpi / 6.5)  # 9-point characters over the axes
+    ax.set_title(textwrap.fill(title, max(chars, 40)))
+
+
 def point_label(row: ResultRow) -> str:
     """Runtime + compression (+ precision where not fp32): what a point or a bar stands for."""
     parts = [row.format]
@@ -137,7 +146,7 @@ def tradeoff(rows: Sequence[ResultRow], y: str, title: str) -> Figure | None:
     ax.set_xlabel("p50 latency (ms, lower is better)")
     ax.set_ylabel({"size_mb": "size on disk (MB, lower is better)", "accuracy": "top-1 accuracy (%, higher is better)",
                    "max_abs_diff": "max abs difference from PyTorch (lower is better)"}[y])
-    ax.set_title(title)
+    _set_title(ax, title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     fig.tight_layout()
@@ -162,7 +171,7 @@ def distribution(rows: Sequence[ResultRow], samples: dict[str, list[list[float]]
     if max(values) / max(min(values), 1e-9) > 20:
         ax.set_xscale("log")
     ax.set_xlabel("latency per inference (ms); box: quartiles, line: median, whiskers: 1st-99th percentile")
-    ax.set_title(title)
+    _set_title(ax, title)
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
@@ -195,7 +204,7 @@ def speedups(rows: Sequence[ResultRow], title: str, field: str = "speedup", floo
     ax.axvline(1.0, color="#333333", lw=0.8)
     what = "PyTorch fp32" if field == "speedup" else "the same runtime at fp32, uncompressed"
     ax.set_xlabel(f"speed-up against {what} (x, higher is faster; bars: 95% interval)")
-    ax.set_title(title)
+    _set_title(ax, title)
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
@@ -264,7 +273,7 @@ def compression_curves(rows: Sequence[ResultRow], title: str) -> Figure | None:
         bottom.set_ylabel("p50 latency (ms)")
     bottom.set_xlabel("pruning: share of channels (structured) or weights (unstructured) really removed; "
                       "clustering: bits per weight (log2 of clusters)")
-    top.set_title(title)
+    _set_title(top, title)
     for ax in (top, bottom):
         ax.grid(True, alpha=0.3)
     top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)

@@ -401,3 +401,20 @@ def test_the_report_opens_with_the_results_table_and_the_speed_up_bars(tmp_path,
     assert "| m | Onnxruntime | none | int8 | 1 | 5." in first  # measured rows in the table, the rest in its notes
     assert "- error: Tensorrt none fp32 b1: export: engine build failed" in first
     assert first.index("| m |") < first.index("![Speed-up against PyTorch]")
+
+
+def test_a_long_plot_title_is_wrapped_to_its_figure():
+    """A run's CPU name made titles run off the figure's edge: they wrap to the axes' width."""
+    import matplotlib.pyplot as plt
+
+    from edgebench.reports.plots import _set_title
+
+    figure, ax = plt.subplots(figsize=(8, 6))
+    title = ("Speed-up against the same runtime uncompressed at fp32: frameworks, CPU (Intel(R) Xeon(R) Processor, "
+             "2 threads)")
+    _set_title(ax, title)
+    lines = ax.get_title().split("\n")
+    assert len(lines) == 2 and " ".join(lines) == title
+    _set_title(ax, "short")
+    assert ax.get_title() == "short"
+    plt.close(figure)
