@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -335,6 +337,18 @@ def test_a_checkpoint_that_does_not_fit_is_refused_in_one_line(tmp_path, trained
         plan_run(BenchConfig(model="yolov8s", weights=str(checkpoint), data=str(data)))
     with pytest.raises(UsageError, match="training a detector .* is not supported yet"):
         plan_run(BenchConfig(model="yolov8n", weights=str(checkpoint), data=str(data), compress=("finetune:1",)))
+
+
+def test_post_processing_always_runs_torchvisions_nms_kernel():
+    """Ultralytics picks torchvision's NMS only when torchvision is already imported (else its own Python NMS,
+    10x slower): the post-processing imports it, so `Post ms` does not depend on what else was imported."""
+    code = ("import sys, numpy as np; from edgebench.bench.measure.detections import postprocess; "
+            "assert 'torchvision' not in sys.modules; "
+            "postprocess(np.zeros((7, 0), np.float32), 64, (64, 64), (1.0, 1.0, 0.0, 0.0)); "
+            "print('torchvision' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "YOLO_OFFLINE": "1", "YOLO_VERBOSE": "False"})
+    assert done.stdout.strip() == "True", done.stderr[-2000:]
 
 
 def test_box_agreement_counts_each_reference_box_found_once_with_its_class():
