@@ -125,10 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-jobs", type=_positive_int("export jobs"), default=1,
                    help="exports run at once, each in its own process [1]; more is faster on many cores, but "
                         "each row's export time then includes the others' contention")
-    p.add_argument("--load-jobs", type=_positive_int("load jobs"), default=2,
-                   help="rows loading at once before timing starts, each in its own measuring process [2]; an "
-                        "export still runs alone; each row's load time then includes the other load's contention "
-                        "(1: each loads alone)")
+    p.add_argument("--load-jobs", type=_positive_int("load jobs"), default=min(2, default_threads()),
+                   help="rows loading at once before timing starts, each in its own measuring process [2, 1 on one "
+                        "core]; exports and first inferences still run alone; each row's load time then includes "
+                        "the other load's contention (1: each loads alone)")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="finish an interrupted run in its folder, with its own settings: finished rows are kept, "
                         "the rest measured (a variant cut off part-way is measured again whole)")

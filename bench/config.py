@@ -73,9 +73,10 @@ class BenchConfig:
     cache: bool = True  # reuse exported artifacts of an identical earlier export (bench.cache)
     export_jobs: int = 1  # exports run at once (each its own process); >1 is faster, but each row's export_s
     # then includes the others' contention for the cores
-    load_jobs: int = 2  # measuring processes loading at once while nothing is timed (bench.readying); an export
-    # still runs alone. 2 takes PyTorch compiled's compilation off the other rows' path; each row's load_s and
-    # first_ms then include the other load's contention (the table's header says so); 1: each loads alone
+    load_jobs: int = field(default_factory=lambda: min(2, default_threads()))  # measuring processes loading at
+    # once while nothing is timed (bench.readying); exports and first inferences still run alone. 2 takes PyTorch
+    # compiled's compilation off the other rows' path, and each row's load_s then includes the other load's
+    # contention (the table's header says so); 1 (the default on one core): each loads alone
     warm_exports: bool = True  # fork export and compress children from a warm process per kind (bench.forkserver)
     # that imported torch and the converter once; False: a fresh interpreter for each
     mode: str = "latency"  # latency: one request in flight; throughput: the runtime's concurrent requests
