@@ -146,16 +146,21 @@ def plan_run(config: BenchConfig) -> tuple[list[Any], list[Task | None], list[li
         for variant in variants:
             for method in variant.methods:
                 method.check(model.module, model.example)
-            if variant.needs_task and task is not None and not trainable:
-                raise UsageError(f"{variant.spec} trains, and training a detector (Ultralytics' detection loss) is "
-                                 "not supported yet: measure the detector with COMPRESS=none, prune-unstructured:X "
-                                 "or PRECISION=int8")
             if variant.needs_task and task is None:
                 raise UsageError(f"{variant.spec} trains, so it needs labelled data: {model.name} has none; "
                                  "use a zoo model (mnist_resnet_m, digits_cnn) or DATA=mnist|digits|folder")
         quantized_study = any(v.quantizes for v in variants)
         plans.append([(variant, plan_jobs(config, variant, quantized_study)) for variant in variants])
     return models, tasks, plans
+
+
+def variant_unavailable(variant: Variant, task: Task | None) -> str:
+    """Why a variant cannot be made for its model's task ("" when it can): its rows then say so, `unavailable`,
+    and the run measures the other variants."""
+    if variant.needs_task and task is not None and task.kind != "classify":
+        return (f"{variant.spec} trains, and training a detector (Ultralytics' detection loss) is not supported yet: "
+                "a detector is measured with COMPRESS=none, prune-unstructured:X, prune-channels:X or PRECISION=int8")
+    return ""
 
 
 def planned_keys(models: list[Any], plans: list[list[tuple[Variant, list[Job]]]]) -> dict[tuple[str, str], set[str]]:
@@ -454,10 +459,13 @@ class Runner:
                                 self.restart_baselines(jobs, reference, previous, run_dir,
                                                        {**base, "compression": variant.spec}, model.source)
                             continue
-                        made, error = self.compress(variant, model, reference, run_dir)
+                        unavailable = variant_unavailable(variant, task)
+                        made, error = (None, unavailable) if unavailable else \
+                            self.compress(variant, model, reference, run_dir)
                         self.measure_variant(jobs, reference, made, error, run_dir,
                                              {**base, "compression": variant.spec}, model.source,
-                                             lambda row, rounds: self._write(writer, row, rounds))
+                                             lambda row, rounds: self._write(writer, row, rounds),
+                                             "unavailable" if unavailable else "error")
                 finally:
                     self.close_anchors()
         finally:
@@ -507,11 +515,12 @@ class Runner:
 
     def measure_variant(self, jobs: list[Job], reference: Reference, made: tuple[Path, VariantInfo] | None,
                         compress_error: str, run_dir: Path, base: dict[str, Any], model_source: str,
-                        emit: Callable[[ResultRow, RowRounds | None], None]) -> None:
+                        emit: Callable[[ResultRow, RowRounds | None], None], unmade: str = "error") -> None:
         """Every row of one variant: each exported in its own child, then all loaded at once and timed in
         interleaved rounds (A B C A B C ...), so a slow minute on a shared machine hits every runtime alike.
 
-        Rows are emitted in job order, each as soon as it and the rows before it are finished.
+        Rows are emitted in job order, each as soon as it and the rows before it are finished. A variant that was
+        not made (`made` None) gives rows with `unmade` as their status and `compress_error` as the reason.
         """
         finished: dict[int, tuple[ResultRow, RowRounds | None]] = {}
         next_out = 0
@@ -538,7 +547,7 @@ class Runner:
             """Export a row, then start its measuring child and wait until it has loaded: the child then idles
             (blocked on its next command) while the next rows export and load."""
             row, spec, job_dir = self.export(job, reference, made, compress_error, run_dir, base, model_source,
-                                             gate if exports_alone else None)
+                                             gate if exports_alone else None, unmade)
             if spec is None:
                 return row, spec, job_dir, None
             with gate.loading():
@@ -722,7 +731,7 @@ class Runner:
 
     def export(self, job: Job, reference: Reference, made: tuple[Path, VariantInfo] | None, compress_error: str,
                run_dir: Path, base: dict[str, Any], model_source: str,
-               gate: ReadyGate | None = None) -> tuple[ResultRow, MeasureJob | None, Path]:
+               gate: ReadyGate | None = None, unmade: str = "error") -> tuple[ResultRow, MeasureJob | None, Path]:
         """The row with what is known before timing; and the measuring job when the artifact was exported
         (alone at `gate`, when given) or restored from the cache (a file copy, which takes no turn)."""
         config = self.config
@@ -731,8 +740,8 @@ class Runner:
                         mode=config.mode)
         where = Path(_safe(row.model), _safe(row.compression), job.slug)
         job_dir = run_dir / "jobs" / where
-        if made is None:
-            row.status, row.error = "error", compress_error
+        if made is None:  # the variant was not made: it failed ("error") or cannot apply here ("unavailable")
+            row.status, row.error = unmade, compress_error
             return row, None, job_dir
         folder, info = made
         row.params, row.sparsity = info.params, info.sparsity
