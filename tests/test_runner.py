@@ -462,3 +462,24 @@ def test_the_harness_numbers_gpus_as_its_children_and_nvml_do(monkeypatch, tmp_p
     monkeypatch.setenv("CUDA_DEVICE_ORDER", "FASTEST_FIRST")  # a user's own choice is kept
     make_runner()
     assert os.environ["CUDA_DEVICE_ORDER"] == "FASTEST_FIRST"
+
+
+@pytest.mark.slow
+def test_each_export_runs_alone_while_rows_load_two_at_a_time(tmp_path, fast_timing):
+    """LOAD_JOBS=2 (the default) readies rows side by side, but an export never overlaps another process's work:
+    each export process's span (from its end and its wall time in run.log) is disjoint from every other's."""
+    import datetime as dt
+
+    config = BenchConfig(model=TINY_MODEL, runtimes=("pytorch", "torchscript", "onnxruntime"), threads=1,
+                         timing=fast_timing, repeats=1, cache=False, warm_exports=False, out=tmp_path / "run")
+    summary = run(config)
+    assert config.load_jobs == 2 and [r.status for r in summary.rows] == ["ok"] * 3
+    log = (summary.run_dir / "run.log").read_text()
+    spans = []
+    for stamp, wall in re.findall(r"^(\S+ \S+) INFO edgebench: .* stages: export process ([\d.]+) s", log, re.M):
+        end = dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+        spans.append((end - dt.timedelta(seconds=float(wall)), end))
+    assert len(spans) == 3
+    slack = dt.timedelta(seconds=0.05)  # the log's stamp comes just after the process ends
+    assert not any(a[0] < b[1] - slack and b[0] < a[1] - slack for i, a in enumerate(spans) for b in spans[i + 1:])
+    assert "rows load 2 at a time" in (summary.run_dir / "table.md").read_text()
