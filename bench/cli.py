@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from edgebench.bench.config import PRECISIONS, TARGETS, BenchConfig, TimingConfig, default_threads
+from edgebench.bench.config import PRECISIONS, TARGETS, BenchConfig, TimingConfig, default_load_jobs, default_threads
 from edgebench.bench.errors import UsageError
 
 PROG = "edgebench"
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-jobs", type=_positive_int("export jobs"), default=1,
                    help="exports run at once, each in its own process [1]; more is faster on many cores, but "
                         "each row's export time then includes the others' contention")
-    p.add_argument("--load-jobs", type=_positive_int("load jobs"), default=min(2, default_threads()),
+    p.add_argument("--load-jobs", type=_positive_int("load jobs"), default=default_load_jobs(),
                    help="rows loading at once before timing starts, each in its own measuring process [2, 1 on one "
                         "core]; exports and first inferences still run alone; each row's load time then includes "
                         "the other load's contention (1: each loads alone)")

@@ -22,6 +22,11 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+def default_load_jobs() -> int:
+    """Rows loading at once (`BenchConfig.load_jobs`): two, or one on a one-core machine, where two only contend."""
+    return min(2, default_threads())
+
+
 @dataclass
 class TimingConfig:
     """How long to warm up and measure; defaults sit between trtexec's and TFLite's benchmark_model."""
@@ -73,7 +78,7 @@ class BenchConfig:
     cache: bool = True  # reuse exported artifacts of an identical earlier export (bench.cache)
     export_jobs: int = 1  # exports run at once (each its own process); >1 is faster, but each row's export_s
     # then includes the others' contention for the cores
-    load_jobs: int = field(default_factory=lambda: min(2, default_threads()))  # measuring processes loading at
+    load_jobs: int = field(default_factory=default_load_jobs)  # measuring processes loading at
     # once while nothing is timed (bench.readying); exports and first inferences still run alone. 2 takes PyTorch
     # compiled's compilation off the other rows' path, and each row's load_s then includes the other load's
     # contention (the table's header says so); 1 (the default on one core): each loads alone

@@ -828,12 +828,14 @@ class Runner:
         """A detector row's fidelity in boxes: its first inference's boxes against PyTorch's on the same input,
         after the same post-processing (`bench.measure.detections.box_agreement`)."""
         from edgebench.bench.measure.detections import box_agreement, boxes_on_input, candidates, unpack
+        from edgebench.bench.measure.fidelity import read_outputs
 
         with np.load(boxes_file) as packed:
-            size, found = int(packed["size"]), boxes_on_input(unpack(dict(packed)), int(packed["size"]))
+            size = int(packed["size"])
+            found = boxes_on_input(unpack(dict(packed)), size)
         if reference_file not in self._reference_boxes:
-            with np.load(reference_file) as outputs:
-                self._reference_boxes[reference_file] = boxes_on_input(candidates(outputs["out_0"]), size)
+            self._reference_boxes[reference_file] = boxes_on_input(candidates(read_outputs(reference_file)[0]),
+                                                                   size)
         matched, total = box_agreement(self._reference_boxes[reference_file], found)
         row.box_match, row.reference_boxes = (matched / total if total else None), total
         boxes_file.unlink()

@@ -189,7 +189,7 @@ def _commands() -> Any:
 
 def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     """Load, check fidelity, time rounds (driven by the parent in serve mode), score accuracy, close."""
-    from edgebench.bench.measure.fidelity import compare
+    from edgebench.bench.measure.fidelity import compare, read_outputs
 
     reason = type(adapter).run_unavailable(job.options.target)
     if reason:  # exported (so its size is known) but cannot run here
@@ -203,8 +203,7 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
         return {"unavailable": mismatch}
 
     x = np.load(job.input)
-    with np.load(job.reference) as ref:
-        reference = [ref[k] for k in sorted(ref.files, key=lambda k: int(k.split("_")[1]))]
+    reference = read_outputs(job.reference)
     if job.serve:  # loads may overlap (bench.readying); the first inference is timed alone, on the parent's word
         _write_json(job_dir / LOADED_FILE, {"load_s": load_s})
         _phase(job_dir, "loaded")

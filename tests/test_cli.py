@@ -231,3 +231,13 @@ def test_cli_flags_reach_the_config():
     assert config.warm_exports  # forked from warm processes unless asked otherwise
     assert not config_from_args(build_parser().parse_args(["--fresh-exports"])).warm_exports
     assert config.load_jobs == 2 and config_from_args(build_parser().parse_args(["--load-jobs", "1"])).load_jobs == 1
+
+
+@pytest.mark.parametrize("loads", [0, 17, 1.5, True])
+def test_a_config_refuses_load_jobs_outside_1_to_16(loads):
+    """The config checks what a caller other than the CLI (the study, the fleet) gives it, as the CLI does."""
+    from edgebench.bench.config import BenchConfig
+    from edgebench.bench.errors import UsageError
+
+    with pytest.raises(UsageError, match=f"bad load jobs {loads!r}: expected a whole number of rows loading"):
+        BenchConfig(load_jobs=loads)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +23,13 @@ class Fidelity:
     max_abs_diff: float
     cosine: float
     within_tolerance: bool
+
+
+def read_outputs(path: str | Path) -> list[np.ndarray]:
+    """A module's outputs in order, from the .npz `bench.variants.save_outputs` writes (out_0, out_1, ...):
+    the reference a measuring process compares with, and the boxes a detector's rows are matched to."""
+    with np.load(path) as saved:
+        return [saved[k] for k in sorted(saved.files, key=lambda k: int(k.split("_")[1]))]
 
 
 def _flat(outputs: Sequence[np.ndarray]) -> np.ndarray:
