@@ -82,7 +82,8 @@ class ResultRow:
     map_ci_low: float | None = None  # mAP50-95's 95% bootstrap interval over images
     map_ci_high: float | None = None
     postprocess_ms: float | None = None  # median per image: NMS and rescaling, outside the timed inference
-    map_delta: float | None = None  # mAP50-95 minus this runtime's fp32 uncompressed row's, on the same images
+    map_delta: float | None = None  # mAP50-95 minus its control's (`control_spec`: same runtime), on the same images
+    map_control: str = ""  # that control: "none fp32", or e.g. "finetune:5 fp32" for a fine-tuned variant
     map_delta_ci_low: float | None = None  # 95% paired bootstrap (images resampled jointly)
     map_delta_ci_high: float | None = None
     params: int | None = None  # parameters of the (compressed) PyTorch module
@@ -289,3 +290,22 @@ def _append_line(path: Path, line: str) -> None:
         f.write(line + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def control_spec(row: ResultRow) -> tuple[str, str] | None:
+    """(compression, precision) of the row a variant's accuracy (or mAP) is compared with, same model, runtime,
+    target and batch; None for the baseline.
+
+    The student trained alone for a distilled student; the baseline fine-tuned exactly as long as the whole
+    chain trained (`prune-channels:0.5+qat` trained 4 epochs: `finetune:4`, quantized like the row); the
+    uncompressed fp32 model for what trains nothing (post-training int8, untrained clustering) and for the
+    fine-tuning controls themselves.
+    """
+    spec = row.compression
+    if spec.startswith("distill:"):
+        return "student:" + spec.split("+")[0].split(":", 1)[1], row.precision
+    if row.finetune_epochs and not spec.startswith(("finetune:", "student:")):
+        return f"finetune:{row.finetune_epochs}", row.precision
+    if spec == "none" and row.precision == "fp32":
+        return None
+    return "none", "fp32"

@@ -35,7 +35,7 @@ from edgebench.bench.measure.rounds import RE_WARMUP_ITERS, RoundFailed, RoundRe
 from edgebench.bench.measure.stats import interval_coverage
 from edgebench.bench.progress import Reporter
 from edgebench.bench.readying import ReadyGate
-from edgebench.bench.results import ResultRow, RunWriter, annotate_ratios, row_key
+from edgebench.bench.results import ResultRow, RunWriter, annotate_ratios, control_spec, row_key
 from edgebench.bench.resume import keep_finished_variants, resumed_environment, save_command
 from edgebench.bench.runlog import RunLog, logger
 from edgebench.bench.targets import check_target
@@ -141,8 +141,9 @@ def plan_run(config: BenchConfig) -> tuple[list[Any], list[Task | None], list[li
     tasks = [resolve_task(config, model) for model in models]
     plans = []
     for model, task in zip(models, tasks, strict=True):
-        trainable = task is not None and task.kind == "classify"  # the one training recipe is a classifier's
-        variants = with_controls(config.variants, trainable, config.finetune_epochs)
+        trainable = task is not None and not task.training_unavailable()  # a COCO folder trains nothing
+        variants = with_controls(config.variants, trainable, config.finetune_epochs,
+                                 lambda variant, task=task: bool(variant_unavailable(variant, task)))
         for variant in variants:
             for method in variant.methods:
                 method.check(model.module, model.example)
@@ -157,9 +158,14 @@ def plan_run(config: BenchConfig) -> tuple[list[Any], list[Task | None], list[li
 def variant_unavailable(variant: Variant, task: Task | None) -> str:
     """Why a variant cannot be made for its model's task ("" when it can): its rows then say so, `unavailable`,
     and the run measures the other variants."""
-    if variant.needs_task and task is not None and task.kind != "classify":
-        return (f"{variant.spec} trains, and training a detector (Ultralytics' detection loss) is not supported yet: "
-                "a detector is measured with COMPRESS=none, prune-unstructured:X, prune-channels:X or PRECISION=int8")
+    if task is None:
+        return ""
+    for method in variant.methods:
+        reason = method.unavailable_for(task)
+        if reason:
+            return reason
+    if variant.needs_task and task.training_unavailable():
+        return f"{variant.spec} trains: {task.training_unavailable()}"
     return ""
 
 
@@ -189,12 +195,16 @@ def job_key(model: str, compression: str, job: Job) -> str:
     return row_key(model, compression, job.runtime.name, job.precision, job.target, job.batch)
 
 
-def with_controls(variants: tuple[Variant, ...], has_task: bool, finetune_epochs: int) -> tuple[Variant, ...]:
+def with_controls(variants: tuple[Variant, ...], has_task: bool, finetune_epochs: int,
+                  unmade: Callable[[Variant], bool] = lambda variant: False) -> tuple[Variant, ...]:
     """Add what each fine-tuned variant must be compared with: the baseline fine-tuned as long as the whole
-    chain trains (`prune-channels:0.5+qat` trains twice, so its control is `finetune:4`), the student alone."""
+    chain trains (`prune-channels:0.5+qat` trains twice, so its control is `finetune:4`), the student alone.
+    A variant that cannot be made for the model's task (`unmade`) gets no control."""
     out = list(variants)
     epochs = set()
     for variant in variants:
+        if unmade(variant):
+            continue
         if variant.methods and variant.methods[0].name == "distill":  # compared with the student alone
             alone = parse_variant(f"student:{variant.methods[0].arg}")
             if alone.spec not in [v.spec for v in out]:
@@ -326,7 +336,9 @@ def _scored_on(task: Any) -> str:
 
         return (f"; mAP on {task.label}: COCO mAP50-95 and mAP50 (pycocotools) in each runtime, 95% bootstrap "
                 f"interval over images; post-processing outside the timed inference (post_ms per image): "
-                f"{POSTPROCESSING}; preprocessing: {task.preprocessing}")
+                f"{POSTPROCESSING}; preprocessing: {task.preprocessing}; mAP changes are paired over images against "
+                "the row's control: the runtime's fp32 uncompressed row, or for a fine-tuned variant the baseline "
+                "fine-tuned as long (Ultralytics' trainer), at the same precision")
     return (f"; accuracy on {task.label}, top-1 in each runtime, 95% Wilson interval; preprocessing: "
             f"{task.preprocessing}")
 
@@ -817,12 +829,15 @@ class Runner:
         self.detections_dir.mkdir(exist_ok=True)
         self._detections_file(row.key).write_text(json.dumps(score.detections))
         candidates_file.unlink()
-        control = row_key(row.model, "none", row.runtime, "fp32", row.target, row.batch)
-        if control != row.key and self._detections_file(control).is_file():  # scored before this row: compared
+        wanted = control_spec(row)  # a control is measured before the variants it controls: scored already
+        control = None if wanted is None else row_key(row.model, wanted[0], row.runtime, wanted[1], row.target,
+                                                      row.batch)
+        if control is not None and self._detections_file(control).is_file():
             task = self._detection_tasks[task_file]
             row.map_delta, row.map_delta_ci_low, row.map_delta_ci_high = paired_difference(
                 task.ground_truth, score.detections, json.loads(self._detections_file(control).read_text()),
                 seed=self.config.seed)
+            row.map_control = " ".join(wanted)
 
     def _match_boxes(self, row: ResultRow, boxes_file: Path, reference_file: Path) -> None:
         """A detector row's fidelity in boxes: its first inference's boxes against PyTorch's on the same input,

@@ -53,8 +53,7 @@ def _compress(job: CompressJob, job_dir: Path) -> dict[str, Any]:
     model = copy.deepcopy(baseline)  # methods change it in place; the baseline stays for the agreement figure
     inputs = {int(batch): Path(path) for batch, path in job.inputs.items()}
     example = torch.from_numpy(np.load(next(iter(inputs.values())))[:1])
-    task = load_any_task(job.task) if job.task else None
-    task = task if task is not None and task.kind == "classify" else None  # only classifiers are trained here
+    task = load_any_task(job.task) if job.task else None  # what the methods fine-tune on (`task.fine_tune`)
     context = CompressionContext(example=example, task=task, seed=job.seed, finetune_epochs=job.finetune_epochs)
     epochs = 0
     for method in parse_variant(job.chain).methods:

@@ -21,7 +21,8 @@ from edgebench.models.tasks import Task
 
 @dataclass
 class CompressionContext:
-    """What a method may use: the task's data (None for models without labels), an example input, a seed."""
+    """What a method may use: the task's data (None for models without labels; it trains with `task.fine_tune`),
+    an example input, a seed."""
 
     example: torch.Tensor  # batch 1
     task: Task | None = None
@@ -41,6 +42,7 @@ class CompressionMethod(ABC):
     needs_task: ClassVar[bool] = False  # True when it cannot work without labelled data
     quantizes: ClassVar[bool] = False  # True when its result is measured at int8 only
     fine_tunes: ClassVar[bool] = False  # True when it trains for `finetune_epochs` after compressing (has a control)
+    task_kinds: ClassVar[tuple[str, ...]] = ("classify", "detect")  # the tasks (`Task.kind`) it can be made for
 
     def __init__(self, arg: str | None) -> None:
         if self.argument and arg is None:
@@ -63,7 +65,24 @@ class CompressionMethod(ABC):
         return per_method if self.fine_tunes and has_task else 0
 
     def finetune_epochs(self, context: CompressionContext) -> int:
-        return self.training_epochs(context.finetune_epochs, context.task is not None)
+        trainable = context.task is not None and not context.task.training_unavailable()
+        return self.training_epochs(context.finetune_epochs, trainable)
+
+    def unavailable_for(self, task: Task | None) -> str:
+        """Why this method cannot be made for a model scored on `task` ("" when it can)."""
+        if task is None or task.kind in self.task_kinds:
+            return ""
+        return (f"{self.spec} applies to {' and '.join(TASK_NOUNS.get(k, k) for k in self.task_kinds)} only: "
+                f"{TASK_NOUNS.get(task.kind, task.kind)} take {', '.join(_methods_for(task.kind))}")
+
+
+TASK_NOUNS = {"classify": "classifiers", "detect": "detectors"}  # `Task.kind` in words
+
+
+def _methods_for(kind: str) -> list[str]:
+    from edgebench.compression import get_method, method_names
+
+    return [name for name in method_names() if kind in get_method(name).task_kinds]
 
     @abstractmethod
     def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:

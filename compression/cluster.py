@@ -14,7 +14,6 @@ from torch.nn.utils import parametrize
 
 from edgebench.bench.errors import UsageError
 from edgebench.compression.base import CompressionContext, CompressionMethod, weight_layers
-from edgebench.models.training import finetune_recipe, fit
 
 FIT_SAMPLE = 20_000  # k-means is fitted on at most this many weights per layer, then every weight is assigned
 
@@ -69,6 +68,7 @@ class WeightClustering(CompressionMethod):
     name = "cluster"
     argument = "N[@lastK]"
     fine_tunes = True
+    task_kinds = ("classify",)  # its BatchNorm folding traces the model with torch.fx, which a YOLO model refuses
     summary = "k-means each layer's weights to N shared values (all layers, or the last K), then fine-tune centroids"
 
     def __init__(self, arg: str | None) -> None:
@@ -95,9 +95,10 @@ class WeightClustering(CompressionMethod):
             layer.parametrizations.weight.original.requires_grad_(False)
         epochs = self.finetune_epochs(context)
         if epochs:
-            fit(model, context.task, finetune_recipe(epochs), context.seed)
-        for _, layer in scope:
-            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+            model = context.task.fine_tune(model, epochs, context.seed)  # a detector's trainer returns a copy
+        for _, layer in weight_layers(model):
+            if parametrize.is_parametrized(layer, "weight"):
+                parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
         where = "all" if self.last is None else f"the last {len(scope)} (in execution order) of"
         context.notes.append(f"{self.clusters} shared values per layer in {where} {len(layers)} conv/linear layers "
                              f"(BatchNorm folded first): {', '.join(name for name, _ in scope)}")

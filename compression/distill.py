@@ -31,6 +31,7 @@ class _StudentTraining(CompressionMethod):
     position = "first"  # the student replaces the model; other methods may follow
     needs_task = True
     teacher_used = True
+    task_kinds = ("classify",)  # soft targets over classes; a detector's distillation loss is another matter
 
     def __init__(self, arg: str | None) -> None:
         super().__init__(arg)

@@ -10,7 +10,6 @@ from torch import nn
 
 from edgebench.bench.errors import UsageError
 from edgebench.compression.base import CompressionContext, CompressionMethod
-from edgebench.models.training import finetune_recipe, fit
 
 
 class FineTune(CompressionMethod):
@@ -29,6 +28,6 @@ class FineTune(CompressionMethod):
         return self.epochs
 
     def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:
-        fit(model, context.task, finetune_recipe(self.epochs), context.seed)
+        model = context.task.fine_tune(model, self.epochs, context.seed)
         context.notes.append(f"fine-tuned {self.epochs} epochs, nothing removed (control)")
         return model.eval()

@@ -14,7 +14,6 @@ from torch import nn
 
 from edgebench.compression.base import CompressionContext, CompressionMethod, parse_fraction, weight_layers
 from edgebench.models.heads import detection_head
-from edgebench.models.training import finetune_recipe, fit
 
 ROUND_TO = 8
 TOLERANCE = 0.05  # a layer whose realised fraction is further than this from the request is named in the notes
@@ -118,7 +117,7 @@ class ChannelPruning(CompressionMethod):
         after_params, after = sum(p.numel() for p in model.parameters()), out_widths(model)
         epochs = self.finetune_epochs(context)
         if epochs:
-            fit(model, context.task, finetune_recipe(epochs), context.seed)
+            model = context.task.fine_tune(model, epochs, context.seed)
         removed = {name: 1 - after[name] / before[name] for name in prunable}
         total = sum(before[n] for n in prunable)
         context.pruned_fraction = 1 - sum(after[n] for n in prunable) / total if total else 0.0
@@ -128,8 +127,8 @@ class ChannelPruning(CompressionMethod):
             f"channels: {self.ratio:.0%} asked, {context.pruned_fraction:.1%} removed (nearest multiple of "
             f"{ROUND_TO}); params {before_params:,} -> {after_params:,} ({1 - after_params / before_params:.1%} "
             f"removed); per layer {layers}")
-        if not epochs:  # a model without labelled data, or a detector (its training is not edgebench's recipe)
-            context.notes.append("not fine-tuned: no labelled data the training recipe takes")
+        if not epochs:  # a model without labelled data (or none a trainer takes: a COCO folder)
+            context.notes.append("not fine-tuned: no labelled data a trainer takes")
         if missed:
             context.notes.append(f"{self.ratio:.0%} not met within {TOLERANCE:.0%} on: {', '.join(missed)}")
         return model.eval()

@@ -21,6 +21,7 @@ class QuantizationAwareTraining(CompressionMethod):
     needs_task = True
     quantizes = True
     fine_tunes = True
+    task_kinds = ("classify",)  # the runtimes' QAT toolchains train with edgebench's classifier recipe
 
     def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:
         context.notes.append(f"QAT {context.finetune_epochs} epochs at export, in each runtime's toolchain")

@@ -37,8 +37,24 @@ class DetectionTask:
     ground_truth: str  # COCO json: the validation split's boxes in original pixels, category id = class index
     classes: tuple[str, ...]
     note: str = ""  # what the label should also say (a sampled split, calibration taken from elsewhere)
+    data_yaml: str = ""  # the Ultralytics data.yaml it was read from: what fine-tuning trains on ("" for COCO)
 
     kind = "detect"
+
+    def training_unavailable(self) -> str:
+        """Why a detector cannot be fine-tuned on this data ("" when it can): Ultralytics' trainer reads a
+        data.yaml with YOLO label files, not COCO json."""
+        if self.data_yaml:
+            return ""
+        return (f"DATA {self.name!r} is a COCO folder, and Ultralytics' trainer takes a data.yaml with YOLO label "
+                "files: fine-tuning needs DATA=path/to/data.yaml")
+
+    def fine_tune(self, model, epochs: int, seed: int = 0):
+        """`model` trained `epochs` more by Ultralytics' own trainer and loss on the data.yaml's train split;
+        returns the trained module (the trainer's EMA weights, as its checkpoints hold), head in export mode."""
+        from edgebench.models.yolo_training import finetune_yolo
+
+        return finetune_yolo(model, Path(self.data_yaml), epochs, int(self.images.shape[-1]), seed)
 
     @property
     def preprocessing(self) -> str:
@@ -78,7 +94,8 @@ class DetectionTask:
     def save(self, path: Path) -> Path:
         np.savez(path, kind=np.array(self.kind), name=np.array(self.name), train_images=self.train_images,
                  images=self.images, ratio_pads=self.ratio_pads, original_shapes=self.original_shapes,
-                 ground_truth=np.array(self.ground_truth), classes=np.array(self.classes), note=np.array(self.note))
+                 ground_truth=np.array(self.ground_truth), classes=np.array(self.classes), note=np.array(self.note),
+                 data_yaml=np.array(self.data_yaml))
         return path
 
     @classmethod
@@ -87,7 +104,8 @@ class DetectionTask:
             return cls(name=str(data["name"]), train_images=data["train_images"], images=data["images"],
                        ratio_pads=data["ratio_pads"], original_shapes=data["original_shapes"],
                        ground_truth=str(data["ground_truth"]), classes=tuple(str(c) for c in data["classes"]),
-                       note=str(data["note"]))
+                       note=str(data["note"]),
+                       data_yaml=str(data["data_yaml"]) if "data_yaml" in data.files else "")
 
 
 def letterbox(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int], tuple[float, float, float, float]]:
@@ -210,6 +228,12 @@ def _coco_from_yolo(labels: list[list[tuple[int, float, float, float, float]]], 
             "annotations": annotations, "categories": [{"id": i, "name": n} for i, n in enumerate(classes)]}
 
 
+def data_root(spec: dict, data_yaml: Path) -> Path:
+    """The folder a data.yaml's splits are relative to: its `path`, relative to the yaml's own folder."""
+    base = Path(spec.get("path") or data_yaml.parent)
+    return base if base.is_absolute() else (data_yaml.parent / base)
+
+
 def ultralytics_task(data_yaml: Path, size: int, seed: int = 0) -> DetectionTask:
     """A data.yaml as Ultralytics reads it (`path`, `train`, `val`, `names`)."""
     import yaml
@@ -225,8 +249,7 @@ def ultralytics_task(data_yaml: Path, size: int, seed: int = 0) -> DetectionTask
     if missing:
         raise UsageError(f"DATA file {str(data_yaml)!r} has no {', '.join(missing)} (an Ultralytics data.yaml names "
                          "train and val image folders and the class names)")
-    base = Path(spec.get("path") or data_yaml.parent)
-    base = base if base.is_absolute() else (data_yaml.parent / base)
+    base = data_root(spec, data_yaml)
     classes = _names(spec["names"], data_yaml)
     if "nc" in spec and spec["nc"] != len(classes):
         raise UsageError(f"DATA file {str(data_yaml)!r}: nc is {spec['nc']} but `names` lists {len(classes)}")
@@ -241,7 +264,7 @@ def ultralytics_task(data_yaml: Path, size: int, seed: int = 0) -> DetectionTask
     train_images, _, _ = _letterboxed(_sample(train, CALIBRATION_IMAGES, seed), size)
     truth = _coco_from_yolo([labels_all[i] for i in chosen], shapes, classes)
     return DetectionTask(str(spec.get("name") or data_yaml.parent.name), train_images, images, pads, shapes,
-                         json.dumps(truth), classes, note)
+                         json.dumps(truth), classes, note, str(data_yaml.resolve()))
 
 
 # --- COCO layout: annotations/instances_<split>.json beside the images ---------------------------------------

@@ -29,6 +29,16 @@ class Task:
 
     kind = "classify"  # what the worker scores (`load_any_task`): top-1 here, mAP for `models.detection`
 
+    def training_unavailable(self) -> str:
+        """Why this data cannot fine-tune a model ("" when it can): a classifier always can."""
+        return ""
+
+    def fine_tune(self, model, epochs: int, seed: int = 0):
+        """`model` trained `epochs` more on the training split with edgebench's fine-tuning recipe (in place)."""
+        from edgebench.models.training import finetune_recipe, fit
+
+        return fit(model, self, finetune_recipe(epochs), seed)
+
     def timed_input(self, batch: int) -> np.ndarray:
         """The first test images as the timed input: int8 is calibrated for real images, not for noise."""
         return np.resize(self.x_test, (batch, *self.x_test.shape[1:]))

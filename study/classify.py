@@ -18,7 +18,7 @@ import numpy as np
 from edgebench.bench.config import BenchConfig, TimingConfig
 from edgebench.bench.measure.paired import ALPHA, detectable_difference, holm
 from edgebench.bench.report import accuracy_cell, fmt, markdown_grid, ratio_cell
-from edgebench.bench.results import ResultRow
+from edgebench.bench.results import ResultRow, control_spec
 
 FAMILY = ("mnist_resnet_s", "mnist_resnet_m", "mnist_resnet_l")
 MODEL = "mnist_resnet_m"
@@ -103,24 +103,6 @@ def significant(row: ResultRow, control: ResultRow | None) -> bool | None:
     None when either has no accuracy."""
     found = row.accuracy_test(control) if control is not None else None
     return None if found is None else found[1] <= ALPHA
-
-
-def control_spec(row: ResultRow) -> tuple[str, str] | None:
-    """(compression, precision) of the row a variant's accuracy is compared with; None for the baseline.
-
-    The student trained alone for a distilled student; the baseline fine-tuned exactly as long as the whole
-    chain trained (`prune-channels:0.5+qat` trained 4 epochs: `finetune:4`, quantized like the row); the
-    uncompressed fp32 model for what trains nothing (post-training int8, untrained clustering) and for the
-    fine-tuning controls themselves.
-    """
-    spec = row.compression
-    if spec.startswith("distill:"):
-        return "student:" + spec.split("+")[0].split(":", 1)[1], row.precision
-    if row.finetune_epochs and not spec.startswith(("finetune:", "student:")):
-        return f"finetune:{row.finetune_epochs}", row.precision
-    if spec == "none" and row.precision == "fp32":
-        return None
-    return "none", "fp32"
 
 
 def control_of(row: ResultRow, rows: Sequence[ResultRow]) -> ResultRow | None:

@@ -335,12 +335,57 @@ def test_a_checkpoint_that_does_not_fit_is_refused_in_one_line(tmp_path, trained
         plan_run(BenchConfig(model="yolov8n", weights=str(checkpoint), data=str(four)))
     with pytest.raises(UsageError, match="is a scale-n model, but MODEL=yolov8s is scale s"):
         plan_run(BenchConfig(model="yolov8s", weights=str(checkpoint), data=str(data)))
-    # A method that trains cannot apply to a detector yet: its rows say so, and the rest of the run is measured.
+    # A method that applies to classifiers only: its rows say so, and the rest of the run is measured.
     summary = _run(tmp_path, model="yolov8n", weights=str(checkpoint), data=str(data), runtimes=("onnxruntime",),
                    compress=("qat",))
     got = [(row.compression, row.precision, row.status) for row in summary.rows]
     assert got == [("none", "fp32", "ok"), ("none", "int8", "ok"), ("qat", "int8", "unavailable")]
-    assert "training a detector (Ultralytics' detection loss) is not supported yet" in summary.rows[2].error
+    assert "qat applies to classifiers only: detectors take finetune, prune-channels, prune-unstructured" \
+        in summary.rows[2].error
+
+
+@pytest.mark.slow
+def test_a_pruned_detector_is_fine_tuned_by_ultralytics_and_compared_with_its_control(tmp_path, trained_tiny):
+    """prune-channels and prune-unstructured on a detector train FINETUNE_EPOCHS more with Ultralytics' own trainer
+    on the data.yaml; the run adds the control (the checkpoint fine-tuned as long) and each variant's mAP change
+    is paired against that control, not against the untrained-further baseline."""
+    data, checkpoint = trained_tiny
+    summary = _run(tmp_path, model="yolov8n", weights=str(checkpoint), data=str(data), runtimes=("onnxruntime",),
+                   compress=("prune-channels:0.3", "prune-unstructured:0.5"), finetune_epochs=2)
+    rows = {row.compression: row for row in summary.rows}
+    assert list(rows) == ["none", "finetune:2", "prune-channels:0.3", "prune-unstructured:0.5"]
+    assert all(row.status == "ok" for row in rows.values()), [row.error for row in rows.values()]
+    base, control = rows["none"], rows["finetune:2"]
+    assert control.finetune_epochs == 2 and control.map50_95 != base.map50_95  # it trained
+    assert control.map_control == "none fp32" and control.map_delta is not None
+    for spec in ("prune-channels:0.3", "prune-unstructured:0.5"):
+        row = rows[spec]
+        assert row.finetune_epochs == 2 and "not fine-tuned" not in row.details
+        assert row.map_control == "finetune:2 fp32"  # its control, not the baseline
+        assert row.map_delta_ci_low <= row.map_delta <= row.map_delta_ci_high
+    assert rows["prune-channels:0.3"].params < base.params
+    assert rows["prune-unstructured:0.5"].sparsity > 0.45  # the pruned weights stayed zero through training
+    table = (tmp_path / "run" / "table.md").read_text()
+    assert "| mAP vs its control (95% CI) |" in table and " vs finetune:2 |" in table
+
+
+def test_what_a_detector_cannot_be_made_with_is_said_per_method(tmp_path, tiny_shapes):
+    """Classifier-only methods name the methods a detector takes; a COCO folder has no labels Ultralytics' trainer
+    reads, so the fine-tune control is unavailable there and pruning goes untrained (its notes say so)."""
+    from edgebench.bench.runner import variant_unavailable
+    from edgebench.compression import parse_variant
+
+    yolo = load_detection_task(str(tiny_shapes), 64)
+    assert yolo.training_unavailable() == "" and yolo.data_yaml == str(tiny_shapes.resolve())
+    for spec in ("cluster:16", "distill:digits_cnn", "qat", "prune-channels:0.3+qat"):
+        assert "applies to classifiers only" in variant_unavailable(parse_variant(spec), yolo), spec
+    for spec in ("finetune:2", "prune-channels:0.3", "prune-unstructured:0.5"):
+        assert variant_unavailable(parse_variant(spec), yolo) == "", spec
+    coco = yolo.__class__(**{**yolo.__dict__, "data_yaml": ""})
+    assert "fine-tuning needs DATA=path/to/data.yaml" in variant_unavailable(parse_variant("finetune:2"), coco)
+    assert variant_unavailable(parse_variant("prune-channels:0.3"), coco) == ""
+    saved = coco.save(tmp_path / "task.npz")
+    assert coco.__class__.load(saved).data_yaml == "" and yolo.__class__.load(yolo.save(saved)).data_yaml
 
 
 def test_post_processing_always_runs_torchvisions_nms_kernel():
