@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
-import json
 import os
 import platform
-import re
 import shutil
 import time
 from collections import Counter
@@ -35,7 +33,7 @@ from edgebench.bench.measure.rounds import RE_WARMUP_ITERS, RoundFailed, RoundRe
 from edgebench.bench.measure.stats import interval_coverage
 from edgebench.bench.progress import Reporter
 from edgebench.bench.readying import ReadyGate
-from edgebench.bench.results import ResultRow, RunWriter, annotate_ratios, control_spec, row_key
+from edgebench.bench.results import ResultRow, RunWriter, annotate_ratios, row_key
 from edgebench.bench.resume import keep_finished_variants, resumed_environment, save_command
 from edgebench.bench.runlog import RunLog, logger
 from edgebench.bench.targets import check_target
@@ -43,9 +41,11 @@ from edgebench.bench.variants import MODEL_FILE, VariantInfo, outputs_path, save
 from edgebench.compression import NONE, Variant, parse_variant
 from edgebench.compression.measures import zipped_bytes
 from edgebench.runtimes import Runtime, RuntimeOptions, adapter_ref, artifact_size_bytes, get_runtime
+from edgebench.tasks import CALIBRATION_IMAGES, kind_of, kinds
+from edgebench.tasks.detect import is_detector
 
 if TYPE_CHECKING:
-    from edgebench.models.tasks import Task
+    from edgebench.tasks import LabelledTask as Task
 
 RESULTS_DIR = PROJECT_ROOT / "results"
 IDLE_PHASES = ("loaded", "ready", "waiting")
@@ -54,7 +54,6 @@ MODE_METHOD = {
     "throughput": "throughput mode: each runtime's concurrent requests kept busy from threads for the window, "
                   "items/s = completed requests x batch / window, latency = each completed request's",
 }
-CALIBRATION_INPUTS = 128
 BOXES_FILE = "boxes.npz"  # a detector row's first-inference candidates, in its job folder
 CHANCE_NOTE = "accuracy at chance: check the preprocessing (PREPROCESS=, or `preprocess` in the model file)"
 
@@ -270,77 +269,13 @@ def save_reference(model: Any, batches: tuple[int, ...], folder: Path, seed: int
         task.save(reference.task)
         np.save(reference.calibration, task.calibration(seed=seed))
     else:  # int8 calibration on seeded inputs shaped like the example: all a model without data offers
-        np.save(reference.calibration, make_input(model.example, CALIBRATION_INPUTS, seed + 3).numpy())
+        np.save(reference.calibration, make_input(model.example, CALIBRATION_IMAGES, seed + 3).numpy())
     return reference
 
 
 def resolve_task(config: BenchConfig, model: Any) -> Task | None:
-    """The labelled data a model is scored on: DATA if given, else the zoo model's own task, else none."""
-    from edgebench.models import resolve_source
-    from edgebench.models.preprocess import resolve
-    from edgebench.models.tasks import check_task_fits, load_task
-
-    source = resolve_source(model.source)
-    if is_detector(model):
-        return _detection_task(config, model)
-    name = config.data or source.task
-    if not name:
-        if config.preprocess:
-            raise UsageError(f"PREPROCESS={config.preprocess} applies to labelled images, and {model.name} has "
-                             "none: give DATA=mnist|digits|folder")
-        return None
-    preprocessing = resolve(config.preprocess, source.declared_preprocess(), int(model.example.shape[1]), name)
-    task = load_task(name, tuple(model.example.shape[1:]), config.seed, preprocessing)
-    check_task_fits(task, tuple(model.example.shape[1:]), int(example_output(model).shape[-1]), model.name)
-    return task
-
-
-def is_detector(model: Any) -> bool:
-    """A YOLO detector: a named one (`models.yolo`), or a user's model file whose module holds an Ultralytics
-    Detect head (its output is then the decoded boxes and class scores every detector row is scored on)."""
-    from edgebench.models import resolve_source
-    from edgebench.models.heads import detection_head
-
-    return bool(getattr(resolve_source(model.source), "detects", False)) or detection_head(model.module) is not None
-
-
-def example_output(model: Any) -> Any:
-    """The reference model's (first) output on its example input: what a task's labels must fit."""
-    import torch
-
-    with torch.no_grad():
-        outputs = model.module(model.example)
-    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
-
-
-def _detection_task(config: BenchConfig, model: Any) -> Any:
-    """A detector's labelled data: DATA as an Ultralytics data.yaml or a COCO folder, letterboxed to its input."""
-    from edgebench.models.detection import load_detection_task
-
-    if config.preprocess:
-        raise UsageError(f"PREPROCESS={config.preprocess} applies to classifiers: a detector's images are "
-                         "letterboxed as Ultralytics' validator does")
-    if not config.data:
-        return None
-    task = load_detection_task(config.data, int(model.example.shape[-1]), config.seed)
-    task.check_fits(tuple(model.example.shape[1:]), tuple(example_output(model).shape), model.name)
-    return task
-
-
-def _scored_on(task: Any) -> str:
-    """The header's words for what the accuracy columns mean."""
-    if task is None:
-        return ""
-    if task.kind == "detect":
-        from edgebench.bench.measure.detections import POSTPROCESSING
-
-        return (f"; mAP on {task.label}: COCO mAP50-95 and mAP50 (pycocotools) in each runtime, 95% bootstrap "
-                f"interval over images; post-processing outside the timed inference (post_ms per image): "
-                f"{POSTPROCESSING}; preprocessing: {task.preprocessing}; mAP changes are paired over images against "
-                "the row's control: the runtime's fp32 uncompressed row, or for a fine-tuned variant the baseline "
-                "fine-tuned as long (Ultralytics' trainer), at the same precision")
-    return (f"; accuracy on {task.label}, top-1 in each runtime, 95% Wilson interval; preprocessing: "
-            f"{task.preprocessing}")
+    """The labelled data a model is scored on, by the kind of task that claims it (`edgebench.tasks`)."""
+    return kind_of(model).resolve(config, model)
 
 
 def table_header(config: BenchConfig, models: list[Any], tasks: list[Task | None],
@@ -349,7 +284,8 @@ def table_header(config: BenchConfig, models: list[Any], tasks: list[Task | None
     coverage = interval_coverage(config.repeats)
     packages = ", ".join(f"{k} {v}" for k, v in environment["packages"].items())
     described = "".join(
-        f"- Model: {m.name}, input {tuple(m.example.shape[1:])}, weights: {m.weights}{_scored_on(task)}\n"
+        f"- Model: {m.name}, input {tuple(m.example.shape[1:])}, weights: {m.weights}"
+        f"{task.scored_on() if task is not None else ''}\n"
         for m, task in zip(models, tasks, strict=True))
     if config.export_jobs > 1:
         overlap = (f" ({max(config.export_jobs, config.load_jobs)} exporting or loading at once, so export_s and "
@@ -406,9 +342,8 @@ class Runner:
         self.versions: dict[str, str] = {}
         self.peaks: dict[str, float] = {}
         self.floor = DEFAULT_FLOOR  # the machine's A/A floor, read when the run starts
-        self._detection_tasks: dict[Path, Any] = {}  # detectors' validation sets, read once per run
         self._reference_boxes: dict[Path, Any] = {}  # PyTorch's boxes on each timed input, post-processed once
-        self.detections_dir = RESULTS_DIR / "detections"  # set per run folder in run()
+        self.run_dir = RESULTS_DIR  # the run's folder, set in run(): where tasks keep what they scored
         # The uncompressed fp32 row of each (model, runtime, target, batch): its measuring job, and the process
         # kept loaded to time it beside every later variant of the model (None when it could not start).
         self.baseline_jobs: dict[tuple[str, str, str, int], tuple[MeasureJob, str]] = {}
@@ -424,7 +359,7 @@ class Runner:
         check_named_runtimes(config)
         models, tasks, plans = plan_run(config)
         run_dir = make_run_dir(config, "+".join(m.name for m in models))
-        self.detections_dir = run_dir / "detections"  # detectors' boxes, one COCO results file per row
+        self.run_dir = run_dir
         if config.command and not config.resume:
             save_command(run_dir, config.command)
         planned = planned_keys(models, plans)
@@ -812,33 +747,6 @@ class Runner:
         record_contents(row, Contents(**contents) if contents else None, size)
         return row, spec, job_dir
 
-    def _score_detections(self, row: ResultRow, task_file: Path, candidates_file: Path) -> None:
-        """A detector row's mAP: the measuring process kept its candidates; post-processing and COCO evaluation
-        run here, the same code for every runtime. The boxes are kept in the run folder (detections/<row>.json)."""
-        from edgebench.bench.measure.detections import paired_difference, score_detections, unpack
-        from edgebench.models.detection import DetectionTask
-
-        if task_file not in self._detection_tasks:
-            self._detection_tasks[task_file] = DetectionTask.load(task_file)
-        with np.load(candidates_file) as packed:
-            per_image = unpack(dict(packed))
-        score = score_detections(self._detection_tasks[task_file], per_image, self.config.seed)
-        row.map50_95, row.map50, row.map_ci_low, row.map_ci_high = (score.map50_95, score.map50, score.map_ci_low,
-                                                                    score.map_ci_high)
-        row.postprocess_ms = score.postprocess_ms
-        self.detections_dir.mkdir(exist_ok=True)
-        self._detections_file(row.key).write_text(json.dumps(score.detections))
-        candidates_file.unlink()
-        wanted = control_spec(row)  # a control is measured before the variants it controls: scored already
-        control = None if wanted is None else row_key(row.model, wanted[0], row.runtime, wanted[1], row.target,
-                                                      row.batch)
-        if control is not None and self._detections_file(control).is_file():
-            task = self._detection_tasks[task_file]
-            row.map_delta, row.map_delta_ci_low, row.map_delta_ci_high = paired_difference(
-                task.ground_truth, score.detections, json.loads(self._detections_file(control).read_text()),
-                seed=self.config.seed)
-            row.map_control = " ".join(wanted)
-
     def _match_boxes(self, row: ResultRow, boxes_file: Path, reference_file: Path) -> None:
         """A detector row's fidelity in boxes: its first inference's boxes against PyTorch's on the same input,
         after the same post-processing (`bench.measure.detections.box_agreement`)."""
@@ -854,10 +762,6 @@ class Runner:
         matched, total = box_agreement(self._reference_boxes[reference_file], found)
         row.box_match, row.reference_boxes = (matched / total if total else None), total
         boxes_file.unlink()
-
-    def _detections_file(self, key: str) -> Path:
-        """A detector row's boxes in COCO's results format, in the run folder."""
-        return self.detections_dir / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', key)}.json"
 
     def _finish(self, row: ResultRow, session: ChildSession, job_dir: Path, ready: dict[str, Any] | None = None,
                 rounds: RowRounds | None = None) -> bool:
@@ -881,13 +785,12 @@ class Runner:
         row.peak_rss_mb = measured.peak_rss_mb
         for name in ("load_s", "first_ms", "max_abs_diff", "cosine", "fidelity_ok", "energy_source"):
             setattr(row, name, ready[name])
-        for name in ("device", "h2d_ms", "d2h_ms", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
-                     "correct_bits", "at_chance", "device_memory_mb", "device_memory_source"):
+        for name in ("device", "h2d_ms", "d2h_ms", "device_memory_mb", "device_memory_source"):
             setattr(row, name, result.get(name, getattr(row, name)))
         if ready.get("boxes_file"):
             self._match_boxes(row, Path(ready["boxes_file"]), Path(ready["boxes_reference"]))
-        if "detections_file" in result:
-            self._score_detections(row, Path(result["task_file"]), Path(result["detections_file"]))
+        if result.get("task_kind"):  # scored on labelled data, in its own process: the task puts it on the row
+            kinds()[result["task_kind"]].fill(row, result, self.run_dir, self.config.seed)
         chance = CHANCE_NOTE if row.at_chance else ""
         row.details = "; ".join(part for part in (chance, result["details"], row.details) if part)
         row.add_rounds(rounds)

@@ -45,7 +45,7 @@ def _compress(job: CompressJob, job_dir: Path) -> dict[str, Any]:
 
     from edgebench.bench.variants import load_module, save_variant
     from edgebench.compression import CompressionContext, parse_variant
-    from edgebench.models.tasks import load_any_task
+    from edgebench.tasks import load_task_file
 
     torch.set_num_threads(job.threads)
     _phase(job_dir, "loading model")
@@ -53,7 +53,7 @@ def _compress(job: CompressJob, job_dir: Path) -> dict[str, Any]:
     model = copy.deepcopy(baseline)  # methods change it in place; the baseline stays for the agreement figure
     inputs = {int(batch): Path(path) for batch, path in job.inputs.items()}
     example = torch.from_numpy(np.load(next(iter(inputs.values())))[:1])
-    task = load_any_task(job.task) if job.task else None  # what the methods fine-tune on (`task.fine_tune`)
+    task = load_task_file(job.task) if job.task else None  # what the methods fine-tune on (`task.fine_tune`)
     context = CompressionContext(example=example, task=task, seed=job.seed, finetune_epochs=job.finetune_epochs)
     epochs = 0
     for method in parse_variant(job.chain).methods:
@@ -102,36 +102,6 @@ def _export(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
         result["reference"] = str(job_dir / "qat_outputs.npz")
         save_outputs(result["reference"], outputs)
     return result
-
-
-def _padded_batches(x: np.ndarray, batch: int):
-    """(chunk, real images in it) over `x`, `batch` at a time: artifacts have a fixed batch size, so the last
-    chunk is padded by repeating its final image."""
-    for i in range(0, len(x), batch):
-        chunk = x[i:i + batch]
-        real = len(chunk)
-        if real < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
-        yield chunk, real
-
-
-def _accuracy(adapter: Any, task_path: str, batch: int) -> dict[str, Any]:
-    """Top-1 of the loaded artifact on the task's whole test split, in its own runtime, `batch` images at a time."""
-    from edgebench.bench.measure.paired import pack_correct
-    from edgebench.bench.measure.stats import at_chance, wilson_interval
-
-    with np.load(task_path) as data:
-        x, y, classes = data["x_test"], data["y_test"], len(data["classes"])
-    predicted = []
-    for chunk, real in _padded_batches(x, batch):
-        logits = adapter.predict(np.ascontiguousarray(chunk))[0]
-        predicted.append(np.asarray(logits).reshape(batch, -1)[:real].argmax(1))
-    predicted = np.concatenate(predicted)
-    right = predicted == y
-    correct = int(right.sum())
-    low, high = wilson_interval(correct, len(y))
-    return {"accuracy": correct / len(y), "accuracy_ci_low": low, "accuracy_ci_high": high,
-            "correct_bits": pack_correct(right), "at_chance": at_chance(predicted, y, classes)}
 
 
 def _time_round(step: Any, timing: Any, first: bool, streams: list[Any] | None = None,
@@ -280,32 +250,15 @@ def _device_memory(adapter: Any) -> tuple[float | None, str]:
         return None, f"no device memory figure: {type(exc).__name__}: {exc}"
 
 
-def _detections(adapter: Any, task_path: str, batch: int, job_dir: Path) -> dict[str, Any]:
-    """A detector's raw outputs on the whole validation split, reduced to the anchors that pass the confidence
-    threshold (`bench.measure.detections.candidates`), saved for the harness to post-process and score."""
-    from edgebench.bench.measure.detections import candidates, pack
-    from edgebench.models.detection import DetectionTask
-
-    with np.load(task_path) as data:
-        images = data["images"]
-    kept = []
-    for chunk, real in _padded_batches(images, batch):
-        kept += candidates(np.asarray(adapter.predict(DetectionTask.to_input(chunk))[0]))[:real]
-    path = job_dir / "detections.npz"
-    np.savez(path, **pack(kept))
-    return {"detections_file": str(path), "task_file": task_path}
-
-
 def _score(adapter: Any, job: MeasureJob, job_dir: Path, batch: int) -> dict[str, Any]:
     """The row's accuracy figures; none for a model without labelled data."""
     if not job.task:
         return {}
     _phase(job_dir, "scoring accuracy")
-    from edgebench.models.tasks import task_kind
+    from edgebench.tasks import task_class
 
-    if task_kind(job.task) == "detect":
-        return _detections(adapter, job.task, batch, job_dir)
-    return _accuracy(adapter, job.task, batch)
+    kind = task_class(job.task)
+    return {"task_kind": kind.kind, **kind.score(adapter.predict, job.task, batch, job_dir)}
 
 
 def _transfer_times(adapter: Any, x: np.ndarray, prepared: Any, repeats: int = 20) -> dict[str, float | None]:

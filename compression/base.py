@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from edgebench.bench.errors import UsageError
-from edgebench.models.tasks import Task
+from edgebench.tasks import LabelledTask as Task
 
 
 @dataclass
@@ -72,11 +72,11 @@ class CompressionMethod(ABC):
         """Why this method cannot be made for a model scored on `task` ("" when it can)."""
         if task is None or task.kind in self.task_kinds:
             return ""
-        return (f"{self.spec} applies to {' and '.join(TASK_NOUNS.get(k, k) for k in self.task_kinds)} only: "
-                f"{TASK_NOUNS.get(task.kind, task.kind)} take {', '.join(_methods_for(task.kind))}")
+        from edgebench.tasks import kinds
 
-
-TASK_NOUNS = {"classify": "classifiers", "detect": "detectors"}  # `Task.kind` in words
+        nouns = {name: cls.noun for name, cls in kinds().items()}
+        return (f"{self.spec} applies to {' and '.join(nouns.get(k, k) for k in self.task_kinds)} only: "
+                f"{task.noun} take {', '.join(_methods_for(task.kind))}")
 
 
 def _methods_for(kind: str) -> list[str]:

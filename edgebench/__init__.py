@@ -12,4 +12,4 @@ _ROOT = Path(__file__).resolve().parent.parent
 if not (Path(__file__).resolve().parent / "bench").is_dir() and (_ROOT / "bench" / "__init__.py").is_file():
     __path__.append(str(_ROOT))  # noqa: F821 (a package's own search path)
 
-PACKAGES = ("bench", "runtimes", "models", "compression", "reports", "fleet", "study")
+PACKAGES = ("bench", "runtimes", "models", "compression", "reports", "fleet", "study", "tasks")

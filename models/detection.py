@@ -1,9 +1,10 @@
-"""Labelled detection data for YOLO detectors: a user's Ultralytics data.yaml or COCO folder, read and checked.
+"""Labelled detection data for YOLO detectors: a user's Ultralytics data.yaml or COCO folder, read and checked into
+a `tasks.detect.DetectionTask`.
 
 The validation images are letterboxed to the model's input size once, here, with Ultralytics' own LetterBox and
 its validator's resize (long side to the input size), and held as uint8 NCHW RGB in one `.npz` every measuring
 process reads; the ground truth is kept as a COCO json in the images' original pixels, so a maintained COCO
-evaluator scores every runtime's boxes after the one shared post-processing (`models.detect_scoring`).
+evaluator scores every runtime's boxes after the one shared post-processing (`bench.measure.detections`).
 
 Bad input fails here, before a run folder exists: one line naming the file (and the line of a label file) and
 what is wrong with it.
@@ -13,99 +14,16 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgebench.bench.errors import UsageError
+from edgebench.tasks.base import CALIBRATION_IMAGES
+from edgebench.tasks.detect import DetectionTask
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_VAL_IMAGES = 500  # a seeded sample of larger validation splits (each image is 1.2 MB at 640x640): stated
-CALIBRATION_IMAGES = 128  # training images kept for int8 calibration (never validation images)
-
-
-@dataclass
-class DetectionTask:
-    """The detection counterpart of `models.tasks.Task`: what a run scores a detector on."""
-
-    name: str
-    train_images: np.ndarray  # uint8 N x 3 x S x S, letterboxed RGB: int8 calibration only
-    images: np.ndarray  # uint8 N x 3 x S x S, letterboxed RGB: the validation split
-    ratio_pads: np.ndarray  # N x 4 float64: gain_h, gain_w, pad_left, pad_top (back to the original pixels)
-    original_shapes: np.ndarray  # N x 2 int: height, width
-    ground_truth: str  # COCO json: the validation split's boxes in original pixels, category id = class index
-    classes: tuple[str, ...]
-    note: str = ""  # what the label should also say (a sampled split, calibration taken from elsewhere)
-    data_yaml: str = ""  # the Ultralytics data.yaml it was read from: what fine-tuning trains on ("" for COCO)
-
-    kind = "detect"
-
-    def training_unavailable(self) -> str:
-        """Why a detector cannot be fine-tuned on this data ("" when it can): Ultralytics' trainer reads a
-        data.yaml with YOLO label files, not COCO json."""
-        if self.data_yaml:
-            return ""
-        return (f"DATA {self.name!r} is a COCO folder, and Ultralytics' trainer takes a data.yaml with YOLO label "
-                "files: fine-tuning needs DATA=path/to/data.yaml")
-
-    def fine_tune(self, model, epochs: int, seed: int = 0):
-        """`model` trained `epochs` more by Ultralytics' own trainer and loss on the data.yaml's train split;
-        returns the trained module (the trainer's EMA weights, as its checkpoints hold), head in export mode."""
-        from edgebench.models.yolo_training import finetune_yolo
-
-        return finetune_yolo(model, Path(self.data_yaml), epochs, int(self.images.shape[-1]), seed)
-
-    @property
-    def preprocessing(self) -> str:
-        size = self.images.shape[-1]
-        return (f"letterbox to {size}x{size} (Ultralytics' validator: long side resized, grey padding 114), "
-                "RGB in [0, 1]")
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} ({len(self.images)} val images{'; ' + self.note if self.note else ''})"
-
-    @staticmethod
-    def to_input(images: np.ndarray) -> np.ndarray:
-        """uint8 letterboxed images -> the float32 the model takes (Ultralytics divides by 255)."""
-        return np.ascontiguousarray(images, dtype=np.float32) / np.float32(255.0)
-
-    def timed_input(self, batch: int) -> np.ndarray:
-        """The first validation images as the timed input: real pictures, not noise."""
-        return self.to_input(np.resize(self.images, (batch, *self.images.shape[1:])))
-
-    def calibration(self, count: int = CALIBRATION_IMAGES, seed: int = 0) -> np.ndarray:
-        rng = np.random.default_rng(seed)
-        pick = rng.choice(len(self.train_images), size=min(count, len(self.train_images)), replace=False)
-        return self.to_input(self.train_images[np.sort(pick)])
-
-    def check_fits(self, input_size: tuple[int, ...], outputs: tuple[int, ...], model_name: str) -> None:
-        """The letterboxed size must be the model's input and the data set's classes its classes."""
-        if tuple(self.images.shape[1:]) != tuple(input_size):
-            raise UsageError(f"DATA {self.name!r} was letterboxed to {tuple(self.images.shape[1:])}, but "
-                             f"{model_name} takes {tuple(input_size)}")
-        model_classes = outputs[1] - 4 if len(outputs) == 3 else -1
-        if model_classes != len(self.classes):
-            raise UsageError(f"DATA {self.name!r} has {len(self.classes)} classes ({', '.join(self.classes[:5])}"
-                             f"{', ...' if len(self.classes) > 5 else ''}), but {model_name} detects "
-                             f"{model_classes if model_classes >= 0 else 'no'} classes (output {tuple(outputs)})")
-
-    def save(self, path: Path) -> Path:
-        np.savez(path, kind=np.array(self.kind), name=np.array(self.name), train_images=self.train_images,
-                 images=self.images, ratio_pads=self.ratio_pads, original_shapes=self.original_shapes,
-                 ground_truth=np.array(self.ground_truth), classes=np.array(self.classes), note=np.array(self.note),
-                 data_yaml=np.array(self.data_yaml))
-        return path
-
-    @classmethod
-    def load(cls, path: Path | str) -> DetectionTask:
-        with np.load(path) as data:
-            return cls(name=str(data["name"]), train_images=data["train_images"], images=data["images"],
-                       ratio_pads=data["ratio_pads"], original_shapes=data["original_shapes"],
-                       ground_truth=str(data["ground_truth"]), classes=tuple(str(c) for c in data["classes"]),
-                       note=str(data["note"]),
-                       data_yaml=str(data["data_yaml"]) if "data_yaml" in data.files else "")
 
 
 def letterbox(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int], tuple[float, float, float, float]]:

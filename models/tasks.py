@@ -1,4 +1,4 @@
-"""Labelled data to measure accuracy on and to fine-tune with: embedded MNIST, sklearn digits, or a user's folder.
+"""Labelled classification data: embedded MNIST, sklearn digits, or a user's folder, read into a `tasks.classify.Task`.
 
 Every task is a fixed, seeded, stratified train/test split held as float32 NCHW arrays, saved once per run
 into one `.npz` that child processes read, so every runtime is scored on exactly the same images.
@@ -6,64 +6,15 @@ into one `.npz` that child processes read, so every runtime is scored on exactly
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgebench.bench.errors import UsageError
 from edgebench.models.preprocess import Preprocessing, parse
+from edgebench.tasks.classify import Task
 
 EMBEDDED_TASKS = ("mnist", "digits")
-
-
-@dataclass
-class Task:
-    name: str  # what the tables call the test set, e.g. "mnist (1000 test images)"
-    x_train: np.ndarray  # float32, N x C x H x W, already normalized
-    y_train: np.ndarray  # int64 class indices
-    x_test: np.ndarray
-    y_test: np.ndarray
-    classes: tuple[str, ...]
-    preprocessing: str = ""  # how the images became these arrays (models.preprocess), for the table's header
-
-    kind = "classify"  # what the worker scores (`load_any_task`): top-1 here, mAP for `models.detection`
-
-    def training_unavailable(self) -> str:
-        """Why this data cannot fine-tune a model ("" when it can): a classifier always can."""
-        return ""
-
-    def fine_tune(self, model, epochs: int, seed: int = 0):
-        """`model` trained `epochs` more on the training split with edgebench's fine-tuning recipe (in place)."""
-        from edgebench.models.training import finetune_recipe, fit
-
-        return fit(model, self, finetune_recipe(epochs), seed)
-
-    def timed_input(self, batch: int) -> np.ndarray:
-        """The first test images as the timed input: int8 is calibrated for real images, not for noise."""
-        return np.resize(self.x_test, (batch, *self.x_test.shape[1:]))
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} ({len(self.y_test)} test images)"
-
-    def save(self, path: Path) -> Path:
-        np.savez(path, x_train=self.x_train, y_train=self.y_train, x_test=self.x_test, y_test=self.y_test,
-                 classes=np.array(self.classes), name=np.array(self.name), preprocessing=np.array(self.preprocessing))
-        return path
-
-    @classmethod
-    def load(cls, path: Path | str) -> Task:
-        with np.load(path) as data:
-            return cls(name=str(data["name"]), x_train=data["x_train"], y_train=data["y_train"],
-                       x_test=data["x_test"], y_test=data["y_test"], classes=tuple(str(c) for c in data["classes"]),
-                       preprocessing=str(data["preprocessing"]) if "preprocessing" in data.files else "")
-
-    def calibration(self, count: int = 128, seed: int = 0) -> np.ndarray:
-        """Training images (never test images) for int8 calibration, the same ones for every runtime."""
-        rng = np.random.default_rng(seed)
-        pick = rng.choice(len(self.x_train), size=min(count, len(self.x_train)), replace=False)
-        return self.x_train[np.sort(pick)]
 
 
 def _split(x: np.ndarray, y: np.ndarray, test_size: int | float, seed: int):
@@ -172,18 +123,3 @@ def check_task_fits(task: Task, input_size: tuple[int, ...], outputs: int, model
     if len(task.classes) != outputs:
         raise UsageError(f"DATA {task.name!r} has {len(task.classes)} classes ({', '.join(task.classes[:5])}"
                          f"{', ...' if len(task.classes) > 5 else ''}), but {model_name} has {outputs} outputs")
-
-
-def task_kind(path: Path | str) -> str:
-    """What a run's task file holds: "classify" (`Task`) or "detect" (`models.detection.DetectionTask`)."""
-    with np.load(path) as data:
-        return str(data["kind"]) if "kind" in data.files else Task.kind
-
-
-def load_any_task(path: Path | str):
-    """A run's task file, classification (`Task`) or detection (`models.detection.DetectionTask`)."""
-    if task_kind(path) == "detect":
-        from edgebench.models.detection import DetectionTask
-
-        return DetectionTask.load(path)
-    return Task.load(path)

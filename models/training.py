@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from edgebench.models.tasks import Task
+from edgebench.tasks.classify import Task
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,9 @@ class QatPlan:
 
     def train(self, model: Any) -> Any:
         """Fine-tune `model` (with its fake quantizers) in place on the task's training split."""
-        from edgebench.models.tasks import Task
-        from edgebench.models.training import finetune_recipe, fit
+        from edgebench.tasks.classify import Task
 
-        return fit(model, Task.load(self.task_file), finetune_recipe(self.epochs), self.seed)
-
-
-CALIBRATION_IMAGES = 128  # what every int8 toolchain sees, at any batch size (the runner saves this many)
+        return Task.load(self.task_file).fine_tune(model, self.epochs, self.seed)
 
 
 def calibration_batches(calibration: np.ndarray | None, batch: int) -> list[np.ndarray]:

@@ -1,8 +1,8 @@
 """`make study [TASK=classify|detect]`: the survey's tables, measured on this machine, one module per task.
 
-A task's module has a `main(argv) -> int` (its command line: `--out`, `--tables-only`) and writes STUDY.md in
-its study folder. `classify` is the compression study on the MNIST ResNets (`study.classify`);
-`detect` the YOLO tables with mAP (`study.detect`).
+A kind of task (`edgebench.tasks`) has a study when this package has a module of the same name, with a
+`main(argv) -> int` (its command line: `--out`, `--tables-only`) writing STUDY.md in its study folder. `classify`
+is the compression study on the MNIST ResNets (`study.classify`); `detect` the YOLO tables with mAP (`study.detect`).
 """
 
 from __future__ import annotations
@@ -15,23 +15,32 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-TASKS = {"classify": "edgebench.study.classify", "detect": "edgebench.study.detect"}
+
+def studies() -> dict[str, str]:
+    """Each kind of task with a study here: its name -> the module that runs it."""
+    import pkgutil
+
+    from edgebench.tasks import kinds
+
+    here = {info.name for info in pkgutil.iter_modules(__path__)}
+    return {kind: f"{__name__}.{kind}" for kind in kinds() if kind in here}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tasks = studies()
     args = list(sys.argv[1:] if argv is None else argv)
     task = "classify"
     if "--task" in args:
         where = args.index("--task")
         if where + 1 >= len(args):
-            print(f"edgebench-study: error: --task needs a value: {', '.join(TASKS)}", file=sys.stderr)
+            print(f"edgebench-study: error: --task needs a value: {', '.join(tasks)}", file=sys.stderr)
             return 2
         task = args[where + 1]
         del args[where:where + 2]
-    if task not in TASKS:
-        print(f"edgebench-study: error: unknown TASK {task!r}: choose {', '.join(TASKS)}", file=sys.stderr)
+    if task not in tasks:
+        print(f"edgebench-study: error: unknown TASK {task!r}: choose {', '.join(tasks)}", file=sys.stderr)
         return 2
-    return importlib.import_module(TASKS[task]).main(args)
+    return importlib.import_module(tasks[task]).main(args)
 
 
 def study_arguments(argv: Sequence[str] | None, prog: str, description: str,

@@ -23,9 +23,10 @@ from edgebench.bench.measure.contents import Contents, check
 from edgebench.bench.measure.stats import accuracies_differ, wilson_interval
 from edgebench.bench.runner import save_reference
 from edgebench.models import load_model
-from edgebench.models.tasks import Task, digits_task, mnist_task
+from edgebench.models.tasks import digits_task, mnist_task
 from edgebench.models.training import accuracy
 from edgebench.runtimes import RuntimeOptions, adapter_ref, get_runtime
+from edgebench.tasks.classify import Task
 
 FAST = TimingConfig(warmup_iters=1, warmup_s=0.0, min_iters=3, min_s=0.0, max_s=5.0)
 BATCH = 7  # 360 test images are not a multiple of 7: the last chunk is padded, and must not count twice
@@ -244,7 +245,8 @@ def _hashes(images: np.ndarray) -> set[str]:
 @pytest.mark.parametrize(("batch", "batches"), [(1, 128), (7, 19), (32, 4), (200, 1)])
 def test_calibration_uses_every_training_image_at_any_batch_and_never_a_test_image(digits, batch, batches):
     """128 training images at batch 1 too (it was 32), re-batched with wrap-around; hashed against the test split."""
-    from edgebench.runtimes._quant import CALIBRATION_IMAGES, calibration_batches
+    from edgebench.runtimes._quant import calibration_batches
+    from edgebench.tasks import CALIBRATION_IMAGES
 
     _, task, reference = digits
     calibration = np.load(reference.calibration)

@@ -346,27 +346,48 @@ def test_a_checkpoint_that_does_not_fit_is_refused_in_one_line(tmp_path, trained
 
 @pytest.mark.slow
 def test_a_pruned_detector_is_fine_tuned_by_ultralytics_and_compared_with_its_control(tmp_path, trained_tiny):
-    """prune-channels and prune-unstructured on a detector train FINETUNE_EPOCHS more with Ultralytics' own trainer
-    on the data.yaml; the run adds the control (the checkpoint fine-tuned as long) and each variant's mAP change
-    is paired against that control, not against the untrained-further baseline."""
+    """Pruning a detector trains FINETUNE_EPOCHS more with Ultralytics' own trainer on the data.yaml; the run adds
+    the control (the checkpoint fine-tuned as long) and the variant's mAP change is paired against that control,
+    not against the untrained-further baseline."""
     data, checkpoint = trained_tiny
     summary = _run(tmp_path, model="yolov8n", weights=str(checkpoint), data=str(data), runtimes=("onnxruntime",),
-                   compress=("prune-channels:0.3", "prune-unstructured:0.5"), finetune_epochs=2)
+                   compress=("prune-unstructured:0.5",), finetune_epochs=2)
     rows = {row.compression: row for row in summary.rows}
-    assert list(rows) == ["none", "finetune:2", "prune-channels:0.3", "prune-unstructured:0.5"]
+    assert list(rows) == ["none", "finetune:2", "prune-unstructured:0.5"]
     assert all(row.status == "ok" for row in rows.values()), [row.error for row in rows.values()]
-    base, control = rows["none"], rows["finetune:2"]
+    base, control, pruned = rows["none"], rows["finetune:2"], rows["prune-unstructured:0.5"]
     assert control.finetune_epochs == 2 and control.map50_95 != base.map50_95  # it trained
     assert control.map_control == "none fp32" and control.map_delta is not None
-    for spec in ("prune-channels:0.3", "prune-unstructured:0.5"):
-        row = rows[spec]
-        assert row.finetune_epochs == 2 and "not fine-tuned" not in row.details
-        assert row.map_control == "finetune:2 fp32"  # its control, not the baseline
-        assert row.map_delta_ci_low <= row.map_delta <= row.map_delta_ci_high
-    assert rows["prune-channels:0.3"].params < base.params
-    assert rows["prune-unstructured:0.5"].sparsity > 0.45  # the pruned weights stayed zero through training
+    assert pruned.finetune_epochs == 2 and "not fine-tuned" not in pruned.details
+    assert pruned.map_control == "finetune:2 fp32"  # its control, not the baseline
+    assert pruned.map_delta_ci_low <= pruned.map_delta <= pruned.map_delta_ci_high
+    assert pruned.sparsity > 0.45  # the pruned weights stayed zero through training
     table = (tmp_path / "run" / "table.md").read_text()
     assert "| mAP vs its control (95% CI) |" in table and " vs finetune:2 |" in table
+
+
+def test_channel_pruning_fine_tunes_a_detector_with_ultralytics_trainer(trained_tiny):
+    """The pruned module itself (split C2f blocks, fewer channels) goes through the trainer and comes back, a copy
+    with its head decoding again and its widths kept."""
+    import torch
+
+    from edgebench.compression import CompressionContext, parse_variant
+    from edgebench.models import load_model
+
+    data, checkpoint = trained_tiny
+    model = load_model("yolov8n", str(checkpoint))
+    task = load_detection_task(str(data), 64)
+    context = CompressionContext(example=model.example, task=task, finetune_epochs=1)
+    method = parse_variant("prune-channels:0.3").methods[0]
+    pruned = method.apply(model.module, context)
+    assert pruned is not model.module and "not fine-tuned" not in " ".join(context.notes)
+    weights = {name: p.clone() for name, p in model.module.state_dict().items()}  # the pruned, untrained ones
+    changed = [name for name, p in pruned.state_dict().items() if name in weights and p.shape == weights[name].shape
+               and p.is_floating_point() and not torch.equal(p, weights[name])]
+    assert changed and all(p.shape == weights[name].shape for name, p in pruned.state_dict().items()
+                           if name in weights)
+    with torch.no_grad():
+        assert pruned(model.example).shape == (1, 7, 84)  # one decoded output again (export mode)
 
 
 def test_what_a_detector_cannot_be_made_with_is_said_per_method(tmp_path, tiny_shapes):
