@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -53,14 +54,28 @@ class LabelledTask(ABC):
         """The table header's words for what the score columns mean."""
 
     # --- data every process reads ----------------------------------------------------------------------------
-    @abstractmethod
     def save(self, path: Path) -> Path:
-        """Everything a child needs, in one `.npz` that records `kind`."""
+        """Every field of the kind's dataclass, and the kind, in one `.npz` every child reads (strings and tuples
+        of strings as NumPy strings: nothing pickled)."""
+        np.savez(path, kind=np.array(self.kind), **{f.name: np.asarray(getattr(self, f.name)) for f in fields(self)})
+        return path
 
     @classmethod
-    @abstractmethod
     def load(cls, path: Path | str) -> LabelledTask:
-        ...
+        """A saved task, each field read back as its declared type; a field the file lacks (written before the
+        field existed) keeps its default."""
+        values: dict[str, Any] = {}
+        with np.load(path) as data:
+            for field in fields(cls):
+                if field.name not in data.files:
+                    continue
+                value, declared = data[field.name], str(field.type)
+                if declared == "str":
+                    value = str(value)
+                elif declared.startswith("tuple"):
+                    value = tuple(str(v) for v in value)
+                values[field.name] = value
+        return cls(**values)
 
     @abstractmethod
     def timed_input(self, batch: int) -> np.ndarray:

@@ -69,19 +69,6 @@ class Task(LabelledTask):
         """The first test images as the timed input: int8 is calibrated for real images, not for noise."""
         return np.resize(self.x_test, (batch, *self.x_test.shape[1:]))
 
-    def save(self, path: Path) -> Path:
-        np.savez(path, kind=np.array(self.kind), x_train=self.x_train, y_train=self.y_train, x_test=self.x_test,
-                 y_test=self.y_test, classes=np.array(self.classes), name=np.array(self.name),
-                 preprocessing=np.array(self.preprocessing))
-        return path
-
-    @classmethod
-    def load(cls, path: Path | str) -> Task:
-        with np.load(path) as data:
-            return cls(name=str(data["name"]), x_train=data["x_train"], y_train=data["y_train"],
-                       x_test=data["x_test"], y_test=data["y_test"], classes=tuple(str(c) for c in data["classes"]),
-                       preprocessing=str(data["preprocessing"]) if "preprocessing" in data.files else "")
-
     def calibration(self, count: int = CALIBRATION_IMAGES, seed: int = 0) -> np.ndarray:
         """Training images (never test images) for int8 calibration, the same ones for every runtime."""
         rng = np.random.default_rng(seed)

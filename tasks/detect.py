@@ -129,22 +129,6 @@ class DetectionTask(LabelledTask):
                              f"{', ...' if len(self.classes) > 5 else ''}), but {model_name} detects "
                              f"{model_classes if model_classes >= 0 else 'no'} classes (output {tuple(outputs)})")
 
-    def save(self, path: Path) -> Path:
-        np.savez(path, kind=np.array(self.kind), name=np.array(self.name), train_images=self.train_images,
-                 images=self.images, ratio_pads=self.ratio_pads, original_shapes=self.original_shapes,
-                 ground_truth=np.array(self.ground_truth), classes=np.array(self.classes), note=np.array(self.note),
-                 data_yaml=np.array(self.data_yaml))
-        return path
-
-    @classmethod
-    def load(cls, path: Path | str) -> DetectionTask:
-        with np.load(path) as data:
-            return cls(name=str(data["name"]), train_images=data["train_images"], images=data["images"],
-                       ratio_pads=data["ratio_pads"], original_shapes=data["original_shapes"],
-                       ground_truth=str(data["ground_truth"]), classes=tuple(str(c) for c in data["classes"]),
-                       note=str(data["note"]),
-                       data_yaml=str(data["data_yaml"]) if "data_yaml" in data.files else "")
-
     @classmethod
     def score(cls, predict: Callable[[np.ndarray], list[Any]], task_file: str, batch: int,
               job_dir: Path) -> dict[str, Any]:

@@ -406,7 +406,11 @@ def test_what_a_detector_cannot_be_made_with_is_said_per_method(tmp_path, tiny_s
     assert "fine-tuning needs DATA=path/to/data.yaml" in variant_unavailable(parse_variant("finetune:2"), coco)
     assert variant_unavailable(parse_variant("prune-channels:0.3"), coco) == ""
     saved = coco.save(tmp_path / "task.npz")
-    assert coco.__class__.load(saved).data_yaml == "" and yolo.__class__.load(yolo.save(saved)).data_yaml
+    assert coco.__class__.load(saved).data_yaml == ""
+    back = yolo.__class__.load(yolo.save(saved))
+    assert back.data_yaml == yolo.data_yaml and back.classes == yolo.classes and back.note == yolo.note
+    assert back.ground_truth == yolo.ground_truth and np.array_equal(back.images, yolo.images)
+    assert back.images.dtype == np.uint8 and np.array_equal(back.ratio_pads, yolo.ratio_pads)
 
 
 def test_post_processing_always_runs_torchvisions_nms_kernel():

@@ -68,7 +68,11 @@ def test_each_model_gets_its_kind_and_a_saved_task_comes_back_as_its_kind(tmp_pa
     task = digits_task()
     path = task.save(tmp_path / "task.npz")
     back = tasks.load_task_file(path)
-    assert isinstance(back, Task) and back.label == task.label and np.array_equal(back.x_test, task.x_test)
+    assert isinstance(back, Task)
+    for name, value in vars(task).items():  # every field back, with its type (strings, tuples, arrays)
+        got = getattr(back, name)
+        assert (np.array_equal(got, value) and got.dtype == value.dtype) if isinstance(value, np.ndarray) \
+            else (got == value and type(got) is type(value)), name
     legacy = tmp_path / "legacy.npz"  # written before task files recorded their kind
     np.savez(legacy, **{k: v for k, v in np.load(path).items() if k != "kind"})
     assert tasks.task_class(legacy) is Task
