@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="change per row between two runs; exit 1 on a regression")
     compare.add_argument("base", type=Path)
     compare.add_argument("new", type=Path)
-    compare.add_argument("--threshold", type=float, default=0.05, help="smallest change that counts [0.05 = 5%%]")
+    compare.add_argument("--threshold", default="0.05",
+                         help="smallest change that counts: a fraction or a percent [0.05, the same as 5%%]")
     rec = sub.add_parser("recommend", help="what to deploy under constraints, from stored rows")
     rec.add_argument("runs", nargs="?", type=_runs, default=None, help="comma-separated run folders [all]")
     rec.add_argument("--max-ms", default="", help="p50 budget in ms, one number or per target: cpu:10,gpu:2")
@@ -84,18 +85,19 @@ def _run(args: argparse.Namespace) -> int:
               f"(rows also as {path.parent / 'rows.csv'} and rows.parquet)")
         return 0
     if args.command == "compare":
-        from edgebench.reports.compare import compare, comparison_table, gate_floor
+        from edgebench.reports.compare import compare, comparison_table, gate_floor, parse_threshold
         from edgebench.reports.runs import load_run
 
+        threshold = parse_threshold(args.threshold)  # before the runs are read: a bad value is one line
         base, new = load_run(args.base), load_run(args.new)
-        changes, warnings_ = compare(base, new, args.threshold)
+        changes, warnings_ = compare(base, new, threshold)
         for line in warnings_:
             print(f"warning: {line}")
         print(comparison_table(changes), end="")
         bad = [c for c in changes if c.regression]
         unpaired = sum("unpaired" in c.accuracy or "not tested" in c.accuracy for c in changes)
         floor = gate_floor(base, new, sum(c.base is not None and c.new is not None for c in changes))
-        print(f"\n{len(bad)} regression(s) beyond {args.threshold:.0%}, the machine's floor "
+        print(f"\n{len(bad)} regression(s) beyond {threshold:.0%}, the machine's floor "
               f"(±{floor:.1%}: A/A, or between runs where measured) and the noise "
               f"(accuracy lost: "
               f"{sum(c.accuracy_lost for c in changes)}); {sum(c.verdict == 'faster' for c in changes)} row(s) "

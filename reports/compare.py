@@ -127,12 +127,27 @@ def gate_floor(base: Run, new: Run, rows: int) -> float:
     return max(base.floor, new.floor, family)
 
 
+def parse_threshold(text: str) -> float:
+    """THRESHOLD as a fraction in (0, 1) (`0.05`) or a percent with its sign in (0, 100) (`5%`); anything else,
+    `5` above all (read as 500% it let +91% rows through as "below threshold"), is refused in one line."""
+    raw = str(text).strip()
+    percent = raw.endswith("%")
+    try:
+        value = float(raw[:-1] if percent else raw)
+    except ValueError:
+        value = float("nan")
+    value = value / 100 if percent else value
+    if not 0 < value < 1:
+        raise UsageError(f"bad THRESHOLD {text!r}: expected a fraction between 0 and 1 (0.05) or a percent with "
+                         "its sign (5%)")
+    return value
+
+
 def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change], list[str]]:
     """Every row of both runs, matched by model, compression, runtime, precision, target and batch; rows
     present in one run only are listed, not dropped. Two fleet runs compare each device with itself; a fleet
     run and a single-machine run compare every device with that machine. Refused when no row is in common."""
-    if not 0 < threshold < 10:
-        raise UsageError(f"bad threshold {threshold!r}: expected a fraction such as 0.05 (5%)")
+    threshold = parse_threshold(str(threshold))
     base_fleet, new_fleet = _fleet(base), _fleet(new)
     base_rows = {_identity(r, base_fleet): r for r in base.rows}
     new_rows = {_identity(r, new_fleet): r for r in new.rows}

@@ -214,7 +214,10 @@ def test_recommend_says_what_a_candidate_costs_in_accuracy_tested_image_by_image
     (["recommend", "--min-accuracy", "98"], "bad accuracy bound 98"),
     (["recommend", "--max-ms", "fast"], "bad number in MAX_MS=fast"),
     (["recommend", "--objective", "speed"], "unknown objective 'speed'"),
-    (["compare", "--threshold", "-1"], "bad threshold -1"),
+    (["compare", "--threshold", "-1"], "bad THRESHOLD '-1'"),
+    (["compare", "--threshold", "5"], "bad THRESHOLD '5': expected a fraction between 0 and 1 (0.05) or a percent"),
+    (["compare", "--threshold", "150%"], "bad THRESHOLD '150%'"),
+    (["compare", "--threshold", "five"], "bad THRESHOLD 'five'"),
 ])
 def test_bad_constraints_are_one_line_naming_the_value_and_the_choices(tmp_path, capsys, args, says):
     run = str(write_run(tmp_path / "run", [result("onnxruntime", 8.0)]))
@@ -418,3 +421,14 @@ def test_a_long_plot_title_is_wrapped_to_its_figure():
     _set_title(ax, "short")
     assert ax.get_title() == "short"
     plt.close(figure)
+
+
+def test_threshold_is_a_fraction_or_a_percent_and_nothing_else():
+    from edgebench.bench.errors import UsageError
+    from edgebench.reports.compare import parse_threshold
+
+    assert parse_threshold("0.05") == parse_threshold("5%") == pytest.approx(0.05)
+    assert parse_threshold(" 12.5% ") == pytest.approx(0.125)
+    for bad in ("5", "0", "1", "100%", "-3%", "%", ""):
+        with pytest.raises(UsageError, match="bad THRESHOLD"):
+            parse_threshold(bad)
