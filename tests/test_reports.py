@@ -432,3 +432,21 @@ def test_threshold_is_a_fraction_or_a_percent_and_nothing_else():
     for bad in ("5", "0", "1", "100%", "-3%", "%", ""):
         with pytest.raises(UsageError, match="bad THRESHOLD"):
             parse_threshold(bad)
+
+
+def test_the_compare_command_exits_0_1_or_2_for_a_ci_job(tmp_path):
+    """What a CI job calls (the README's direct command): 0 nothing regressed, 1 a regression, 2 bad input."""
+    import sys
+
+    base = write_run(tmp_path / "base", [result("onnxruntime", 10.0)], seed=1)
+    same = write_run(tmp_path / "same", [result("onnxruntime", 10.0)], seed=1)
+    slower = write_run(tmp_path / "slower", [result("onnxruntime", 14.0)], seed=2)
+
+    def code(*args: str) -> int:
+        return subprocess.run([sys.executable, "-m", "edgebench.reports", "compare", *args], capture_output=True,
+                              timeout=120).returncode
+
+    assert code(str(base), str(same)) == 0
+    assert code(str(base), str(slower), "--threshold", "5%") == 1
+    assert code(str(base), str(slower), "--threshold", "5") == 2
+    assert code(str(base), str(tmp_path / "missing")) == 2
