@@ -1,7 +1,7 @@
 """`python -m edgebench.reports build|compare|recommend`: what `make report`, `make compare` and `make recommend` run.
 
-Exit status: 0 done; 1 `compare` found a regression beyond the threshold and the noise; 2 bad input
-(one line on stderr naming the bad value and the choices).
+Exit status: 0 done; 1 `compare` found a regression beyond the threshold and the noise, or no row met
+`recommend`'s constraints; 2 bad input (one line on stderr naming the bad value and the choices).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     passing, misses, skipped = recommend([(run.name, row) for run in runs for row in run.rows], constraints,
                                          args.objective)
     print(recommendation_text(passing, misses, skipped, constraints, args.objective), end="")
-    return 0
+    return 0 if passing else 1  # a script can tell "nothing fits" from a recommendation
 
 
 if __name__ == "__main__":

@@ -62,8 +62,13 @@ def budget_constraints(max_ms: str = "", min_accuracy: str = "", max_mb: str = "
                        min_cosine: str = "") -> list[Constraint]:
     """The Makefile's named limits as constraints; MAX_MS is one number or per target (cpu:10,gpu:2)."""
     found = []
+    from edgebench.bench.config import TARGETS
+
     for part in filter(None, (p.strip() for p in max_ms.split(","))):
         target, _, value = part.rpartition(":")
+        if target and target not in TARGETS:  # a typo would constrain nothing, and any row would pass
+            raise UsageError(f"unknown target {target!r} in MAX_MS={max_ms}: choose {', '.join(TARGETS)} "
+                             "(e.g. MAX_MS=cpu:10,gpu:2), or one number for every target")
         found.append(_bound("p50_ms", "<=", value, f"MAX_MS={max_ms}", target))
     named = (("accuracy", ">=", min_accuracy, "MIN_ACCURACY"), ("size_mb", "<=", max_mb, "MAX_MB"),
              ("peak_rss_mb", "<=", max_memory_mb, "MAX_MEMORY_MB"), ("cosine", ">=", min_cosine, "MIN_COSINE"))

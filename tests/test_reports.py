@@ -194,8 +194,8 @@ def test_recommend_on_a_hand_checked_example(tmp_path, capsys):
     assert re.search(r"p50_ms 2[45]\.\d+ \(needs <= 10\)", misses) and "1 rows were not considered" in out
     assert "| no uncompressed fp32 row to compare with |" not in misses  # ONNX Runtime's int8 has its fp32 row
     assert "| -1.0 pts (unpaired z-test" not in misses  # no test set size in these rows: not tested
-    # Nothing meets an impossible budget: the closest rows are named instead.
-    assert main(["recommend", str(run), "--max-ms", "cpu:1"]) == 0
+    # Nothing meets an impossible budget: the closest rows are named instead, and the exit status says so.
+    assert main(["recommend", str(run), "--max-ms", "cpu:1"]) == 1
     assert "Nothing meets every constraint. Closest:" in capsys.readouterr().out
 
 
@@ -213,6 +213,7 @@ def test_recommend_says_what_a_candidate_costs_in_accuracy_tested_image_by_image
     (["recommend", "--where", "latency<=3"], "unknown column 'latency'"),
     (["recommend", "--min-accuracy", "98"], "bad accuracy bound 98"),
     (["recommend", "--max-ms", "fast"], "bad number in MAX_MS=fast"),
+    (["recommend", "--max-ms", "cpuu:1"], "unknown target 'cpuu' in MAX_MS=cpuu:1: choose cpu, gpu, npu"),
     (["recommend", "--objective", "speed"], "unknown objective 'speed'"),
     (["compare", "--threshold", "-1"], "bad THRESHOLD '-1'"),
     (["compare", "--threshold", "5"], "bad THRESHOLD '5': expected a fraction between 0 and 1 (0.05) or a percent"),
