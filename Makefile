@@ -50,7 +50,7 @@ BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHT
 	$(if $(COMPRESS),--compress $(COMPRESS)) $(if $(DATA),--data $(DATA)) \
 	$(if $(PREPROCESS),--preprocess $(PREPROCESS)) \
 	$(if $(FINETUNE),--finetune-epochs $(FINETUNE)) $(if $(REPEATS),--repeats $(REPEATS)) \
-	$(if $(filter 0 no off,$(CACHE)),--no-cache) $(if $(MODE),--mode $(MODE)) \
+	$(if $(CACHE),--cache $(CACHE)) $(if $(MODE),--mode $(MODE)) \
 	$(if $(TARGET_CI),--target-ci $(TARGET_CI)) $(if $(MAX_REPEATS),--max-repeats $(MAX_REPEATS)) \
 	$(if $(EXPORT_JOBS),--export-jobs $(EXPORT_JOBS)) $(if $(LOAD_JOBS),--load-jobs $(LOAD_JOBS)) \
 	$(if $(filter 0 no off,$(WARM_EXPORTS)),--fresh-exports) \

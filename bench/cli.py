@@ -43,6 +43,19 @@ def _positive_int(what: str, minimum: int = 1):
     return parse
 
 
+TRUE, FALSE = ("1", "yes", "on", "true", "y"), ("0", "no", "off", "false", "n")
+
+
+def _boolean(what: str):
+    """The usual spellings, any case: 1/0, yes/no, on/off, true/false; anything else is refused in one line."""
+    def parse(text: str) -> bool:
+        word = text.strip().lower()
+        if word in TRUE or word in FALSE:
+            return word in TRUE
+        raise argparse.ArgumentTypeError(f"bad {what} {text!r}: expected yes or no (also on/off, true/false, 1/0)")
+    return parse
+
+
 def _seconds(what: str):
     def parse(text: str) -> float:
         try:
@@ -84,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"minimum timed iterations [{d.min_iters}]")
     p.add_argument("--duration", type=_seconds("duration"), default=d.min_s,
                    help=f"minimum timed seconds [{d.min_s:g}]")
-    p.add_argument("--max-duration", type=_seconds("max duration"), default=d.max_s,
-                   help=f"stop timing after this many seconds [{d.max_s:g}]")
+    p.add_argument("--max-duration", type=_seconds("max duration"), default=None,
+                   help=f"stop timing after this many seconds; not below --duration [{d.max_s:g}, or --duration "
+                        "if longer]")
     p.add_argument("--repeats", type=_positive_int("repeats"), default=BenchConfig.repeats,
                    help="timed rounds per row, taken round-robin across the runtimes (A B C A B C ...) so a slow "
                         "minute on a shared machine hits them alike; each round warms up and times as above; "
@@ -94,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-ci", type=float, default=None, metavar="FRACTION",
                    help="adaptive: take rounds past --repeats until the 95%% interval of each row's p50 is within "
                         "±FRACTION of it (0.02 = ±2%%), at most --max-repeats rounds; each row says which stopped it")
-    p.add_argument("--max-repeats", type=_positive_int("max repeats"), default=BenchConfig.max_repeats,
-                   help=f"adaptive: the most rounds a row gets [{BenchConfig.max_repeats}]")
+    p.add_argument("--max-repeats", type=_positive_int("max repeats"), default=None,
+                   help=f"adaptive: the most rounds a row gets; not below --repeats [{BenchConfig.max_repeats}, or "
+                        "--repeats if more]")
     p.add_argument("--mode", default="latency", metavar="latency|throughput",
                    help="latency: one request in flight (MLPerf SingleStream); throughput: as many as each runtime "
                         "serves at once (OpenVINO's THROUGHPUT hint and its infer requests, ONNX Runtime's "
@@ -119,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-artifacts", action="store_true", help="keep exported models in the run folder")
     p.add_argument("--no-cache", action="store_true", help="export every artifact afresh, neither reading nor "
                    "filling the artifact cache (models/.cache/artifacts; `make clean-cache` empties it)")
+    p.add_argument("--cache", type=_boolean("cache"), default=True, metavar="yes|no",
+                   help="the same as a switch: no, off, false or 0 is --no-cache (what CACHE= takes) [yes]")
     p.add_argument("--fresh-exports", action="store_true",
                    help="export and compress each row in a fresh interpreter, instead of forking it from a warm "
                         "process that imported torch and the converter once per run")
@@ -141,18 +158,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _at_least(given: float | None, default: float, floor: float, names: tuple[str, str]) -> float:
+    """A limit and its floor: one the user gave below its floor is a contradiction (one line); the default is
+    raised to the floor (the header shows what was used)."""
+    if given is not None and given < floor:
+        (limit, limit_flag), (least, least_flag) = (name.split("/") for name in names)
+        raise UsageError(f"{limit}={given:g} ({limit_flag}) is below {least}={floor:g} ({least_flag}): raise {limit} "
+                         f"or lower {least}")
+    return max(default if given is None else given, floor)
+
+
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    max_s = _at_least(args.max_duration, TimingConfig().max_s, args.duration,
+                      ("MAX_DURATION/--max-duration", "DURATION/--duration"))
+    max_repeats = int(_at_least(args.max_repeats, BenchConfig.max_repeats, args.repeats,
+                                ("MAX_REPEATS/--max-repeats", "REPEATS/--repeats")))
     timing = TimingConfig(warmup_iters=args.warmup, warmup_s=args.warmup_s, min_iters=args.iters,
-                          min_s=args.duration, max_s=max(args.max_duration, args.duration))
+                          min_s=args.duration, max_s=max_s)
     return BenchConfig(model=args.model, weights=args.weights, runtimes=args.runtimes, precisions=args.precision,
                        batches=args.batch, threads=args.threads, targets=args.target, out=args.out, timing=timing,
                        timeout_s=args.timeout, seed=args.seed, keep_artifacts=args.keep_artifacts,
                        compress=args.compress, data=args.data, preprocess=args.preprocess,
                        finetune_epochs=args.finetune_epochs,
-                       repeats=args.repeats, cache=not args.no_cache, mode=args.mode, target_ci=args.target_ci,
+                       repeats=args.repeats, cache=args.cache and not args.no_cache, mode=args.mode,
+                       target_ci=args.target_ci,
                        export_jobs=args.export_jobs, load_jobs=args.load_jobs, warm_exports=not args.fresh_exports,
                        command=tuple(getattr(args, "command", ())),
-                       resume=getattr(args, "resuming", False), max_repeats=max(args.max_repeats, args.repeats))
+                       resume=getattr(args, "resuming", False), max_repeats=max_repeats)
 
 
 def resumed_args(args: argparse.Namespace) -> argparse.Namespace:

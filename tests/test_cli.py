@@ -55,6 +55,9 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
     (["--target-ci", "2"], "bad target interval 2.0: expected a fraction between 0 and 1"),
     (["--export-jobs", "0"], "bad export jobs '0'"),
     (["--load-jobs", "0"], "bad load jobs '0'"),
+    (["--repeats", "8", "--max-repeats", "5"], "MAX_REPEATS=5 (--max-repeats) is below REPEATS=8 (--repeats)"),
+    (["--duration", "2", "--max-duration", "1"], "MAX_DURATION=1 (--max-duration) is below DURATION=2 (--duration)"),
+    (["--cache", "maybe"], "bad cache 'maybe': expected yes or no (also on/off, true/false, 1/0)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, args, message):
     code, out, err = run_main(capsys, *args)
@@ -241,3 +244,20 @@ def test_a_config_refuses_load_jobs_outside_1_to_16(loads):
 
     with pytest.raises(UsageError, match=f"bad load jobs {loads!r}: expected a whole number of rows loading"):
         BenchConfig(load_jobs=loads)
+
+
+@pytest.mark.parametrize("argv, cache, repeats, max_repeats, max_s", [
+    ([], True, 10, 20, 60.0),
+    (["--cache", "false"], False, 10, 20, 60.0),  # CACHE=false was ignored: only 0/no/off were read
+    (["--cache", "OFF"], False, 10, 20, 60.0),
+    (["--cache", "yes", "--no-cache"], False, 10, 20, 60.0),
+    (["--repeats", "30"], True, 30, 30, 60.0),  # the default limit raised to what was asked, not refused
+    (["--repeats", "4", "--max-repeats", "4", "--duration", "90"], True, 4, 4, 90.0),
+])
+def test_settings_are_used_as_given_or_raised_only_where_the_user_gave_no_limit(argv, cache, repeats, max_repeats,
+                                                                                max_s):
+    from edgebench.bench.cli import build_parser, config_from_args
+
+    config = config_from_args(build_parser().parse_args(argv))
+    assert (config.cache, config.repeats, config.max_repeats, config.timing.max_s) == (cache, repeats, max_repeats,
+                                                                                        max_s)
