@@ -20,6 +20,7 @@ from edgebench.bench.results import ResultRow
 NUMERIC = [f.name for f in fields(ResultRow) if f.type in ("float | None", "int | None")]  # every measured figure
 HIGHER_IS_BETTER = {"throughput", "cosine", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement", "speedup",
                     "compression_speedup", "sparsity", "gflops_per_s", "peak_fraction"}
+FRACTIONS = ("accuracy", "cosine")  # stored as fractions, printed by the tables as percent (accuracy)
 _CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*(?:@\s*([a-z]+))?\s*$")
 
 
@@ -55,7 +56,8 @@ class Constraint:
         return max(0.0, over) / (abs(self.bound) or 1.0)
 
     def __str__(self) -> str:
-        return f"{self.column} {self.op} {self.bound:g}" + (f" on {self.target}" if self.target else "")
+        bound = f"{self.bound:.4g} ({self.bound:.1%})" if self.column in FRACTIONS else f"{self.bound:g}"
+        return f"{self.column} {self.op} {bound}" + (f" on {self.target}" if self.target else "")
 
 
 def budget_constraints(max_ms: str = "", min_accuracy: str = "", max_mb: str = "", max_memory_mb: str = "",
@@ -74,10 +76,13 @@ def budget_constraints(max_ms: str = "", min_accuracy: str = "", max_mb: str = "
              ("peak_rss_mb", "<=", max_memory_mb, "MAX_MEMORY_MB"), ("cosine", ">=", min_cosine, "MIN_COSINE"))
     for column, op, text, name in named:
         if text:
-            found.append(_bound(column, op, text, f"{name}={text}"))
+            percent = column in FRACTIONS and text.strip().endswith("%")
+            bound = _bound(column, op, text.strip().removesuffix("%") if percent else text, f"{name}={text}")
+            found.append(Constraint(column, op, bound.bound / 100, bound.target) if percent else bound)
     for c in found:
-        if c.column in ("accuracy", "cosine") and not 0 <= c.bound <= 1:
-            raise UsageError(f"bad {c.column} bound {c.bound:g}: expected a fraction between 0 and 1 (0.98 for 98%)")
+        if c.column in FRACTIONS and not 0 <= c.bound <= 1:
+            raise UsageError(f"bad {c.column} bound {c.bound:g}: expected a fraction between 0 and 1 (0.98) or a "
+                             "percent with its sign (98%)")
     return found
 
 
@@ -135,8 +140,12 @@ def _why(verdict: Verdict) -> str:
     parts = []
     for c, short in verdict.failed:
         value = getattr(verdict.row, c.column)
-        parts.append(f"{c.column} not measured" if short is None else f"{c.column} {fmt(value, 3)} (needs {c.op[0]}= "
-                     f"{c.bound:g})")
+        if short is None:
+            parts.append(f"{c.column} not measured")
+        elif c.column in FRACTIONS:  # as the tables print them
+            parts.append(f"{c.column} {value:.1%} (needs {c.op[0]}= {c.bound:.1%})")
+        else:
+            parts.append(f"{c.column} {fmt(value, 3)} (needs {c.op[0]}= {c.bound:g})")
     return "; ".join(parts)
 
 

@@ -190,10 +190,14 @@ def test_recommend_on_a_hand_checked_example(tmp_path, capsys):
     table = out.split("Near misses")[0]
     assert table.index("| Openvino |") < table.index("| Onnxruntime | none | fp32 |") and "Pytorch" not in table
     misses = out.split("Near misses")[1]
-    assert "| Onnxruntime | none | int8 |" in misses and "accuracy 0.975 (needs >= 0.98)" in misses
+    assert "| Onnxruntime | none | int8 |" in misses and "accuracy 97.5% (needs >= 98.0%)" in misses
+    assert "accuracy >= 0.98 (98.0%)" in out  # the bound said back as a fraction and as the tables' percent
     assert re.search(r"p50_ms 2[45]\.\d+ \(needs <= 10\)", misses) and "1 rows were not considered" in out
     assert "| no uncompressed fp32 row to compare with |" not in misses  # ONNX Runtime's int8 has its fp32 row
     assert "| -1.0 pts (unpaired z-test" not in misses  # no test set size in these rows: not tested
+    # A percent with its sign is the same bound.
+    assert main(["recommend", str(run), "--max-ms", "10", "--min-accuracy", "98%"]) == 0
+    assert "Deploy: Openvino fp32 on cpu (m)." in capsys.readouterr().out
     # Nothing meets an impossible budget: the closest rows are named instead, and the exit status says so.
     assert main(["recommend", str(run), "--max-ms", "cpu:1"]) == 1
     assert "Nothing meets every constraint. Closest:" in capsys.readouterr().out
@@ -211,7 +215,8 @@ def test_recommend_says_what_a_candidate_costs_in_accuracy_tested_image_by_image
 
 @pytest.mark.parametrize("args, says", [
     (["recommend", "--where", "latency<=3"], "unknown column 'latency'"),
-    (["recommend", "--min-accuracy", "98"], "bad accuracy bound 98"),
+    (["recommend", "--min-accuracy", "98"], "bad accuracy bound 98: expected a fraction between 0 and 1 (0.98) or a"),
+    (["recommend", "--min-accuracy", "980%"], "bad accuracy bound 9.8"),
     (["recommend", "--max-ms", "fast"], "bad number in MAX_MS=fast"),
     (["recommend", "--max-ms", "cpuu:1"], "unknown target 'cpuu' in MAX_MS=cpuu:1: choose cpu, gpu, npu"),
     (["recommend", "--objective", "speed"], "unknown objective 'speed'"),
