@@ -88,12 +88,14 @@ report: $(STAMP)
 compare: $(STAMP)
 	@$(PY) -m edgebench.reports compare $(BASE) $(NEW) $(if $(THRESHOLD),--threshold $(THRESHOLD))
 
-# What to deploy: make recommend MAX_MS=10 MIN_ACCURACY=0.98 [MAX_MB= MAX_MEMORY_MB= MIN_COSINE= WHERE= OBJECTIVE=]
+# What to deploy: make recommend MAX_MS=10 MIN_ACCURACY=0.98 [MAX_MB= MAX_MEMORY_MB= MIN_COSINE= WHERE= OBJECTIVE=
+# UNFAITHFUL=1]
 recommend: $(STAMP)
 	@$(PY) -m edgebench.reports recommend $(RUNS) $(if $(MAX_MS),--max-ms $(MAX_MS)) \
 		$(if $(MIN_ACCURACY),--min-accuracy $(MIN_ACCURACY)) $(if $(MAX_MB),--max-mb $(MAX_MB)) \
 		$(if $(MAX_MEMORY_MB),--max-memory-mb $(MAX_MEMORY_MB)) $(if $(MIN_COSINE),--min-cosine $(MIN_COSINE)) \
-		$(foreach w,$(WHERE),--where '$(w)') $(if $(OBJECTIVE),--objective $(OBJECTIVE))
+		$(foreach w,$(WHERE),--where '$(w)') $(if $(OBJECTIVE),--objective $(OBJECTIVE)) \
+		$(if $(filter 1 yes on true,$(UNFAITHFUL)),--include-unfaithful)
 
 # The compression survey's seven tables, measured here: MNIST ResNets, every method, 4 runtimes (README, Compression).
 study: $(STAMP)

@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--where", action="append", default=[], metavar="COLUMN<=N",
                      help="any numeric column with a bound, repeatable (p50_ms<=5@gpu, throughput>=1000)")
     rec.add_argument("--objective", default="p50_ms", help="column to rank by [p50_ms]")
+    rec.add_argument("--include-unfaithful", action="store_true",
+                     help="also rank rows whose outputs are beyond their precision's tolerance (fidelity!)")
     return parser
 
 
@@ -111,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     constraints = budget_constraints(args.max_ms, args.min_accuracy, args.max_mb, args.max_memory_mb,
                                      args.min_cosine) + [Constraint.parse(text) for text in args.where]
     passing, misses, skipped = recommend([(run.name, row) for run in runs for row in run.rows], constraints,
-                                         args.objective)
+                                         args.objective, args.include_unfaithful)
     print(recommendation_text(passing, misses, skipped, constraints, args.objective), end="")
     return 0 if passing else 1  # a script can tell "nothing fits" from a recommendation
 

@@ -20,6 +20,9 @@ from edgebench.bench.results import ResultRow
 NUMERIC = [f.name for f in fields(ResultRow) if f.type in ("float | None", "int | None")]  # every measured figure
 HIGHER_IS_BETTER = {"throughput", "cosine", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement", "speedup",
                     "compression_speedup", "sparsity", "gflops_per_s", "peak_fraction"}
+NOT_MEASURED = "they were not measured (error or unavailable)"
+UNFAITHFUL = ("their outputs are beyond their precision's tolerance of PyTorch's (`fidelity!`); rank them too with "
+              "--include-unfaithful (UNFAITHFUL=1)")
 FRACTIONS = ("accuracy", "cosine")  # stored as fractions, printed by the tables as percent (accuracy)
 _CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*(?:@\s*([a-z]+))?\s*$")
 
@@ -109,12 +112,16 @@ class Verdict:
 
 
 def recommend(rows: Sequence[tuple[str, ResultRow]], constraints: Sequence[Constraint],
-              objective: str = "p50_ms") -> tuple[list[Verdict], list[Verdict], int]:
+              objective: str = "p50_ms",
+              unfaithful: bool = False) -> tuple[list[Verdict], list[Verdict], dict[str, int]]:
     """(rows meeting every constraint, best first by the objective; the near misses, closest first; how many
-    rows were not considered because they were not measured)."""
+    rows were not considered, by reason). A row whose outputs are beyond its precision's tolerance (`ok
+    (fidelity!)`: it computes something else than the model) is not considered unless `unfaithful`."""
     if objective not in NUMERIC:
         raise UsageError(f"unknown objective {objective!r}: choose from {', '.join(NUMERIC)}")
-    measured = [(run, r) for run, r in rows if r.status == "ok"]
+    ok = [(run, r) for run, r in rows if r.status == "ok"]
+    measured = [(run, r) for run, r in ok if unfaithful or r.fidelity_ok is not False]
+    left_out = {NOT_MEASURED: len(rows) - len(ok), UNFAITHFUL: len(ok) - len(measured)}
     verdicts = []
     for run, row in measured:
         failed = []
@@ -133,7 +140,7 @@ def recommend(rows: Sequence[tuple[str, ResultRow]], constraints: Sequence[Const
     passing = sorted((v for v in verdicts if not v.failed), key=rank)
     misses = sorted((v for v in verdicts if v.failed), key=lambda v: (len(v.failed), v.miss, rank(v)))
     add_accuracy_changes(verdicts, rows)
-    return passing, misses, len(rows) - len(measured)
+    return passing, misses, {reason: count for reason, count in left_out.items() if count}
 
 
 def _why(verdict: Verdict) -> str:
@@ -179,7 +186,7 @@ def add_accuracy_changes(verdicts: Sequence[Verdict], rows: Sequence[tuple[str, 
         v.accuracy_change = accuracy_text(v.row, base, how, p)
 
 
-def recommendation_text(passing: list[Verdict], misses: list[Verdict], skipped: int,
+def recommendation_text(passing: list[Verdict], misses: list[Verdict], skipped: dict[str, int],
                         constraints: Sequence[Constraint], objective: str, near: int = 5) -> str:
     wanted = "; ".join(map(str, constraints)) or "none"
     text = f"Constraints: {wanted}. Best first by {objective}" + (
@@ -195,6 +202,6 @@ def recommendation_text(passing: list[Verdict], misses: list[Verdict], skipped: 
         shown = misses[:near]
         text += ("\nNear misses (what ruled each out):\n\n" if passing else "") + markdown_grid(
             [*HEADERS, "Ruled out by"], [[*_cells(v), _why(v)] for v in shown])
-    if skipped:
-        text += f"\n{skipped} rows were not considered: they were not measured (error or unavailable).\n"
+    for reason, count in skipped.items():
+        text += f"\n{count} rows were not considered: {reason}.\n"
     return text

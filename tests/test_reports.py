@@ -456,3 +456,15 @@ def test_the_compare_command_exits_0_1_or_2_for_a_ci_job(tmp_path):
     assert code(str(base), str(slower), "--threshold", "5%") == 1
     assert code(str(base), str(slower), "--threshold", "5") == 2
     assert code(str(base), str(tmp_path / "missing")) == 2
+
+
+def test_recommend_leaves_out_rows_that_compute_something_else_and_says_so(tmp_path, capsys):
+    fast_but_wrong = result("onnxruntime", 2.0, precision="int8", accuracy=0.985)
+    fast_but_wrong.fidelity_ok = False  # `ok (fidelity!)`: beyond int8's tolerance of PyTorch's outputs
+    run = write_run(tmp_path / "run", [result("openvino", 6.0, accuracy=0.985), fast_but_wrong])
+    assert main(["recommend", str(run), "--max-ms", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "Deploy: Openvino fp32 on cpu (m)." in out and "| Onnxruntime |" not in out
+    assert "1 rows were not considered: their outputs are beyond their precision's tolerance" in out
+    assert main(["recommend", str(run), "--max-ms", "10", "--include-unfaithful"]) == 0
+    assert "Deploy: Onnxruntime int8 on cpu (m)." in capsys.readouterr().out
