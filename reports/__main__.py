@@ -63,7 +63,11 @@ def _load(folders: list[Path] | None) -> list:
         folders = find_runs(RESULTS) if RESULTS.is_dir() else []
         if not folders:
             raise UsageError("no runs under results/: measure one with `make bench`, or name run folders with RUNS=")
-    return [load_run(folder) for folder in folders]
+    runs = []
+    for folder in folders:  # a folder of runs (a study's, results/reference) is read as its runs
+        inside = find_runs(folder) if folder.is_dir() and not (folder / "rows.jsonl").exists() else []
+        runs += [load_run(run) for run in inside] or [load_run(folder)]
+    return runs
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -468,3 +468,15 @@ def test_recommend_leaves_out_rows_that_compute_something_else_and_says_so(tmp_p
     assert "1 rows were not considered: their outputs are beyond their precision's tolerance" in out
     assert main(["recommend", str(run), "--max-ms", "10", "--include-unfaithful"]) == 0
     assert "Deploy: Onnxruntime int8 on cpu (m)." in capsys.readouterr().out
+
+
+def test_a_folder_of_runs_is_read_as_its_runs(tmp_path, capsys):
+    """RUNS=results/reference/study (a study's folder) was "not a run"; its runs are what a user means."""
+    study = tmp_path / "study"
+    write_run(study / "frameworks", [result("onnxruntime", 8.0)])
+    write_run(study / "family", [result("openvino", 6.0)])
+    files = _build([study], tmp_path / "report")
+    report = files["REPORT.md"].decode()
+    assert "frameworks" in report and "family" in report
+    (tmp_path / "empty").mkdir()
+    assert main(["build", str(tmp_path / "empty")]) == 2  # a folder with no run anywhere inside: still refused
