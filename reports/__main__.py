@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(folders: list[Path] | None) -> list:
-    from edgebench.reports.runs import find_runs, load_run
+    from edgebench.reports.runs import find_runs, load_run, unique_names
 
     if folders is None:
         folders = find_runs(RESULTS) if RESULTS.is_dir() else []
@@ -67,7 +67,7 @@ def _load(folders: list[Path] | None) -> list:
     for folder in folders:  # a folder of runs (a study's, results/reference) is read as its runs
         inside = find_runs(folder) if folder.is_dir() and not (folder / "rows.jsonl").exists() else []
         runs += [load_run(run) for run in inside] or [load_run(folder)]
-    return runs
+    return unique_names(runs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,9 +32,12 @@ class Run:
     folder: Path
     rows: list[ResultRow]
     environment: dict[str, Any] = field(default_factory=dict)
+    label: str = ""  # set where two runs read together would share a name (`unique_names`)
 
     @property
     def name(self) -> str:
+        if self.label:
+            return self.label
         return self.folder.name if self.folder.name not in ("compression", "family") else \
             f"{self.folder.parent.name}/{self.folder.name}"
 
@@ -135,6 +138,22 @@ def load_run(folder: Path | str) -> Run:
     environment_path = folder / ENVIRONMENT_FILE
     environment = json.loads(environment_path.read_text()) if environment_path.exists() else {}
     return Run(folder, rows, environment)
+
+
+def unique_names(runs: list[Run]) -> list[Run]:
+    """Runs read together whose names clash (`/x/resnet18-cpu` and `/y/resnet18-cpu`) are told apart by their
+    parent folder, then by machine and date: one name is one column and one set of plot files in a report."""
+    def clashing() -> list[Run]:
+        names = [run.name for run in runs]
+        return [run for run in runs if names.count(run.name) > 1]
+
+    for run in clashing():
+        run.label = f"{run.folder.parent.name}/{run.folder.name}"
+    for run in clashing():
+        run.label = f"{run.name} ({run.machine}, {str(run.environment.get('date', ''))[:16] or 'no date'})"
+    for number, run in enumerate(clashing(), 1):  # the same folder named twice, or twins to the minute
+        run.label = f"{run.name} #{number}"
+    return runs
 
 
 def find_runs(root: Path) -> list[Path]:

@@ -480,3 +480,14 @@ def test_a_folder_of_runs_is_read_as_its_runs(tmp_path, capsys):
     assert "frameworks" in report and "family" in report
     (tmp_path / "empty").mkdir()
     assert main(["build", str(tmp_path / "empty")]) == 2  # a folder with no run anywhere inside: still refused
+
+
+def test_runs_with_the_same_folder_name_stay_apart_in_a_report(tmp_path):
+    """Two runs named alike from different places were one column, their plots overwriting each other's."""
+    x = write_run(tmp_path / "x" / "resnet18-cpu", [result("onnxruntime", 8.0)])
+    y = write_run(tmp_path / "y" / "resnet18-cpu", [result("onnxruntime", 4.0)])
+    files = _build([x, y], tmp_path / "report")
+    report = files["REPORT.md"].decode()
+    assert "x/resnet18-cpu" in report and "y/resnet18-cpu" in report
+    plots = [name for name in files if name.startswith("plots/")]
+    assert any("x-resnet18-cpu" in name for name in plots) and any("y-resnet18-cpu" in name for name in plots)
