@@ -123,6 +123,21 @@ def _present(target: str) -> bool:
     return True
 
 
+def check_address(address: str, what: str = "FLEET") -> str:
+    """A scheduler address the way Dask takes it (`tcp://host:port`, `tls://host:port`; for a run also `local`),
+    or one line naming the forms; checked before anything is written or started."""
+    import re
+
+    if what == "FLEET" and address == "local":
+        return address
+    found = re.fullmatch(r"(tcp|tls)://([^/:\s]+|\[[0-9a-fA-F:]+\]):(\d{1,5})", address.strip())
+    if not found or not 0 < int(found.group(3)) < 65536:
+        local = "local (a loopback fleet on this machine), or " if what == "FLEET" else ""
+        raise UsageError(f"bad {what} {address!r}: expected {local}a scheduler address tcp://host:port or "
+                         "tls://host:port (e.g. tcp://192.168.1.10:8786)")
+    return address.strip()
+
+
 def connect(address: str, devices: tuple[str, ...], targets: tuple[str, ...]) -> Fleet:
     """A client on `address`; for `local`, a loopback scheduler and one worker process per device first."""
     import dask

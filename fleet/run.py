@@ -28,7 +28,19 @@ from edgebench.fleet.device import DEVICE_RESOURCE, DeviceJob, DeviceResult, mea
 from edgebench.models.tasks import check_image_folder
 
 DEVICE_LEFT = "device left the fleet"  # rows with this error are measured again by --resume
-WAIT_S = float(os.environ.get("EDGEBENCH_FLEET_WAIT_S", "30"))  # how long a missing device is waited for
+def wait_s() -> float:
+    """How long a missing device is waited for: EDGEBENCH_FLEET_WAIT_S seconds (30), or one line naming it."""
+    text = os.environ.get("EDGEBENCH_FLEET_WAIT_S", "30")
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise UsageError(f"bad EDGEBENCH_FLEET_WAIT_S {text!r}: expected a number of seconds >= 0 (default 30)")
+    return value
+
+
+WAIT_S = 30.0  # set from the environment when a fleet run starts (`run_fleet`), after checking it
 MAX_DATA_MB = float(os.environ.get("EDGEBENCH_FLEET_MAX_DATA_MB", "512"))  # a DATA folder sent to each device
 FLEET_OPTIONS = ("--fleet", "--devices", "--out", "--resume")
 
@@ -252,8 +264,13 @@ def run_fleet(config: BenchConfig, address: str, devices: tuple[str, ...], repor
     """Plan here (bad models or methods fail before any device is asked), then measure on the devices."""
     from edgebench.bench.runner import make_run_dir, plan_run, planned_keys
 
+    global WAIT_S
+    from edgebench.fleet.cluster import check_address
+
     if not devices:
         raise UsageError("a fleet run needs its devices: --devices jetson01,mac-m2 (DEVICES=...)")
+    check_address(address)  # these, like the plan, fail before the run folder is written
+    WAIT_S = wait_s()
     models, _, plans = plan_run(config)
     run_dir = make_run_dir(config, "+".join(m.name for m in models))
     log.attach(run_dir / "run.log")

@@ -15,7 +15,7 @@ import sys
 from edgebench.bench.config import TARGETS
 from edgebench.bench.errors import UsageError
 from edgebench.bench.isolation import project_env
-from edgebench.fleet.cluster import TLS_ENV, security, worker_command
+from edgebench.fleet.cluster import TLS_ENV, check_address, security, worker_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +34,7 @@ def command(args: argparse.Namespace) -> list[str]:
         raise UsageError(f"unknown target {(unknown or [''])[0]!r} in --targets: choose from {', '.join(TARGETS)}")
     if not args.name.replace("-", "").replace("_", "").isalnum():
         raise UsageError(f"bad device name {args.name!r}: letters, digits, - and _ only")
-    argv = worker_command(args.scheduler, args.name, targets, args.host)
+    argv = worker_command(check_address(args.scheduler, "scheduler address"), args.name, targets, args.host)
     if security() is not None:  # the run's own check: all three PEM files, or one line naming what is missing
         ca, cert, key = (os.environ[name] for name in TLS_ENV)
         argv += ["--tls-ca-file", ca, "--tls-cert", cert, "--tls-key", key]

@@ -261,3 +261,22 @@ def test_settings_are_used_as_given_or_raised_only_where_the_user_gave_no_limit(
     config = config_from_args(build_parser().parse_args(argv))
     assert (config.cache, config.repeats, config.max_repeats, config.timing.max_s) == (cache, repeats, max_repeats,
                                                                                         max_s)
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--fleet", "bogus", "--devices", "d"], {}, "bad FLEET 'bogus': expected local (a loopback fleet on this "
+                                                 "machine), or a scheduler address tcp://host:port"),
+    (["--fleet", "tcp://10.0.0.1:99999", "--devices", "d"], {}, "bad FLEET 'tcp://10.0.0.1:99999'"),
+    (["--fleet", "local", "--devices", "d1"], {"EDGEBENCH_FLEET_WAIT_S": "abc"},
+     "bad EDGEBENCH_FLEET_WAIT_S 'abc': expected a number of seconds >= 0"),
+    (["worker", "bogus", "--name", "x"], {}, "bad scheduler address 'bogus': expected a scheduler address tcp://"),
+])
+def test_fleet_entry_points_refuse_bad_input_in_one_line_before_writing_anything(capsys, monkeypatch, tmp_path, args,
+                                                                                 env, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out_dir = tmp_path / "run"
+    extra = [] if args[0] == "worker" else ["--model", TINY_MODEL, "--out", str(out_dir)]
+    code, out, err = run_main(capsys, *args, *extra)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err + out and not out_dir.exists()
