@@ -252,7 +252,11 @@ def print_table(console: Console, rows) -> None:
 
 
 def _usage_error(exc: UsageError) -> int:
-    print(f"{PROG}: error: {exc}", file=sys.stderr)
+    """One line on stderr, without terminal codes a library's message may carry (they reach logs as garbage)."""
+    import re
+
+    line = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", " ".join(str(exc).split()))
+    print(f"{PROG}: error: {line}", file=sys.stderr)
     return 2
 
 

@@ -30,13 +30,26 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UsageError(f"weights file {str(path)!r} is not a loadable state_dict: {exc}".splitlines()[0]) from exc
+        raise UsageError(f"weights file {str(path)!r} {_what_it_holds(str(exc))}") from exc
     for key in ("state_dict", "model_state_dict", "model"):  # common checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
         raise UsageError(f"weights file {str(path)!r} holds a {type(state).__name__}, not a state_dict")
     return state
+
+
+def _what_it_holds(error: str) -> str:
+    """What torch's weights-only loader found instead of a state_dict, said without its advice to unpickle the
+    file (which runs whatever code it holds) and without its terminal codes."""
+    import re
+
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", error)
+    if found:
+        return (f"pickles a {found.group(1)} object, not only tensors: edgebench reads weights without running code "
+                "from the file; save the model's state_dict (torch.save(model.state_dict(), path)) and pass that")
+    first = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", error).strip().splitlines()[0] if error.strip() else "unreadable"
+    return f"is not a PyTorch state_dict file ({first[:200]})"
 
 
 def _apply_state_dict(module: nn.Module, state: dict[str, torch.Tensor], what: str, name: str) -> None:

@@ -280,3 +280,18 @@ def test_fleet_entry_points_refuse_bad_input_in_one_line_before_writing_anything
     code, out, err = run_main(capsys, *args, *extra)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err + out and not out_dir.exists()
+
+
+def test_a_weights_file_that_pickles_a_model_says_what_it_is_and_never_advises_unpickling(capsys, tmp_path):
+    import torch
+
+    whole = tmp_path / "whole.pt"
+    torch.save(torch.nn.Sequential(torch.nn.Linear(2, 2)), whole)  # a whole model, not a state_dict
+    code, out, err = run_main(capsys, "--model", TINY_MODEL, "--weights", str(whole), "--out", str(tmp_path / "run"))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "pickles a torch.nn.modules.container.Sequential object" in err and "state_dict" in err
+    assert "weights_only" not in err and "\x1b[" not in err and not (tmp_path / "run").exists()
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a torch file")
+    code, out, err = run_main(capsys, "--model", TINY_MODEL, "--weights", str(garbage))
+    assert code == 2 and "is not a PyTorch state_dict file" in err and len(err.strip().splitlines()) == 1
