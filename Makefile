@@ -86,7 +86,8 @@ report: $(STAMP)
 
 # Change per row between two runs; exits 1 on a regression beyond THRESHOLD (0.05) and the noise.
 compare: $(STAMP)
-	@$(PY) -m edgebench.reports compare $(BASE) $(NEW) $(if $(THRESHOLD),--threshold $(THRESHOLD))
+	@$(PY) -m edgebench.reports compare $(BASE) $(NEW) $(if $(THRESHOLD),--threshold $(THRESHOLD)) \
+		$(if $(filter 1 yes on true,$(ACROSS_MACHINES)),--across-machines)
 
 # What to deploy: make recommend MAX_MS=10 MIN_ACCURACY=0.98 [MAX_MB= MAX_MEMORY_MB= MIN_COSINE= WHERE= OBJECTIVE=
 # UNFAITHFUL=1]

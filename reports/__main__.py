@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="change per row between two runs; exit 1 on a regression")
     compare.add_argument("base", type=Path)
     compare.add_argument("new", type=Path)
+    compare.add_argument("--across-machines", action="store_true",
+                         help="judge latencies of runs from machines that differ in CPU, cores, vector extensions "
+                              "or accelerators (by default they are marked not comparable)")
     compare.add_argument("--threshold", default="0.05",
                          help="smallest change that counts: a fraction or a percent [0.05, the same as 5%%]")
     rec = sub.add_parser("recommend", help="what to deploy under constraints, from stored rows")
@@ -96,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
 
         threshold = parse_threshold(args.threshold)  # before the runs are read: a bad value is one line
         base, new = load_run(args.base), load_run(args.new)
-        changes, warnings_ = compare(base, new, threshold)
+        changes, warnings_ = compare(base, new, threshold, args.across_machines)
         for line in warnings_:
             print(f"warning: {line}")
         print(comparison_table(changes), end="")

@@ -143,7 +143,24 @@ def parse_threshold(text: str) -> float:
     return value
 
 
-def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change], list[str]]:
+TIMING_VERDICTS = ("regression", "faster", "within noise", "below threshold")
+NOT_COMPARABLE = "not comparable (other machine)"
+
+
+def machine_difference(base: Run, new: Run) -> str:
+    """How the two runs' machines differ in what changes speed ("" when they do not), from `machine_identity`."""
+    from edgebench.reports.runs import machine_identity
+
+    a, b = machine_identity(base.environment), machine_identity(new.environment)
+    parts = [f"{what} {x or 'none'} (base) vs {y or 'none'} (new)"
+             for what, x, y in zip(("CPU", "logical cores", "vector extensions", "accelerators"),
+                                   (a[0], a[1], ", ".join(a[2]), a[3]), (b[0], b[1], ", ".join(b[2]), b[3]),
+                                   strict=True) if x != y]
+    return "; ".join(parts)
+
+
+def compare(base: Run, new: Run, threshold: float = 0.05,
+            across_machines: bool = False) -> tuple[list[Change], list[str]]:
     """Every row of both runs, matched by model, compression, runtime, precision, target and batch; rows
     present in one run only are listed, not dropped. Two fleet runs compare each device with itself; a fleet
     run and a single-machine run compare every device with that machine. Refused when no row is in common."""
@@ -174,7 +191,19 @@ def compare(base: Run, new: Run, threshold: float = 0.05) -> tuple[list[Change],
             change.label = _label(a if base_fleet and not new_fleet else b, by_device)
             changes.append(change)
     judge_accuracy(changes)
-    return changes, environment_warnings(base, new)
+    warnings = environment_warnings(base, new)
+    differ = "" if base_fleet or new_fleet else machine_difference(base, new)  # a fleet compares each device
+    if differ:
+        if not across_machines:  # the same label ("AMD EPYC, 2 threads") hid an AVX2 and an AVX-512 host
+            for change in changes:
+                if change.verdict in TIMING_VERDICTS:
+                    change.verdict = NOT_COMPARABLE
+        warnings.insert(0, f"ACROSS MACHINES: {differ}: " + ("latencies judged anyway (ACROSS_MACHINES=1)"
+                                                             if across_machines else
+                                                             "latency verdicts are not comparable and none is a "
+                                                             "regression; ACROSS_MACHINES=1 (--across-machines) "
+                                                             "judges them anyway"))
+    return changes, warnings
 
 
 def accuracy_text(new: ResultRow, base: ResultRow, how: str, p: float) -> str:

@@ -99,6 +99,28 @@ def _existing(path: Path) -> Path | None:
     return None
 
 
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "asimd")  # what kernels use
+
+
+def machine_identity(environment: dict[str, Any]) -> tuple[str, int | None, tuple[str, ...], str]:
+    """What changes speed, as a run recorded it: CPU model, logical cores, vector extensions, accelerators. Two runs
+    with the same label ("AMD EPYC, 2 threads") on an AVX2 and an AVX-512 host differ here."""
+    flags = set(environment.get("cpu_flags") or [])
+    accelerators = sorted(str(a.get("name", a) if isinstance(a, dict) else a)
+                          for a in environment.get("accelerators") or [] if a)
+    return (str(environment.get("cpu") or ""), environment.get("cpu_logical_cores"),
+            tuple(f for f in SPEED_FLAGS if f in flags), ", ".join(accelerators))
+
+
+def this_machine() -> tuple[str, int | None, tuple[str, ...], str]:
+    """This machine's identity, read now, as `machine_identity` reads a run's (accelerators aside: a run says)."""
+    from edgebench.bench.environment import cpu_info
+
+    info = cpu_info()
+    flags = set(info.get("flags") or [])
+    return (str(info.get("model") or ""), info.get("logical_cores"), tuple(f for f in SPEED_FLAGS if f in flags), "")
+
+
 def machine_label(environment: dict[str, Any]) -> str:
     """Which machine a run measured, in a few words: the accelerators when it had any, else the CPU."""
     cpu = environment.get("cpu") or "unknown CPU"

@@ -37,7 +37,8 @@ def result(runtime: str, p50: float, target: str = "cpu", compression: str = "no
 
 
 def write_run(folder: Path, rows: list[ResultRow], machine: str = "Test CPU", accelerators=(), seed: int = 0,
-              spread: float = 0.01, packages: dict | None = None, shifts=(1.0, 1.0, 1.0)) -> Path:
+              spread: float = 0.01, packages: dict | None = None, shifts=(1.0, 1.0, 1.0),
+              flags: tuple[str, ...] = ("avx2", "avx512f"), cores: int = 2) -> Path:
     """A run folder; each measured row gets 3 rounds of 200 samples around its p50 (relative sd `spread`),
     round i's centre scaled by shifts[i] (a machine that changed speed between rounds)."""
     folder.mkdir(parents=True)
@@ -51,7 +52,8 @@ def write_run(folder: Path, rows: list[ResultRow], machine: str = "Test CPU", ac
                 s.write(json.dumps({"key": row.key, "latency_ms": flat, "rounds": [200] * 3}) + "\n")
             f.write(json.dumps(asdict(row)) + "\n")
     environment = {"cpu": machine, "threads": 2, "accelerators": list(accelerators), "date": "2026-11-30T00:00:00",
-                   "packages": packages or {"torch": "2.14.1"}, "mode": "latency"}
+                   "packages": packages or {"torch": "2.14.1"}, "mode": "latency", "cpu_flags": list(flags),
+                   "cpu_logical_cores": cores}
     (folder / "environment.json").write_text(json.dumps(environment))
     return folder
 
@@ -491,3 +493,21 @@ def test_runs_with_the_same_folder_name_stay_apart_in_a_report(tmp_path):
     assert "x/resnet18-cpu" in report and "y/resnet18-cpu" in report
     plots = [name for name in files if name.startswith("plots/")]
     assert any("x-resnet18-cpu" in name for name in plots) and any("y-resnet18-cpu" in name for name in plots)
+
+
+def test_runs_from_machines_that_differ_in_speed_are_not_judged_unless_asked(tmp_path, capsys):
+    """Both hosts are "AMD EPYC, 2 threads"; one has AVX-512 and one only AVX2: 5 REGRESSIONs were read."""
+    base = write_run(tmp_path / "avx512", [result("onnxruntime", 10.0), result("openvino", 10.0)], machine="AMD EPYC",
+                     flags=("avx2", "avx512f", "avx512_vnni"), seed=1)
+    new = write_run(tmp_path / "avx2", [result("onnxruntime", 14.0), result("openvino", 10.0)], machine="AMD EPYC",
+                    flags=("avx2",), seed=2)
+    assert main(["compare", str(base), str(new)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("warning: ACROSS MACHINES: vector extensions avx2, avx512f, avx512_vnni (base) vs avx2 "
+                          "(new)") and "REGRESSION" not in out and out.count("not comparable (other machine)") == 2
+    assert main(["compare", str(base), str(new), "--across-machines"]) == 1
+    out = capsys.readouterr().out
+    assert "latencies judged anyway" in out and "REGRESSION" in out
+    same = write_run(tmp_path / "again", [result("onnxruntime", 14.0)], machine="AMD EPYC",
+                     flags=("avx2", "avx512f", "avx512_vnni"), seed=3)
+    assert main(["compare", str(base), str(same)]) == 1 and "ACROSS MACHINES" not in capsys.readouterr().out
