@@ -73,6 +73,22 @@ def _load(folders: list[Path] | None) -> list:
     return unique_names(runs)
 
 
+def _recommendable(folders: list[Path] | None) -> tuple[list, str]:
+    """The runs a recommendation reads, and which they are: those named; else the stored runs measured on this
+    machine (same CPU, cores and vector extensions), never another machine's reference runs; else the latest."""
+    from edgebench.reports.runs import machine_identity, this_machine
+
+    runs = _load(folders)
+    if folders is not None:
+        return runs, "as named (RUNS=)"
+    here = this_machine()[:3]
+    mine = [run for run in runs if machine_identity(run.environment)[:3] == here]
+    if mine:
+        return mine, f"this machine's ({len(runs) - len(mine)} from other machines left out; RUNS= to choose)"
+    latest = max(runs, key=lambda run: str(run.environment.get("date", "")))
+    return [latest], "the latest: none was measured on this machine (RUNS= to choose)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -116,11 +132,12 @@ def _run(args: argparse.Namespace) -> int:
         return 1 if bad else 0
     from edgebench.reports.recommend import Constraint, budget_constraints, recommend, recommendation_text
 
-    runs = _load(args.runs)
     constraints = budget_constraints(args.max_ms, args.min_accuracy, args.max_mb, args.max_memory_mb,
                                      args.min_cosine) + [Constraint.parse(text) for text in args.where]
+    runs, which = _recommendable(args.runs)
     passing, misses, skipped = recommend([(run.name, row) for run in runs for row in run.rows], constraints,
                                          args.objective, args.include_unfaithful)
+    print(f"Read {len(runs)} run(s), {which}: {', '.join(run.name for run in runs)}.\n")
     print(recommendation_text(passing, misses, skipped, constraints, args.objective), end="")
     return 0 if passing else 1  # a script can tell "nothing fits" from a recommendation
 

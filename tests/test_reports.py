@@ -511,3 +511,22 @@ def test_runs_from_machines_that_differ_in_speed_are_not_judged_unless_asked(tmp
     same = write_run(tmp_path / "again", [result("onnxruntime", 14.0)], machine="AMD EPYC",
                      flags=("avx2", "avx512f", "avx512_vnni"), seed=3)
     assert main(["compare", str(base), str(same)]) == 1 and "ACROSS MACHINES" not in capsys.readouterr().out
+
+
+def test_recommend_reads_this_machines_runs_by_default_and_names_them(tmp_path, capsys, monkeypatch):
+    """With no RUNS it ranked every run under results/, a reference run from another machine included."""
+    import edgebench.reports.__main__ as cli
+    from edgebench.reports.runs import this_machine
+
+    cpu, cores, flags, _ = this_machine()
+    results = tmp_path / "results"
+    write_run(results / "mine", [result("openvino", 6.0)], machine=cpu, flags=flags, cores=cores)
+    write_run(results / "reference" / "other-host", [result("onnxruntime", 1.0)], machine="Other CPU",
+              flags=("asimd",), cores=64)
+    monkeypatch.setattr(cli, "RESULTS", results)
+    assert main(["recommend", "--max-ms", "10"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Read 1 run(s), this machine's (1 from other machines left out; RUNS= to choose): mine.")
+    assert "Deploy: Openvino fp32 on cpu (m)." in out
+    assert main(["recommend", ",".join(str(p) for p in (results / "mine", results / "reference"))]) == 0
+    assert "Read 2 run(s), as named (RUNS=): mine, other-host." in capsys.readouterr().out
