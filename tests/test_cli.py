@@ -222,14 +222,14 @@ def test_cli_flags_reach_the_config():
     from edgebench.bench.cli import build_parser, config_from_args
 
     config = config_from_args(build_parser().parse_args([
-        "--warmup", "3", "--warmup-s", "0.25", "--iters", "7", "--duration", "4", "--max-duration", "2",
+        "--warmup", "3", "--warmup-s", "0.25", "--iters", "7", "--duration", "4", "--max-duration", "6",
         "--timeout", "30", "--seed", "5", "--keep-artifacts", "--threads", "1", "--batch", "1,4",
         "--compress", "prune-channels:0.3,cluster:16@last2", "--data", "digits", "--finetune-epochs", "3"]))
     assert [v.spec for v in config.variants] == ["none", "prune-channels:0.3", "cluster:16@last2"]
     assert (config.data, config.finetune_epochs) == ("digits", 3)
     t = config.timing
     assert (t.warmup_iters, t.warmup_s, t.min_iters, t.min_s) == (3, 0.25, 7, 4.0)
-    assert t.max_s == 4.0  # never below the minimum duration
+    assert t.max_s == 6.0  # (one below the minimum duration is refused: test_bad_input_is_one_line_and_exit_2)
     assert (config.timeout_s, config.seed, config.keep_artifacts, config.batches) == (30.0, 5, True, (1, 4))
     assert config.warm_exports  # forked from warm processes unless asked otherwise
     assert not config_from_args(build_parser().parse_args(["--fresh-exports"])).warm_exports
