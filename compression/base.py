@@ -78,15 +78,16 @@ class CompressionMethod(ABC):
         return (f"{self.spec} applies to {' and '.join(nouns.get(k, k) for k in self.task_kinds)} only: "
                 f"{task.noun} take {', '.join(_methods_for(task.kind))}")
 
-
-def _methods_for(kind: str) -> list[str]:
-    from edgebench.compression import get_method, method_names
-
-    return [name for name in method_names() if kind in get_method(name).task_kinds]
-
     @abstractmethod
     def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:
         """Return the compressed module (in eval mode); add a short note of what was done to context.notes."""
+
+
+def _methods_for(kind: str) -> list[str]:
+    """The methods a model scored on a task of this kind can be compressed with, for the refusal's line."""
+    from edgebench.compression import get_method, method_names
+
+    return [name for name in method_names() if kind in get_method(name).task_kinds]
 
 
 def parse_fraction(method: str, text: str) -> float:

@@ -264,3 +264,16 @@ def test_batchnorm_is_folded_in_the_module_tree_before_nncf_qat_and_untraceable_
 
     untraceable = DataDependent().eval()
     assert isinstance(fold_batchnorm_modules(untraceable).bn, nn.BatchNorm2d)
+
+
+def test_a_method_that_does_not_say_how_to_apply_itself_cannot_be_made():
+    """`apply` is the interface's one abstract method: a subclass without it is refused, not registered half-made."""
+    from edgebench.compression.base import CompressionMethod
+
+    class Half(CompressionMethod):
+        name = "half"
+        summary = "no apply"
+
+    assert CompressionMethod.__abstractmethods__ == frozenset({"apply"})
+    with pytest.raises(TypeError, match="apply"):
+        Half(None)
