@@ -158,21 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _at_least(given: float | None, default: float, floor: float, names: tuple[str, str]) -> float:
-    """A limit and its floor: one the user gave below its floor is a contradiction (one line); the default is
-    raised to the floor (the header shows what was used)."""
+def _at_least(given: float | None, default: float, floor: float, limit: tuple[str, str],
+              least: tuple[str, str]) -> float:
+    """A limit and its floor, each named as (Makefile variable, flag): a limit the user gave below its floor is a
+    contradiction (one line); the default is raised to the floor (the header shows what was used)."""
     if given is not None and given < floor:
-        (limit, limit_flag), (least, least_flag) = (name.split("/") for name in names)
-        raise UsageError(f"{limit}={given:g} ({limit_flag}) is below {least}={floor:g} ({least_flag}): raise {limit} "
-                         f"or lower {least}")
+        raise UsageError(f"{limit[0]}={given:g} ({limit[1]}) is below {least[0]}={floor:g} ({least[1]}): raise "
+                         f"{limit[0]} or lower {least[0]}")
     return max(default if given is None else given, floor)
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
-    max_s = _at_least(args.max_duration, TimingConfig().max_s, args.duration,
-                      ("MAX_DURATION/--max-duration", "DURATION/--duration"))
+    max_s = _at_least(args.max_duration, TimingConfig().max_s, args.duration, ("MAX_DURATION", "--max-duration"),
+                      ("DURATION", "--duration"))
     max_repeats = int(_at_least(args.max_repeats, BenchConfig.max_repeats, args.repeats,
-                                ("MAX_REPEATS/--max-repeats", "REPEATS/--repeats")))
+                                ("MAX_REPEATS", "--max-repeats"), ("REPEATS", "--repeats")))
     timing = TimingConfig(warmup_iters=args.warmup, warmup_s=args.warmup_s, min_iters=args.iters,
                           min_s=args.duration, max_s=max_s)
     return BenchConfig(model=args.model, weights=args.weights, runtimes=args.runtimes, precisions=args.precision,
@@ -252,11 +252,8 @@ def print_table(console: Console, rows) -> None:
 
 
 def _usage_error(exc: UsageError) -> int:
-    """One line on stderr, without terminal codes a library's message may carry (they reach logs as garbage)."""
-    import re
-
-    line = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", " ".join(str(exc).split()))
-    print(f"{PROG}: error: {line}", file=sys.stderr)
+    """One line on stderr (a quoted library message may span several)."""
+    print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
     return 2
 
 

@@ -23,11 +23,15 @@ from edgebench.bench.errors import UsageError
 from edgebench.bench.results import ResultRow, RunWriter, read_rows, split_row_key
 from edgebench.bench.resume import finished_variant_rows, keep_rows, save_command, without_options
 from edgebench.bench.runlog import logger
-from edgebench.fleet.cluster import Fleet, connect
+from edgebench.fleet.cluster import Fleet, check_address, connect
 from edgebench.fleet.device import DEVICE_RESOURCE, DeviceJob, DeviceResult, measure_on_device, stop_event
 from edgebench.models.tasks import check_image_folder
 
 DEVICE_LEFT = "device left the fleet"  # rows with this error are measured again by --resume
+MAX_DATA_MB = float(os.environ.get("EDGEBENCH_FLEET_MAX_DATA_MB", "512"))  # a DATA folder sent to each device
+FLEET_OPTIONS = ("--fleet", "--devices", "--out", "--resume")
+
+
 def wait_s() -> float:
     """How long a missing device is waited for: EDGEBENCH_FLEET_WAIT_S seconds (30), or one line naming it."""
     text = os.environ.get("EDGEBENCH_FLEET_WAIT_S", "30")
@@ -38,11 +42,6 @@ def wait_s() -> float:
     if not 0 <= value < float("inf"):
         raise UsageError(f"bad EDGEBENCH_FLEET_WAIT_S {text!r}: expected a number of seconds >= 0 (default 30)")
     return value
-
-
-WAIT_S = 30.0  # set from the environment when a fleet run starts (`run_fleet`), after checking it
-MAX_DATA_MB = float(os.environ.get("EDGEBENCH_FLEET_MAX_DATA_MB", "512"))  # a DATA folder sent to each device
-FLEET_OPTIONS = ("--fleet", "--devices", "--out", "--resume")
 
 
 def device_argv(command: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, bytes]]:
@@ -97,9 +96,10 @@ class FleetRun:
     """One fleet run into `run_dir`: devices' rows appended as they arrive, error rows for those that fail."""
 
     def __init__(self, config: BenchConfig, address: str, devices: tuple[str, ...], run_dir: Path,
-                 planned: dict[tuple[str, str], set[str]], reporter: Any) -> None:
+                 planned: dict[tuple[str, str], set[str]], reporter: Any, wait_s: float) -> None:
         self.config, self.address, self.devices, self.run_dir = config, address, devices, run_dir
         self.planned, self.reporter = planned, reporter
+        self.wait_s = wait_s  # how long a missing device is waited for
         self.writer = RunWriter(run_dir)
         self.run_id = f"edgebench-{uuid.uuid4().hex[:12]}"
         self.futures: dict[str, Any] = {}  # device -> its task, while it runs
@@ -142,15 +142,15 @@ class FleetRun:
              kept: list[ResultRow]) -> list[ResultRow]:
         from distributed import Queue
 
-        missing = fleet.wait_for(self.devices, WAIT_S)
+        missing = fleet.wait_for(self.devices, self.wait_s)
         refused = fleet.version_problems(self.devices)
         if refused:
             raise UsageError(next(iter(refused.values())))
         self.write_environment(fleet)
         for device in missing:
-            logger.info("device %s: no worker after %.0f s", device, WAIT_S)
+            logger.info("device %s: no worker after %.0f s", device, self.wait_s)
             for row in _error_rows(self.planned, device, f"{DEVICE_LEFT}: no worker for device {device} joined "
-                                   f"{fleet.address} within {WAIT_S:.0f} s",
+                                   f"{fleet.address} within {self.wait_s:.0f} s",
                                    done={r.key for r in kept if r.host == device}):
                 self._write(row)
         rows_in = Queue(self.run_id, client=fleet.client)
@@ -195,10 +195,10 @@ class FleetRun:
                     del futures[device]
                 elif device not in present:  # gone: give it the bounded wait to come back, then stop waiting
                     absent_since.setdefault(device, time.monotonic())
-                    if time.monotonic() - absent_since[device] > WAIT_S:
+                    if time.monotonic() - absent_since[device] > self.wait_s:
                         future.cancel()
                         self._drain(rows_in, received)
-                        self._left(device, f"{DEVICE_LEFT} during the run (no worker for {WAIT_S:.0f} s)",
+                        self._left(device, f"{DEVICE_LEFT} during the run (no worker for {self.wait_s:.0f} s)",
                                    received)
                         del futures[device]
                 else:
@@ -264,13 +264,10 @@ def run_fleet(config: BenchConfig, address: str, devices: tuple[str, ...], repor
     """Plan here (bad models or methods fail before any device is asked), then measure on the devices."""
     from edgebench.bench.runner import make_run_dir, plan_run, planned_keys
 
-    global WAIT_S
-    from edgebench.fleet.cluster import check_address
-
     if not devices:
         raise UsageError("a fleet run needs its devices: --devices jetson01,mac-m2 (DEVICES=...)")
     check_address(address)  # these, like the plan, fail before the run folder is written
-    WAIT_S = wait_s()
+    waiting = wait_s()
     models, _, plans = plan_run(config)
     run_dir = make_run_dir(config, "+".join(m.name for m in models))
     log.attach(run_dir / "run.log")
@@ -282,7 +279,7 @@ def run_fleet(config: BenchConfig, address: str, devices: tuple[str, ...], repor
     reporter.start(total, f"edgebench fleet: {len(devices)} devices ({', '.join(devices)}) on {address}, "
                           f"{total} measurements -> {run_dir}")
     try:
-        rows = FleetRun(config, address, devices, run_dir, planned, reporter).run()
+        rows = FleetRun(config, address, devices, run_dir, planned, reporter, waiting).run()
     finally:
         reporter.finish()
     return run_dir, rows

@@ -41,14 +41,14 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def _what_it_holds(error: str) -> str:
     """What torch's weights-only loader found instead of a state_dict, said without its advice to unpickle the
-    file (which runs whatever code it holds) and without its terminal codes."""
+    file (which runs whatever code it holds)."""
     import re
 
     found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", error)
     if found:
         return (f"pickles a {found.group(1)} object, not only tensors: edgebench reads weights without running code "
                 "from the file; save the model's state_dict (torch.save(model.state_dict(), path)) and pass that")
-    first = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", error).strip().splitlines()[0] if error.strip() else "unreadable"
+    first = error.strip().splitlines()[0] if error.strip() else "unreadable"
     return f"is not a PyTorch state_dict file ({first[:200]})"
 
 

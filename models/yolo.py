@@ -71,11 +71,14 @@ class YoloSource(ModelSource):
         return "unit"  # Ultralytics feeds RGB in [0, 1]
 
 
-def export_mode(module: nn.Module) -> None:
-    """The Detect head as Ultralytics' exporter sets it: one decoded output tensor, no NMS."""
+def export_mode(module: nn.Module, on: bool = True) -> None:
+    """The Detect head as Ultralytics' exporter sets it: one decoded output tensor, no NMS. `on=False` gives back
+    its training forward (raw maps, what its loss takes)."""
     for head in module.modules():
         if hasattr(head, "export") and hasattr(head, "stride") and hasattr(head, "nc"):  # the Detect head
-            head.export, head.format = True, "onnx"
+            head.export = on
+            if on:
+                head.format = "onnx"
 
 
 @dataclass

@@ -108,9 +108,7 @@ def finetune_yolo(module: nn.Module, data_yaml: Path, epochs: int, size: int, se
     data_yaml = Path(data_yaml)
     spec = yaml.safe_load(data_yaml.read_text())
     spec["path"] = str(data_root(spec, data_yaml).resolve())  # Ultralytics reads a relative path elsewhere
-    for head in module.modules():  # the training forward returns raw maps; the decode is put back after
-        if hasattr(head, "export") and hasattr(head, "stride") and hasattr(head, "nc"):
-            head.export = False
+    export_mode(module, on=False)  # the training forward returns raw maps; the decode is put back after
     with tempfile.TemporaryDirectory(prefix="eb-yolo-finetune-") as project:
         resolved = Path(project) / "data.yaml"
         resolved.write_text(yaml.safe_dump(spec))

@@ -164,7 +164,8 @@ def compare(base: Run, new: Run, threshold: float = 0.05,
     """Every row of both runs, matched by model, compression, runtime, precision, target and batch; rows
     present in one run only are listed, not dropped. Two fleet runs compare each device with itself; a fleet
     run and a single-machine run compare every device with that machine. Refused when no row is in common."""
-    threshold = parse_threshold(str(threshold))
+    if not 0 < threshold < 1:  # a caller other than the command line (which parsed THRESHOLD) gives a fraction
+        raise UsageError(f"bad THRESHOLD {threshold!r}: expected a fraction between 0 and 1 (0.05)")
     base_fleet, new_fleet = _fleet(base), _fleet(new)
     base_rows = {_identity(r, base_fleet): r for r in base.rows}
     new_rows = {_identity(r, new_fleet): r for r in new.rows}

@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
+from edgebench.bench.config import TARGETS
 from edgebench.bench.errors import UsageError
 from edgebench.bench.measure.paired import holm
 from edgebench.bench.report import fmt, markdown_grid
@@ -67,8 +68,6 @@ def budget_constraints(max_ms: str = "", min_accuracy: str = "", max_mb: str = "
                        min_cosine: str = "") -> list[Constraint]:
     """The Makefile's named limits as constraints; MAX_MS is one number or per target (cpu:10,gpu:2)."""
     found = []
-    from edgebench.bench.config import TARGETS
-
     for part in filter(None, (p.strip() for p in max_ms.split(","))):
         target, _, value = part.rpartition(":")
         if target and target not in TARGETS:  # a typo would constrain nothing, and any row would pass

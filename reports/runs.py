@@ -117,8 +117,8 @@ def this_machine() -> tuple[str, int | None, tuple[str, ...], str]:
     from edgebench.bench.environment import cpu_info
 
     info = cpu_info()
-    flags = set(info.get("flags") or [])
-    return (str(info.get("model") or ""), info.get("logical_cores"), tuple(f for f in SPEED_FLAGS if f in flags), "")
+    return machine_identity({"cpu": info.get("model"), "cpu_logical_cores": info.get("logical_cores"),
+                             "cpu_flags": info.get("flags")})
 
 
 def machine_label(environment: dict[str, Any]) -> str:

@@ -295,3 +295,11 @@ def test_a_weights_file_that_pickles_a_model_says_what_it_is_and_never_advises_u
     garbage.write_bytes(b"not a torch file")
     code, out, err = run_main(capsys, "--model", TINY_MODEL, "--weights", str(garbage))
     assert code == 2 and "is not a PyTorch state_dict file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_error_lines_carry_no_terminal_codes():
+    """A library's message quoted in an error (torch's bold advice) reaches every command's output clean."""
+    from edgebench.bench.errors import UsageError
+
+    assert str(UsageError("weights file: \x1b[1mdo those steps\x1b[0m only \x1b[31;1mif\x1b[0m")) == \
+        "weights file: do those steps only if"
