@@ -36,6 +36,7 @@ MAX_REPEATS  ?=
 EXPORT_JOBS  ?=
 LOAD_JOBS    ?=
 WARM_EXPORTS ?=
+PROFILE      ?=
 RESUME       ?=
 FLEET        ?=
 DEVICES      ?=
@@ -54,7 +55,7 @@ BENCH_FLAGS = $(if $(MODEL),--model $(MODEL)) $(if $(WEIGHTS),--weights $(WEIGHT
 	$(if $(TARGET_CI),--target-ci $(TARGET_CI)) $(if $(MAX_REPEATS),--max-repeats $(MAX_REPEATS)) \
 	$(if $(EXPORT_JOBS),--export-jobs $(EXPORT_JOBS)) $(if $(LOAD_JOBS),--load-jobs $(LOAD_JOBS)) \
 	$(if $(filter 0 no off,$(WARM_EXPORTS)),--fresh-exports) \
-	$(if $(RESUME),--resume $(RESUME)) \
+	$(if $(RESUME),--resume $(RESUME)) $(if $(PROFILE),--profile $(PROFILE)) \
 	$(if $(FLEET),--fleet $(FLEET)) $(if $(DEVICES),--devices $(DEVICES))
 
 RUNS         ?=

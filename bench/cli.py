@@ -136,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "filling the artifact cache (models/.cache/artifacts; `make clean-cache` empties it)")
     p.add_argument("--cache", type=_boolean("cache"), default=True, metavar="yes|no",
                    help="the same as a switch: no, off, false or 0 is --no-cache (what CACHE= takes) [yes]")
+    p.add_argument("--profile", type=_boolean("profile"), nargs="?", const=True, default=False, metavar="yes|no",
+                   help="after each row's timed rounds, a per-operator profile with its runtime's own profiler: "
+                        "profile.csv in the run folder, the slowest operators and int8 coverage in table.md "
+                        "(what PROFILE=1 passes) [no]")
     p.add_argument("--fresh-exports", action="store_true",
                    help="export and compress each row in a fresh interpreter, instead of forking it from a warm "
                         "process that imported torch and the converter once per run")
@@ -183,6 +187,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
                        repeats=args.repeats, cache=args.cache and not args.no_cache, mode=args.mode,
                        target_ci=args.target_ci,
                        export_jobs=args.export_jobs, load_jobs=args.load_jobs, warm_exports=not args.fresh_exports,
+                       profile=args.profile,
                        command=tuple(getattr(args, "command", ())),
                        resume=getattr(args, "resuming", False), max_repeats=max_repeats)
 

@@ -85,6 +85,7 @@ class BenchConfig:
     warm_exports: bool = True  # fork export and compress children from a warm process per kind (bench.forkserver)
     # that imported torch and the converter once; False: a fresh interpreter for each
     mode: str = "latency"  # latency: one request in flight; throughput: the runtime's concurrent requests
+    profile: bool = False  # per-operator profiles after the timed rounds (bench.measure.profile)
     noise_guard: NoiseGuard = field(default_factory=NoiseGuard)  # how a round disturbed by other processes is redone
     command: tuple[str, ...] = ()  # the edgebench arguments that made this config: kept in the run folder for --resume
     resume: bool = False  # finish the interrupted run in `out` (bench.resume) instead of starting a new folder

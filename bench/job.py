@@ -48,6 +48,7 @@ class MeasureJob:
     serve: bool = False  # measure: time rounds when the parent says so on stdin (bench.isolation.ChildSession)
     boxes: str = ""  # a detector's: where the first inference's candidate boxes go (.npz), to match PyTorch's
     rounds: int = 1  # measure without serve: this many rounds back to back
+    profile: bool = False  # after timing and scoring: a per-operator profile with the runtime's own profiler
 
 
 JOB_TYPES = {"compress": CompressJob, "export": MeasureJob, "measure": MeasureJob}

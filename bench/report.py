@@ -327,7 +327,34 @@ def markdown_report(rows: Sequence[ResultRow]) -> str:
     if details:
         text += "\n## Details\n\n" + markdown_grid(detail_headers(rows), details)
         text += energy_note(rows)
-    return text
+    return text + profile_section(rows)
+
+
+def profile_section(rows: Sequence[ResultRow]) -> str:
+    """table.md's operator profiles (`PROFILE=1`): per profiled row its slowest operators, the profiled
+    inference beside the unprofiled p50 (the profiler's overhead), and for int8 rows the share of operator time
+    in integer kernels and the slowest operators left in float; the lines are in profile.csv."""
+    asked = [r for r in rows if r.status == "ok" and (r.profile_ms is not None or r.profile_note)]
+    if not asked:
+        return ""
+    many_models, compressed = _identity_columns(asked)
+    headers = (["Model"] if many_models else []) + ["Format"] + (["Compression"] if compressed else []) + \
+        ["Precision", "Batch", "p50 ms", "Profiled ms", "Slowest operators (share of the profiled inference)",
+         "int8 coverage", "Not in integer kernels"]
+    body = []
+    for r in asked:
+        identity = ([r.model] if many_models else []) + [r.format] + ([r.compression] if compressed else []) + \
+            [r.precision, str(r.batch), fmt(r.p50_ms, 3)]
+        if r.profile_ms is None:
+            body.append(identity + ["-", f"no profile: {r.profile_note}", "-", "-"])
+            continue
+        coverage = f"{r.int8_coverage:.0%}" if r.int8_coverage is not None else "-"
+        body.append(identity + [fmt(r.profile_ms, 3), r.profile_top, coverage, r.float_ops or "-"])
+    return ("\n## Operator profiles\n\nEach runtime's own profiler, in a profiled round after the timed rounds "
+            "(profile.csv has every operator, its category and the precision its kernel ran in). Profiled ms is "
+            "the median profiled inference, profiler on; its difference from p50 ms is the profiler's overhead. "
+            "int8 coverage: the share of operator time in integer kernels (quantize/dequantize count as float).\n\n"
+            + markdown_grid(headers, body))
 
 
 def energy_note(rows: Sequence[ResultRow]) -> str:

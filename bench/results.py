@@ -11,11 +11,13 @@ import csv
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgebench.bench.measure.paired import PairedComparison, compare_correct, unpack_correct
+from edgebench.bench.measure.profile import PROFILE_FILE, Profile, ProfileLine, operators_text, write_profile
 from edgebench.bench.measure.stats import LatencyStats, median_interval, ratio_interval, two_proportion_p
 
 if TYPE_CHECKING:
@@ -117,6 +119,20 @@ class ResultRow:
     energy_mj: float | None = None  # millijoules per inference from a hardware counter (RAPL, NVML); else empty
     energy_source: str = ""  # the counter, or why there is none here
     host: str = ""  # the machine measured: this one's name in a local run, the device's name in a fleet run
+    # Per-operator profiles (issue 22, `PROFILE=1`): the lines themselves are in the run's profile.csv.
+    profile_ms: float | None = None  # median profiled inference, profiler on, after the timed rounds (vs p50_ms)
+    profile_top: str = ""  # the three slowest operators with their shares of the profiled inference
+    int8_coverage: float | None = None  # int8 rows: share of the operators' profiled time in integer kernels
+    float_ops: str = ""  # int8 rows: the slowest operators that did not run in integer kernels, with shares
+    profile_note: str = ""  # why a row asked for a profile has none (its runtime has no profiler here)
+
+    def add_profile(self, profile: Profile) -> None:
+        """The profile's summary on the row; int8 rows also get their integer coverage and what stayed float."""
+        self.profile_ms = profile.wall_ms
+        self.profile_top = operators_text(profile.top(3))
+        if self.precision == "int8":
+            self.int8_coverage = profile.integer_share()
+            self.float_ops = operators_text(profile.float_lines(3))
 
     def add_latency(self, stats: LatencyStats) -> None:
         self.p50_ms, self.p90_ms, self.p99_ms = stats.p50, stats.p90, stats.p99
@@ -269,11 +285,14 @@ class RunWriter:
     def write_environment(self, environment: dict[str, Any]) -> None:
         (self.run_dir / "environment.json").write_text(json.dumps(environment, indent=2, default=str))
 
-    def append(self, row: ResultRow, rounds: list[list[float]] = ()) -> None:
-        """Write the row; its kept samples, per round, go to samples.jsonl (intervals are recomputed from them)."""
+    def append(self, row: ResultRow, rounds: list[list[float]] = (), profile: Sequence[ProfileLine] = ()) -> None:
+        """Write the row; its kept samples, per round, go to samples.jsonl (intervals are recomputed from them),
+        its operator profile, if any, to profile.csv."""
         from edgebench.bench.report import markdown_report
 
         self.rows.append(row)
+        if profile:
+            write_profile(self.run_dir / PROFILE_FILE, profile)
         _append_line(self.run_dir / "rows.jsonl", json.dumps(asdict(row)))
         if rounds:
             _append_line(self.run_dir / "samples.jsonl", json.dumps(

@@ -29,6 +29,7 @@ from edgebench.bench.measure.floor import DEFAULT as DEFAULT_FLOOR
 from edgebench.bench.measure.floor import AAFloor, machine_key
 from edgebench.bench.measure.floor import load as load_floor
 from edgebench.bench.measure.peak import GEMM_SIZE, TRIES, gemm_peaks
+from edgebench.bench.measure.profile import Profile, ProfileLine
 from edgebench.bench.measure.rounds import RE_WARMUP_ITERS, RoundFailed, RoundResult, RowRounds, interleave
 from edgebench.bench.measure.stats import interval_coverage
 from edgebench.bench.progress import Reporter
@@ -349,6 +350,7 @@ class Runner:
         self.baseline_jobs: dict[tuple[str, str, str, int], tuple[MeasureJob, str]] = {}
         self.anchors: dict[tuple[str, str, str, int], tuple[ChildSession, str] | None] = {}
         self.warm: WarmPool | None = None  # the warm processes export and compress children fork from, per run
+        self.profiles: dict[str, list[ProfileLine]] = {}  # a profiled row's lines, until the row is written
 
     def run(self) -> RunSummary:
         from edgebench.bench.environment import capture, cpu_info, package_versions
@@ -669,7 +671,7 @@ class Runner:
         self.anchors.clear()
 
     def _write(self, writer: RunWriter, row: ResultRow, rounds: RowRounds | None) -> None:
-        writer.append(row, rounds.per_round_ms if rounds is not None else [])
+        writer.append(row, rounds.per_round_ms if rounds is not None else [], self.profiles.pop(row.key, ()))
         self.reporter.row_done(row)
 
     def _progress(self, label: str, phase: str) -> None:
@@ -711,7 +713,7 @@ class Runner:
             model_file=str(folder / MODEL_FILE), input=str(reference.input(job.batch)),
             reference=str(outputs_path(folder, job.batch)), artifact_dir=str(artifact_dir), timing=config.timing,
             task=reference.task_for_job, calibration=str(reference.calibration), qat_epochs=job.qat_epochs,
-            serve=True, boxes=str(job_dir / BOXES_FILE) if reference.detects else "")
+            serve=True, boxes=str(job_dir / BOXES_FILE) if reference.detects else "", profile=config.profile)
 
         key = cache_key(spec, self.versions) if config.cache else ""
         cached = self.cache.restore(key, artifact_dir, job_dir) if key else None
@@ -791,10 +793,30 @@ class Runner:
             self._match_boxes(row, Path(ready["boxes_file"]), Path(ready["boxes_reference"]))
         if result.get("task_kind"):  # scored on labelled data, in its own process: the task puts it on the row
             kinds()[result["task_kind"]].fill(row, result, self.run_dir, self.config.seed)
+        if "profile" in result:
+            self._fill_profile(row, result)
         chance = CHANCE_NOTE if row.at_chance else ""
         row.details = "; ".join(part for part in (chance, result["details"], row.details) if part)
         row.add_rounds(rounds)
         return True
+
+
+    def _fill_profile(self, row: ResultRow, result: dict[str, Any]) -> None:
+        """The row's profile summary, and its lines kept until the row is written (`_write`). The profiled
+        session's memory is not the row's: its peak RSS is the one before profiling."""
+        found = result["profile"]
+        if "unavailable" in found:
+            row.profile_note = found["unavailable"]
+            return
+        lines = [ProfileLine(**{**line, "run": self.run_dir.name, "key": row.key, "runtime": row.runtime,
+                                "precision": row.precision}) for line in found["lines"]]
+        row.add_profile(Profile(found["iterations"], found["wall_ms"], lines))
+        logger.info("%s %s b%d: profiled %d inferences after its %d timed rounds, median %.4g ms", row.format,
+                    row.precision, row.batch, found["iterations"], found["after_rounds"], found["wall_ms"])
+        self.profiles[row.key] = lines
+        before = result.get("rss_before_profile_mb")
+        if before and row.peak_rss_mb:
+            row.peak_rss_mb = min(row.peak_rss_mb, before)
 
 
 def unavailable_before_export(job: Job) -> str | None:

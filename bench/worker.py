@@ -207,28 +207,30 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     if job.serve:
         _write_json(job_dir / READY_FILE, ready)
         _phase(job_dir, "ready")
-        first = True
+        first, timed = True, 0
         for words in _commands():
             if words[0] == "round":
                 _phase(job_dir, "timing")
                 result = _time_round(step, job.timing, first, streams, energy)
                 result["settle_s"] = settle()
                 _write_json(job_dir / f"round_{int(words[1])}.json", result)
-                first = False
+                first, timed = False, timed + 1
                 _phase(job_dir, "waiting")
-            elif words[0] == "score":  # the parent scores its rows one at a time: at once they would share
-                scored = _score(adapter, job, job_dir, len(x))  # the cores (and OpenMP spins on shared cores)
+            elif words[0] == "score":  # the parent scores (and profiles) its rows one at a time: at once they
+                # would share the cores (and OpenMP spins on shared cores)
+                scored = {**_score(adapter, job, job_dir, len(x)), **_profile(adapter, job, job_dir, prepared, timed)}
                 _write_json(job_dir / SCORED_FILE, {"scored": True})
                 _phase(job_dir, "waiting")
     else:
         _phase(job_dir, "timing")
         rounds = [_time_round(step, job.timing, i == 0, streams, energy) for i in range(job.rounds)]
+        timed = len(rounds)
 
     memory = _device_memory(adapter)  # after the timed rounds, before scoring: what timing the row held
     apart = job.options.target != "cpu" and adapter.copies_apart()  # else no copy figure exists to report
     transfers = _transfer_times(adapter, x, prepared) if apart else {"h2d_ms": None, "d2h_ms": None}
     if scored is None:
-        scored = _score(adapter, job, job_dir, len(x))
+        scored = {**_score(adapter, job, job_dir, len(x)), **_profile(adapter, job, job_dir, prepared, timed)}
     details = adapter.details()
     adapter.close()
     return {
@@ -259,6 +261,32 @@ def _score(adapter: Any, job: MeasureJob, job_dir: Path, batch: int) -> dict[str
 
     kind = task_class(job.task)
     return {"task_kind": kind.kind, **kind.score(adapter.predict, job.task, batch, job_dir)}
+
+
+def _profile(adapter: Any, job: MeasureJob, job_dir: Path, prepared: Any, after_rounds: int) -> dict[str, Any]:
+    """The row's per-operator profile (`PROFILE=1`), from its runtime's own profiler, after the timed rounds and
+    after scoring, so that neither the timed figures nor the peak memory change with it: the profiled session
+    a runtime may open is left out of the row's peak RSS (`rss_before_profile_mb`). A runtime without a
+    profiler, or whose profiler fails, gives the reason instead; the row stays as measured."""
+    if not job.profile:
+        return {}
+    import resource
+
+    from edgebench.bench.measure.profile import PROFILE_ITERATIONS, summarise
+    from edgebench.runtimes.base import ProfileUnavailable
+
+    before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    _phase(job_dir, "profiling")
+    try:
+        profile = summarise(adapter.profile(prepared, PROFILE_ITERATIONS))
+    except ProfileUnavailable as exc:
+        return {"profile": {"unavailable": str(exc)}}
+    except Exception as exc:
+        traceback.print_exc()
+        message = " ".join(str(exc).split())[:200]
+        return {"profile": {"unavailable": f"its profiler failed: {type(exc).__name__}: {message}"}}
+    return {"profile": {"iterations": profile.iterations, "wall_ms": profile.wall_ms, "after_rounds": after_rounds,
+                        "lines": [asdict(line) for line in profile.lines]}, "rss_before_profile_mb": before_mb}
 
 
 def _transfer_times(adapter: Any, x: np.ndarray, prepared: Any, repeats: int = 20) -> dict[str, float | None]:

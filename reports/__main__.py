@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
               f"(rows also as {path.parent / 'rows.csv'} and rows.parquet)")
         return 0
     if args.command == "compare":
-        from edgebench.reports.compare import compare, comparison_table, gate_floor, parse_threshold
+        from edgebench.reports.compare import compare, comparison_table, gate_floor, operator_changes, parse_threshold
         from edgebench.reports.runs import load_run
 
         threshold = parse_threshold(args.threshold)  # before the runs are read: a bad value is one line
@@ -119,6 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         for line in warnings_:
             print(f"warning: {line}")
         print(comparison_table(changes), end="")
+        print(operator_changes(base, new), end="")
         bad = [c for c in changes if c.regression]
         unpaired = sum("unpaired" in c.accuracy or "not tested" in c.accuracy for c in changes)
         floor = gate_floor(base, new, sum(c.base is not None and c.new is not None for c in changes))

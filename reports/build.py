@@ -18,6 +18,7 @@ from edgebench.bench.report import (
     compression_speedup_cell,
     detail_cells,
     detail_headers,
+    fmt,
     latency_cell,
     markdown_grid,
     speedup_cell,
@@ -27,7 +28,7 @@ from edgebench.bench.report import (
 from edgebench.reports import plots
 from edgebench.reports.html import html_page
 from edgebench.reports.runs import Run, rows_frame
-from edgebench.reports.tables import environment_lines, side_by_side
+from edgebench.reports.tables import environment_lines, side_by_side, slowest_layers
 
 
 @dataclass
@@ -143,6 +144,34 @@ def tradeoff_section(run: Run, target: str, rows: list, out: Path) -> Section:
     return section
 
 
+def profile_section(run: Run, target: str, rows: list, out: Path) -> Section | None:
+    """Where each runtime spends its time (`PROFILE=1` runs): operator categories per row, the slowest layers
+    matched across runtimes, and per int8 row its integer coverage and what stayed float."""
+    lines = run.profile
+    if not lines or not any(r.profile_ms is not None for r in rows):
+        return None
+    slug, where = _slug(run.name), f"{run.name}, {target.upper()} ({run.machine})"
+    section = Section(f"Operator profiles: {where}", lines=[
+        "Each runtime's own profiler, in a profiled round after the timed rounds; every operator is in the run's "
+        "profile.csv. Times are per profiled inference, profiler on: compare rows with each other, and the "
+        "p50 column for what the profiler itself cost."])
+    profiled = [r for r in rows if r.status == "ok" and (r.profile_ms is not None or r.profile_note)]
+    body = [[r.model, r.format, r.compression, r.precision, str(r.batch), fmt(r.p50_ms, 3),
+             fmt(r.profile_ms, 3) if r.profile_ms is not None else "-",
+             r.profile_top or f"no profile: {r.profile_note}",
+             f"{r.int8_coverage:.0%}" if r.int8_coverage is not None else "-", r.float_ops or "-"] for r in profiled]
+    section.tables.append(Table(["Model", "Format", "Compression", "Precision", "Batch", "p50 ms", "Profiled ms",
+                                 "Slowest operators", "int8 coverage", "Not in integer kernels"], body))
+    headers, matched = slowest_layers(rows, lines)
+    if matched:
+        section.tables.append(Table(headers, matched, ["The slowest layers that runtimes report under the same "
+                                                       "exported node name, ms per profiled inference."]))
+    _add(section, out, f"{slug}-{target}-profile", plots.profile_categories(
+        rows, lines, f"Time by operator category: {where}"), "Where each runtime spends its time",
+        "Each row's profiled inference split by operator category; light grey is time outside any operator.")
+    return section
+
+
 def run_section(run: Run, out: Path) -> Section:
     """A run's own table, its details, its environment, the distribution of its samples and its speed-ups."""
     slug = _slug(run.name)
@@ -168,6 +197,7 @@ def build_report(runs: Sequence[Run], out: Path) -> Path:
     groups = [(run, target, rows) for run in runs for target, rows in _groups(run)]
     sections = [headline_section(*group, out) for group in groups] + [tradeoff_section(*group, out)
                                                                         for group in groups]
+    sections += [found for found in (profile_section(*group, out) for group in groups) if found is not None]
     if len(runs) > 1:
         headers, body, notes = side_by_side(runs)
         sections.append(Section("All runs side by side: p50 ms per target and machine",

@@ -243,3 +243,37 @@ def comparison_table(changes: list[Change]) -> str:
                      _percent(c.ratio), noise, _percent(c.p90_ratio), c.accuracy, mark])
     return markdown_grid(["Row", "Base p50 ms (95% CI)", "New p50 ms (95% CI)", "p50 change",
                           "95% interval of the change", "p90 change", "Accuracy change", "Verdict"], body)
+
+
+def operator_changes(base: Run, new: Run, top: int = 3) -> str:
+    """For rows profiled in both runs (`PROFILE=1`), the operators whose profiled time changed most: where a
+    change in p50 came from. Profiled times are medians of one profiled round, profiler on, with no interval:
+    a pointer to look at, not a verdict. Empty where either run has no profile."""
+    from edgebench.bench.measure.profile import OUTSIDE
+
+    if not base.profile or not new.profile:
+        return ""
+
+    def by_operator(lines: list) -> dict[str, dict[str, float]]:
+        found: dict[str, dict[str, float]] = {}
+        for line in lines:
+            name = line.operator if line.operator == OUTSIDE or line.kind in ("", line.operator) \
+                else f"{line.operator} ({line.kind})"
+            found.setdefault(line.key, {})[name] = found.get(line.key, {}).get(name, 0.0) + line.ms
+        return found
+
+    before, after = by_operator(base.profile), by_operator(new.profile)
+    labels = {row.key: _label(row) for row in new.rows}
+    body = []
+    for key in [k for k in after if k in before]:
+        names = set(before[key]) | set(after[key])
+        moved = sorted(names, key=lambda n: -abs(after[key].get(n, 0.0) - before[key].get(n, 0.0)))[:top]
+        cells = [f"{name} {after[key].get(name, 0.0) - before[key].get(name, 0.0):+.3f} ms "
+                 f"({before[key].get(name, 0.0):.3f} to {after[key].get(name, 0.0):.3f})" for name in moved]
+        total = sum(after[key].values()) - sum(before[key].values())
+        body.append([labels.get(key, key), f"{total:+.3f} ms", "; ".join(cells)])
+    if not body:
+        return ""
+    return ("\nOperators that changed most (profiled ms per inference, profiler on, one profiled round each: where "
+            "to look, not a verdict):\n\n"
+            + markdown_grid(["Row", "Profiled total change", f"Largest {top} operator changes (base to new)"], body))

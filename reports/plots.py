@@ -17,6 +17,7 @@ matplotlib.use("Agg")  # headless: no display on a server or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from edgebench.bench.measure.profile import ProfileLine  # noqa: E402
 from edgebench.bench.results import ResultRow  # noqa: E402
 from edgebench.reports.pareto import pareto_front  # noqa: E402
 from edgebench.reports.runs import samples_of  # noqa: E402
@@ -288,3 +289,36 @@ def save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, format="png", metadata={"Software": None})
     plt.close(fig)
     return path
+
+
+CATEGORY_COLOURS = {"convolution": "#2c6fbb", "matrix multiply": "#6a3d9a", "pooling": "#1b9e77",
+                    "activation": "#e6ab02", "element-wise": "#d95f02", "normalisation": "#66a61e",
+                    "reshape/copy": "#a6761d", "quantize/dequantize": "#e7298a", "other": "#7f7f7f",
+                    "outside operators": "#d0d0d0"}
+
+
+def profile_categories(rows: Sequence[ResultRow], lines: Sequence[ProfileLine], title: str) -> Figure | None:
+    """Where each profiled row spends its profiled inference: one stacked bar per row, ms per operator category
+    (and the time outside any operator), from profile.csv."""
+    from edgebench.bench.measure.profile import OUTSIDE
+
+    shown = [r for r in _measured(rows) if any(line.key == r.key for line in lines)]
+    if not shown:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.32 * len(shown)))
+    left = [0.0] * len(shown)
+    for category, colour in CATEGORY_COLOURS.items():
+        widths = [sum(line.ms for line in lines if line.key == r.key and
+                      (line.operator == OUTSIDE if category == "outside operators"
+                       else line.operator != OUTSIDE and line.category == category)) for r in shown]
+        if any(widths):
+            ax.barh(range(len(shown)), widths, left=left, color=colour, label=category)
+            left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax.set_yticks(range(len(shown)), [point_label(r) for r in shown], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("ms per profiled inference (profiler on), by operator category")
+    ax.legend(fontsize=6, loc="lower right", ncol=2)
+    _set_title(ax, title)
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig

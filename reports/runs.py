@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from edgebench.bench.errors import UsageError
+from edgebench.bench.measure.profile import PROFILE_FILE, ProfileLine, read_profile
 from edgebench.bench.results import ResultRow
 
 ROWS_FILE, ENVIRONMENT_FILE, SAMPLES_FILE = "rows.jsonl", "environment.json", "samples.jsonl"
@@ -44,6 +45,16 @@ class Run:
     @property
     def machine(self) -> str:
         return machine_label(self.environment)
+
+    @cached_property
+    def profile(self) -> list[ProfileLine]:
+        """The run's per-operator profile lines (`PROFILE=1`); none for a run measured without."""
+        path = self.folder / PROFILE_FILE
+        try:
+            return read_profile(path)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{path} is not a profile this edgebench reads ({type(exc).__name__}: {exc}): "
+                             "re-measure the run with PROFILE=1") from None
 
     @property
     def floor(self) -> float:

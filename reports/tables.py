@@ -1,10 +1,11 @@
 """The report's tables: runs from several machines side by side (the `CPU ms | GPU ms` layout), and where
-each column was measured."""
+each column was measured; the slowest layers of profiled rows side by side."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from edgebench.bench.measure.profile import ProfileLine
 from edgebench.bench.report import accuracy_cell, fmt
 from edgebench.bench.results import ResultRow
 from edgebench.reports.runs import Run, rows_frame
@@ -61,3 +62,36 @@ def environment_lines(run: Run) -> list[str]:
             f"each round at least {timing.get('min_iters', '?')} iterations and {timing.get('min_s', '?')} s",
             f"libraries: {key or 'not recorded'}",
             f"command: {env.get('command', '?')}"]
+
+
+def layer_key(operator: str) -> str:
+    """What matches one layer across runtimes: the exported graph's node name, which ONNX Runtime and OpenVINO
+    both keep (OpenVINO appends what it split off: `node_Conv_292/WithoutBiases`)."""
+    return operator.split("/")[0]
+
+
+def slowest_layers(rows: Sequence[ResultRow], lines: Sequence[ProfileLine],
+                   top: int = 10) -> tuple[list[str], list[list[str]]]:
+    """(headers, cells): the slowest layers that two or more profiled rows report under one name, side by side
+    in ms per inference; empty where no layer matches (PyTorch's profiler names operator types, not layers)."""
+    from edgebench.bench.measure.profile import OUTSIDE
+
+    columns = [r for r in rows if r.status == "ok" and any(line.key == r.key for line in lines)]
+    times: dict[str, dict[str, float]] = {}
+    layers: dict[str, str] = {}
+    for line in lines:
+        if line.operator in (OUTSIDE, line.kind) or line.key not in {r.key for r in columns}:
+            continue  # an operator type (PyTorch's aten::relu_, a node the graph left unnamed) is no layer
+        key = layer_key(line.operator)
+        times.setdefault(key, {})
+        times[key][line.key] = times[key].get(line.key, 0.0) + line.ms
+        layers[key] = layers.get(key) or line.layer
+    matched = {key: found for key, found in times.items() if len(found) >= 2}
+    if not matched:
+        return [], []
+    shown = [r for r in columns if any(r.key in found for found in matched.values())]
+    order = sorted(matched, key=lambda key: -max(matched[key].values()))[:top]
+    headers = ["Layer (exported node)", "PyTorch module"] + [
+        f"{r.format} {r.precision}{'' if r.compression == 'none' else ' ' + r.compression} ms" for r in shown]
+    body = [[key, layers.get(key) or "-"] + [fmt(matched[key].get(r.key), 3) for r in shown] for key in order]
+    return headers, body

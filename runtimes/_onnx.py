@@ -144,3 +144,93 @@ def quantize_onnx(float_path: Path, path: Path, batches: list[np.ndarray],
                                         SETTINGS_KEY: settings.describe()})
     onnx.save(model, str(path))
     return path
+
+
+@dataclass
+class GraphNames:
+    """An exported ONNX graph's node names, what produced each value, and the PyTorch module of each node: what
+    a runtime's profile names (a node, or a fused node named after the value it writes) traced back to a node of
+    the graph and its module."""
+
+    layers: dict[str, str]  # node -> module path ("" where unknown)
+    op_types: dict[str, str]  # node -> op type
+    producers: dict[str, str]  # value -> the node writing it
+    first_inputs: dict[str, str]  # node -> its first input value
+
+    @classmethod
+    def read(cls, path: Path) -> GraphNames:
+        """torch.export's exporter records each node's module scopes in its metadata (`['', 'layer1', 'layer1.0',
+        'layer1.0.conv1', 'convolution']`). A folded BatchNorm's convolution carries the BatchNorm's scope;
+        nodes a quantizer added carry none."""
+        import ast
+
+        import onnx
+
+        names = cls({}, {}, {}, {})
+        for node in onnx.load(str(path), load_external_data=False).graph.node:
+            scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
+            try:
+                found = ast.literal_eval(scopes) if scopes else []
+            except (ValueError, SyntaxError):
+                found = []
+            names.layers[node.name] = found[-2] if len(found) >= 2 and isinstance(found[-2], str) else ""
+            names.op_types[node.name] = node.op_type
+            names.first_inputs[node.name] = node.input[0] if node.input else ""
+            names.producers.update({value: node.name for value in node.output})
+        return names
+
+    def node(self, profiled: str, kind: str = "") -> str:
+        """The graph node a profiled name stands for: itself, the exporter's `node_` name, or the node writing
+        the value it is named after; for a fused node of type `kind` (ONNX Runtime names a Conv fused with
+        its Relu after the Relu's output), the nearest node of that type upstream. Unknown names stay as
+        they are."""
+        found = next((c for c in (profiled, f"node_{profiled}", self.producers.get(profiled, "")) if c in self.layers),
+                     None)
+        if found is None:
+            return profiled
+        kind = kind.removeprefix("QLinear")
+        node = found
+        for _ in range(3):  # through the activation and add a fusion swallowed
+            if not kind or self.op_types.get(node) == kind:
+                return node
+            node = self.producers.get(self.first_inputs.get(node, ""), "")
+        return found
+
+
+def ort_node_name(event_name: str) -> str:
+    """A profiled kernel's name as the graph names it: ONNX Runtime appends `_kernel_time`, and names a node it
+    rewrote after the original (`relu_1_nchwc` for a convolution fused with relu_1 in its blocked layout,
+    `node_Conv_292_token_1` for a Q/DQ group fused into QLinearConv)."""
+    import re
+
+    name = event_name.removesuffix("_kernel_time")
+    return re.sub(r"(_nchwc|_token_\d+)$", "", name)
+
+
+def ort_profile_iterations(events: list[dict[str, Any]], walls_ms: list[float], skip: int,
+                           names: GraphNames) -> list[Any]:
+    """ONNX Runtime's profile (Chrome trace events) as profiled inferences: each `Node` kernel event assigned to
+    the `model_run` it fell in, the first `skip` runs (warm-up) left out. Executed precision: the node's first
+    input type as the profile records it (uint8 into a QLinearConv: integer)."""
+    import bisect
+
+    from edgebench.bench.measure.profile import OpTime, ProfiledIteration, precision_of_dtype
+
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")
+    starts = [start for start, _ in runs]
+    ops: list[list[OpTime]] = [[] for _ in runs]
+    for event in events:
+        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
+            continue
+        index = bisect.bisect_right(starts, event["ts"]) - 1
+        if index < 0 or event["ts"] > runs[index][1]:
+            continue
+        args = event.get("args", {})
+        inputs = args.get("input_type_shape") or [{}]
+        dtype = next(iter(inputs[0]), "") if isinstance(inputs[0], dict) else ""
+        kind = args.get("op_name", "")
+        node = names.node(ort_node_name(event["name"]), kind)
+        ops[index].append(OpTime(name=node, kind=kind, precision=precision_of_dtype(dtype), ms=event["dur"] / 1e3,
+                                 layer=names.layers.get(node, "")))
+    kept = list(zip(walls_ms, ops, strict=False))[skip:]
+    return [ProfiledIteration(wall, tuple(found)) for wall, found in kept]

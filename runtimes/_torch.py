@@ -8,7 +8,7 @@ import numpy as np
 
 from edgebench.models.heads import detection_head
 from edgebench.runtimes._quant import QatPlan, export_for_training
-from edgebench.runtimes.base import Runtime
+from edgebench.runtimes.base import ProfileUnavailable, Runtime
 
 # tf32: fp32 tensors (TF32 is a math mode); int8: float in, Q/DQ inside.
 DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
@@ -91,6 +91,41 @@ def integer_kernels(code: str) -> list[str]:
     import re
 
     return sorted(set(re.findall(r"torch\.ops\.((?:onednn|quantized)\.q\w+)", code)))
+
+
+def op_precision(name: str, float_precision: str) -> str:
+    """The precision a PyTorch operator ran in, from its name: oneDNN's and PyTorch's quantized kernels
+    (onednn::qconv2d_pointwise, quantized::linear) are integer; everything else runs at the row's float
+    precision (torch.profiler records no dtypes without record_shapes, which slows every call)."""
+    lower = name.lower()
+    quantized = ("onednn::q", "quantized::", "qconv", "qlinear", "int8")
+    return "int8" if any(word in lower for word in quantized) and "quantize" not in lower else float_precision
+
+
+def profile_calls(step: Any, iterations: int, float_precision: str) -> list[Any]:
+    """torch.profiler around each of `iterations` inferences: per operator its self CPU time (a nested
+    operator's time is its own, not also its caller's, so the operators add up to the inference). Inductor's
+    generated C++ kernels record no events of their own: their time is the self time of the compiled region
+    that calls them, which the profile names as PyTorch does."""
+    import time
+
+    from torch.profiler import ProfilerActivity, profile
+
+    from edgebench.bench.measure.profile import PROFILE_WARMUP, OpTime, ProfiledIteration
+
+    for _ in range(PROFILE_WARMUP):
+        step()
+    profiled = []
+    for _ in range(iterations):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            start = time.perf_counter()
+            step()
+            wall_ms = (time.perf_counter() - start) * 1e3
+        ops = tuple(OpTime(name=event.key, kind=event.key, precision=op_precision(event.key, float_precision),
+                           ms=event.self_cpu_time_total / 1e3, calls=event.count)
+                    for event in prof.key_averages() if event.self_cpu_time_total > 0)
+        profiled.append(ProfiledIteration(wall_ms, ops))
+    return profiled
 
 
 def torch_device(target: str) -> str:
@@ -231,6 +266,13 @@ class TorchModuleRuntime(Runtime):
 
         with torch.inference_mode():
             return self.module(inputs)
+
+    def profile(self, prepared: Any, iterations: int) -> list[Any]:
+        if self.options.target != "cpu":
+            raise ProfileUnavailable("PyTorch is profiled on the CPU only here (torch.profiler's CUDA activity "
+                                     "is not wired into edgebench)")
+        floating = "fp32" if self.options.precision in ("int8", "tf32") else self.options.precision
+        return profile_calls(lambda: self.run(prepared), iterations, floating)
 
     def sync(self) -> None:
         cuda_sync(self.options.target)

@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 if TYPE_CHECKING:
+    from edgebench.bench.measure.profile import ProfiledIteration
     from edgebench.runtimes._quant import QatPlan
+
+
+class ProfileUnavailable(Exception):
+    """This runtime has no per-operator profiler here; the message says why (the row is measured as usual)."""
 
 
 def ieee_fp32_environment(target: str, precision: str) -> dict[str, str]:
@@ -165,6 +170,13 @@ class Runtime(ABC):
         outputs = self.run(self.prepare(x))
         self.sync()
         return self.fetch(outputs)
+
+    def profile(self, prepared: Any, iterations: int) -> list[ProfiledIteration]:
+        """Profiled inferences of `prepared` with this runtime's own profiler, after the timed rounds: per
+        inference its wall time and the operators the runtime reported (`bench.measure.profile`). A runtime
+        whose profiler must be switched on when a session is made profiles a second session, so the timed one
+        never carries a profiler. Raises ProfileUnavailable with the reason where there is none."""
+        raise ProfileUnavailable(f"{self.label} has no per-operator profiler wired into edgebench")
 
     def label_mismatch(self) -> str | None:
         """After load(): why the runtime is not running what the row's label says, if it silently chose

@@ -150,7 +150,8 @@ class OnnxRuntime(Runtime):
     def stored_weights(self, artifact: Path) -> list[np.ndarray]:
         return onnx_weights(artifact)
 
-    def load(self, artifact: Path) -> None:
+    def session_options(self) -> Any:
+        """The session's settings: the timed session's, and the profiled one's (`profile`) with profiling on."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -161,16 +162,53 @@ class OnnxRuntime(Runtime):
         opts.intra_op_num_threads = 1 if throughput else self.options.threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        return opts
+
+    def load(self, artifact: Path) -> None:
+        import onnxruntime as ort
+
         if self.options.target == "gpu":
             self.preload_libraries()
         os.environ.update(ieee_fp32_environment(self.options.target, self.options.precision))
-        self.session = ort.InferenceSession(str(artifact), sess_options=opts, providers=self.provider_list(artifact))
+        self.artifact_path = artifact
+        self.session = ort.InferenceSession(str(artifact), sess_options=self.session_options(),
+                                            providers=self.provider_list(artifact))
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.input_dtype = np.float16 if model_input.type == "tensor(float16)" else None
         self.on_gpu = self.options.target == "gpu"
         if self.on_gpu:  # keep inputs and outputs on the device: copies are timed apart from compute
             self.binding = self.session.io_binding()
+
+    def profile(self, prepared: Any, iterations: int) -> list[Any]:
+        """ONNX Runtime's own session profiling, in a second session (profiling is a session option): its
+        per-node kernel times, grouped by the runs they fell in. Node names are the exported graph's, so each
+        is traced back to its PyTorch module through the ONNX file's metadata where the node kept its name."""
+        import json
+        import tempfile
+        import time
+
+        import onnxruntime as ort
+
+        from edgebench.bench.measure.profile import PROFILE_WARMUP
+        from edgebench.runtimes._onnx import GraphNames, ort_profile_iterations
+        from edgebench.runtimes.base import ProfileUnavailable
+
+        if self.on_gpu:
+            raise ProfileUnavailable("ONNX Runtime is profiled on the CPU provider only here")
+        with tempfile.TemporaryDirectory(prefix="eb-ort-profile-") as tmp:
+            opts = self.session_options()
+            opts.enable_profiling = True
+            opts.profile_file_prefix = str(Path(tmp) / "ort")
+            session = ort.InferenceSession(str(self.artifact_path), sess_options=opts,
+                                           providers=self.provider_list(self.artifact_path))
+            walls = []
+            for _ in range(PROFILE_WARMUP + iterations):
+                start = time.perf_counter()
+                session.run(None, prepared)
+                walls.append((time.perf_counter() - start) * 1e3)
+            events = json.loads(Path(session.end_profiling()).read_text())
+        return ort_profile_iterations(events, walls, PROFILE_WARMUP, GraphNames.read(self.artifact_path))
 
     def preload_libraries(self) -> None:
         """The CUDA and cuDNN libraries pip installed are not on the loader's path in a process that has not

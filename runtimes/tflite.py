@@ -26,7 +26,7 @@ import numpy as np
 from edgebench.bench.targets import tflite_delegate_options, tflite_delegates
 from edgebench.models.heads import detection_head
 from edgebench.runtimes._quant import calibration_batches, export_for_training
-from edgebench.runtimes.base import Runtime
+from edgebench.runtimes.base import ProfileUnavailable, Runtime
 
 
 def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
@@ -180,6 +180,10 @@ class TFLite(Runtime):
             options = ",".join(f"{k}={v}" for k, v in tflite_delegate_options().items())
             text += f", delegates {','.join(tflite_delegates()) or 'none'}" + (f" ({options})" if options else "")
         return text
+
+    def profile(self, prepared: Any, iterations: int) -> list[Any]:
+        raise ProfileUnavailable("LiteRT's Python Interpreter has no per-operator profiler (LiteRT profiles "
+                                 "operators in its benchmark_model tool, which ai-edge-litert does not install)")
 
     def prepare(self, x: np.ndarray) -> Any:
         return quantize(x, self.input)

@@ -1,0 +1,298 @@
+"""Per-operator profiles: one format from every runtime's own profiler, checked on a network whose costs are known."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+import numpy as np
+import pytest
+
+from edgebench.bench.measure.profile import (
+    OUTSIDE,
+    OpTime,
+    ProfiledIteration,
+    categorise,
+    kernel_precision,
+    precision_of_dtype,
+    summarise,
+)
+from edgebench.runtimes import RuntimeOptions, get_runtime
+from edgebench.runtimes.base import ProfileUnavailable
+
+from tests_paths import ASSETS, TINY_MODEL
+
+BIG_CONV = f"{ASSETS / 'one_big_conv.py'}:build"
+
+
+@pytest.mark.parametrize(("kind", "category"), [
+    ("Conv", "convolution"), ("QLinearConv", "convolution"), ("aten::mkldnn_convolution", "convolution"),
+    ("mkldnn::_convolution_pointwise", "convolution"), ("onednn::qconv2d_pointwise", "convolution"),
+    ("aten::conv_transpose2d", "convolution"), ("Convolution", "convolution"),
+    ("Convert", "reshape/copy"), ("Reorder", "reshape/copy"), ("ReorderOutput", "reshape/copy"),
+    ("aten::addmm", "matrix multiply"), ("QGemm", "matrix multiply"), ("FullyConnected", "matrix multiply"),
+    ("QLinearMatMul", "matrix multiply"), ("QLinearAdd", "element-wise"), ("Add", "element-wise"),
+    ("Subgraph", "element-wise"), ("MaxPool", "pooling"), ("ReduceMean", "pooling"),
+    ("aten::max_pool2d_with_indices", "pooling"), ("aten::native_batch_norm", "normalisation"),
+    ("aten::relu_", "activation"), ("aten::clamp_min_", "activation"), ("Sigmoid", "activation"),
+    ("QuantizeLinear", "quantize/dequantize"), ("DequantizeLinear", "quantize/dequantize"),
+    ("aten::quantize_per_tensor", "quantize/dequantize"), ("FullyConnectedQuantizedLegacy", "matrix multiply"),
+    ("FakeQuantize", "quantize/dequantize"), ("Reshape", "reshape/copy"), ("aten::to_mkldnn", "reshape/copy"),
+    ("Transpose", "reshape/copy"), ("TorchDynamo Cache Lookup", "other"), ("forward", "other"),
+])
+def test_operator_types_fall_in_their_category(kind, category):
+    assert categorise(kind) == category
+
+
+def test_a_profile_takes_medians_per_inference_and_puts_the_rest_outside_operators():
+    conv = OpTime("conv", "Conv", "fp32", 6.0)
+    relu = OpTime("relu", "Relu", "fp32", 1.0)
+    iterations = [ProfiledIteration(10.0, (conv, relu, relu)),  # relu twice: one line, summed, 2 calls
+                  ProfiledIteration(11.0, (OpTime("conv", "Conv", "fp32", 7.0), relu, relu)),
+                  ProfiledIteration(30.0, (OpTime("conv", "Conv", "fp32", 25.0), relu, relu))]  # a slow one
+    profile = summarise(iterations, key="k", runtime="r", precision="fp32")
+    lines = {line.operator: line for line in profile.lines}
+    assert lines["conv"].ms == 7.0 and lines["relu"].ms == 2.0 and lines["relu"].calls == 2
+    assert profile.wall_ms == 11.0
+    assert lines[OUTSIDE].ms == pytest.approx(2.0)  # the median inference less its operators' medians
+    assert sum(line.share for line in profile.lines) == pytest.approx(1.0)
+    assert [line.operator for line in profile.lines] == ["conv", "relu", OUTSIDE]
+    assert profile.top(1)[0].category == "convolution"
+
+
+def test_integer_coverage_counts_integer_arithmetic_not_conversions():
+    ops = (OpTime("c1", "QLinearConv", "int8", 6.0), OpTime("q", "QuantizeLinear", "fp32", 1.0),
+           OpTime("dq", "DequantizeLinear", "int8", 1.0), OpTime("gap", "ReduceMean", "fp32", 2.0))
+    profile = summarise([ProfiledIteration(10.0, ops)])
+    assert profile.integer_share() == pytest.approx(0.6)
+    assert [line.operator for line in profile.float_lines()] == ["gap", "q", "dq"]
+
+
+@pytest.mark.parametrize(("text", "precision"), [
+    ("brgconv_avx512_amx_I8", "int8"), ("jit_uni_U8", "int8"), ("brgconv_avx512_amx_bf16", "bf16"),
+    ("jit_avx512_f32", "fp32"), ("ref_any_FP32", "fp32"), ("jit_avx512_f16", "fp16"), ("undef", ""),
+])
+def test_openvino_kernel_names_give_their_precision(text, precision):
+    assert kernel_precision(text) == precision
+
+
+@pytest.mark.parametrize(("dtype", "precision"), [
+    ("float", "fp32"), ("uint8", "int8"), ("int8", "int8"), ("float16", "fp16"), ("bfloat16", "bf16"), ("int64", ""),
+])
+def test_tensor_types_give_their_precision(dtype, precision):
+    assert precision_of_dtype(dtype) == precision
+
+
+def test_onnx_runtime_events_are_grouped_by_run_and_named_as_the_exported_graph_names_them():
+    from edgebench.runtimes._onnx import GraphNames, ort_profile_iterations
+
+    def node(name, op, ts, dur, dtype="float"):
+        return {"cat": "Node", "name": f"{name}_kernel_time", "ts": ts, "dur": dur,
+                "args": {"op_name": op, "input_type_shape": [{dtype: [1, 3]}]}}
+
+    # x -> node_Conv_3 -> getitem -> node_relu_1 -> relu_1 -> node_Conv_5 -> getitem_2 -> node_relu_2 -> relu_2
+    names = GraphNames(layers={"node_Conv_3": "layer1.bn1", "node_relu_1": "layer1.relu", "node_Conv_5": "layer2.bn1",
+                               "node_relu_2": "layer2.relu"},
+                       op_types={"node_Conv_3": "Conv", "node_relu_1": "Relu", "node_Conv_5": "Conv",
+                                 "node_relu_2": "Relu"},
+                       producers={"getitem": "node_Conv_3", "relu_1": "node_relu_1", "getitem_2": "node_Conv_5",
+                                  "relu_2": "node_relu_2"},
+                       first_inputs={"node_Conv_3": "x", "node_relu_1": "getitem", "node_Conv_5": "relu_1",
+                                     "node_relu_2": "getitem_2"})
+    events = [{"cat": "Session", "name": "model_run", "ts": 0, "dur": 100},  # warm-up, left out
+              node("warm", "Conv", 10, 50),
+              {"cat": "Session", "name": "model_run", "ts": 200, "dur": 100},
+              node("node_Conv_3_token_1", "QLinearConv", 210, 60, "uint8"),  # a Q/DQ group fused into QLinearConv
+              node("relu_2_nchwc", "Conv", 280, 10),  # Conv + Relu fused, named after the Relu's output
+              node("getitem_9", "Transpose", 291, 1),  # a value the graph does not have: its name as it is
+              {"cat": "Node", "name": "relu_2_nchwc_fence_before", "ts": 279, "dur": 0}]
+    profiled = ort_profile_iterations(events, [0.1, 0.1], 1, names)
+    assert len(profiled) == 1
+    ops = {op.name: op for op in profiled[0].ops}
+    assert set(ops) == {"node_Conv_3", "node_Conv_5", "getitem_9"}
+    assert ops["node_Conv_3"].precision == "int8" and ops["node_Conv_3"].ms == pytest.approx(0.06)
+    assert ops["node_Conv_3"].layer == "layer1.bn1" and ops["node_Conv_5"].layer == "layer2.bn1"
+    assert ops["node_Conv_5"].precision == "fp32" and ops["getitem_9"].layer == ""
+
+
+def _loaded(name: str, precision: str, tmp_path, model_ref: str = BIG_CONV, calibration: np.ndarray | None = None):
+    from edgebench.models import load_model
+
+    cls = get_runtime(name)
+    reason = cls.export_unavailable("cpu", precision) or cls.run_unavailable("cpu")
+    if reason:
+        pytest.skip(f"{name} {precision}: {reason}")
+    model = load_model(model_ref)
+    adapter = cls(RuntimeOptions(target="cpu", precision=precision, threads=1, model=model_ref))
+    adapter.calibration = calibration
+    x = model.example
+    adapter.load(adapter.export(model.module, x, tmp_path))
+    return adapter, adapter.prepare(x.numpy())
+
+
+@pytest.mark.parametrize("name", ["pytorch", "pytorch-compiled", "onnxruntime", "openvino"])
+def test_the_dominant_convolution_is_the_top_operator_in_every_runtime(name, tmp_path):
+    adapter, prepared = _loaded(name, "fp32", tmp_path)
+    profile = summarise(adapter.profile(prepared, 5))
+    top = profile.top(1)[0]
+    assert top.category == "convolution", [(line.operator, line.kind, line.share) for line in profile.lines]
+    assert top.share > 0.5
+    assert all(line.executed == "fp32" for line in profile.lines if line.operator != OUTSIDE)
+
+
+def test_torchscript_names_the_operators_its_profiler_cannot_see(tmp_path):
+    """TorchScript's optimized graph runs its oneDNN convolutions as JIT-only operators torch.profiler does not
+    record: their time is the scripted forward's own, which the profile names for what it holds."""
+    adapter, prepared = _loaded("torchscript", "fp32", tmp_path)
+    top = summarise(adapter.profile(prepared, 5)).top(1)[0]
+    assert top.operator.startswith("forward: JIT-only operators") and "mkldnn_convolution" in top.operator
+    assert top.category == "other"  # not measured as a convolution, so not called one
+
+
+def _first_conv_left_float(name: str, tmp_path):
+    """An int8 model of the big-conv network whose first convolution is excluded from quantization."""
+    import onnx
+
+    from edgebench.models import load_model
+    from edgebench.runtimes._onnx import export_onnx, quantize_onnx
+
+    cls = get_runtime(name)
+    reason = cls.export_unavailable("cpu", "int8")
+    if reason:
+        pytest.skip(f"{name} int8: {reason}")
+    model = load_model(BIG_CONV)
+    float_path = export_onnx(model.module, model.example, tmp_path / "float.onnx")
+    convs = [n.name for n in onnx.load(str(float_path)).graph.node if n.op_type == "Conv"]
+    batches = [np.random.default_rng(i).standard_normal((1, 3, 96, 96)).astype(np.float32) for i in range(8)]
+    adapter = cls(RuntimeOptions(target="cpu", precision="int8", threads=1, model=BIG_CONV))
+    if name == "onnxruntime":
+        artifact = quantize_onnx(float_path, tmp_path / "model.onnx", batches, float_nodes=(convs[0],))
+    else:
+        import nncf
+        import openvino as ov
+
+        float_model = ov.Core().read_model(str(float_path))  # OpenVINO names a convolution apart from its bias
+        convs = [op.get_friendly_name() for op in float_model.get_ordered_ops() if op.get_type_name() == "Convolution"]
+        quantized = nncf.quantize(float_model, nncf.Dataset(batches), subset_size=8,
+                                  ignored_scope=nncf.IgnoredScope(names=[convs[0]]))
+        artifact = tmp_path / "model.xml"
+        ov.save_model(quantized, str(artifact))
+    adapter.load(artifact)
+    return adapter, adapter.prepare(model.example.numpy()), convs
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "openvino"])
+def test_a_first_layer_left_float_shows_as_float_and_the_rest_as_integer(name, tmp_path):
+    adapter, prepared, convs = _first_conv_left_float(name, tmp_path)
+    profile = summarise(adapter.profile(prepared, 5))
+    conv_lines = [line for line in profile.lines if line.category == "convolution"]
+    by_name = {line.operator: line for line in conv_lines}
+    assert by_name[convs[0]].executed == "fp32", [(c.operator, c.kind, c.executed) for c in conv_lines]
+    assert by_name[convs[1]].executed == "int8", [(c.operator, c.kind, c.executed) for c in conv_lines]
+    assert 0.5 < profile.integer_share() < 1.0
+    assert convs[0] in [line.operator for line in profile.float_lines(5)]
+
+
+def test_litert_says_why_it_has_no_profile(tmp_path):
+    adapter, prepared = _loaded("tflite", "fp32", tmp_path, TINY_MODEL)
+    with pytest.raises(ProfileUnavailable, match="benchmark_model"):
+        adapter.profile(prepared, 3)
+
+
+def test_a_profiled_run_writes_profile_csv_and_its_table_and_keeps_its_timed_figures(tmp_path, fast_timing):
+    """PROFILE=1 end to end: every operator in profile.csv, a summary per row in table.md, a reason for the
+    runtime without a profiler; and the timed rounds are the same rounds as without it (the profiled inferences
+    come after them, in no sample). Whether profiling moves the p50 is a figure, measured in the README."""
+    from test_runner import run
+
+    from edgebench.bench.config import BenchConfig
+    from edgebench.bench.results import read_rows
+
+    runs = {}
+    for profiled in (True, False):
+        out = tmp_path / ("profiled" if profiled else "plain")
+        run(BenchConfig(model=TINY_MODEL, runtimes=("pytorch", "onnxruntime", "tflite"), out=out, timing=fast_timing,
+                        repeats=6, profile=profiled))
+        runs[profiled] = {row.runtime: row for row in read_rows(out)}
+    profiled, plain = runs[True], runs[False]
+    with open(tmp_path / "profiled" / "profile.csv", newline="") as f:
+        lines = list(csv.DictReader(f))
+    assert {line["runtime"] for line in lines} == {"pytorch", "onnxruntime"}
+    assert {line["category"] for line in lines if line["runtime"] == "onnxruntime"} >= {"convolution"}
+    for runtime in ("pytorch", "onnxruntime"):
+        mine = [line for line in lines if line["runtime"] == runtime]
+        assert sum(float(line["share"]) for line in mine) == pytest.approx(1.0)
+        assert profiled[runtime].profile_ms is not None and profiled[runtime].profile_top
+    assert "benchmark_model" in profiled["tflite"].profile_note and profiled["tflite"].status == "ok"
+    table = (tmp_path / "profiled" / "table.md").read_text()
+    assert "## Operator profiles" in table and "no profile: LiteRT" in table
+    assert "## Operator profiles" not in (tmp_path / "plain" / "table.md").read_text()
+    assert not (tmp_path / "plain" / "profile.csv").exists()
+    from edgebench.reports.build import build_report
+    from edgebench.reports.runs import load_run
+
+    report = build_report([load_run(tmp_path / "profiled")], tmp_path / "report").read_text()
+    assert "## Operator profiles" in report and "Where each runtime spends its time" in report
+    assert (tmp_path / "report" / "plots" / "profiled-cpu-profile.png").exists()
+    plain_report = build_report([load_run(tmp_path / "plain")], tmp_path / "plain-report").read_text()
+    assert "Operator profiles" not in plain_report
+    log = (tmp_path / "profiled" / "run.log").read_text()
+    for label in ("PyTorch", "ONNX Runtime"):  # after every timed round of the row, never between them
+        found = re.search(rf"{label} fp32 b1: profiled 20 inferences after its (\d+) timed rounds", log)
+        assert found and int(found.group(1)) >= 6, label  # 6 kept, and any redone for noise
+    for runtime in ("pytorch", "onnxruntime", "tflite"):  # timed as before: the profiled inferences are not samples
+        assert profiled[runtime].iterations == plain[runtime].iterations == 6 * fast_timing.min_iters
+        assert profiled[runtime].repeats == plain[runtime].repeats == 6
+
+
+def _profiled_run(name: str, conv_ms: float, tmp_path):
+    from edgebench.bench.measure.profile import ProfileLine
+    from edgebench.bench.results import ResultRow
+    from edgebench.reports.runs import Run
+
+    row = ResultRow(model="m", weights="random", compression="none", runtime="onnxruntime", format="ONNX Runtime",
+                    precision="fp32", target="cpu", device="cpu", batch=1, threads=2, status="ok", p50_ms=conv_ms + 1)
+    run = Run(tmp_path / name, [row])
+
+    def line(operator: str, kind: str, ms: float) -> ProfileLine:
+        return ProfileLine(name, row.key, "onnxruntime", "fp32", operator, kind, "", "convolution", "fp32", ms, 0, 1)
+
+    run.__dict__["profile"] = [line("node_Conv_1", "Conv", conv_ms), line("node_Relu_1", "Relu", 0.5),
+                               line(OUTSIDE, "", 0.2)]
+    return run
+
+
+def test_compare_says_which_operators_changed_most(tmp_path):
+    from edgebench.reports.compare import operator_changes
+
+    text = operator_changes(_profiled_run("base", 2.0, tmp_path), _profiled_run("new", 5.0, tmp_path), top=1)
+    assert "node_Conv_1 (Conv) +3.000 ms (2.000 to 5.000)" in text and "+3.000 ms |" in text
+    assert "node_Relu_1" not in text  # unchanged: not among the largest
+    unprofiled = _profiled_run("plain", 2.0, tmp_path)
+    unprofiled.__dict__["profile"] = []
+    assert operator_changes(unprofiled, _profiled_run("new", 5.0, tmp_path)) == ""
+
+
+def test_a_profiled_rows_peak_memory_leaves_out_the_profiling_session(tmp_path):
+    """ONNX Runtime and OpenVINO profile a second session: the row's peak RSS is the one from before it."""
+    from types import SimpleNamespace
+
+    from edgebench.bench.results import ResultRow
+    from edgebench.bench.runner import Runner
+
+    row = ResultRow(model="m", weights="random", compression="none", runtime="onnxruntime", format="ONNX Runtime",
+                    precision="int8", target="cpu", device="cpu", batch=1, threads=2, status="ok", peak_rss_mb=900.0)
+    lines = [{"run": "", "key": "", "runtime": "", "precision": "", "operator": "c", "kind": "QLinearConv",
+              "layer": "", "category": "convolution", "executed": "int8", "ms": 3.0, "share": 0.75, "calls": 1},
+             {"run": "", "key": "", "runtime": "", "precision": "", "operator": OUTSIDE, "kind": "",
+              "layer": "", "category": "other", "executed": "", "ms": 1.0, "share": 0.25, "calls": 1}]
+    runner = SimpleNamespace(run_dir=tmp_path / "run", profiles={})
+    Runner._fill_profile(runner, row, {"profile": {"iterations": 20, "wall_ms": 4.0, "after_rounds": 10,
+                                                   "lines": lines}, "rss_before_profile_mb": 600.0})
+    assert row.peak_rss_mb == 600.0
+    assert row.int8_coverage == 1.0 and row.profile_ms == 4.0 and row.profile_top == "c (QLinearConv) 75%"
+    assert [line.key for line in runner.profiles[row.key]] == [row.key, row.key]
+    unavailable = ResultRow(**{**row.__dict__, "peak_rss_mb": 900.0, "profile_ms": None, "profile_top": "",
+                               "int8_coverage": None})
+    Runner._fill_profile(runner, unavailable, {"profile": {"unavailable": "no profiler"}})
+    assert unavailable.profile_note == "no profiler" and unavailable.peak_rss_mb == 900.0
