@@ -226,18 +226,30 @@ def print_listing(console: Console) -> None:
         cls = get_method(name)
         spec = f"{name}:{cls.argument}" if cls.argument else name
         console.print(f"  {spec:<26} {cls.summary}", markup=False, highlight=False)
-    table = Table("runtime", "format", "targets", "cpu fp32 here")
+    table = Table("runtime", "format", "targets", "runs cpu fp32 here")
     for name in runtime_names():
         cls = get_runtime(name)
-        reason = cls.export_unavailable("cpu", "fp32")
         table.add_row(name, cls.label, ", ".join(f"{t} ({'/'.join(p)})" for t, p in cls.precisions.items()),
-                      reason or "yes")
+                      runs_here(cls))
     console.print(table)
     from edgebench.runtimes.onnxrt import onnxruntime_conflict
 
     conflict = onnxruntime_conflict()
     if conflict:
         console.print(f"warning: {conflict}", markup=False, highlight=False)
+
+
+def runs_here(cls) -> str:
+    """`make list`'s answer for a runtime at cpu fp32: yes only where it can run here; an artifact that can be made
+    but not run here (CoreML off macOS) is offered as what it is."""
+    reason = cls.export_unavailable("cpu", "fp32")
+    if reason:
+        return f"no: {reason}"
+    if "cpu" in cls.precisions:
+        cannot_run = cls.run_unavailable("cpu")
+        if cannot_run:
+            return f"no, conversion only (size and contents, no timing): {cannot_run}"
+    return "yes"
 
 
 def print_table(console: Console, rows) -> None:
@@ -247,6 +259,8 @@ def print_table(console: Console, rows) -> None:
 
     headers, body, notes = table_layout(rows)
     table = Table(*map(escape, headers))  # `CPU ms [jetson01]` is a device's column, not rich markup
+    for column in table.columns:  # a narrow terminal folds a long cell onto more lines, never cuts it short
+        column.overflow = "fold"
     for cells in body:
         table.add_row(*map(escape, cells))
     console.print(table)

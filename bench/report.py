@@ -77,11 +77,19 @@ def _status_cell(row: ResultRow, notes: _Notes) -> str:
     return text
 
 
+def fmt_ms(value: float | None) -> str:
+    """Milliseconds with two decimals, and three significant digits below 1 ms, so that a fast model's p50 and
+    its interval stay readable (`0.0213 (0.0209-0.0218)`, not `0.02 (0.02-0.02)`)."""
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
+
+
 def latency_cell(row: ResultRow) -> str:
     """p50 with the interval of the median where the row has one, e.g. `1.23 (1.20-1.26)`."""
     if row.p50_ci_low_ms is None or row.p50_ci_high_ms is None:
-        return fmt(row.p50_ms)
-    return f"{fmt(row.p50_ms)} ({fmt(row.p50_ci_low_ms)}-{fmt(row.p50_ci_high_ms)})"
+        return fmt_ms(row.p50_ms)
+    return f"{fmt_ms(row.p50_ms)} ({fmt_ms(row.p50_ci_low_ms)}-{fmt_ms(row.p50_ci_high_ms)})"
 
 
 def within_noise(ratio: float, low: float | None, high: float | None, floor: float = 0.0) -> bool:
@@ -184,7 +192,7 @@ def _single_target(rows: Sequence[ResultRow], notes: _Notes) -> tuple[list[str],
         cells = ([r.model] if many_models else []) + [r.format] + ([r.compression] if compressed else [])
         cells += [r.precision, str(r.batch), _status_cell(r, notes), fmt(r.size_mb, 1)]
         cells += [fmt(r.zip_mb, 2)] if compressed else []
-        cells += [latency_cell(r), fmt(r.p90_ms), speedup_cell(r)]
+        cells += [latency_cell(r), fmt_ms(r.p90_ms), speedup_cell(r)]
         cells += [compression_speedup_cell(r)] if gains else []
         cells += [fmt(r.throughput, 1)]
         cells += [accuracy_cell(r)] if scored else []

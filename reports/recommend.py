@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from edgebench.bench.config import TARGETS
 from edgebench.bench.errors import UsageError
 from edgebench.bench.measure.paired import holm
-from edgebench.bench.report import fmt, markdown_grid
+from edgebench.bench.report import fmt, latency_cell, markdown_grid
 from edgebench.bench.results import ResultRow
 
 NUMERIC = [f.name for f in fields(ResultRow) if f.type in ("float | None", "int | None")]  # every measured figure
@@ -157,12 +157,12 @@ def _why(verdict: Verdict) -> str:
 
 def _cells(v: Verdict) -> list[str]:
     r = v.row
-    return [r.model, r.format, r.compression, r.precision, str(r.batch), r.target, v.run, fmt(r.p50_ms, 3),
+    return [r.model, r.format, r.compression, r.precision, str(r.batch), r.target, v.run, latency_cell(r),
             fmt(r.size_mb, 3), fmt(r.accuracy * 100 if r.accuracy is not None else None, 1), v.accuracy_change,
             fmt(r.peak_rss_mb, 0)]
 
 
-HEADERS = ["Model", "Format", "Compression", "Precision", "Batch", "Target", "Run", "p50 ms", "Size (MB)",
+HEADERS = ["Model", "Format", "Compression", "Precision", "Batch", "Target", "Run", "p50 ms (95% CI)", "Size (MB)",
            "Accuracy %", "Accuracy vs uncompressed fp32", "Peak RSS (MB)"]
 
 
@@ -185,6 +185,28 @@ def add_accuracy_changes(verdicts: Sequence[Verdict], rows: Sequence[tuple[str, 
         v.accuracy_change = accuracy_text(v.row, base, how, p)
 
 
+INTERVALS = {"p50_ms": ("p50_ci_low_ms", "p50_ci_high_ms"), "speedup": ("speedup_ci_low", "speedup_ci_high"),
+             "compression_speedup": ("compression_speedup_ci_low", "compression_speedup_ci_high"),
+             "accuracy": ("accuracy_ci_low", "accuracy_ci_high")}  # objectives whose rows carry a 95% interval
+
+
+def tied(best: ResultRow, other: ResultRow, objective: str) -> bool | None:
+    """Whether `other` is not shown to differ from `best` on the objective: their 95% intervals overlap. None
+    where the objective has no interval, or either row lacks one (a point estimate cannot say)."""
+    if objective not in INTERVALS:
+        return None
+    low, high = INTERVALS[objective]
+    bounds = [getattr(r, name) for r in (best, other) for name in (low, high)]
+    if any(b is None for b in bounds):
+        return None
+    return bounds[0] <= bounds[3] and bounds[2] <= bounds[1]
+
+
+def _name(row: ResultRow) -> str:
+    return f"{row.format} {row.precision}" + (f" {row.compression}" if row.compression != "none" else "") + \
+        f" on {row.target} ({row.model})"
+
+
 def recommendation_text(passing: list[Verdict], misses: list[Verdict], skipped: dict[str, int],
                         constraints: Sequence[Constraint], objective: str, near: int = 5) -> str:
     wanted = "; ".join(map(str, constraints)) or "none"
@@ -192,9 +214,17 @@ def recommendation_text(passing: list[Verdict], misses: list[Verdict], skipped: 
         " (higher is better)." if objective in HIGHER_IS_BETTER else " (lower is better).") + "\n\n"
     if passing:
         best = passing[0].row
-        text += (f"Deploy: {best.format} {best.precision}" + (f" {best.compression}" if best.compression != "none"
-                                                              else "") + f" on {best.target} ({best.model}).\n\n")
-        text += markdown_grid(HEADERS, [_cells(v) for v in passing])
+        ties = [v for v in passing[1:] if tied(best, v.row, objective)]
+        text += f"Deploy: {_name(best)}.\n"
+        if ties:
+            text += (f"Tied with it (their {objective} 95% intervals overlap, so the ranking between them is not "
+                     f"measured): {'; '.join(_name(v.row) for v in ties)}. Choose among them on the other "
+                     "columns.\n")
+        elif objective not in INTERVALS:
+            text += f"({objective} has no interval: the ranking is by point estimates.)\n"
+        text += "\n" + markdown_grid([*HEADERS, "vs best"], [
+            [*_cells(v), "best" if i == 0 else {True: "tied", False: "worse", None: "-"}[tied(best, v.row, objective)]]
+            for i, v in enumerate(passing)])
     else:
         text += "Nothing meets every constraint. Closest:\n\n"
     if misses:

@@ -96,10 +96,16 @@ def integer_kernels(code: str) -> list[str]:
 def op_precision(name: str, float_precision: str) -> str:
     """The precision a PyTorch operator ran in, from its name: oneDNN's and PyTorch's quantized kernels
     (onednn::qconv2d_pointwise, quantized::linear) are integer; everything else runs at the row's float
-    precision (torch.profiler records no dtypes without record_shapes, which slows every call)."""
+    precision (torch.profiler records no dtypes without record_shapes, which slows every call). What is not an
+    operator of a library (`## Call CompiledFxGraph ##`, whose self time is Inductor's generated C++ kernels, or
+    a TorchScript forward) may compute in either: its precision is left unknown ("")."""
     lower = name.lower()
     quantized = ("onednn::q", "quantized::", "qconv", "qlinear", "int8")
-    return "int8" if any(word in lower for word in quantized) and "quantize" not in lower else float_precision
+    if any(word in lower for word in quantized) and "quantize" not in lower:
+        return "int8"
+    if "::" not in name:  # the compiled region, Inductor's generated kernels, the JIT's forward: a mix, unknown
+        return ""
+    return float_precision
 
 
 def profile_calls(step: Any, iterations: int, float_precision: str) -> list[Any]:

@@ -186,7 +186,7 @@ class OpenVINO(Runtime):
             if i < PROFILE_WARMUP:
                 continue
             ops = tuple(OpTime(name=info.node_name, kind=info.node_type, precision=kernel_precision(info.exec_type),
-                               ms=info.real_time.total_seconds() * 1e3)
+                               ms=info.real_time.total_seconds() * 1e3, kernel=info.exec_type)
                         for info in request.profiling_info if info.status == info.Status.EXECUTED)
             profiled.append(ProfiledIteration(wall_ms, ops))
         return profiled

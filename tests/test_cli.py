@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+
 import subprocess
 import sys
 
@@ -213,6 +215,8 @@ def test_list_shows_models_runtimes_and_availability(capsys):
     for name in ("pytorch", "onnxruntime", "openvino", "tensorrt", "tflite", "coreml"):
         assert name in out
     assert "TensorRT does not run on cpu" in out
+    if platform.system() != "Darwin":  # CoreML converts here but cannot run: not "yes"
+        assert "no, conversion only" in out and "CoreML inference runs only on macOS" in out
     assert "mnist_resnet_m (mnist)" in out and "digits_cnn (digits)" in out
     for spec in ("prune-unstructured:SPARSITY", "prune-channels:RATIO", "cluster:N[@lastK]", "distill:STUDENT", "qat"):
         assert spec in out
@@ -303,3 +307,25 @@ def test_error_lines_carry_no_terminal_codes():
 
     assert str(UsageError("weights file: \x1b[1mdo those steps\x1b[0m only \x1b[31;1mif\x1b[0m")) == \
         "weights file: do those steps only if"
+
+
+def test_a_narrow_terminal_folds_long_cells_instead_of_cutting_them():
+    """At 80 columns the table printed "ok (fidelit..." and intervals cut mid-number."""
+    import io
+
+    from rich.console import Console
+
+    from edgebench.bench.cli import print_table
+    from edgebench.bench.results import ResultRow
+
+    row = ResultRow(model="m", weights="w", compression="none", runtime="onnxruntime", format="ONNX Runtime",
+                    precision="int8", target="cpu", device="cpu", batch=1, threads=2, status="ok", size_mb=4.0,
+                    p50_ms=2.756, p50_ci_low_ms=2.541, p50_ci_high_ms=3.061, p90_ms=3.66, max_abs_diff=0.14,
+                    fidelity_ok=False, speedup=9.16, speedup_ci_low=7.59, speedup_ci_high=10.9)
+    out = io.StringIO()
+    print_table(Console(file=out, width=80), [row])
+    text = out.getvalue()
+    assert "…" not in text
+    body = [line.split("│")[1:-1] for line in text.splitlines() if line.startswith("│")]  # the row's lines
+    cells = ["".join(line[i].strip() for line in body) for i in range(len(body[0]))]  # each cell, unfolded
+    assert "ok(fidelity!)" in cells and "2.76(2.54-3.06)" in cells and "x9.16(7.59-10.90)" in cells

@@ -172,3 +172,47 @@ def test_the_lean_gpu_list_has_no_torch_and_pins_what_the_full_gpu_extra_pins():
     lean, gpu = _requirements(extras["gpu-lean"]), _requirements(extras["gpu"])
     assert not {"torch", "torchvision", "onnxruntime", "openvino"} & set(lean)
     assert all(str(lean[name]) == str(requirement) for name, requirement in gpu.items())
+
+
+def _readme_make_commands() -> list[str]:
+    """Every `make ...` command the README shows: in code blocks (comments dropped) and in inline code."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    found = [line.split("#")[0].strip() for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+             for line in block.splitlines()]
+    found += re.findall(r"`(make [^`]+)`", text)
+    return sorted({cmd for cmd in found if cmd.startswith("make ")})
+
+
+MAKEFILE = (ROOT / "Makefile").read_text() if (ROOT / "Makefile").exists() else ""
+PARSED_TARGETS = {"bench": "-m edgebench.bench", "report": "-m edgebench.reports", "compare": "-m edgebench.reports",
+                  "recommend": "-m edgebench.reports"}
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize("command", _readme_make_commands())
+def test_every_make_command_in_the_readme_names_a_target_and_variables_the_makefile_reads(command):
+    """A README example with a variable the Makefile never reads would run with it silently ignored; one whose
+    flags the CLI refuses would fail for the user who copies it."""
+    import re
+
+    from edgebench.reports.__main__ import build_parser as reports_parser
+
+    words = shlex.split(command.replace("<", "").replace(">", ""))[1:]
+    targets = [w for w in words if "=" not in w] or ["bench"]
+    for target in targets:  # a rule may make several targets (`install-gpu install-cpu:`)
+        assert re.search(rf"^(?:[\w.-]+ )*{re.escape(target)}(?: [\w.-]+)*:", MAKEFILE, re.M), \
+            f"{command}: no target {target!r}"
+    for name in (w.split("=", 1)[0] for w in words if "=" in w):
+        assert f"$({name})" in MAKEFILE, f"{command}: the Makefile does not read {name}"
+    if targets[0] in PARSED_TARGETS and (targets[0] == "bench" or len(words) > 1):  # an example, not a mention
+        dry = subprocess.run(["make", "-n", *words], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        dry = dry.replace("\\\n", " ")
+        line = next(line for line in dry.splitlines() if PARSED_TARGETS[targets[0]] in line)
+        argv = shlex.split(line.split(PARSED_TARGETS[targets[0]], 1)[1])
+        parser = build_parser() if targets[0] == "bench" else reports_parser()
+        try:
+            parser.parse_args(argv)
+        except (SystemExit, Exception) as exc:  # noqa: BLE001 (what the user would have seen)
+            pytest.fail(f"{command}: the CLI refuses {argv}: {exc}")

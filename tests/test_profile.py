@@ -136,8 +136,11 @@ def test_the_dominant_convolution_is_the_top_operator_in_every_runtime(name, tmp
     profile = summarise(adapter.profile(prepared, 5))
     top = profile.top(1)[0]
     assert top.category == "convolution", [(line.operator, line.kind, line.share) for line in profile.lines]
-    assert top.share > 0.5
-    assert all(line.executed == "fp32" for line in profile.lines if line.operator != OUTSIDE)
+    assert top.share > 0.5 and top.executed == "fp32"
+    # fp32 throughout, where the runtime says (PyTorch's compiled region mixes kernels: unknown)
+    assert {line.executed for line in profile.lines if line.operator != OUTSIDE} <= {"fp32", ""}
+    if name == "openvino":  # the kernel the plugin chose, with its precision in its name
+        assert top.kernel.lower().endswith("f32"), top.kernel
 
 
 def test_torchscript_names_the_operators_its_profiler_cannot_see(tmp_path):
@@ -255,7 +258,8 @@ def _profiled_run(name: str, conv_ms: float, tmp_path):
     run = Run(tmp_path / name, [row])
 
     def line(operator: str, kind: str, ms: float) -> ProfileLine:
-        return ProfileLine(name, row.key, "onnxruntime", "fp32", operator, kind, "", "convolution", "fp32", ms, 0, 1)
+        return ProfileLine(name, row.key, "onnxruntime", "fp32", operator, kind, "", "convolution", "fp32", "", ms, 0,
+                           1)
 
     run.__dict__["profile"] = [line("node_Conv_1", "Conv", conv_ms), line("node_Relu_1", "Relu", 0.5),
                                line(OUTSIDE, "", 0.2)]
@@ -283,9 +287,9 @@ def test_a_profiled_rows_peak_memory_leaves_out_the_profiling_session(tmp_path):
     row = ResultRow(model="m", weights="random", compression="none", runtime="onnxruntime", format="ONNX Runtime",
                     precision="int8", target="cpu", device="cpu", batch=1, threads=2, status="ok", peak_rss_mb=900.0)
     lines = [{"run": "", "key": "", "runtime": "", "precision": "", "operator": "c", "kind": "QLinearConv",
-              "layer": "", "category": "convolution", "executed": "int8", "ms": 3.0, "share": 0.75, "calls": 1},
+              "layer": "", "category": "convolution", "executed": "int8", "kernel": "", "ms": 3.0, "share": 0.75, "calls": 1},
              {"run": "", "key": "", "runtime": "", "precision": "", "operator": OUTSIDE, "kind": "",
-              "layer": "", "category": "other", "executed": "", "ms": 1.0, "share": 0.25, "calls": 1}]
+              "layer": "", "category": "other", "executed": "", "kernel": "", "ms": 1.0, "share": 0.25, "calls": 1}]
     runner = SimpleNamespace(run_dir=tmp_path / "run", profiles={})
     Runner._fill_profile(runner, row, {"profile": {"iterations": 20, "wall_ms": 4.0, "after_rounds": 10,
                                                    "lines": lines}, "rss_before_profile_mb": 600.0})

@@ -224,3 +224,14 @@ def test_the_energy_note_names_its_counter_or_why_there_is_none():
     assert energy_note([measured, absent]) == ("\nEnergy from RAPL package-0. Not measured in the other rows: "
                                                "no readable RAPL energy counters.\n")
     assert energy_note([row("onnx", "cpu", p50=5.0)]) == ""
+
+
+def test_fast_models_keep_significant_digits_in_their_latency():
+    """A 0.02 ms model printed "0.02 (0.02-0.02)": its interval said nothing."""
+    from edgebench.bench.report import fmt_ms, latency_cell
+
+    fast = row("onnxruntime", "cpu", p50=0.02134)
+    fast.p50_ci_low_ms, fast.p50_ci_high_ms = 0.02091, 0.02188
+    assert latency_cell(fast) == "0.0213 (0.0209-0.0219)"
+    assert fmt_ms(24.481) == "24.48" and fmt_ms(0) == "0.00" and fmt_ms(None) == "-"
+    assert "| 0.0213 (0.0209-0.0219) |" in markdown_table([fast])

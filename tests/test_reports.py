@@ -530,3 +530,26 @@ def test_recommend_reads_this_machines_runs_by_default_and_names_them(tmp_path, 
     assert "Deploy: Openvino fp32 on cpu (m)." in out
     assert main(["recommend", ",".join(str(p) for p in (results / "mine", results / "reference"))]) == 0
     assert "Read 2 run(s), as named (RUNS=): mine, other-host." in capsys.readouterr().out
+
+
+def test_recommend_shows_rows_whose_intervals_overlap_the_winners_as_tied(tmp_path, capsys):
+    """It ranked by point estimates alone: 6.0 ms beat 6.1 ms though their intervals overlap."""
+    def timed(runtime: str, p50: float, low: float, high: float) -> ResultRow:
+        row = result(runtime, p50)
+        row.p50_ci_low_ms, row.p50_ci_high_ms = low, high
+        return row
+
+    rows = [timed("openvino", 6.0, 5.8, 6.3), timed("onnxruntime", 6.1, 5.9, 6.4), timed("pytorch", 9.0, 8.8, 9.3)]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "rows.jsonl").write_text("".join(json.dumps(asdict(r)) + "\n" for r in rows))
+    assert main(["recommend", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "Deploy: Openvino fp32 on cpu (m).\nTied with it (their p50_ms 95% intervals overlap" in out
+    assert "Onnxruntime fp32 on cpu (m). Choose among them" in out and "Pytorch fp32 on cpu (m). Choose" not in out
+    table = {line.split("|")[2].strip(): line.split("|")[-2].strip() for line in out.splitlines()
+             if line.startswith("| m |")}
+    assert table == {"Openvino": "best", "Onnxruntime": "tied", "Pytorch": "worse"}
+    assert "6.00 (5.80-6.30)" in out  # the interval the tie is read from is printed
+    assert main(["recommend", str(run), "--objective", "size_mb"]) == 0
+    assert "size_mb has no interval: the ranking is by point estimates" in capsys.readouterr().out

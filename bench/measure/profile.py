@@ -75,6 +75,7 @@ class OpTime:
     ms: float
     layer: str = ""  # the model's module path it comes from, where that name survives export
     calls: int = 1  # times it ran in the inference, where the runtime reports one entry for several
+    kernel: str = ""  # the implementation the runtime chose, where it says (OpenVINO: brgconv_avx512_dw_f32)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class ProfileLine:
     layer: str
     category: str
     executed: str  # the precision the operator's kernel ran in ("" unknown)
+    kernel: str  # the implementation the runtime chose, where it says
     ms: float  # median over the profiled iterations, per inference (0 in those it did not run)
     share: float  # of the profiled total (the operators plus `OUTSIDE`)
     calls: float  # median times per inference the runtime reported it
@@ -148,11 +150,12 @@ def summarise(iterations: Sequence[ProfiledIteration], run: str = "", key: str =
     it: a runtime whose operators overlap in time)."""
     if not iterations:
         return Profile(0, 0.0, [])
-    per_op: dict[tuple[str, str, str, str], list[float]] = defaultdict(lambda: [0.0] * len(iterations))
-    calls: dict[tuple[str, str, str, str], list[float]] = defaultdict(lambda: [0.0] * len(iterations))
+    Identity = tuple[str, str, str, str, str]
+    per_op: dict[Identity, list[float]] = defaultdict(lambda: [0.0] * len(iterations))
+    calls: dict[Identity, list[float]] = defaultdict(lambda: [0.0] * len(iterations))
     for i, iteration in enumerate(iterations):
         for op in iteration.ops:
-            identity = (op.name, op.kind, op.precision, op.layer)
+            identity = (op.name, op.kind, op.precision, op.layer, op.kernel)
             per_op[identity][i] += op.ms
             calls[identity][i] += op.calls
     medians = {identity: statistics.median(times) for identity, times in per_op.items()}
@@ -161,15 +164,16 @@ def summarise(iterations: Sequence[ProfiledIteration], run: str = "", key: str =
     outside_ms = max(wall - sum(medians.values()), 0.0)
     total = sum(medians.values()) + outside_ms
 
-    def line(name: str, kind: str, executed: str, layer: str, ms: float, count: float) -> ProfileLine:
+    def line(identity: Identity, ms: float, count: float) -> ProfileLine:
+        name, kind, executed, layer, kernel = identity
         return ProfileLine(run=run, key=key, runtime=runtime, precision=precision, operator=name, kind=kind,
                            layer=layer, category=categorise(kind) if name != OUTSIDE else "other",
-                           executed=executed, ms=ms, share=ms / total if total > 0 else 0.0, calls=count)
+                           executed=executed, kernel=kernel, ms=ms, share=ms / total if total > 0 else 0.0,
+                           calls=count)
 
-    lines = [line(name, kind, executed, layer, ms, statistics.median(calls[(name, kind, executed, layer)]))
-             for (name, kind, executed, layer), ms in medians.items()]
+    lines = [line(identity, ms, statistics.median(calls[identity])) for identity, ms in medians.items()]
     lines.sort(key=lambda item: item.ms, reverse=True)
-    lines.append(line(OUTSIDE, "", "", "", outside_ms, 1))
+    lines.append(line((OUTSIDE, "", "", "", ""), outside_ms, 1))
     return Profile(len(iterations), wall, lines)
 
 
