@@ -287,7 +287,8 @@ def test_a_profiled_rows_peak_memory_leaves_out_the_profiling_session(tmp_path):
     row = ResultRow(model="m", weights="random", compression="none", runtime="onnxruntime", format="ONNX Runtime",
                     precision="int8", target="cpu", device="cpu", batch=1, threads=2, status="ok", peak_rss_mb=900.0)
     lines = [{"run": "", "key": "", "runtime": "", "precision": "", "operator": "c", "kind": "QLinearConv",
-              "layer": "", "category": "convolution", "executed": "int8", "kernel": "", "ms": 3.0, "share": 0.75, "calls": 1},
+              "layer": "", "category": "convolution", "executed": "int8", "kernel": "", "ms": 3.0, "share": 0.75,
+              "calls": 1},
              {"run": "", "key": "", "runtime": "", "precision": "", "operator": OUTSIDE, "kind": "",
               "layer": "", "category": "other", "executed": "", "kernel": "", "ms": 1.0, "share": 0.25, "calls": 1}]
     runner = SimpleNamespace(run_dir=tmp_path / "run", profiles={})
