@@ -108,16 +108,16 @@ class FleetRun:
         self.writer.append(row)
         self.reporter.row_done(row)
 
-    def run(self) -> list[ResultRow]:
-        previous = [row for row in read_rows(self.run_dir) if not row.error.startswith(DEVICE_LEFT)]
-        kept = [row for device in self.devices
-                for row in finished_variant_rows([r for r in previous if r.host == device], self.planned)]
-        keep_rows(self.run_dir, kept, sample_key=lambda r: f"{r.host}|{r.key}")
-        self.writer.rows = list(kept)
-        argv, files = device_argv(self.config.command)
-        fleet = connect(self.address, self.devices, self.config.targets)
+    def run(self, fleet: Fleet, argv: tuple[str, ...], files: dict[str, bytes]) -> list[ResultRow]:
+        """Measure on the devices of `fleet` with the devices' command line and files (`device_argv`), closing
+        the fleet in the end."""
         finished = False
         try:
+            previous = [row for row in read_rows(self.run_dir) if not row.error.startswith(DEVICE_LEFT)]
+            kept = [row for device in self.devices
+                    for row in finished_variant_rows([r for r in previous if r.host == device], self.planned)]
+            keep_rows(self.run_dir, kept, sample_key=lambda r: f"{r.host}|{r.key}")
+            self.writer.rows = list(kept)
             rows = self._run(fleet, argv, files, kept)
             finished = True
             return rows
@@ -266,10 +266,16 @@ def run_fleet(config: BenchConfig, address: str, devices: tuple[str, ...], repor
 
     if not devices:
         raise UsageError("a fleet run needs its devices: --devices jetson01,mac-m2 (DEVICES=...)")
-    check_address(address)  # these, like the plan, fail before the run folder is written
+    check_address(address)  # these, like the plan and the connection, fail before the run folder is written
     waiting = wait_s()
     models, _, plans = plan_run(config)
-    run_dir = make_run_dir(config, "+".join(m.name for m in models))
+    argv, files = device_argv(config.command)  # a data folder too large to send: one line, nothing written
+    fleet = connect(address, devices, config.targets)  # an unreachable scheduler: the same
+    try:
+        run_dir = make_run_dir(config, "+".join(m.name for m in models))
+    except BaseException:
+        fleet.close()
+        raise
     log.attach(run_dir / "run.log")
     if not config.resume:
         save_command(run_dir, config.command)
@@ -279,7 +285,7 @@ def run_fleet(config: BenchConfig, address: str, devices: tuple[str, ...], repor
     reporter.start(total, f"edgebench fleet: {len(devices)} devices ({', '.join(devices)}) on {address}, "
                           f"{total} measurements -> {run_dir}")
     try:
-        rows = FleetRun(config, address, devices, run_dir, planned, reporter, waiting).run()
+        rows = FleetRun(config, address, devices, run_dir, planned, reporter, waiting).run(fleet, argv, files)
     finally:
         reporter.finish()
     return run_dir, rows

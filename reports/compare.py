@@ -22,6 +22,7 @@ from edgebench.bench.measure.stats import ratio_interval, widen
 from edgebench.bench.report import latency_cell, markdown_grid
 from edgebench.bench.results import ResultRow
 from edgebench.reports.runs import Run, samples_of
+from edgebench.reports.shares import parse_share
 
 KEY_PACKAGES = ("torch", "torchvision", "onnxruntime", "onnxruntime-gpu", "openvino", "ai-edge-litert", "litert-torch",
                 "tensorrt", "coremltools", "numpy")
@@ -130,13 +131,10 @@ def gate_floor(base: Run, new: Run, rows: int) -> float:
 def parse_threshold(text: str) -> float:
     """THRESHOLD as a fraction in (0, 1) (`0.05`) or a percent with its sign in (0, 100) (`5%`); anything else,
     `5` above all (read as 500% it let +91% rows through as "below threshold"), is refused in one line."""
-    raw = str(text).strip()
-    percent = raw.endswith("%")
     try:
-        value = float(raw[:-1] if percent else raw)
+        value = parse_share(text)
     except ValueError:
         value = float("nan")
-    value = value / 100 if percent else value
     if not 0 < value < 1:
         raise UsageError(f"bad THRESHOLD {text!r}: expected a fraction between 0 and 1 (0.05) or a percent with "
                          "its sign (5%)")

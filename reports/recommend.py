@@ -17,6 +17,7 @@ from edgebench.bench.errors import UsageError
 from edgebench.bench.measure.paired import holm
 from edgebench.bench.report import fmt, latency_cell, markdown_grid
 from edgebench.bench.results import ResultRow
+from edgebench.reports.shares import parse_share
 
 NUMERIC = [f.name for f in fields(ResultRow) if f.type in ("float | None", "int | None")]  # every measured figure
 HIGHER_IS_BETTER = {"throughput", "cosine", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "agreement", "speedup",
@@ -78,9 +79,7 @@ def budget_constraints(max_ms: str = "", min_accuracy: str = "", max_mb: str = "
              ("peak_rss_mb", "<=", max_memory_mb, "MAX_MEMORY_MB"), ("cosine", ">=", min_cosine, "MIN_COSINE"))
     for column, op, text, name in named:
         if text:
-            percent = column in FRACTIONS and text.strip().endswith("%")
-            bound = _bound(column, op, text.strip().removesuffix("%") if percent else text, f"{name}={text}")
-            found.append(Constraint(column, op, bound.bound / 100, bound.target) if percent else bound)
+            found.append(_bound(column, op, text, f"{name}={text}"))
     for c in found:
         if c.column in FRACTIONS and not 0 <= c.bound <= 1:
             raise UsageError(f"bad {c.column} bound {c.bound:g}: expected a fraction between 0 and 1 (0.98) or a "
@@ -89,8 +88,9 @@ def budget_constraints(max_ms: str = "", min_accuracy: str = "", max_mb: str = "
 
 
 def _bound(column: str, op: str, text: str, given: str, target: str = "") -> Constraint:
+    """A bound as given; a share (accuracy, cosine) also as a percent with its sign (`98%`)."""
     try:
-        value = float(text)
+        value = parse_share(text) if column in FRACTIONS else float(text)
     except ValueError:
         raise UsageError(f"bad number in {given}: expected for example 10 or cpu:10,gpu:2") from None
     if value < 0:

@@ -273,6 +273,8 @@ def test_settings_are_used_as_given_or_raised_only_where_the_user_gave_no_limit(
     (["--fleet", "local", "--devices", "d1"], {"EDGEBENCH_FLEET_WAIT_S": "abc"},
      "bad EDGEBENCH_FLEET_WAIT_S 'abc': expected a number of seconds >= 0"),
     (["worker", "bogus", "--name", "x"], {}, "bad scheduler address 'bogus': expected a scheduler address tcp://"),
+    (["--fleet", "tls://127.0.0.1:1", "--devices", "d"], {}, "cannot reach the fleet's scheduler at "
+                                                             "tls://127.0.0.1:1: it speaks TLS"),
 ])
 def test_fleet_entry_points_refuse_bad_input_in_one_line_before_writing_anything(capsys, monkeypatch, tmp_path, args,
                                                                                  env, message):

@@ -553,3 +553,17 @@ def test_recommend_shows_rows_whose_intervals_overlap_the_winners_as_tied(tmp_pa
     assert "6.00 (5.80-6.30)" in out  # the interval the tie is read from is printed
     assert main(["recommend", str(run), "--objective", "size_mb"]) == 0
     assert "size_mb has no interval: the ranking is by point estimates" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("text", "share"), [("0.05", 0.05), ("5%", 0.05), (" 98% ", 0.98), ("0.98", 0.98)])
+def test_a_share_reads_the_same_as_a_fraction_or_a_percent_in_every_command(text, share):
+    from edgebench.reports.compare import parse_threshold
+    from edgebench.reports.recommend import budget_constraints
+    from edgebench.reports.shares import parse_share
+
+    assert parse_share(text) == pytest.approx(share)
+    assert parse_threshold(text) == pytest.approx(share)
+    assert budget_constraints(min_accuracy=text)[0].bound == pytest.approx(share)
+    for bad in ("abc", "nan", "5%%", ""):
+        with pytest.raises(ValueError):
+            parse_share(bad)
