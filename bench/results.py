@@ -123,6 +123,7 @@ class ResultRow:
     profile_ms: float | None = None  # median profiled inference, profiler on, after the timed rounds (vs p50_ms)
     profile_top: str = ""  # the three slowest operators with their shares of the profiled inference
     int8_coverage: float | None = None  # int8 rows: share of the operators' profiled time in integer kernels
+    int8_mac_coverage: float | None = None  # int8 rows: share of the multiply-adds run in integer kernels
     float_ops: str = ""  # int8 rows: the slowest operators that did not run in integer kernels, with shares
     profile_note: str = ""  # why a row asked for a profile has none (its runtime has no profiler here)
 
@@ -132,6 +133,7 @@ class ResultRow:
         self.profile_top = operators_text(profile.top(3))
         if self.precision == "int8":
             self.int8_coverage = profile.integer_share()
+            self.int8_mac_coverage = profile.integer_mac_share()
             self.float_ops = operators_text(profile.float_lines(3))
 
     def add_latency(self, stats: LatencyStats) -> None:

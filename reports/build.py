@@ -16,6 +16,7 @@ from edgebench.bench.report import (
     FLAG_HELP,
     accuracy_cell,
     compression_speedup_cell,
+    coverage_cell,
     detail_cells,
     detail_headers,
     fmt,
@@ -159,7 +160,7 @@ def profile_section(run: Run, target: str, rows: list, out: Path) -> Section | N
     body = [[r.model, r.format, r.compression, r.precision, str(r.batch), fmt(r.p50_ms, 3),
              fmt(r.profile_ms, 3) if r.profile_ms is not None else "-",
              r.profile_top or f"no profile: {r.profile_note}",
-             f"{r.int8_coverage:.0%}" if r.int8_coverage is not None else "-", r.float_ops or "-"] for r in profiled]
+             coverage_cell(r), r.float_ops or "-"] for r in profiled]
     section.tables.append(Table(["Model", "Format", "Compression", "Precision", "Batch", "p50 ms", "Profiled ms",
                                  "Slowest operators", "int8 coverage", "Not in integer kernels"], body))
     headers, matched = slowest_layers(rows, lines)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +156,7 @@ class GraphNames:
     op_types: dict[str, str]  # node -> op type
     producers: dict[str, str]  # value -> the node writing it
     first_inputs: dict[str, str]  # node -> its first input value
+    macs: dict[str, float] = field(default_factory=dict)  # node -> multiply-adds per inference (convolutions, products)
 
     @classmethod
     def read(cls, path: Path) -> GraphNames:
@@ -167,7 +168,9 @@ class GraphNames:
         import onnx
 
         names = cls({}, {}, {}, {})
-        for node in onnx.load(str(path), load_external_data=False).graph.node:
+        graph = onnx.load(str(path), load_external_data=False).graph
+        names.macs = graph_macs(graph)
+        for node in graph.node:
             scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
             try:
                 found = ast.literal_eval(scopes) if scopes else []
@@ -195,6 +198,37 @@ class GraphNames:
                 return node
             node = self.producers.get(self.first_inputs.get(node, ""), "")
         return found
+
+
+def graph_macs(graph: Any) -> dict[str, float]:
+    """Multiply-adds per inference of each Conv, Gemm and MatMul node, from the shapes ONNX's shape inference
+    gives (output elements times the products each one sums); nodes whose shapes it cannot give are left out."""
+    import math
+
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(onnx.helper.make_model(graph)).graph
+    shapes = {t.name: list(t.dims) for t in graph.initializer}
+    for value in [*inferred.input, *inferred.value_info, *inferred.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims):
+            shapes[value.name] = [d.dim_value for d in dims]
+    found = {}
+    for node in graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or len(node.input) < 2:
+            continue
+        out, first, second = (shapes.get(name) for name in (node.output[0], node.input[0], node.input[1]))
+        if not out:
+            continue
+        if node.op_type == "Conv" and second:
+            summed = math.prod(second[1:])  # weights [O, I/groups, kH, kW]
+        elif first:
+            trans = any(a.name == "transA" and a.i for a in node.attribute)
+            summed = first[0] if trans else first[-1]
+        else:
+            continue
+        found[node.name] = float(math.prod(out) * summed)
+    return found
 
 
 def ort_node_name(event_name: str) -> str:
@@ -231,6 +265,6 @@ def ort_profile_iterations(events: list[dict[str, Any]], walls_ms: list[float], 
         kind = args.get("op_name", "")
         node = names.node(ort_node_name(event["name"]), kind)
         ops[index].append(OpTime(name=node, kind=kind, precision=precision_of_dtype(dtype), ms=event["dur"] / 1e3,
-                                 layer=names.layers.get(node, "")))
+                                 layer=names.layers.get(node, ""), macs=names.macs.get(node, 0.0)))
     kept = list(zip(walls_ms, ops, strict=False))[skip:]
     return [ProfiledIteration(wall, tuple(found)) for wall, found in kept]

@@ -175,6 +175,7 @@ class OpenVINO(Runtime):
 
         from edgebench.bench.measure.profile import PROFILE_WARMUP, OpTime, ProfiledIteration, kernel_precision
 
+        macs = ir_macs(ov.Core().read_model(str(self.artifact_path)))
         compiled = ov.Core().compile_model(str(self.artifact_path), self.device,
                                            {**self.compile_config(), "PERF_COUNT": True})
         request = compiled.create_infer_request()
@@ -186,7 +187,8 @@ class OpenVINO(Runtime):
             if i < PROFILE_WARMUP:
                 continue
             ops = tuple(OpTime(name=info.node_name, kind=info.node_type, precision=kernel_precision(info.exec_type),
-                               ms=info.real_time.total_seconds() * 1e3, kernel=info.exec_type)
+                               ms=info.real_time.total_seconds() * 1e3, kernel=info.exec_type,
+                               macs=macs_of(info.node_name, macs))
                         for info in request.profiling_info if info.status == info.Status.EXECUTED)
             profiled.append(ProfiledIteration(wall_ms, ops))
         return profiled
@@ -197,3 +199,33 @@ class OpenVINO(Runtime):
 
     def fetch(self, outputs: Any) -> list[np.ndarray]:
         return [np.array(outputs.get_output_tensor(i).data) for i in range(self.outputs)]
+
+
+def ir_macs(model: Any) -> dict[str, float]:
+    """Multiply-adds per inference of each convolution and matrix product of an IR, by op name: output elements
+    times the products each one sums (a Convolution's weights are [O, I, kH, kW], a GroupConvolution's
+    [G, O/G, I/G, kH, kW], a MatMul sums over its first input's last axis)."""
+    import math
+
+    found = {}
+    for op in model.get_ordered_ops():
+        kind = op.get_type_name()
+        if kind not in ("Convolution", "GroupConvolution", "MatMul") or not op.get_output_partial_shape(0).is_static:
+            continue
+        out = math.prod(op.get_output_partial_shape(0).to_shape())
+        if kind == "MatMul":
+            first = op.get_input_partial_shape(0)
+            summed = first.to_shape()[-1] if first.is_static and len(first) else 0
+        else:
+            weights = op.get_input_partial_shape(1)
+            skip = 2 if kind == "GroupConvolution" else 1
+            summed = math.prod(weights.to_shape()[skip:]) if weights.is_static else 0
+        found[op.get_friendly_name()] = float(out * summed)
+    return found
+
+
+def macs_of(node: str, macs: dict[str, float]) -> float:
+    """A profiled node's multiply-adds: the plugin names a node after the op it executes, with what it fused or
+    split off appended (`node_linear/WithoutBiases/DequantizationMultiply`)."""
+    parts = node.split("/")
+    return next((macs[name] for name in ("/".join(parts[:k]) for k in range(len(parts), 0, -1)) if name in macs), 0.0)

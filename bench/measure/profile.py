@@ -76,6 +76,7 @@ class OpTime:
     layer: str = ""  # the model's module path it comes from, where that name survives export
     calls: int = 1  # times it ran in the inference, where the runtime reports one entry for several
     kernel: str = ""  # the implementation the runtime chose, where it says (OpenVINO: brgconv_avx512_dw_f32)
+    macs: float = 0.0  # its multiply-adds per inference, where the runtime's graph gives the shapes (0: unknown)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class ProfileLine:
     category: str
     executed: str  # the precision the operator's kernel ran in ("" unknown)
     kernel: str  # the implementation the runtime chose, where it says
+    macs: float  # its multiply-adds per inference, from the runtime's graph (0: unknown, or none)
     ms: float  # median over the profiled iterations, per inference (0 in those it did not run)
     share: float  # of the profiled total (the operators plus `OUTSIDE`)
     calls: float  # median times per inference the runtime reported it
@@ -131,6 +133,16 @@ class Profile:
             return None
         return sum(line.ms for line in self.lines if line.operator != OUTSIDE and integer_arithmetic(line)) / total
 
+    def integer_mac_share(self) -> float | None:
+        """Share of the model's multiply-adds (as the runtime's graph counts them) that ran in integer kernels:
+        beside the time share, it tells a few slow float operators from many: mobilenet_v2's depthwise
+        convolutions are a small share of its multiply-adds and a large share of its time. None where the
+        runtime's profile carries no multiply-adds."""
+        total = sum(line.macs for line in self.lines)
+        if total <= 0:
+            return None
+        return sum(line.macs for line in self.lines if integer_arithmetic(line)) / total
+
     def float_lines(self, n: int = 3) -> list[ProfileLine]:
         """The slowest operators that did not compute in integer kernels (in an int8 row: what stayed float, and
         the conversions into and out of integer)."""
@@ -153,11 +165,13 @@ def summarise(iterations: Sequence[ProfiledIteration], run: str = "", key: str =
     Identity = tuple[str, str, str, str, str]
     per_op: dict[Identity, list[float]] = defaultdict(lambda: [0.0] * len(iterations))
     calls: dict[Identity, list[float]] = defaultdict(lambda: [0.0] * len(iterations))
+    macs: dict[Identity, float] = {}
     for i, iteration in enumerate(iterations):
         for op in iteration.ops:
             identity = (op.name, op.kind, op.precision, op.layer, op.kernel)
             per_op[identity][i] += op.ms
             calls[identity][i] += op.calls
+            macs[identity] = op.macs
     medians = {identity: statistics.median(times) for identity, times in per_op.items()}
     wall = statistics.median(iteration.wall_ms for iteration in iterations)
     # The lines add up to the median profiled inference: what its operators' medians leave is outside them.
@@ -168,8 +182,8 @@ def summarise(iterations: Sequence[ProfiledIteration], run: str = "", key: str =
         name, kind, executed, layer, kernel = identity
         return ProfileLine(run=run, key=key, runtime=runtime, precision=precision, operator=name, kind=kind,
                            layer=layer, category=categorise(kind) if name != OUTSIDE else "other",
-                           executed=executed, kernel=kernel, ms=ms, share=ms / total if total > 0 else 0.0,
-                           calls=count)
+                           executed=executed, kernel=kernel, macs=macs.get(identity, 0.0), ms=ms,
+                           share=ms / total if total > 0 else 0.0, calls=count)
 
     lines = [line(identity, ms, statistics.median(calls[identity])) for identity, ms in medians.items()]
     lines.sort(key=lambda item: item.ms, reverse=True)
@@ -221,7 +235,8 @@ def read_profile(path: Path) -> list[ProfileLine]:
         return []
     with open(path, newline="") as f:
         return [ProfileLine(**{**record, "ms": float(record["ms"]), "share": float(record["share"]),
-                               "calls": float(record["calls"])}) for record in csv.DictReader(f)]
+                               "calls": float(record["calls"]), "macs": float(record.get("macs") or 0)})
+                for record in csv.DictReader(f)]
 
 
 def profile_of(lines: Sequence[ProfileLine], key: str) -> Profile | None:
