@@ -291,11 +291,10 @@ def test_a_profiled_rows_peak_memory_leaves_out_the_profiling_session(tmp_path):
 
     row = ResultRow(model="m", weights="random", compression="none", runtime="onnxruntime", format="ONNX Runtime",
                     precision="int8", target="cpu", device="cpu", batch=1, threads=2, status="ok", peak_rss_mb=900.0)
-    lines = [{"run": "", "key": "", "runtime": "", "precision": "", "operator": "c", "kind": "QLinearConv",
-              "layer": "", "category": "convolution", "executed": "int8", "kernel": "", "macs": 0.0, "ms": 3.0, "share": 0.75,
-              "calls": 1},
-             {"run": "", "key": "", "runtime": "", "precision": "", "operator": OUTSIDE, "kind": "",
-              "layer": "", "category": "other", "executed": "", "kernel": "", "macs": 0.0, "ms": 1.0, "share": 0.25, "calls": 1}]
+    blank = {"run": "", "key": "", "runtime": "", "precision": "", "layer": "", "kernel": "", "macs": 0.0, "calls": 1}
+    lines = [{**blank, "operator": "c", "kind": "QLinearConv", "category": "convolution", "executed": "int8",
+              "ms": 3.0, "share": 0.75},
+             {**blank, "operator": OUTSIDE, "kind": "", "category": "other", "executed": "", "ms": 1.0, "share": 0.25}]
     runner = SimpleNamespace(run_dir=tmp_path / "run", profiles={})
     Runner._fill_profile(runner, row, {"profile": {"iterations": 20, "wall_ms": 4.0, "after_rounds": 10,
                                                    "lines": lines}, "rss_before_profile_mb": 600.0})

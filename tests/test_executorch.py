@@ -1,0 +1,67 @@
+"""ExecuTorch with XNNPACK: a real `.pte`, run by ExecuTorch's runtime, its int8 stored as integers, and a model
+with an operator XNNPACK does not take still an honest row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgebench.bench.measure.fidelity import compare
+from edgebench.models import load_model
+from edgebench.runtimes import RuntimeOptions, get_runtime
+
+from tests_paths import ASSETS
+
+BIG_CONV = f"{ASSETS / 'one_big_conv.py'}:build"
+ExecuTorch = get_runtime("executorch")
+pytestmark = pytest.mark.skipif(ExecuTorch.export_unavailable("cpu", "fp32") is not None,
+                                reason=f"{ExecuTorch.export_unavailable('cpu', 'fp32')}")
+
+
+def _exported(module: nn.Module, example: torch.Tensor, precision: str, folder, threads: int = 1):
+    adapter = ExecuTorch(RuntimeOptions(target="cpu", precision=precision, threads=threads))
+    adapter.calibration = np.random.default_rng(0).standard_normal((8, *example.shape[1:])).astype(np.float32)
+    folder.mkdir()
+    artifact = adapter.export(module, example, folder)
+    adapter.load(artifact)
+    return adapter, artifact
+
+
+def test_int8_is_stored_as_integers_and_stays_within_int8s_tolerance(tmp_path):
+    """The int8 `.pte` holds a byte per weight: a quarter of the fp32 file's weight bytes (25,088 weights here)."""
+    model = load_model(BIG_CONV)
+    with torch.inference_mode():
+        reference = model.module(model.example).numpy()
+    fp32, fp32_file = _exported(model.module, model.example, "fp32", tmp_path / "fp32")
+    int8, int8_file = _exported(model.module, model.example, "int8", tmp_path / "int8")
+    weights = sum(p.numel() for p in model.module.parameters() if p.dim() > 1)
+    saved = fp32_file.stat().st_size - int8_file.stat().st_size
+    assert saved > 0.7 * 3 * weights, (fp32_file.stat().st_size, int8_file.stat().st_size, weights)
+    assert compare(fp32.predict(model.example.numpy()), [reference], "fp32").within_tolerance
+    assert compare(int8.predict(model.example.numpy()), [reference], "int8").within_tolerance
+    assert int8.details().startswith("XNNPACK delegate calls 1; portable kernel calls 0")
+
+
+class WithCumsum(nn.Module):
+    """A convolution XNNPACK takes, then a cumulative sum it does not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cumsum(self.conv(x).flatten(1), dim=1)
+
+
+def test_an_operator_xnnpack_does_not_take_runs_in_portable_kernels_and_the_row_says_so(tmp_path):
+    torch.manual_seed(0)
+    module, example = WithCumsum().eval(), torch.randn(1, 3, 16, 16)
+    with torch.inference_mode():
+        reference = module(example).numpy()
+    adapter, _ = _exported(module, example, "fp32", tmp_path / "m", threads=1)
+    assert compare(adapter.predict(example.numpy()), [reference], "fp32").within_tolerance
+    details = adapter.details()
+    assert details.startswith("XNNPACK delegate calls 1; portable kernel calls ") and "cumsum" in details, details
+    assert details.endswith("XNNPACK threads 1")  # the row's threads (this machine has 2), read back from XNNPACK
