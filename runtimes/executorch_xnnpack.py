@@ -78,7 +78,38 @@ class ExecuTorchXnnpack(Runtime):
         portable_lib._unsafe_reset_threadpool(self.options.threads)  # XNNPACK's pool: the row's threads
         self.threads = portable_lib._threadpool_get_thread_count()
         self.method = ExecuTorchRuntime.get().load_program(str(artifact)).load_method("forward")
+        self.artifact_path = artifact
         self.calls = program_calls(artifact.read_bytes())
+
+    def profile(self, prepared: Any, iterations: int) -> list[Any]:
+        """ExecuTorch's event tracer (ETDump), on a second load of the `.pte` with it on: XNNPACK reports each
+        operator it ran with its data types in the name (`Convolution (NHWC, F32) IGEMM #1`; QS8 is int8), and
+        each operator left to portable kernels is a `native_call_*` event. The wrapping events (the delegate
+        call, the method) are not operators: what they hold beyond their operators is outside operators."""
+        import tempfile
+        import time
+
+        from executorch.devtools import Inspector
+        from executorch.extension.pybindings import portable_lib
+
+        from edgebench.bench.measure.profile import PROFILE_WARMUP, OpTime, ProfiledIteration
+
+        module = portable_lib._load_for_executorch(str(self.artifact_path), enable_etdump=True, debug_buffer_size=0)
+        walls = []
+        for _ in range(PROFILE_WARMUP + iterations):
+            start = time.perf_counter()
+            module.forward((prepared,))
+            walls.append((time.perf_counter() - start) * 1e3)
+        with tempfile.TemporaryDirectory(prefix="eb-etdump-") as tmp:
+            path = f"{tmp}/profile.etdp"
+            module.write_etdump_result_to_file(path)
+            events = next(b for b in Inspector(etdump_path=path).event_blocks if b.name == "Execute").events
+        ops = [(e.name, list(e.perf_data.raw)) for e in events if e.perf_data is not None
+               and (e.is_delegated_op or e.name.startswith("native_call_"))]
+        return [ProfiledIteration(walls[i], tuple(OpTime(name=name, kind=xnnpack_kind(name),
+                                                         precision=xnnpack_precision(name), ms=raw[i])
+                                                  for name, raw in ops if i < len(raw)))
+                for i in range(PROFILE_WARMUP, len(walls))]
 
     def prepare(self, x: np.ndarray) -> Any:
         import torch
@@ -118,3 +149,27 @@ def program_calls(pte: bytes) -> Counter:
                 operator = plan.operators[args.op_index]
                 calls[f"{operator.name}.{operator.overload}" if operator.overload else operator.name] += 1
     return calls
+
+
+def xnnpack_kind(event: str) -> str:
+    """An ETDump operator's type: XNNPACK's operator before its data types (`Convolution (NHWC, F32) IGEMM #1`:
+    Convolution), a portable kernel's operator (`native_call_cumsum.out`: cumsum.out)."""
+    return event.removeprefix("native_call_").split(" (")[0].split(" #")[0]
+
+
+def xnnpack_precision(event: str) -> str:
+    """The precision in an XNNPACK operator's name: its data types in brackets, QS8/QU8/QC8/QD8 integer, F16,
+    F32. A Convert is a conversion between them, and a portable kernel's event names no type: unknown ("")."""
+    import re
+
+    found = re.search(r"\(([^)]*)\)", event)
+    if event.startswith(("native_call_", "Convert")) or not found:
+        return ""
+    types = [t.strip().upper() for t in found.group(1).split(",")]
+    if any(t.startswith(("QS8", "QU8", "QC8", "QD8", "QC4", "X8")) for t in types):
+        return "int8"
+    if "F16" in types:
+        return "fp16"
+    if any(t in ("F32", "X32") for t in types):
+        return "fp32"
+    return ""

@@ -42,6 +42,14 @@ def test_int8_is_stored_as_integers_and_stays_within_int8s_tolerance(tmp_path):
     assert compare(fp32.predict(model.example.numpy()), [reference], "fp32").within_tolerance
     assert compare(int8.predict(model.example.numpy()), [reference], "int8").within_tolerance
     assert int8.details().startswith("XNNPACK delegate calls 1; portable kernel calls 0")
+    # ExecuTorch's event tracer: XNNPACK ran the convolutions in integer kernels (QC8 in the operator's name).
+    from edgebench.bench.measure.profile import summarise
+
+    profile = summarise(int8.profile(int8.prepare(model.example.numpy()), 5))
+    convolutions = [line for line in profile.lines if line.category == "convolution"]
+    assert convolutions and all(line.executed == "int8" for line in convolutions), convolutions
+    assert profile.integer_share() > 0.9
+    assert summarise(fp32.profile(fp32.prepare(model.example.numpy()), 5)).integer_share() == 0
 
 
 class WithCumsum(nn.Module):
@@ -64,4 +72,12 @@ def test_an_operator_xnnpack_does_not_take_runs_in_portable_kernels_and_the_row_
     assert compare(adapter.predict(example.numpy()), [reference], "fp32").within_tolerance
     details = adapter.details()
     assert details.startswith("XNNPACK delegate calls 1; portable kernel calls ") and "cumsum" in details, details
+    profiled = {line.operator for line in summarise_profile(adapter, example)}
+    assert "native_call_cumsum.out" in profiled  # the portable kernel's own event, beside XNNPACK's
     assert details.endswith("XNNPACK threads 1")  # the row's threads (this machine has 2), read back from XNNPACK
+
+
+def summarise_profile(adapter, example):
+    from edgebench.bench.measure.profile import summarise
+
+    return summarise(adapter.profile(adapter.prepare(example.numpy()), 3)).lines

@@ -39,6 +39,8 @@ BIG_CONV = f"{ASSETS / 'one_big_conv.py'}:build"
     ("aten::quantize_per_tensor", "quantize/dequantize"), ("FullyConnectedQuantizedLegacy", "matrix multiply"),
     ("FakeQuantize", "quantize/dequantize"), ("Reshape", "reshape/copy"), ("aten::to_mkldnn", "reshape/copy"),
     ("Transpose", "reshape/copy"), ("TorchDynamo Cache Lookup", "other"), ("forward", "other"),
+    ("Fully Connected", "matrix multiply"), ("Max Pooling", "pooling"), ("Mean", "pooling"),
+    ("Static Reshape", "reshape/copy"), ("Clamp", "activation"),
 ])
 def test_operator_types_fall_in_their_category(kind, category):
     assert categorise(kind) == category
@@ -130,7 +132,7 @@ def _loaded(name: str, precision: str, tmp_path, model_ref: str = BIG_CONV, cali
     return adapter, adapter.prepare(x.numpy())
 
 
-@pytest.mark.parametrize("name", ["pytorch", "pytorch-compiled", "onnxruntime", "openvino"])
+@pytest.mark.parametrize("name", ["pytorch", "pytorch-compiled", "onnxruntime", "openvino", "executorch"])
 def test_the_dominant_convolution_is_the_top_operator_in_every_runtime(name, tmp_path):
     adapter, prepared = _loaded(name, "fp32", tmp_path)
     profile = summarise(adapter.profile(prepared, 5))

@@ -36,8 +36,9 @@ _RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reshape/copy", ("convert",)),  # OpenVINO's precision conversion, not a convolution
     ("convolution", ("conv",)),
     ("matrix multiply", ("matmul", "gemm", "linear", "addmm", "::mm", "bmm", "fullyconnected", "fully_connected",
+                         "fully connected",
                          "innerproduct", "inner_product", "einsum")),
-    ("pooling", ("pool", "reducemean", "aten::mean", "globalaverage")),
+    ("pooling", ("pool", "reducemean", "aten::mean", "globalaverage", "mean")),
     ("normalisation", ("batchnorm", "batch_norm", "layernorm", "layer_norm", "groupnorm", "group_norm",
                        "instancenorm", "instance_norm", "normaliz", "mvn")),
     ("activation", ("relu", "sigmoid", "silu", "swish", "gelu", "tanh", "softmax", "clip", "clamp", "mish",
