@@ -346,6 +346,14 @@ def coverage_cell(row: ResultRow) -> str:
     return f"{row.int8_coverage:.0%} of time{macs}"
 
 
+def profile_cells(row: ResultRow) -> list[str]:
+    """A profiled row's cells, in table.md and the report alike: the profiled inference, the slowest operators
+    (or why there is no profile), its integer coverage and what did not run in integer kernels."""
+    if row.profile_ms is None:
+        return ["-", f"no profile: {row.profile_note}", "-", "-"]
+    return [fmt(row.profile_ms, 3), row.profile_top, coverage_cell(row), row.float_ops or "-"]
+
+
 def profile_section(rows: Sequence[ResultRow]) -> str:
     """table.md's operator profiles (`PROFILE=1`): per profiled row its slowest operators, the profiled
     inference beside the unprofiled p50 (the profiler's overhead), and for int8 rows the share of operator time
@@ -357,14 +365,8 @@ def profile_section(rows: Sequence[ResultRow]) -> str:
     headers = (["Model"] if many_models else []) + ["Format"] + (["Compression"] if compressed else []) + \
         ["Precision", "Batch", "p50 ms", "Profiled ms", "Slowest operators (share of the profiled inference)",
          "int8 coverage", "Not in integer kernels"]
-    body = []
-    for r in asked:
-        identity = ([r.model] if many_models else []) + [r.format] + ([r.compression] if compressed else []) + \
-            [r.precision, str(r.batch), fmt(r.p50_ms, 3)]
-        if r.profile_ms is None:
-            body.append(identity + ["-", f"no profile: {r.profile_note}", "-", "-"])
-            continue
-        body.append(identity + [fmt(r.profile_ms, 3), r.profile_top, coverage_cell(r), r.float_ops or "-"])
+    body = [([r.model] if many_models else []) + [r.format] + ([r.compression] if compressed else []) +
+            [r.precision, str(r.batch), fmt(r.p50_ms, 3), *profile_cells(r)] for r in asked]
     return ("\n## Operator profiles\n\nEach runtime's own profiler, in a profiled round after the timed rounds "
             "(profile.csv has every operator, its category and the precision its kernel ran in). Profiled ms is "
             "the median profiled inference, profiler on; its difference from p50 ms is the profiler's overhead. "

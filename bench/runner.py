@@ -800,7 +800,6 @@ class Runner:
         row.add_rounds(rounds)
         return True
 
-
     def _fill_profile(self, row: ResultRow, result: dict[str, Any]) -> None:
         """The row's profile summary, and its lines kept until the row is written (`_write`). The profiled
         session's memory is not the row's: its peak RSS is the one before profiling."""

@@ -218,7 +218,7 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
                 _phase(job_dir, "waiting")
             elif words[0] == "score":  # the parent scores (and profiles) its rows one at a time: at once they
                 # would share the cores (and OpenMP spins on shared cores)
-                scored = {**_score(adapter, job, job_dir, len(x)), **_profile(adapter, job, job_dir, prepared, timed)}
+                scored = _score_and_profile(adapter, job, job_dir, x, prepared, timed)
                 _write_json(job_dir / SCORED_FILE, {"scored": True})
                 _phase(job_dir, "waiting")
     else:
@@ -230,7 +230,7 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     apart = job.options.target != "cpu" and adapter.copies_apart()  # else no copy figure exists to report
     transfers = _transfer_times(adapter, x, prepared) if apart else {"h2d_ms": None, "d2h_ms": None}
     if scored is None:
-        scored = {**_score(adapter, job, job_dir, len(x)), **_profile(adapter, job, job_dir, prepared, timed)}
+        scored = _score_and_profile(adapter, job, job_dir, x, prepared, timed)
     details = adapter.details()
     adapter.close()
     return {
@@ -261,6 +261,13 @@ def _score(adapter: Any, job: MeasureJob, job_dir: Path, batch: int) -> dict[str
 
     kind = task_class(job.task)
     return {"task_kind": kind.kind, **kind.score(adapter.predict, job.task, batch, job_dir)}
+
+
+def _score_and_profile(adapter: Any, job: MeasureJob, job_dir: Path, x: np.ndarray, prepared: Any,
+                       timed: int) -> dict[str, Any]:
+    """The row's closing figures, in this order: accuracy, then the profile (which must not count in the peak
+    memory scoring reached), once the `timed` rounds are done."""
+    return {**_score(adapter, job, job_dir, len(x)), **_profile(adapter, job, job_dir, prepared, timed)}
 
 
 def _profile(adapter: Any, job: MeasureJob, job_dir: Path, prepared: Any, after_rounds: int) -> dict[str, Any]:

@@ -16,12 +16,12 @@ from edgebench.bench.report import (
     FLAG_HELP,
     accuracy_cell,
     compression_speedup_cell,
-    coverage_cell,
     detail_cells,
     detail_headers,
     fmt,
     latency_cell,
     markdown_grid,
+    profile_cells,
     speedup_cell,
     table_layout,
     used_flags,
@@ -157,10 +157,8 @@ def profile_section(run: Run, target: str, rows: list, out: Path) -> Section | N
         "profile.csv. Times are per profiled inference, profiler on: compare rows with each other, and the "
         "p50 column for what the profiler itself cost."])
     profiled = [r for r in rows if r.status == "ok" and (r.profile_ms is not None or r.profile_note)]
-    body = [[r.model, r.format, r.compression, r.precision, str(r.batch), fmt(r.p50_ms, 3),
-             fmt(r.profile_ms, 3) if r.profile_ms is not None else "-",
-             r.profile_top or f"no profile: {r.profile_note}",
-             coverage_cell(r), r.float_ops or "-"] for r in profiled]
+    body = [[r.model, r.format, r.compression, r.precision, str(r.batch), fmt(r.p50_ms, 3), *profile_cells(r)]
+            for r in profiled]
     section.tables.append(Table(["Model", "Format", "Compression", "Precision", "Batch", "p50 ms", "Profiled ms",
                                  "Slowest operators", "int8 coverage", "Not in integer kernels"], body))
     headers, matched = slowest_layers(rows, lines)

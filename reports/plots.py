@@ -17,7 +17,7 @@ matplotlib.use("Agg")  # headless: no display on a server or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from edgebench.bench.measure.profile import ProfileLine  # noqa: E402
+from edgebench.bench.measure.profile import CATEGORIES, ProfileLine  # noqa: E402
 from edgebench.bench.results import ResultRow  # noqa: E402
 from edgebench.reports.pareto import pareto_front  # noqa: E402
 from edgebench.reports.runs import samples_of  # noqa: E402
@@ -291,10 +291,11 @@ def save(fig: Figure, path: Path) -> Path:
     return path
 
 
-CATEGORY_COLOURS = {"convolution": "#2c6fbb", "matrix multiply": "#6a3d9a", "pooling": "#1b9e77",
-                    "activation": "#e6ab02", "element-wise": "#d95f02", "normalisation": "#66a61e",
-                    "reshape/copy": "#a6761d", "quantize/dequantize": "#e7298a", "other": "#7f7f7f",
-                    "outside operators": "#d0d0d0"}
+# One colour per category of `bench.measure.profile.CATEGORIES`, in its order, then the time outside operators:
+# a category added there without a colour here fails at import.
+CATEGORY_COLOURS = dict(zip((*CATEGORIES, "outside operators"),
+                            ("#2c6fbb", "#6a3d9a", "#1b9e77", "#e6ab02", "#d95f02", "#66a61e", "#a6761d", "#e7298a",
+                             "#7f7f7f", "#d0d0d0"), strict=True))
 
 
 def profile_categories(rows: Sequence[ResultRow], lines: Sequence[ProfileLine], title: str) -> Figure | None:

@@ -77,10 +77,11 @@ def slowest_layers(rows: Sequence[ResultRow], lines: Sequence[ProfileLine],
     from edgebench.bench.measure.profile import OUTSIDE
 
     columns = [r for r in rows if r.status == "ok" and any(line.key == r.key for line in lines)]
+    keys = {r.key for r in columns}
     times: dict[str, dict[str, float]] = {}
     layers: dict[str, str] = {}
     for line in lines:
-        if line.operator in (OUTSIDE, line.kind) or line.key not in {r.key for r in columns}:
+        if line.operator in (OUTSIDE, line.kind) or line.key not in keys:
             continue  # an operator type (PyTorch's aten::relu_, a node the graph left unnamed) is no layer
         key = layer_key(line.operator)
         times.setdefault(key, {})

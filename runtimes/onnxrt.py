@@ -27,7 +27,7 @@ from edgebench.runtimes._onnx import (
 )
 from edgebench.runtimes._quant import calibration_batches, nncf_qat_onnx
 from edgebench.runtimes._torch import torch_device
-from edgebench.runtimes.base import Runtime, ieee_fp32_environment
+from edgebench.runtimes.base import ProfileUnavailable, Runtime, ieee_fp32_environment
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider"}
 
@@ -186,13 +186,11 @@ class OnnxRuntime(Runtime):
         is traced back to its PyTorch module through the ONNX file's metadata where the node kept its name."""
         import json
         import tempfile
-        import time
 
         import onnxruntime as ort
 
-        from edgebench.bench.measure.profile import PROFILE_WARMUP
+        from edgebench.bench.measure.profile import PROFILE_WARMUP, timed_calls
         from edgebench.runtimes._onnx import GraphNames, ort_profile_iterations
-        from edgebench.runtimes.base import ProfileUnavailable
 
         if self.on_gpu:
             raise ProfileUnavailable("ONNX Runtime is profiled on the CPU provider only here")
@@ -202,11 +200,7 @@ class OnnxRuntime(Runtime):
             opts.profile_file_prefix = str(Path(tmp) / "ort")
             session = ort.InferenceSession(str(self.artifact_path), sess_options=opts,
                                            providers=self.provider_list(self.artifact_path))
-            walls = []
-            for _ in range(PROFILE_WARMUP + iterations):
-                start = time.perf_counter()
-                session.run(None, prepared)
-                walls.append((time.perf_counter() - start) * 1e3)
+            walls = timed_calls(lambda: session.run(None, prepared), PROFILE_WARMUP + iterations)
             events = json.loads(Path(session.end_profiling()).read_text())
         return ort_profile_iterations(events, walls, PROFILE_WARMUP, GraphNames.read(self.artifact_path))
 

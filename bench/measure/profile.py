@@ -14,8 +14,9 @@ from __future__ import annotations
 import csv
 import re
 import statistics
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -192,6 +193,17 @@ def summarise(iterations: Sequence[ProfiledIteration], run: str = "", key: str =
     return Profile(len(iterations), wall, lines)
 
 
+def timed_calls(step: Callable[[], object], count: int) -> list[float]:
+    """Wall milliseconds of `count` calls of `step`: a profiled session's inferences, warm-up included (the
+    runtime's profile records those too, so both lists line up and drop the same warm-up)."""
+    walls = []
+    for _ in range(count):
+        start = time.perf_counter()
+        step()
+        walls.append((time.perf_counter() - start) * 1e3)
+    return walls
+
+
 def operators_text(lines: Sequence[ProfileLine]) -> str:
     """Operators as a table cell: `node_Conv_292 (QLinearConv) 21%, ...`; the type only where the name differs."""
     return ", ".join(f"{line.operator}{f' ({line.kind})' if line.kind and line.kind != line.operator else ''} "
@@ -239,8 +251,3 @@ def read_profile(path: Path) -> list[ProfileLine]:
                                "calls": float(record["calls"]), "macs": float(record.get("macs") or 0)})
                 for record in csv.DictReader(f)]
 
-
-def profile_of(lines: Sequence[ProfileLine], key: str) -> Profile | None:
-    """The profile of one result row from a run's lines (largest first), or None if it has none."""
-    mine = sorted((line for line in lines if line.key == key), key=lambda line: (line.operator == OUTSIDE, -line.ms))
-    return Profile(0, sum(line.ms for line in mine), mine) if mine else None
