@@ -183,6 +183,30 @@ def test_a_fresh_measuring_process_compiles_pytorch_int8_to_integer_kernels(digi
     assert out.stdout.splitlines()[0] == "['onednn.qconv_pointwise', 'onednn.qlinear_pointwise']", out.stdout
 
 
+class _SharedReluBlock(torch.nn.Module):
+    """A residual block that calls one ReLU module twice, as torchvision's ResNet blocks do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.Conv2d(3, 3, 3, padding=1)
+        self.relu = torch.nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.conv2(self.relu(self.conv1(x))) + x)
+
+
+def test_pytorch_int8_quantizes_a_module_called_twice():
+    """torchao's X86 quantizer refused a graph whose ReLU module is called twice ("Input partition has more than
+    one output node"): PyTorch int8 of resnet18, the default model, was an error row."""
+    from edgebench.runtimes._torch import quantize_x86
+
+    x = torch.randn(1, 3, 8, 8)
+    program, _ = quantize_x86(_SharedReluBlock().eval(), x, [np.random.default_rng(0).standard_normal(
+        (1, 3, 8, 8), dtype=np.float32) for _ in range(2)])
+    targets = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
+    assert sum("quantize_per_tensor" in t for t in targets) >= 2, targets
+
+
 def test_torchscript_has_no_int8_and_says_so():
     assert get_runtime("torchscript").export_unavailable("cpu", "int8") == "TorchScript on cpu runs fp32, not int8"
 
