@@ -4,7 +4,8 @@ An entry is keyed by everything the export reads: the bytes of the (compressed) 
 (its shape is the exported batch), of the int8 calibration images and of the task (QAT trains on it), the
 runtime's name, target and precision, the seed and QAT epochs, the source of every adapter in `runtimes/`
 (a user's adapter file too), of `models/` and `compression/`, the versions of the installed packages, and for
-GPU exports the device, its driver and CUDA. Any change is a new key, so an
+GPU exports the device, its driver and CUDA, and for an artifact of machine code (AOTInductor) the CPU's vector
+extensions and the threads it was built for (`Runtime.host_facts`). Any change is a new key, so an
 entry is never served for another key; an old entry just stops being used. The cache lives in
 `models/.cache/artifacts`, or `EDGEBENCH_CACHE_DIR` (`make clean-cache` empties it; `--no-cache` bypasses
 it for one run).
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgebench.bench.isolation import PROJECT_ROOT
+from edgebench.runtimes import load_adapter
 
 # EDGEBENCH_CACHE_DIR moves it (the test suite points it at a temporary folder).
 CACHE_DIR = Path(os.environ.get("EDGEBENCH_CACHE_DIR") or PROJECT_ROOT / "models" / ".cache" / "artifacts")
@@ -83,6 +85,7 @@ def cache_key(job: Any, versions: dict[str, str]) -> str:
     """The key of a MeasureJob's export (see the module docstring for what goes in)."""
     parts = {
         "device": device_facts(job.options.target),
+        "host": load_adapter(job.adapter).host_facts(job.options),
         "adapter": job.adapter,
         "sources": [file_digest(p) for p in adapter_sources(job.adapter)],
         "target": job.options.target,

@@ -97,6 +97,12 @@ class Runtime(ABC):
         return None
 
     @classmethod
+    def host_facts(cls, options: RuntimeOptions) -> dict[str, Any]:
+        """What else on this machine shapes the artifact, for the artifact cache's key: nothing for a portable
+        file (the default); an artifact of machine code names the CPU extensions and threads it was built for."""
+        return {}
+
+    @classmethod
     def export_imports(cls, precision: str) -> tuple[str, ...]:
         """Modules every export at `precision` imports besides torch: imported once per run by the warm process
         that forks the export children (`bench.forkserver`). Only what the export surely imports: a module

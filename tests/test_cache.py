@@ -1,7 +1,8 @@
 """The artifact cache: a warm re-run exports nothing, and an entry is never served for another key.
 
 Every input of an export changes the key (module bytes, timed input, calibration and task where they are
-read, runtime, target, precision, seed, QAT epochs, adapter source, library versions); inputs an export
+read, runtime, target, precision, seed, QAT epochs, adapter source, library versions, and for machine code the
+CPU's extensions and the threads); inputs an export
 does not read do not. Entries are written whole and restored with the QAT reference they came with.
 """
 
@@ -55,6 +56,14 @@ def test_every_input_of_the_export_changes_the_key(job, change):
     assert cache_key(change(job), VERSIONS) != before
 
 
+def test_threads_change_the_key_only_of_an_artifact_of_machine_code(job):
+    """An AOTInductor package is compiled for the row's threads (and this CPU); an ONNX file is not."""
+    two = replace(job, options=replace(job.options, threads=2))
+    assert cache_key(job, VERSIONS) == cache_key(two, VERSIONS)
+    aoti = replace(job, adapter="edgebench.runtimes.aoti:AOTInductor")
+    assert cache_key(aoti, VERSIONS) != cache_key(replace(aoti, options=two.options), VERSIONS)
+
+
 def test_library_versions_change_the_key(job):
     assert cache_key(job, VERSIONS) != cache_key(job, {**VERSIONS, "onnxruntime": "1.33.0"})
 
@@ -73,10 +82,11 @@ def test_calibration_and_task_count_only_where_the_export_reads_them(job):
 
 def test_a_user_adapter_files_source_is_part_of_the_key(job, tmp_path):
     adapter = tmp_path / "my_runtime.py"
-    adapter.write_text("class Mine: pass\n")
+    header = "from edgebench.runtimes.base import Runtime\n"
+    adapter.write_text(f"{header}class Mine(Runtime): pass\n")
     mine = replace(job, adapter=f"{adapter}:Mine")
     before = cache_key(mine, VERSIONS)
-    adapter.write_text("class Mine:\n    pass  # changed\n")
+    adapter.write_text(f"{header}class Mine(Runtime):\n    pass  # changed\n")
     assert cache_key(mine, VERSIONS) != before
 
 

@@ -29,7 +29,7 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize("args,message", [
     (["--model", "resnet19"], "unknown model 'resnet19': choose one of resnet18, mobilenet_v2"),
     (["--runtimes", "pytorch,onnx"],
-     "unknown runtime 'onnx': choose from pytorch, pytorch-compiled, torchscript, executorch, onnxruntime"),
+     "unknown runtime 'onnx': choose from pytorch, pytorch-compiled, aoti, torchscript, executorch, onnxruntime"),
     (["--target", "tpu"], "unknown target 'tpu': choose one of cpu, gpu, npu"),
     (["--precision", "fp8"], "unknown precision 'fp8': choose from fp32, tf32, fp16, bf16"),
     (["--batch", "0"], "bad batch size '0'"),

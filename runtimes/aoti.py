@@ -1,0 +1,149 @@
+"""AOTInductor: `torch.export`, then Inductor compiles ahead of time into a package a process loads and calls.
+
+What a PyTorch deployment that cannot compile at start-up ships: `torch._inductor.aoti_compile_and_package`
+turns the exported program into a `.pt2` package holding a shared library (the generated C++ kernels, oneDNN
+calls and the weights, frozen and prepacked), and the measuring process loads it with
+`torch._inductor.aoti_load_package`, which neither traces nor compiles. So the compilation is the export
+(`export_s`) and `load_s` is opening a library: for resnet18 on this 2-core host, 13 s to compile, 1.4 s to
+load, against compiled PyTorch's 7-9 s compilation in every process that serves it, and the same kernels
+(19 ms p50, as torch.compile's).
+
+Freezing (weights folded and prepacked for oneDNN) applies only when the compilation runs without autograd:
+compiled with gradients on, the package called plain `aten::convolution` and ran 1.9x slower (measured here).
+int8 is torchao's PT2E X86 quantizer, as compiled PyTorch's, lowered to oneDNN's integer convolutions.
+
+The package is machine code: compiled for this CPU's vector extensions (its metadata names them, e.g.
+`AVX512 AVX512_VNNI`) and tuned for the row's thread count, so the artifact cache keys it by both
+(`host_facts`) and a package built for extensions this CPU lacks is refused at load rather than crashing.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import re
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from edgebench.runtimes import _torch
+from edgebench.runtimes._quant import calibration_batches
+from edgebench.runtimes.base import ProfileUnavailable
+
+# The CPU flag each extension Inductor names in AOTI_CPU_ISA needs (/proc/cpuinfo spelling).
+ISA_FLAGS = {"AVX2": "avx2", "AVX512": "avx512f", "AVX512_VNNI": "avx512_vnni", "AMX": "amx_tile",
+             "AVX512_BF16": "avx512_bf16", "AVX512_FP16": "avx512_fp16", "NEON": "asimd", "SVE": "sve"}
+
+
+def missing_extensions(isa: str, flags: list[str]) -> list[str]:
+    """The extensions a package's `AOTI_CPU_ISA` names (e.g. "AVX512 AVX512_VNNI") that these CPU flags lack."""
+    have = set(flags)
+    return [name for name in isa.split() if ISA_FLAGS.get(name, name.lower()) not in have]
+
+
+def package_calls(artifact: Path) -> list[str]:
+    """The operators the package's generated C++ calls through PyTorch's C shim (`aoti_torch_cpu_mkldnn__...`,
+    `aoti_torch_cpu__qconv_pointwise_tensor`), read from the wrapper source the package keeps beside its library."""
+    with zipfile.ZipFile(artifact) as package:
+        code = "\n".join(package.read(name).decode(errors="replace") for name in package.namelist()
+                         if name.endswith(".wrapper.cpp"))
+    return sorted(set(re.findall(r"aoti_torch_(?:cpu|cuda)_(\w+?)\(", code)))
+
+
+class AOTInductor(_torch.TorchModuleRuntime):
+    name = "aoti"
+    label = "AOTInductor"
+    order = 2
+    artifact = "model.pt2"  # a PT2 package: the compiled library, its weights inside, and its metadata
+    precisions = {"cpu": ("fp32", "bf16", "int8"), "gpu": ("fp32", "fp16", "bf16")}
+
+    @classmethod
+    def export_imports(cls, precision: str) -> tuple[str, ...]:
+        imports = ("torch.export", "torch._inductor.compile_fx")
+        return (*imports, "torchao.quantization.pt2e") if precision == "int8" else imports
+
+    @classmethod
+    def export_unavailable(cls, target: str, precision: str) -> str | None:
+        reason = super().export_unavailable(target, precision)
+        if reason is None and not (shutil.which("g++") or shutil.which("c++")):
+            return "AOTInductor compiles C++ and needs a compiler (g++); none on PATH"
+        if reason is None and precision == "int8" and importlib.util.find_spec("torchao") is None:
+            return "PyTorch int8 needs torchao (pip install torchao)"
+        return reason
+
+    @classmethod
+    def host_facts(cls, options: Any) -> dict[str, Any]:
+        """The package is machine code: the CPU's vector extensions its instructions use, and the threads its
+        loops were sized for."""
+        from edgebench.bench.environment import cpu_info
+
+        flags = set(cpu_info().get("flags", [])) if options.target == "cpu" else set()
+        return {"extensions": sorted(flags & set(ISA_FLAGS.values())), "threads": options.threads}
+
+    def export(self, model: Any, example: Any, folder: Path) -> Path:
+        import torch
+
+        _torch.set_threads(self.options.threads)  # Inductor sizes its parallel loops for the threads it sees
+        if self.options.precision == "int8":
+            batches = calibration_batches(self.calibration, example.shape[0])
+            program, quantized = _torch.quantize_x86(model, example, batches, self.qat)
+            if self.qat is not None:
+                self.trained = quantized
+        else:
+            dtype = self.torch_dtype()  # on a copy: the caller's model stays fp32 on the CPU
+            module = copy.deepcopy(model).eval().to(device=self.device, dtype=dtype)
+            program = torch.export.export(module, (example.to(device=self.device, dtype=dtype),))
+        path = folder / self.artifact
+        with torch.no_grad():  # freezing applies only without autograd (see the module docstring)
+            torch._inductor.aoti_compile_and_package(program, package_path=str(path),
+                                                     inductor_configs={"freezing": True})
+        return path
+
+    def load(self, artifact: Path) -> None:
+        import torch
+
+        from edgebench.bench.environment import cpu_info
+
+        _torch.set_threads(self.options.threads)
+        _torch.fp32_math(self.options.precision)
+        self.dtype = self.torch_dtype()
+        self.artifact_path = artifact
+        self.metadata = dict(self.read_metadata(artifact))
+        isa = self.metadata.get("AOTI_CPU_ISA", "")
+        missing = missing_extensions(isa, cpu_info().get("flags", [])) if self.options.target == "cpu" else []
+        if missing:  # its instructions would kill the process: say so instead
+            raise RuntimeError(f"this AOTInductor package was compiled for {isa}; this CPU lacks "
+                               f"{', '.join(missing)} (re-export it here)")
+        self.module = torch._inductor.aoti_load_package(str(artifact))
+
+    @staticmethod
+    def read_metadata(artifact: Path) -> dict[str, str]:
+        """The package's own record of where it was compiled for (AOTI_CPU_ISA, AOTI_DEVICE_KEY), read from its
+        metadata file without loading the library."""
+        import json
+
+        with zipfile.ZipFile(artifact) as package:
+            names = [n for n in package.namelist() if n.endswith(".wrapper_metadata.json")]
+            return json.loads(package.read(names[0])) if names else {}
+
+    def label_mismatch(self) -> str | None:
+        """An int8 package whose code calls no integer kernel is not timed under an int8 label."""
+        if self.options.precision == "int8" and not self.integer_kernels():
+            return "AOTInductor int8: the package's code calls no integer kernel (float convolutions)"
+        return super().label_mismatch()
+
+    def integer_kernels(self) -> list[str]:
+        return [call for call in package_calls(self.artifact_path) if re.match(r"_?q(conv|linear)", call)]
+
+    def profile(self, prepared: Any, iterations: int) -> list[Any]:
+        raise ProfileUnavailable("an AOTInductor package runs its kernels inside one C++ call that torch.profiler "
+                                 "does not see into (an instrumented build, Inductor's cpp.enable_kernel_profile, "
+                                 "is not wired into edgebench)")
+
+    def details(self) -> str:
+        isa = self.metadata.get("AOTI_CPU_ISA") or self.metadata.get("AOTI_DEVICE_KEY", "")
+        what = f"torch.export + AOTInductor package (freezing), compiled at export for {isa or 'this device'}"
+        if self.options.precision == "int8":
+            return f"torchao PT2E X86 int8, {what}; integer kernels {', '.join(self.integer_kernels())}"
+        return what
