@@ -33,7 +33,7 @@ from edgebench.bench.measure.profile import Profile, ProfileLine
 from edgebench.bench.measure.rounds import RE_WARMUP_ITERS, RoundFailed, RoundResult, RowRounds, interleave
 from edgebench.bench.measure.stats import interval_coverage
 from edgebench.bench.progress import Reporter
-from edgebench.bench.readying import ReadyGate
+from edgebench.bench.readying import LoadTimes, ReadyGate
 from edgebench.bench.results import ResultRow, RunWriter, annotate_ratios, row_key
 from edgebench.bench.resume import keep_finished_variants, resumed_environment, save_command
 from edgebench.bench.runlog import RunLog, logger
@@ -340,6 +340,7 @@ class Runner:
         self.reporter = reporter
         self.log = log
         self.cache = ArtifactCache()
+        self.load_times = LoadTimes(self.cache.root)
         self.versions: dict[str, str] = {}
         self.peaks: dict[str, float] = {}
         self.floor = DEFAULT_FLOOR  # the machine's A/A floor, read when the run starts
@@ -513,7 +514,10 @@ class Runner:
             with ThreadPoolExecutor(max_workers=max(self.config.export_jobs, self.config.load_jobs)) as pool:
                 anchors_started = [] if uncompressed else \
                     [pool.submit(self.anchor, found, run_dir, gate) for found in self.anchors_for(jobs, base["model"])]
-                loaded = list(pool.map(export_and_load, jobs))
+                keys = [LoadTimes.key(base["model"], base["compression"], job.runtime.name, job.precision, job.target,
+                                      job.batch, self.config.threads) for job in jobs]
+                started_first = {i: pool.submit(export_and_load, jobs[i]) for i in self.load_times.longest_first(keys)}
+                loaded = [started_first[i].result() for i in range(len(jobs))]
                 for future in anchors_started:
                     future.result()
             prepared = [(row, spec, job_dir, session, session.ready() if session is not None else None)
@@ -776,6 +780,9 @@ class Runner:
                         row.batch, start_s, ready["load_s"], ready["first_ms"],
                         "-" if session.score_s is None else f"{session.score_s:.2f} s", session.finish_s)
         self.log.append_file(f"{row.format} {row.precision} b{row.batch}: measure", session.log_path)
+        if ready is not None:
+            self.load_times.record({LoadTimes.key(row.model, row.compression, row.runtime, row.precision, row.target,
+                                                  row.batch, self.config.threads): ready["load_s"]})
         error = (rounds.error if rounds is not None else "") or measured.error
         if error:
             row.status, row.error, row.peak_rss_mb = "error", error, measured.peak_rss_mb

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from edgebench.bench.readying import ReadyGate
+from edgebench.bench.readying import LoadTimes, ReadyGate
 
 
 def _run(gate: ReadyGate, steps: list[tuple[str, float]]) -> list[tuple[str, float, float]]:
@@ -63,3 +63,19 @@ def test_one_load_at_a_time_is_serial():
 def test_a_gate_needs_a_load_slot():
     with pytest.raises(ValueError, match="at least 1"):
         ReadyGate(0)
+
+
+def test_rows_are_readied_longest_load_first_with_unknown_ones_first_in_their_order(tmp_path):
+    times = LoadTimes(tmp_path)
+    keys = ["eager", "compiled", "onnx", "new", "executorch", "newer"]
+    times.record({"eager": 2.4, "compiled": 8.7, "onnx": 0.5, "executorch": 1.5})
+    assert times.longest_first(keys) == [3, 5, 1, 0, 4, 2]
+    # kept for the next run, in the cache's folder; a later figure replaces the earlier
+    LoadTimes(tmp_path).record({"onnx": 9.0})
+    assert LoadTimes(tmp_path).longest_first(keys) == [3, 5, 2, 1, 0, 4]
+
+
+def test_an_unreadable_record_of_load_times_leaves_the_given_order(tmp_path):
+    (tmp_path / LoadTimes.FILE).write_text("{not json")
+    assert LoadTimes(tmp_path).longest_first(["a", "b", "c"]) == [0, 1, 2]
+    assert LoadTimes.key("resnet18", "none", "aoti", "fp32", "cpu", 1, 2) == "resnet18|none|aoti|fp32|cpu|b1|t2"
