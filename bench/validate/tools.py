@@ -1,12 +1,13 @@
 """`make validate`: edgebench's timing against each runtime's own tool, on the very same artifact, interleaved.
 
 Users' most common complaint about benchmark harnesses is "your numbers don't match the vendor's tool".
-This exports the model for OpenVINO, ONNX Runtime and TFLite as `make bench` does, keeps edgebench's
-measuring processes loaded, and takes rounds round-robin: edgebench's round of a runtime, then the tool's
-round of the same file, then the next runtime... The tools: OpenVINO's `benchmark_app` (it ships in the
+This exports the model for OpenVINO, ONNX Runtime, TFLite, ExecuTorch and AOTInductor as `make bench` does,
+keeps edgebench's measuring processes loaded, and takes rounds round-robin: edgebench's round of a runtime,
+then the tool's round of the same file, then the next runtime... The tools: OpenVINO's `benchmark_app` (it ships in the
 openvino wheel; given edgebench's exact compile configuration through `-load_config`), LiteRT's
 `litert-benchmark` (in the ai-edge-litert wheel), and, for ONNX Runtime (no tool in its wheel) and for
-LiteRT's Interpreter, a minimal loop written directly on the Python API (`bench/validate/bare_loops`).
+LiteRT's Interpreter, ExecuTorch and AOTInductor, a minimal loop written directly on the Python API
+(`bench/validate/bare_loops`).
 Each comparison is the median over rounds of edgebench's round median / the tool's (rounds paired: the two
 sides of a round run moments apart), with the sign-test interval over rounds widened by the machine's A/A
 floor: 1.00 means the same number, above 1 edgebench measured slower.
@@ -88,6 +89,10 @@ TOOLS = (
          _loop("onnxruntime_loop.py"), _loop_median),
     Tool("tflite", "bare Python loop", "Interpreter set_tensor + invoke in a loop", _loop("tflite_loop.py"),
          _loop_median),
+    Tool("executorch", "bare Python loop", "executorch.runtime's Method.execute in a loop, XNNPACK's pool at the "
+         "same threads (the wheel has no tool)", _loop("executorch_loop.py"), _loop_median),
+    Tool("aoti", "bare Python loop", "the package from torch._inductor.aoti_load_package called in a loop "
+         "(PyTorch ships no tool)", _loop("aoti_loop.py"), _loop_median),
     Tool("tflite", "litert-benchmark", "LiteRT's own tool (CompiledModel API, CPU accelerator; medians "
          "rounded to 0.01 ms)", _litert_benchmark, _litert_median),
 )
