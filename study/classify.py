@@ -1,7 +1,10 @@
 """`make study` (TASK=classify): the compression survey's seven tables (Embedded Vision Summit 2023), measured.
 
 Two runs, so every comparison in a table comes from one run: the MNIST ResNet family at fp32 in each runtime
-(tables 1 and 6), and every compression method on the middle model, int8 included (tables 2-5, 7). The tables
+(tables 1 and 6), and every compression method on the middle model, int8 included (tables 2-5, 7). A third,
+short run measures PyTorch's newer deployment runtimes (ExecuTorch, AOTInductor) on the middle model at fp32
+and post-training int8, for the frameworks and quantization tables and table 7's int8 row: every compression
+variant in each of them too would take the study past 15 minutes. The tables
 are pure functions over the stored rows, so `--tables-only` rewrites STUDY.md from them. Accuracy differences
 are paired (McNemar's exact test on the same test images, Holm-adjusted per table) against the right control,
 and within noise they are marked `~`.
@@ -23,6 +26,8 @@ from edgebench.bench.results import ResultRow, control_spec
 FAMILY = ("mnist_resnet_s", "mnist_resnet_m", "mnist_resnet_l")
 MODEL = "mnist_resnet_m"
 RUNTIMES = ("pytorch", "pytorch-compiled", "onnxruntime", "openvino", "tflite")
+# The deployment run: these at fp32 and int8, beside eager PyTorch (every row's speed-up baseline).
+DEPLOYMENT_RUNTIMES = ("pytorch", "executorch", "aoti")
 # Clustering is the survey's grid, clusters x scope ({16, 32} x {every layer, the last 3}), so neither is
 # confounded with the other; chains get their own control (`finetune:4`), added by the run.
 COMPRESS = ("prune-unstructured:0.5", "prune-unstructured:0.75", "prune-unstructured:0.9", "prune-channels:0.3",
@@ -41,7 +46,9 @@ def study_configs(out: Path, threads: int | None = None, seed: int = 0) -> list[
     if threads:
         common["threads"] = threads
     return [BenchConfig(model=",".join(FAMILY), out=out / "family", **common),
-            BenchConfig(model=MODEL, compress=COMPRESS, out=out / "compression", **common)]
+            BenchConfig(model=MODEL, compress=COMPRESS, out=out / "compression", **common),
+            BenchConfig(model=MODEL, out=out / "deployment", **{**common, "runtimes": DEPLOYMENT_RUNTIMES,
+                                                                  "precisions": ("fp32", "int8")})]
 
 
 
@@ -55,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, tables_only = parsed
     configs = study_configs(out)
     if tables_only:
-        missing = [str(c.out) for c in configs if not read_rows(c.out)]
+        # the deployment run may be missing: a study stored before it had two runs, and renders without it
+        missing = [str(c.out) for c in configs[:2] if not read_rows(c.out)]
         if missing:
             print(f"edgebench-study: error: no rows in {', '.join(missing)}: expected a folder `make study` wrote",
                   file=sys.stderr)
@@ -69,20 +77,22 @@ def write_study(out: Path, configs: list[BenchConfig]) -> int:
     from edgebench.bench.results import read_rows
     from edgebench.reports.runs import load_run
 
-    family, compression = (read_rows(c.out) for c in configs)
+    family, compression = (read_rows(c.out) for c in configs[:2])
+    deployment = read_rows(configs[2].out) if (configs[2].out / "rows.jsonl").is_file() else []
     floor = load_run(configs[1].out).floor
+    third = f", `{configs[2].out.name}` (tables 1, 3, 7: ExecuTorch, AOTInductor)" if deployment else ""
     header = (f"# Compression study: {MODEL} on MNIST, measured on this machine\n\n"
-              f"Runs: `{configs[0].out.name}` (tables 1, 6) and `{configs[1].out.name}` (tables 2-5, 7) in {out}; "
-              "machine, software and method in each run's table.md and environment.json.\n\n")
-    (out / "STUDY.md").write_text(study_markdown(family, compression, MODEL, header, floor))
+              f"Runs: `{configs[0].out.name}` (tables 1, 6) and `{configs[1].out.name}` (tables 2-5, 7){third} in "
+              f"{out}; machine, software and method in each run's table.md and environment.json.\n\n")
+    (out / "STUDY.md").write_text(study_markdown(family, compression, MODEL, header, floor, deployment))
     print((out / "STUDY.md").read_text())
     print(f"Study: {out / 'STUDY.md'}")
     return 0
 
 
 # -- the seven tables, from stored rows ----------------------------------------------------------------------
-RUNTIME_ORDER = ("pytorch", "pytorch-compiled", "torchscript", "onnxruntime", "openvino", "tflite", "tensorrt",
-                 "coreml")
+RUNTIME_ORDER = ("pytorch", "pytorch-compiled", "aoti", "torchscript", "executorch", "onnxruntime", "openvino",
+                 "tflite", "tensorrt", "coreml")
 REFERENCE_RUNTIME = "onnxruntime"  # sizes and ratios in the summary are read from this runtime's files
 
 
@@ -327,17 +337,21 @@ def summary_table(rows: Sequence[ResultRow], model: str, floor: float = 0.0) -> 
 
 
 def study_markdown(family_rows: Sequence[ResultRow], rows: Sequence[ResultRow], model: str,
-                   header: str = "", floor: float = 0.0) -> str:
+                   header: str = "", floor: float = 0.0, deployment_rows: Sequence[ResultRow] = ()) -> str:
     """All seven tables, in the talk's order: 1 and 6 from the family run, the others from the compression run
-    of `model`, so that every comparison inside a table comes from one run."""
+    of `model`, so that every comparison inside a table comes from one run. The deployment run's runtimes (the
+    ones neither other run measured) join tables 1, 3 and 7 as rows or columns of their own: what is compared
+    within them (int8 against the same runtime's fp32) was timed in that run."""
+    known = {r.runtime for r in (*family_rows, *rows)}
+    extra = [r for r in deployment_rows if r.runtime not in known]
     sections = [
-        ("1. Inference frameworks", frameworks_table(family_rows, model)),
+        ("1. Inference frameworks", frameworks_table([*family_rows, *extra], model)),
         ("2. Pruning", pruning_table(rows, model)),
-        ("3. Quantization", quantization_table(rows, model)),
+        ("3. Quantization", quantization_table([*rows, *extra], model)),
         ("4. Weight clustering", clustering_table(rows, model)),
         ("5. Knowledge distillation", distillation_table(rows, model)),
         ("6. Architecture family", family_table(family_rows)),
-        ("7. Summary: measured ratios to the uncompressed fp32 model", summary_table(rows, model, floor)),
+        ("7. Summary: measured ratios to the uncompressed fp32 model", summary_table([*rows, *extra], model, floor)),
     ]
     text = header
     for title, table in sections:

@@ -18,7 +18,7 @@ def row(compression: str, runtime: str, p50: float, accuracy: float, precision: 
         zip_mb: float = 0.9, epochs: int = 0, params: int = 1000, sparsity: float = 0.0, model: str = "m",
         gain: tuple[float, float, float] = (1.0, 0.95, 1.05), pruned: float | None = None) -> ResultRow:
     """`gain`: the speed-up against the runtime's uncompressed fp32 as the runner pairs it, with its interval."""
-    labels = {"onnxruntime": "ONNX Runtime", "tflite": "TFLite"}
+    labels = {"onnxruntime": "ONNX Runtime", "tflite": "TFLite", "executorch": "ExecuTorch (XNNPACK)"}
     return ResultRow(model=model, weights="w", compression=compression, runtime=runtime, format=labels[runtime],
                      precision=precision, target="cpu", device="cpu", batch=1, threads=1, status="ok",
                      size_mb=size, zip_mb=zip_mb, p50_ms=p50, accuracy=accuracy, accuracy_ci_low=accuracy - 0.01,
@@ -90,6 +90,24 @@ def test_the_study_has_the_seven_tables_of_the_talk():
     assert "across this table's 1 comparison (family-wise 5%)" in distillation
     assert "| prune-unstructured:0.9 | - | 88% | 1,000 | 120 |" in text  # non-zero parameters from true sparsity
     assert "| prune-channels:0.5 | 50.0% | 0% | 400 |" in text  # the channels really removed, not the ratio asked
+
+
+def test_the_deployment_runs_runtimes_join_the_frameworks_quantization_and_summary_tables():
+    """ExecuTorch and AOTInductor are measured in a third run at fp32 and int8 only: they appear where that run
+    answers (tables 1, 3, 7), and its rows of runtimes the other runs measured are not shown twice."""
+    deployment = [row("none", "executorch", 0.8, 0.971), row("none", "executorch", 0.4, 0.969, precision="int8",
+                                                              size=0.3, gain=(2.0, 1.7, 2.3)),
+                  row("none", "onnxruntime", 9.9, 0.5)]  # another run's ONNX Runtime: not this table's
+    text = study_markdown(ROWS, ROWS, "m", "", 0.0, deployment)
+    tables = {t.split("\n", 1)[0]: t for t in text.split("## ")[1:]}
+    frameworks = tables["1. Inference frameworks"]
+    assert "| ExecuTorch (XNNPACK) | 1.00 | 0.800 | 97.1" in frameworks and "9.90" not in frameworks
+    quantization = tables["3. Quantization"]
+    assert "| ExecuTorch (XNNPACK) | 1.000 | 0.800 | 97.1 (96.1-98.1) | 0.300 | 0.400 | 96.9" in quantization
+    summary = tables["7. Summary: measured ratios to the uncompressed fp32 model"]
+    assert "ExecuTorch (XNNPACK) speed-up (95% CI)" in summary and "x2.00 (1.70-2.30)" in summary
+    assert "ExecuTorch" not in tables["2. Pruning"]
+    assert study_markdown(ROWS, ROWS, "m") == study_markdown(ROWS, ROWS, "m", "", 0.0, [])
 
 
 def scored(compression: str, wrong: list[int], epochs: int = 0, images: int = 1000) -> ResultRow:
