@@ -3,7 +3,8 @@
 `torch.export`, then `to_edge_transform_and_lower` with the XNNPACK partitioner, then the `.pte`; run by
 ExecuTorch's Python runtime (`executorch.runtime`) with XNNPACK's thread pool set to the row's threads. int8 is
 XNNPACK's own PT2E quantizer (symmetric int8, per-channel weights), calibrated on the task's training images as
-every runtime's int8 is. What the partitioner does not take runs in ExecuTorch's portable kernels (reference
+every runtime's int8 is (or trained quantization-aware with the same quantizer, `COMPRESS=qat`). What the
+partitioner does not take runs in ExecuTorch's portable kernels (reference
 C++, the usual reason an ExecuTorch model is slow): the row's details count the program's calls into the
 XNNPACK delegate and into portable kernels, naming the latter.
 
@@ -39,10 +40,6 @@ class ExecuTorchXnnpack(Runtime):
     def export_imports(cls, precision: str) -> tuple[str, ...]:
         return ("torch.export", "executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner")
 
-    @classmethod
-    def qat_unavailable(cls) -> str | None:
-        return "ExecuTorch's quantization-aware training (XNNPACK's QAT configuration) is not wired into edgebench"
-
     def export(self, model: Any, example: Any, folder: Path) -> Path:
         import torch
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -58,20 +55,34 @@ class ExecuTorchXnnpack(Runtime):
         return path
 
     def _quantized(self, module: Any, example: Any) -> Any:
-        """XNNPACK's PT2E quantizer: symmetric int8 activations, per-channel int8 weights, calibrated."""
+        """XNNPACK's PT2E quantizer: symmetric int8 activations, per-channel int8 weights, calibrated; or, for a
+        quantization-aware variant (`COMPRESS=qat`), the same quantizer's QAT configuration, trained on the task
+        (its observers calibrate as it trains), whose fake-quantized module is then the row's reference."""
         import torch
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
             XNNPACKQuantizer,
             get_symmetric_quantization_config,
         )
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        from torchao.quantization import pt2e
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
 
-        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-        prepared = prepare_pt2e(torch.export.export(module, (example,)).module(), quantizer)
-        with torch.no_grad():
-            for batch in calibration_batches(self.calibration, example.shape[0]):
-                prepared(torch.from_numpy(batch))
-        return convert_pt2e(prepared)
+        from edgebench.runtimes._quant import export_for_training
+        from edgebench.runtimes._torch import separate_call_sites
+
+        quantizer = XNNPACKQuantizer().set_global(
+            get_symmetric_quantization_config(is_per_channel=True, is_qat=self.qat is not None))
+        if self.qat is None:
+            prepared = prepare_pt2e(separate_call_sites(torch.export.export(module, (example,)).module()), quantizer)
+            with torch.no_grad():
+                for batch in calibration_batches(self.calibration, example.shape[0]):
+                    prepared(torch.from_numpy(batch))
+            return convert_pt2e(prepared)
+        prepared = prepare_qat_pt2e(separate_call_sites(export_for_training(module, example)), quantizer)
+        pt2e.allow_exported_model_train_eval(prepared)  # exported programs refuse .train()/.eval() otherwise
+        self.qat.train(prepared)
+        prepared.eval()
+        self.trained = prepared  # as trained, fake quantizers in place: what the .pte should compute
+        return convert_pt2e(copy.deepcopy(prepared))
 
     def load(self, artifact: Path) -> None:
         with without_compiler_init():

@@ -138,6 +138,19 @@ def _is_integer_artifact(runtime: str, artifact: str) -> bool:
         program = torch.export.load(artifact)
         targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
         return any(re.search(r"quantize_per_(tensor|channel)", t) for t in targets)
+    if runtime == "aoti":  # the package's code calls oneDNN's integer convolutions
+        from edgebench.runtimes.aoti import package_calls
+
+        return any(call.startswith(("_qconv", "qconv")) for call in package_calls(Path(artifact)))
+    if runtime == "executorch":  # its event tracer: XNNPACK ran every convolution in an integer kernel
+        from edgebench.bench.measure.profile import summarise
+
+        adapter = get_runtime("executorch")(RuntimeOptions(precision="int8", threads=1))
+        adapter.load(Path(artifact))
+        x = np.zeros((BATCH, 1, 8, 8), np.float32)
+        convolutions = [line for line in summarise(adapter.profile(adapter.prepare(x), 2)).lines
+                        if line.category == "convolution"]
+        return bool(convolutions) and all(line.executed == "int8" for line in convolutions)
     raise AssertionError(runtime)
 
 
@@ -212,7 +225,7 @@ def test_torchscript_has_no_int8_and_says_so():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "tflite", "pytorch-compiled"])
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "tflite", "pytorch-compiled", "aoti", "executorch"])
 def test_quantization_aware_training_happens_in_each_runtimes_own_toolchain(runtime, digits, tmp_path):
     """The int8 export trains first (its outputs differ from the float model's), ships an integer artifact that
     keeps the accuracy, and is judged against the trained model it came from."""
