@@ -278,6 +278,26 @@ class TorchModuleRuntime(Runtime):
 
         return getattr(torch, DTYPES[self.options.precision])
 
+    def exported_program(self, model: Any, example: Any) -> Any:
+        """The ExportedProgram compiled PyTorch and AOTInductor compile: torchao's X86 int8 (calibrated, or
+        trained quantization-aware, the trained module then being the row's reference), or the model at the
+        row's float dtype on its device, exported from a copy (the caller's module stays fp32 on the CPU)."""
+        import copy
+
+        import torch
+
+        from edgebench.runtimes._quant import calibration_batches
+
+        if self.options.precision == "int8":
+            batches = calibration_batches(self.calibration, example.shape[0])
+            program, quantized = quantize_x86(model, example, batches, self.qat)
+            if self.qat is not None:
+                self.trained = quantized
+            return program
+        dtype = self.torch_dtype()
+        module = copy.deepcopy(model).eval().to(device=self.device, dtype=dtype)
+        return torch.export.export(module, (example.to(device=self.device, dtype=dtype),))
+
     def copies_apart(self) -> bool:
         return self.options.target == "gpu"
 

@@ -19,7 +19,6 @@ The package is machine code: compiled for this CPU's vector extensions (its meta
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import re
 import shutil
@@ -28,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from edgebench.runtimes import _torch
-from edgebench.runtimes._quant import calibration_batches
 from edgebench.runtimes.base import ProfileUnavailable
 
 # The CPU flag each extension Inductor names in AOTI_CPU_ISA needs (/proc/cpuinfo spelling).
@@ -85,15 +83,7 @@ class AOTInductor(_torch.TorchModuleRuntime):
         import torch
 
         _torch.set_threads(self.options.threads)  # Inductor sizes its parallel loops for the threads it sees
-        if self.options.precision == "int8":
-            batches = calibration_batches(self.calibration, example.shape[0])
-            program, quantized = _torch.quantize_x86(model, example, batches, self.qat)
-            if self.qat is not None:
-                self.trained = quantized
-        else:
-            dtype = self.torch_dtype()  # on a copy: the caller's model stays fp32 on the CPU
-            module = copy.deepcopy(model).eval().to(device=self.device, dtype=dtype)
-            program = torch.export.export(module, (example.to(device=self.device, dtype=dtype),))
+        program = self.exported_program(model, example)
         path = folder / self.artifact
         with torch.no_grad():  # freezing applies only without autograd (see the module docstring)
             torch._inductor.aoti_compile_and_package(program, package_path=str(path),

@@ -16,7 +16,6 @@ because at batch 1 on maps this small PyTorch picks its im2col convolution (`ate
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import shutil
 from pathlib import Path
@@ -25,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from edgebench.runtimes import _torch
-from edgebench.runtimes._quant import calibration_batches
 
 
 class PyTorchCompiled(_torch.TorchModuleRuntime):
@@ -52,16 +50,7 @@ class PyTorchCompiled(_torch.TorchModuleRuntime):
         import torch
 
         path = folder / self.artifact
-        if self.options.precision == "int8":
-            batches = calibration_batches(self.calibration, example.shape[0])
-            program, quantized = _torch.quantize_x86(model, example, batches, self.qat)
-            if self.qat is not None:
-                self.trained = quantized
-        else:
-            dtype = self.torch_dtype()  # on a copy: the caller's model stays fp32 on the CPU
-            module = copy.deepcopy(model).eval().to(device=self.device, dtype=dtype)
-            program = torch.export.export(module, (example.to(device=self.device, dtype=dtype),))
-        torch.export.save(program, str(path))
+        torch.export.save(self.exported_program(model, example), str(path))
         return path
 
     def stored_weights(self, artifact: Path) -> list[np.ndarray]:
