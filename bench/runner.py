@@ -587,6 +587,8 @@ class Runner:
                     pytorch, own = (state.get(k) if k is not None else None for k in baseline_of[key])
                     annotate_ratios(row, rounds, pytorch, own, self.peaks, self.floor.floor)
                 complete(key, row, rounds if measured else None)
+            # this machine's load times, for the next run's readying order: one write per variant
+            self.load_times.record({keys[key]: sessions[key][1]["load_s"] for key, _ in done_rows})
         finally:
             for session in started:
                 session.kill()
@@ -780,9 +782,6 @@ class Runner:
                         row.batch, start_s, ready["load_s"], ready["first_ms"],
                         "-" if session.score_s is None else f"{session.score_s:.2f} s", session.finish_s)
         self.log.append_file(f"{row.format} {row.precision} b{row.batch}: measure", session.log_path)
-        if ready is not None:
-            self.load_times.record({LoadTimes.key(row.model, row.compression, row.runtime, row.precision, row.target,
-                                                  row.batch, self.config.threads): ready["load_s"]})
         error = (rounds.error if rounds is not None else "") or measured.error
         if error:
             row.status, row.error, row.peak_rss_mb = "error", error, measured.peak_rss_mb

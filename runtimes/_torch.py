@@ -17,13 +17,10 @@ DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bflo
 def quantize_x86(model: Any, example: Any, batches: list[np.ndarray], qat: QatPlan | None = None) -> Any:
     """Static int8 with torchao's PT2E X86 Inductor quantizer: an ExportedProgram, and the module it came from.
 
-    Calibrated on `batches`, or, with a QAT plan, trained with the quantizer's QAT configuration instead
-    (its observers calibrate as it trains). It runs fast only compiled (`torch.compile` with Inductor
-    freezing), which `compile_program` does, and checks.
+    It runs fast only compiled (`torch.compile` with Inductor freezing, or AOTInductor), which
+    `compile_program` does, and checks.
     """
     import torch
-    from torchao.quantization import pt2e
-    from torchao.quantization.pt2e import quantize_pt2e
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
 
     quantizer = x86.X86InductorQuantizer().set_global(
@@ -31,6 +28,19 @@ def quantize_x86(model: Any, example: Any, batches: list[np.ndarray], qat: QatPl
     head = detection_head(model)
     if head is not None:  # a detector's head stays float: torchao's quantizer skips by module, its convs too
         quantizer.set_module_name_qconfig(head, None)
+    quantized = drop_unused_tensors(pt2e_quantized(model, example, quantizer, batches, qat))
+    return torch.export.export(quantized, (example,)), quantized
+
+
+def pt2e_quantized(model: Any, example: Any, quantizer: Any, batches: list[np.ndarray],
+                   qat: QatPlan | None = None) -> Any:
+    """The PT2E flow every PyTorch-side int8 shares (torchao's X86 quantizer, XNNPACK's): the model exported and
+    prepared with `quantizer`, calibrated on `batches`, or, with a QAT plan, trained with the quantizer's QAT
+    configuration instead (its observers calibrate as it trains); then converted to quantize/dequantize ops."""
+    import torch
+    from torchao.quantization import pt2e
+    from torchao.quantization.pt2e import quantize_pt2e
+
     if qat is None:
         graph = separate_call_sites(torch.export.export(model.eval(), (example,)).module())
         prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
@@ -41,8 +51,7 @@ def quantize_x86(model: Any, example: Any, batches: list[np.ndarray], qat: QatPl
         prepared = quantize_pt2e.prepare_qat_pt2e(separate_call_sites(export_for_training(model, example)), quantizer)
         pt2e.allow_exported_model_train_eval(prepared)  # exported programs refuse .train()/.eval() otherwise
         qat.train(prepared)
-    quantized = drop_unused_tensors(quantize_pt2e.convert_pt2e(prepared))
-    return torch.export.export(quantized, (example,)), quantized
+    return quantize_pt2e.convert_pt2e(prepared)
 
 
 def separate_call_sites(graph_module: Any) -> Any:

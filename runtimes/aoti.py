@@ -19,6 +19,7 @@ The package is machine code: compiled for this CPU's vector extensions (its meta
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import shutil
@@ -99,7 +100,7 @@ class AOTInductor(_torch.TorchModuleRuntime):
         _torch.fp32_math(self.options.precision)
         self.dtype = self.torch_dtype()
         self.artifact_path = artifact
-        self.metadata = dict(self.read_metadata(artifact))
+        self.metadata = self.read_metadata(artifact)
         isa = self.metadata.get("AOTI_CPU_ISA", "")
         missing = missing_extensions(isa, cpu_info().get("flags", [])) if self.options.target == "cpu" else []
         if missing:  # its instructions would kill the process: say so instead
@@ -131,8 +132,13 @@ class AOTInductor(_torch.TorchModuleRuntime):
             return "AOTInductor int8: the package's code calls no integer kernel (float convolutions)"
         return super().label_mismatch()
 
+    @functools.cached_property
+    def calls(self) -> list[str]:
+        """The package's shim calls (`package_calls`), read once: the label check and the details both ask."""
+        return package_calls(self.artifact_path)
+
     def integer_kernels(self) -> list[str]:
-        return [call for call in package_calls(self.artifact_path) if re.match(r"_?q(conv|linear)", call)]
+        return [call for call in self.calls if re.match(r"_?q(conv|linear)", call)]
 
     def profile(self, prepared: Any, iterations: int) -> list[Any]:
         raise ProfileUnavailable("an AOTInductor package runs its kernels inside one C++ call that torch.profiler "

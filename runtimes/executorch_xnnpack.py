@@ -57,32 +57,21 @@ class ExecuTorchXnnpack(Runtime):
     def _quantized(self, module: Any, example: Any) -> Any:
         """XNNPACK's PT2E quantizer: symmetric int8 activations, per-channel int8 weights, calibrated; or, for a
         quantization-aware variant (`COMPRESS=qat`), the same quantizer's QAT configuration, trained on the task
-        (its observers calibrate as it trains), whose fake-quantized module is then the row's reference."""
-        import torch
+        (its observers calibrate as it trains), whose converted module is then the row's reference."""
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
             XNNPACKQuantizer,
             get_symmetric_quantization_config,
         )
-        from torchao.quantization import pt2e
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
 
-        from edgebench.runtimes._quant import export_for_training
-        from edgebench.runtimes._torch import separate_call_sites
+        from edgebench.runtimes._torch import pt2e_quantized
 
         quantizer = XNNPACKQuantizer().set_global(
             get_symmetric_quantization_config(is_per_channel=True, is_qat=self.qat is not None))
-        if self.qat is None:
-            prepared = prepare_pt2e(separate_call_sites(torch.export.export(module, (example,)).module()), quantizer)
-            with torch.no_grad():
-                for batch in calibration_batches(self.calibration, example.shape[0]):
-                    prepared(torch.from_numpy(batch))
-            return convert_pt2e(prepared)
-        prepared = prepare_qat_pt2e(separate_call_sites(export_for_training(module, example)), quantizer)
-        pt2e.allow_exported_model_train_eval(prepared)  # exported programs refuse .train()/.eval() otherwise
-        self.qat.train(prepared)
-        prepared.eval()
-        self.trained = prepared  # as trained, fake quantizers in place: what the .pte should compute
-        return convert_pt2e(copy.deepcopy(prepared))
+        batches = calibration_batches(self.calibration, example.shape[0]) if self.qat is None else []
+        quantized = pt2e_quantized(module, example, quantizer, batches, self.qat)
+        if self.qat is not None:
+            self.trained = quantized  # as compiled PyTorch's QAT reference: the trained, converted module
+        return quantized
 
     def load(self, artifact: Path) -> None:
         with without_compiler_init():

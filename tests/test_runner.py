@@ -337,6 +337,10 @@ def test_a_warm_rerun_exports_nothing_and_a_changed_key_exports_again(tmp_path, 
         return row, next((tmp_path / name / "jobs").glob("*/none/cpu-onnxruntime-fp32-b1"))
 
     cold, cold_job = once("cold")
+    from edgebench.bench.readying import LoadTimes
+
+    remembered = LoadTimes(tmp_path / "cache").seconds  # beside the cache: the next run's readying order
+    assert remembered == {LoadTimes.key(cold.model, "none", "onnxruntime", "fp32", "cpu", 1, 1): cold.load_s}
     import edgebench.bench.runner
 
     with monkeypatch.context() as warm_only:  # a restored artifact is copied, not deflated again (seconds at 47 MB)
