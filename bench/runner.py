@@ -734,6 +734,10 @@ class Runner:
             with gate.alone() if gate is not None else contextlib.nullcontext():
                 exported = run_child("export", spec, job_dir, config.threads, config.timeout_s,
                                      lambda phase: self.reporter.phase(job.label, phase), warm=self.warm)
+            if exported.result and "unavailable" in exported.result:  # the runtime cannot express the model
+                self.log.append_file(f"{job.label}: export", job_dir / "export.log")
+                row.status, row.error = "unavailable", exported.result["unavailable"]
+                return row, None, job_dir
             if exported.result:
                 logger.info("%s stages: export process %.2f s, of which export %.2f s%s", job.label, exported.wall_s,
                             exported.result["export_s"], " (forked from a warm process)" if exported.forked else "")

@@ -22,6 +22,7 @@ import numpy as np
 from edgebench.bench.job import CompressJob, MeasureJob, load_job
 from edgebench.bench.measure.peakrss import PARENT_ENV, die_with_parent, exit_now
 from edgebench.runtimes import load_adapter
+from edgebench.runtimes.base import ExportUnavailable
 
 RESULT_FILE = "result.json"
 STATUS_FILE = "status"
@@ -87,7 +88,10 @@ def _export(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     layers = layer_macs(module, example[:1])  # before export, which may fuse or rewrite the module in place
     _phase(job_dir, "training (QAT)" if job.qat_epochs else "exporting")
     t0 = time.perf_counter()
-    artifact = adapter.export(module, example, folder)
+    try:
+        artifact = adapter.export(module, example, folder)
+    except ExportUnavailable as exc:  # the runtime cannot express this model: the row says why
+        return {"unavailable": " ".join(str(exc).split())}
     result: dict[str, Any] = {"artifact": str(artifact), "export_s": time.perf_counter() - t0}
     _phase(job_dir, "reading the artifact back")
     weights = adapter.stored_weights(artifact)  # here, not in the measuring process: its peak RSS stays its own

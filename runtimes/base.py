@@ -24,6 +24,11 @@ class ProfileUnavailable(Exception):
     """This runtime has no per-operator profiler here; the message says why (the row is measured as usual)."""
 
 
+class ExportUnavailable(Exception):
+    """This runtime cannot express the model (an operator it cannot lower, named in the message): raised by
+    export(), it makes the row `unavailable` with that reason rather than an `error`, which means a fault."""
+
+
 def ieee_fp32_environment(target: str, precision: str) -> dict[str, str]:
     """Environment for an fp32 GPU row: NVIDIA_TF32_OVERRIDE=0 turns TF32 off in every NVIDIA library that reads
     it (cuBLAS, cuDNN, and TensorRT's builder, which ignores its TF32 flag then). It is the only way to reach the

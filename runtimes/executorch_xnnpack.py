@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgebench.runtimes._quant import calibration_batches
-from edgebench.runtimes.base import Runtime
+from edgebench.runtimes.base import ExportUnavailable, Runtime
 
 
 class ExecuTorchXnnpack(Runtime):
@@ -49,7 +49,13 @@ class ExecuTorchXnnpack(Runtime):
         if self.options.precision == "int8":
             module = self._quantized(module, example)
         program = torch.export.export(module, (example,))
-        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        try:
+            lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        except Exception as exc:  # noqa: BLE001  (the verifier's SpecViolationError, or a fault: re-raised)
+            reason = unlowerable(str(exc))
+            if reason:
+                raise ExportUnavailable(reason) from exc
+            raise
         path = folder / self.artifact
         path.write_bytes(lowered.to_executorch().buffer)
         return path
@@ -201,4 +207,19 @@ def xnnpack_precision(event: str) -> str:
         return "fp16"
     if any(t in ("F32", "X32") for t in types):
         return "fp32"
+    return ""
+
+
+def unlowerable(message: str) -> str:
+    """Why the edge dialect's verifier refused the program, naming the operator ("" for any other failure): an
+    operator outside the Core ATen set that ExecuTorch's kernels implement (aten.cumprod, linalg ops), or one
+    whose dtypes no kernel takes (aten.abs of a complex FFT output)."""
+    import re
+
+    outside = re.search(r"Operator (?:torch\._ops\.)?(\S+) is not in Core ATen opset", message)
+    if outside:
+        return f"ExecuTorch cannot lower {outside.group(1)}: not in the Core ATen operator set its kernels implement"
+    dtypes = re.search(r"Operator: <EdgeOpOverload: (\S+)>: schema = .*? with args: (\{[^}]*\})", message)
+    if dtypes:
+        return f"ExecuTorch cannot lower {dtypes.group(1)} for these dtypes: {dtypes.group(2)}"
     return ""

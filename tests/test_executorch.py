@@ -15,6 +15,7 @@ from edgebench.runtimes import RuntimeOptions, get_runtime
 from tests_paths import ASSETS
 
 BIG_CONV = f"{ASSETS / 'one_big_conv.py'}:build"
+CUMPROD = f"{ASSETS / 'with_cumprod.py'}:build"
 ExecuTorch = get_runtime("executorch")
 pytestmark = pytest.mark.skipif(ExecuTorch.export_unavailable("cpu", "fp32") is not None,
                                 reason=f"{ExecuTorch.export_unavailable('cpu', 'fp32')}")
@@ -109,3 +110,50 @@ def test_the_measuring_process_loads_the_runtime_without_the_compiler(tmp_path):
                          cwd=Path(__file__).resolve().parents[1], env=dict(os.environ))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[:2] == ["(1, 1568) []", "compiler importable"], out.stdout
+
+
+def test_an_operator_executorch_cannot_lower_is_named_and_the_row_is_unavailable(tmp_path, fast_timing):
+    """torch.cumprod exports, but the edge dialect's verifier refuses it: no ExecuTorch kernel. The adapter says
+    which operator (ExportUnavailable), and a run's row is `unavailable` with that reason, not an `error`;
+    PyTorch measures the same model beside it."""
+    import io
+
+    from rich.console import Console
+
+    from edgebench.bench.config import BenchConfig
+    from edgebench.bench.progress import Reporter
+    from edgebench.bench.runlog import RunLog
+    from edgebench.bench.runner import Runner
+    from edgebench.runtimes.base import ExportUnavailable
+
+    module, example = load_model(CUMPROD).module, load_model(CUMPROD).example
+    adapter = ExecuTorch(RuntimeOptions(target="cpu", precision="fp32", threads=1))
+    with pytest.raises(ExportUnavailable, match=r"^ExecuTorch cannot lower aten\.cumprod\.default: not in the Core"):
+        adapter.export(module, example, tmp_path)
+    config = BenchConfig(model=CUMPROD, runtimes=("pytorch", "executorch"), threads=1, timing=fast_timing,
+                         repeats=1, out=tmp_path / "run", cache=False)
+    log = RunLog()
+    try:
+        summary = Runner(config, Reporter(Console(file=io.StringIO())), log).run()
+    finally:
+        log.close()
+    rows = {row.runtime: row for row in summary.rows}
+    assert rows["pytorch"].status == "ok"
+    assert rows["executorch"].status == "unavailable", rows["executorch"].error
+    assert "aten.cumprod.default" in rows["executorch"].error
+
+
+def test_the_verifiers_two_refusals_name_their_operator_and_other_failures_stay_errors():
+    """The edge verifier's messages as executorch 1.5 words them (from torch.linalg.inv and from abs() of an FFT's
+    complex output); any other exception is not read as 'cannot lower' (the row stays an error)."""
+    from edgebench.runtimes.executorch_xnnpack import unlowerable
+
+    outside = ("\nOperator torch._ops.aten.linalg_inv_ex.default is not in Core ATen opset (https://pytorch.org/docs/"
+               "stable/torch.compiler_ir.html#core-aten-ir).\"\nThere are a few things to try:")
+    assert unlowerable(outside).startswith("ExecuTorch cannot lower aten.linalg_inv_ex.default: not in the Core ATen")
+    dtypes = ("These operators are taking Tensor inputs with mismatched dtypes:\n\nOperator: <EdgeOpOverload: "
+              "aten.abs.default>: schema = aten::abs(Tensor self) -> Tensor with args: {'self': torch.complex64, "
+              "'__ret_0': torch.float32}\nstack trace: File")
+    assert unlowerable(dtypes) == ("ExecuTorch cannot lower aten.abs.default for these dtypes: {'self': "
+                                   "torch.complex64, '__ret_0': torch.float32}")
+    assert unlowerable("RuntimeError: out of memory") == ""
