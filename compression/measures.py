@@ -9,6 +9,8 @@ from pathlib import Path
 
 from torch import nn
 
+from edgebench.runtimes.base import artifact_files
+
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
@@ -22,9 +24,10 @@ def sparsity(model: nn.Module) -> float:
 
 
 def zipped_bytes(folder: Path) -> int:
-    """Every file of an artifact deflated at the highest level, as a download or an OTA update ships it."""
+    """Every file of an artifact deflated at the highest level, as a download or an OTA update ships it (not
+    edgebench's notes beside it)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        for path in artifact_files(folder):
             archive.write(path, path.relative_to(folder).as_posix())
     return buffer.getbuffer().nbytes

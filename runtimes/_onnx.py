@@ -163,7 +163,6 @@ class GraphNames:
         """torch.export's exporter records each node's module scopes in its metadata (`['', 'layer1', 'layer1.0',
         'layer1.0.conv1', 'convolution']`). A folded BatchNorm's convolution carries the BatchNorm's scope;
         nodes a quantizer added carry none."""
-        import ast
 
         import onnx
 
@@ -171,12 +170,7 @@ class GraphNames:
         graph = onnx.load(str(path), load_external_data=False).graph
         names.macs = graph_macs(graph)
         for node in graph.node:
-            scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
-            try:
-                found = ast.literal_eval(scopes) if scopes else []
-            except (ValueError, SyntaxError):
-                found = []
-            names.layers[node.name] = found[-2] if len(found) >= 2 and isinstance(found[-2], str) else ""
+            names.layers[node.name] = module_path(node)
             names.op_types[node.name] = node.op_type
             names.first_inputs[node.name] = node.input[0] if node.input else ""
             names.producers.update({value: node.name for value in node.output})
@@ -198,6 +192,27 @@ class GraphNames:
                 return node
             node = self.producers.get(self.first_inputs.get(node, ""), "")
         return found
+
+
+def module_path(node: Any) -> str:
+    """The PyTorch module an ONNX node came from, from the scopes torch.export's exporter records in its metadata
+    (`['', 'layer1', 'layer1.0', 'layer1.0.conv1', 'convolution']` -> `layer1.0.conv1`); "" where none."""
+    import ast
+
+    scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
+    try:
+        found = ast.literal_eval(scopes) if scopes else []
+    except (ValueError, SyntaxError):
+        found = []
+    return found[-2] if len(found) >= 2 and isinstance(found[-2], str) else ""
+
+
+def module_paths(path: Path) -> dict[str, str]:
+    """Each node of an ONNX file that names its PyTorch module, with that module (`module_path`)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return {node.name: found for node in graph.node if (found := module_path(node))}
 
 
 def graph_macs(graph: Any) -> dict[str, float]:

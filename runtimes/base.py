@@ -213,6 +213,16 @@ class Runtime(ABC):
         return None
 
 
+# edgebench's own notes about an artifact, written beside it by export() (OpenVINO's layer names): cached with it,
+# read by the measuring process, but not part of what a deployment ships, so not of its size.
+NOTES_SUFFIX = ".edgebench.json"
+
+
+def artifact_files(folder: Path) -> list[Path]:
+    """The files an export wrote, sorted, without edgebench's notes (`NOTES_SUFFIX`)."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.endswith(NOTES_SUFFIX))
+
+
 def artifact_size_bytes(folder: Path) -> int:
     """Everything an export wrote counts: external weight files, .bin beside .xml, package folders."""
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in artifact_files(folder))

@@ -12,15 +12,18 @@ exported as Q/DQ ONNX, which OpenVINO reads into an int8 IR.
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgebench.models.heads import detection_head
-from edgebench.runtimes._onnx import ONNX_PACKAGES, export_onnx, nodes_in_decode
+from edgebench.runtimes._onnx import ONNX_PACKAGES, export_onnx, module_paths, nodes_in_decode
 from edgebench.runtimes._quant import calibration_batches, nncf_qat_onnx
-from edgebench.runtimes.base import Runtime
+from edgebench.runtimes.base import NOTES_SUFFIX, Runtime
+
+LAYERS_NOTE = f"layers{NOTES_SUFFIX}"  # ONNX node name -> PyTorch module, written beside the IR at export
 
 DEVICES = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU"}
 HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}  # int8: quantized ops; the rest in f32
@@ -101,6 +104,9 @@ class OpenVINO(Runtime):
         path = folder / self.artifact
         # fp16 rows ship fp16 weights (half the file); fp32 and bf16 rows keep fp32 weights.
         ov.save_model(ov_model, str(path), compress_to_fp16=self.options.precision == "fp16")
+        # The plugin's nodes keep the ONNX nodes' names but not their metadata: which PyTorch module each came
+        # from is noted beside the IR for its profile (not part of its size: NOTES_SUFFIX).
+        (folder / LAYERS_NOTE).write_text(json.dumps(module_paths(onnx_path), sort_keys=True))
         onnx_path.unlink()  # the row's size is the IR's alone
         return path
 
@@ -178,6 +184,8 @@ class OpenVINO(Runtime):
         core = ov.Core()
         model = core.read_model(str(self.artifact_path))  # read once: its shapes give the multiply-adds
         macs = ir_macs(model)
+        note = self.artifact_path.parent / LAYERS_NOTE
+        layers = json.loads(note.read_text()) if note.exists() else {}  # an IR from before the note: no layers
         compiled = core.compile_model(model, self.device, {**self.compile_config(), "PERF_COUNT": True})
         request = compiled.create_infer_request()
         profiled = []
@@ -189,7 +197,7 @@ class OpenVINO(Runtime):
                 continue
             ops = tuple(OpTime(name=info.node_name, kind=info.node_type, precision=kernel_precision(info.exec_type),
                                ms=info.real_time.total_seconds() * 1e3, kernel=info.exec_type,
-                               macs=macs_of(info.node_name, macs))
+                               macs=by_op(info.node_name, macs, 0.0), layer=by_op(info.node_name, layers, ""))
                         for info in request.profiling_info if info.status == info.Status.EXECUTED)
             profiled.append(ProfiledIteration(wall_ms, ops))
         return profiled
@@ -225,8 +233,10 @@ def ir_macs(model: Any) -> dict[str, float]:
     return found
 
 
-def macs_of(node: str, macs: dict[str, float]) -> float:
-    """A profiled node's multiply-adds: the plugin names a node after the op it executes, with what it fused or
-    split off appended (`node_linear/WithoutBiases/DequantizationMultiply`)."""
+def by_op(node: str, table: dict[str, Any], default: Any) -> Any:
+    """What `table` says of a profiled node (its multiply-adds, its module): the plugin names a node after the op
+    it executes, with what it fused or split off appended (`node_linear/WithoutBiases/DequantizationMultiply`),
+    so the longest name of the table it starts with."""
     parts = node.split("/")
-    return next((macs[name] for name in ("/".join(parts[:k]) for k in range(len(parts), 0, -1)) if name in macs), 0.0)
+    return next((table[name] for name in ("/".join(parts[:k]) for k in range(len(parts), 0, -1)) if name in table),
+                default)

@@ -9,6 +9,7 @@ import torch
 from edgebench.bench.measure.fidelity import compare
 from edgebench.models import load_model, make_input
 from edgebench.runtimes import RuntimeOptions, artifact_size_bytes, get_runtime, runtime_names
+from edgebench.runtimes.base import artifact_files
 
 from tests_paths import TINY_MODEL
 
@@ -99,7 +100,9 @@ def _loaded_openvino(reference, folder, precision):
 def test_openvino_precision_is_explicit_and_read_back(reference, tmp_path):
     adapter = _loaded_openvino(reference, tmp_path, "fp32")
     assert "inference precision f32" in adapter.details()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.xml"]  # no stray ONNX counted
+    # no stray ONNX counted; the layers note beside the IR is edgebench's, not the artifact's (NOTES_SUFFIX)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["layers.edgebench.json", "model.bin", "model.xml"]
+    assert [p.name for p in artifact_files(tmp_path)] == ["model.bin", "model.xml"]
 
 
 class _NpuLikeCompiledModel:

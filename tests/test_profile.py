@@ -151,6 +151,7 @@ def test_the_dominant_convolution_is_the_top_operator_in_every_runtime(name, tmp
         assert top.kernel.lower().endswith("f32"), top.kernel
     if name in ("onnxruntime", "openvino"):  # their graphs give the shapes: 96 x 96 x 64 outputs of 8 x 7 x 7 products
         assert top.macs == 96 * 96 * 64 * 8 * 7 * 7
+        assert top.layer == "2"  # the PyTorch module it came from: the Sequential's third layer
 
 
 def test_torchscript_names_the_operators_its_profiler_cannot_see(tmp_path):
@@ -314,3 +315,25 @@ def test_a_profiled_rows_peak_memory_leaves_out_the_profiling_session(tmp_path):
                                "int8_coverage": None})
     Runner._fill_profile(runner, unavailable, {"profile": {"unavailable": "no profiler"}})
     assert unavailable.profile_note == "no profiler" and unavailable.peak_rss_mb == 900.0
+
+
+def test_openvino_notes_each_nodes_module_beside_the_ir_and_the_note_is_no_part_of_its_size(tmp_path,
+                                                                                           tmp_path_factory):
+    """OpenVINO keeps the ONNX nodes' names but drops their metadata: the export notes which PyTorch module each
+    node came from (`layers.edgebench.json`), which the profile's `layer` reads; the note is cached with the IR
+    but is not what a deployment ships, so neither the row's size nor its zipped size counts it."""
+    import json
+
+    from edgebench.compression.measures import zipped_bytes
+    from edgebench.runtimes.base import artifact_size_bytes
+
+    adapter, _ = _loaded("openvino", "fp32", tmp_path)
+    folder = adapter.artifact_path.parent
+    layers = json.loads((folder / "layers.edgebench.json").read_text())
+    assert set(layers.values()) >= {"0", "2", "6"}  # the Sequential's convolutions and its Linear
+    shipped = [p for p in folder.iterdir() if p.suffix in (".xml", ".bin")]
+    assert artifact_size_bytes(folder) == sum(p.stat().st_size for p in shipped)
+    alone = tmp_path_factory.mktemp("ir-alone")
+    for p in shipped:
+        (alone / p.name).write_bytes(p.read_bytes())
+    assert zipped_bytes(folder) == zipped_bytes(alone)
