@@ -135,13 +135,16 @@ def _loaded(name: str, precision: str, tmp_path, model_ref: str = BIG_CONV, cali
 @pytest.mark.parametrize("name", ["pytorch", "pytorch-compiled", "onnxruntime", "openvino", "executorch"])
 def test_the_dominant_convolution_is_the_top_operator_in_every_runtime(name, tmp_path):
     adapter, prepared = _loaded(name, "fp32", tmp_path)
-    # A busy shared host can stall one operator for longer than the whole inference takes: the medians of 15
-    # iterations, and a second and third profile if one is disturbed. A profiler that credits the time to the
-    # wrong operator fails all three.
-    for _ in range(3):
+    # A busy shared host can disturb a profile: on this project's 2-core CI host OpenVINO's counters twice gave
+    # the 0.08 ms 1x1 convolution 4.6-6.9 ms, as long as the dominant one, in the medians of a whole profile.
+    # So medians of 15 inferences, and up to five profiles until the dominant convolution (the most multiply-
+    # adds, where the runtime's graph gives them) leads; a profiler that credits the time to the wrong
+    # operator fails all five.
+    dominant = 96 * 96 * 64 * 8 * 7 * 7  # 96 x 96 x 64 outputs of 8 x 7 x 7 products
+    for _ in range(5):
         profile = summarise(adapter.profile(prepared, 15))
         top = profile.top(1)[0]
-        if top.category == "convolution" and top.share > 0.5:
+        if top.category == "convolution" and top.share > 0.5 and top.macs in (0.0, dominant):
             break
     assert top.category == "convolution", [(line.operator, line.kind, line.share) for line in profile.lines]
     assert top.share > 0.5 and top.executed == "fp32"
@@ -149,8 +152,8 @@ def test_the_dominant_convolution_is_the_top_operator_in_every_runtime(name, tmp
     assert {line.executed for line in profile.lines if line.operator != OUTSIDE} <= {"fp32", ""}
     if name == "openvino":  # the kernel the plugin chose, with its precision in its name
         assert top.kernel.lower().endswith("f32"), top.kernel
-    if name in ("onnxruntime", "openvino"):  # their graphs give the shapes: 96 x 96 x 64 outputs of 8 x 7 x 7 products
-        assert top.macs == 96 * 96 * 64 * 8 * 7 * 7
+    if name in ("onnxruntime", "openvino"):  # their graphs give the shapes
+        assert top.macs == dominant
         assert top.layer == "2"  # the PyTorch module it came from: the Sequential's third layer
 
 
