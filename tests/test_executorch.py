@@ -116,27 +116,17 @@ def test_an_operator_executorch_cannot_lower_is_named_and_the_row_is_unavailable
     """torch.cumprod exports, but the edge dialect's verifier refuses it: no ExecuTorch kernel. The adapter says
     which operator (ExportUnavailable), and a run's row is `unavailable` with that reason, not an `error`;
     PyTorch measures the same model beside it."""
-    import io
-
-    from rich.console import Console
+    from test_runner import run
 
     from edgebench.bench.config import BenchConfig
-    from edgebench.bench.progress import Reporter
-    from edgebench.bench.runlog import RunLog
-    from edgebench.bench.runner import Runner
     from edgebench.runtimes.base import ExportUnavailable
 
-    module, example = load_model(CUMPROD).module, load_model(CUMPROD).example
+    model = load_model(CUMPROD)
     adapter = ExecuTorch(RuntimeOptions(target="cpu", precision="fp32", threads=1))
     with pytest.raises(ExportUnavailable, match=r"^ExecuTorch cannot lower aten\.cumprod\.default: not in the Core"):
-        adapter.export(module, example, tmp_path)
-    config = BenchConfig(model=CUMPROD, runtimes=("pytorch", "executorch"), threads=1, timing=fast_timing,
-                         repeats=1, out=tmp_path / "run", cache=False)
-    log = RunLog()
-    try:
-        summary = Runner(config, Reporter(Console(file=io.StringIO())), log).run()
-    finally:
-        log.close()
+        adapter.export(model.module, model.example, tmp_path)
+    summary = run(BenchConfig(model=CUMPROD, runtimes=("pytorch", "executorch"), threads=1, timing=fast_timing,
+                              repeats=1, out=tmp_path / "run", cache=False))
     rows = {row.runtime: row for row in summary.rows}
     assert rows["pytorch"].status == "ok"
     assert rows["executorch"].status == "unavailable", rows["executorch"].error
