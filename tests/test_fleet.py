@@ -283,9 +283,7 @@ def test_a_local_fleet_listens_on_loopback_only():
 @linux
 def test_a_fleet_run_killed_with_9_resumes_to_the_rows_of_an_uninterrupted_one(tmp_path):
     devices = ["--devices", "resA,resB"]
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
-    done = subprocess.run([*RUN, *devices, *FAST, "--out", str(whole)], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
+    cut = tmp_path / "cut"
     proc = subprocess.Popen([*RUN, *devices, *FAST, "--out", str(cut)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     rows = cut / "rows.jsonl"
@@ -311,7 +309,9 @@ def test_a_fleet_run_killed_with_9_resumes_to_the_rows_of_an_uninterrupted_one(t
         return sorted((r["host"], r["runtime"], r["precision"], r["target"], r["batch"], r["status"])
                       for r in _rows(run_dir))
 
-    assert keys(cut) == keys(whole)
+    # what the uninterrupted run writes (every row of both devices, ok), as the two-device test above measures it
+    assert keys(cut) == sorted((host, runtime, "fp32", "cpu", 1, "ok") for host in ("resA", "resB")
+                               for runtime in ("pytorch", "onnxruntime"))
     after = {(r["host"], r["runtime"]): r["p50_ms"] for r in _rows(cut)}
     finished = {host for host, _ in before if sum(h == host for h, _ in before) == 2}
     assert finished and all(after[k] == v for k, v in before.items() if k[0] in finished)  # kept, not re-timed
