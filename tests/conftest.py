@@ -41,4 +41,9 @@ def _artifact_cache_of_this_test_session(tmp_path_factory):
     os.environ["EDGEBENCH_CACHE_DIR"] = str(folder)  # runs started as subprocesses too
     # No A/A floor measured on the developer's machine leaks into a test: every run uses the default.
     os.environ["EDGEBENCH_FLOOR_DIR"] = str(tmp_path_factory.mktemp("aa-floor"))
+    # Tests that export in this process build NNCF's C++ extension where the measuring processes do (the project's
+    # models/.cache), not in ~/.cache: on a fresh clone it was built twice, about 25 s each.
+    from edgebench.bench.isolation import TORCH_EXTENSIONS_DIR
+
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(TORCH_EXTENSIONS_DIR))
     yield

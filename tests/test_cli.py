@@ -154,12 +154,12 @@ def test_ctrl_c_keeps_finished_rows_and_leaves_no_children(tmp_path):
     # Rows are written per variant as each finishes its rounds; the second variant's compress and export
     # steps (seconds of process start-up) are then certainly in flight when the interrupt comes.
     proc = subprocess.Popen([sys.executable, "-m", "edgebench.bench", "--model", TINY_MODEL, "--runtimes",
-                             "pytorch,onnxruntime,openvino", "--compress", "prune-unstructured:0.5",
+                             "pytorch,onnxruntime", "--compress", "prune-unstructured:0.5",
                              "--out", str(out), "--no-cache", *FAST],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     rows = out / "rows.jsonl"
     deadline = time.monotonic() + 240
-    while not (rows.exists() and rows.read_text().count("\n") >= 3) and time.monotonic() < deadline:
+    while not (rows.exists() and rows.read_text().count("\n") >= 2) and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)  # now inside the next variant's compression or export
     proc.send_signal(signal.SIGINT)
