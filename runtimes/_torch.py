@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
 
 from edgebench.models.heads import detection_head
-from edgebench.runtimes._quant import QatPlan, export_for_training, fold_batchnorm_modules
+from edgebench.runtimes._quant import QatPlan, export_for_training
 from edgebench.runtimes.base import ProfileUnavailable, Runtime
 
 # tf32: fp32 tensors (TF32 is a math mode); int8: float in, Q/DQ inside.
@@ -49,10 +48,6 @@ def pt2e_quantized(model: Any, example: Any, quantizer: Any, batches: list[np.nd
             for batch in batches:
                 prepared(torch.from_numpy(batch))
     else:
-        # BatchNorm folded first, as for NNCF's QAT (`fold_batchnorm_modules`): every runtime's QAT then trains the
-        # same folded convolutions, and torchao neither simulates the fold in training nor undoes it at convert,
-        # each of which exported ~130 small pattern graphs (25 s a QAT export on the 2-core host, now ~3 s).
-        model = fold_batchnorm_modules(copy.deepcopy(model).eval())
         prepared = quantize_pt2e.prepare_qat_pt2e(separate_call_sites(export_for_training(model, example)), quantizer)
         pt2e.allow_exported_model_train_eval(prepared)  # exported programs refuse .train()/.eval() otherwise
         qat.train(prepared)

@@ -16,7 +16,6 @@ int8 trains with the same quantizer's QAT configuration (PT2E QAT) before conver
 from __future__ import annotations
 
 import contextlib
-import copy
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 
 from edgebench.bench.targets import tflite_delegate_options, tflite_delegates
 from edgebench.models.heads import detection_head
-from edgebench.runtimes._quant import calibration_batches, export_for_training, fold_batchnorm_modules
+from edgebench.runtimes._quant import calibration_batches, export_for_training
 from edgebench.runtimes.base import ProfileUnavailable, Runtime
 
 
@@ -136,7 +135,6 @@ class TFLite(Runtime):
                 for batch in calibration_batches(self.calibration, example.shape[0]):
                     prepared(torch.from_numpy(batch))
         else:
-            model = fold_batchnorm_modules(copy.deepcopy(model).eval())  # as every QAT here (`_torch.pt2e_quantized`)
             with _litert_qat_patterns():
                 prepared = quantize_pt2e.prepare_qat_pt2e(export_for_training(model, example), quantizer)
             pt2e.allow_exported_model_train_eval(prepared)

@@ -266,6 +266,19 @@ def test_batchnorm_is_folded_in_the_module_tree_before_nncf_qat_and_untraceable_
     assert isinstance(fold_batchnorm_modules(untraceable).bn, nn.BatchNorm2d)
 
 
+def test_pt2e_qat_prepares_a_graph_of_folded_convolutions_and_leaves_the_callers_model_alone():
+    """The graph PT2E QAT (compiled PyTorch, AOTInductor, ExecuTorch, TFLite) prepares has no BatchNorm, as NNCF's
+    QAT model has none: torchao then neither simulates nor undoes the fold (~25 s of pattern exports per QAT
+    export). The caller's model keeps its BatchNorms and its eval mode."""
+    from edgebench.runtimes._quant import export_for_training
+
+    model = MnistResNet(8).eval()
+    graph = export_for_training(model, torch.randn(1, 1, 28, 28))
+    ops = {str(node.target) for node in graph.graph.nodes if node.op == "call_function"}
+    assert any("conv2d" in op for op in ops) and not any("batch_norm" in op for op in ops), sorted(ops)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()) and not model.training
+
+
 def test_a_method_that_does_not_say_how_to_apply_itself_cannot_be_made():
     """`apply` is the interface's one abstract method: a subclass without it is refused, not registered half-made."""
     from edgebench.compression.base import CompressionMethod
