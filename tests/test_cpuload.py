@@ -89,6 +89,18 @@ def test_noisy_means_over_ten_percent(foreign, noisy):
     assert CpuLoad(foreign=foreign).noisy is noisy
 
 
+def test_a_short_round_is_flagged_only_beyond_one_tick_of_counting_error():
+    # a 0.12 s round on 2 cores spans 24 ticks: 3 foreign ticks read 12.5%, within one tick (4.2%) of 10%
+    three = load_between(*snapshots(busy=24, own=21, total=24))
+    assert three.foreign == pytest.approx(3 / 24) and three.tick == pytest.approx(1 / 24)
+    assert not three.noisy
+    four = load_between(*snapshots(busy=24, own=20, total=24))
+    assert four.noisy  # 16.7% - 4.2% is still over 10%
+    # over a long window the tick is negligible and the rule is the plain 10%
+    assert load_between(*snapshots(busy=1000, own=890, total=1000)).noisy
+    assert not load_between(*snapshots(busy=1000, own=900, total=1000)).noisy
+
+
 def test_tracker_reads_a_snapshot_at_entry_and_at_exit():
     readings = iter(snapshots(busy=400, own=100))
     with ForeignLoadTracker(read=lambda: next(readings)) as tracker:

@@ -44,6 +44,16 @@ def test_a_noisy_round_is_measured_again_after_a_pause_and_the_quiet_one_is_kept
     assert rows["B"].repeated == 0
 
 
+def test_a_reading_within_one_tick_of_the_threshold_is_not_measured_again():
+    # 3 foreign ticks of a 24-tick round (12.5%): within /proc's counting error of 10%, so kept as it is
+    def run_round(key, index):
+        return RoundResult(samples_ms=[1.0], warmup_iters=1, capped=False, foreign_load=3 / 24, foreign_tick=1 / 24)
+
+    rows = interleave(["A"], 2, run_round, NoiseGuard(retries=2, quiet_wait_s=0.7), sleep=lambda s: 1 / 0)
+    assert rows["A"].repeated == 0 and len(rows["A"].kept) == 2 and not rows["A"].noisy
+    assert rows["A"].foreign_load == pytest.approx(0.125)  # still recorded as read
+
+
 def test_a_round_that_stays_noisy_is_kept_and_flagged_once_the_retries_are_spent():
     tries = []
 

@@ -3,9 +3,9 @@
 On a shared machine a slow minute should hit every runtime alike, so no row gets all of its samples from
 one bad stretch; ratios between rows measured this way hold where single back-to-back measurements did not
 (measured here: PyTorch's p50 for one model 1.62 ms and 0.71 ms minutes apart). A round during which other
-processes used more than `NOISY_FOREIGN_LOAD` of the CPU is measured again after a pause, up to a limit;
-only a row that keeps a noisy round is flagged `noisy`. This module knows nothing about processes or
-runtimes: it calls `run_round(key, index)` and decides what to keep.
+processes used more than `NOISY_FOREIGN_LOAD` of the CPU (beyond /proc's one-tick resolution, `cpuload`) is
+measured again after a pause, up to a limit; only a row that keeps a noisy round is flagged `noisy`. This
+module knows nothing about processes or runtimes: it calls `run_round(key, index)` and decides what to keep.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgebench.bench.measure.cpuload import NOISY_FOREIGN_LOAD
+from edgebench.bench.measure.cpuload import over_noise_floor
 
 logger = logging.getLogger("edgebench")
 
@@ -37,10 +37,11 @@ class RoundResult:
     window_s: float | None = None  # throughput mode: the window's length
     energy_j: float | None = None  # the energy counter's joules over the round (warm-up included), where one exists
     settle_s: float | None = None  # how long its process took to go quiet after the round (bench.worker.settle)
+    foreign_tick: float | None = None  # share of one clock tick of the round's CPU time (cpuload.CpuLoad.tick)
 
     @property
     def noisy(self) -> bool:
-        return self.foreign_load is not None and self.foreign_load > NOISY_FOREIGN_LOAD
+        return over_noise_floor(self.foreign_load, self.foreign_tick)
 
 
 class RoundFailed(Exception):
