@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from edgebench.bench.job import CompressJob, MeasureJob, save_job
-from edgebench.bench.worker import LOADED_FILE, PARENT_ENV, READY_FILE, RESULT_FILE, SCORED_FILE, STATUS_FILE
+from edgebench.bench.worker import (
+    LOADED_FILE,
+    NOTIFY_ENV,
+    PARENT_ENV,
+    READY_FILE,
+    RESULT_FILE,
+    SCORED_FILE,
+    STATUS_FILE,
+)
 from edgebench.runtimes.base import ieee_fp32_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -109,15 +117,18 @@ def _job_env(job: CompressJob | MeasureJob, threads: int) -> dict[str, str]:
 
 
 def _spawn(mode: str, job: CompressJob | MeasureJob, job_dir: Path, threads: int, timeout_s: float,
-           stdin: int) -> tuple[subprocess.Popen, Path, Path]:
-    """Start `bench.worker` under the peak-RSS wrapper, in its own process group; (process, report, log)."""
+           stdin: int, notify_fd: int | None = None) -> tuple[subprocess.Popen, Path, Path]:
+    """Start `bench.worker` under the peak-RSS wrapper, in its own process group; (process, report, log).
+    `notify_fd`, a pipe's write end, is handed down to the worker, which writes a byte there after each answer."""
     job_path, report, log_path = _prepare(mode, job, job_dir)
     command = [sys.executable, "-m", "edgebench.bench.measure.peakrss", str(report), str(timeout_s), "--",
                sys.executable, "-m", "edgebench.bench.worker", mode, str(job_path)]
     env = _job_env(job, threads)
+    if notify_fd is not None:
+        env[NOTIFY_ENV] = str(notify_fd)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=stdin, cwd=PROJECT_ROOT,
-                                env=env, start_new_session=True)
+                                env=env, start_new_session=True, pass_fds=() if notify_fd is None else (notify_fd,))
     return proc, report, log_path
 
 
@@ -197,9 +208,16 @@ class ChildSession:
         self.score_s: float | None = None  # how long scoring accuracy took, when asked apart (score())
         self.loaded_s: float | None = None  # from the start until loaded (loaded()), once asked
         self._loaded: dict[str, Any] | None = None
+        # The child writes a byte to this pipe after each answer, so a wait ends when the answer is written
+        # rather than at the next poll (polling every 20 ms added 10 ms to each 0.1 s round on average).
+        self._notify, notify_w = os.pipe()
         # The wrapper's own limit is only a last resort: this parent enforces the per-step timeout.
-        self.proc, self.report, self.log_path = _LAUNCHER.submit(_spawn, "measure", job, job_dir, threads,
-                                                                 timeout_s * 1000, subprocess.PIPE).result()
+        try:
+            self.proc, self.report, self.log_path = _LAUNCHER.submit(_spawn, "measure", job, job_dir, threads,
+                                                                     timeout_s * 1000, subprocess.PIPE,
+                                                                     notify_w).result()
+        finally:
+            os.close(notify_w)  # the child holds its own copy; at its end the pipe reads as closed
 
     def _await(self, answer: Path) -> dict[str, Any] | None:
         """The answer file's content once written; None when the child ended or overran the timeout first."""
@@ -219,10 +237,25 @@ class ChildSession:
                     self.timed_out = True
                     self.kill()
                     return None
-                time.sleep(self.poll_s)
+                self._wait_for_word()
         except BaseException:  # Ctrl-C: leave no orphan behind
             self.kill()
             raise
+
+    def _wait_for_word(self) -> None:
+        """Sleep until the child says it wrote an answer, or `poll_s` at most (phases and timeouts are checked
+        between waits); once its end of the pipe has closed, plain sleeps."""
+        if self._notify is None:
+            time.sleep(self.poll_s)
+            return
+        readable, _, _ = select.select([self._notify], [], [], self.poll_s)
+        if readable and not os.read(self._notify, 4096):
+            self._close_notify()
+
+    def _close_notify(self) -> None:
+        if self._notify is not None:
+            os.close(self._notify)
+            self._notify = None
 
     def _send(self, line: str) -> bool:
         try:
@@ -278,6 +311,7 @@ class ChildSession:
         else:
             self.kill()
         self._close_stdin()
+        self._close_notify()
         final = _read_phase(self.job_dir) or self.phase
         if self.finish_s is None:  # the first time: how long closing (and scoring, if not asked apart) took
             self.finish_s = time.monotonic() - t0
@@ -289,6 +323,7 @@ class ChildSession:
             _kill_group(self.proc.pid)
             self.proc.wait()
         self._close_stdin()
+        self._close_notify()
 
     def _close_stdin(self) -> None:
         if self.proc.stdin is not None and not self.proc.stdin.closed:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgebench.bench.job import CompressJob, MeasureJob, load_job
-from edgebench.bench.measure.peakrss import PARENT_ENV, die_with_parent, exit_now
+from edgebench.bench.measure.peakrss import NOTIFY_ENV, PARENT_ENV, die_with_parent, exit_now
 from edgebench.runtimes import load_adapter
 from edgebench.runtimes.base import ExportUnavailable
 
@@ -35,6 +35,17 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
     tmp.replace(path)  # atomic: the parent never reads half a file
+    _notify_parent()
+
+
+def _notify_parent() -> None:
+    """A byte on the pipe the parent waits on (`NOTIFY_ENV`), so it reads an answer as soon as it is written."""
+    fd = os.environ.get(NOTIFY_ENV)
+    if fd:
+        try:
+            os.write(int(fd), b".")
+        except (OSError, ValueError):  # the parent has gone, or closed its end: it polls, or no one reads
+            pass
 
 
 def _phase(job_dir: Path, text: str) -> None:
@@ -130,6 +141,7 @@ def _time_round(step: Any, timing: Any, first: bool, streams: list[Any] | None =
             extra = {"completed": timed.completed, "window_s": timed.window_s}
     return asdict(RoundResult(samples_ms=list(timed.samples_ms), warmup_iters=timed.warmup_iters,
                               capped=timed.capped, foreign_load=tracker.load.foreign, steal=tracker.load.steal,
+                              foreign_tick=tracker.load.tick,
                               energy_j=meter.joules, **extra))
 
 

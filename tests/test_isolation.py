@@ -2,6 +2,7 @@
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -372,6 +373,33 @@ def test_a_session_started_from_a_pool_thread_outlives_that_thread(tmp_path, tin
     time.sleep(0.5)  # the pool's thread has ended
     assert session.round(0) is not None, session.finish().error
     assert session.finish().error is None
+
+
+def test_a_session_hears_each_answer_when_it_is_written_not_at_its_next_poll(tmp_path, tiny_reference):
+    """The child writes a byte to a pipe after each answer, and the parent's wait ends on it: with a 20 s poll,
+    loading, the first inference, three rounds and closing take seconds (each wait would take 20 s without)."""
+    from edgebench.bench.isolation import ChildSession
+
+    reference, source = tiny_reference
+    t0 = time.monotonic()
+    session = ChildSession(_serving_job(tmp_path, reference, source), tmp_path / "job", 1, 60, poll_s=20)
+    assert session.ready() is not None
+    assert all(session.round(i) is not None for i in range(3))
+    assert session.finish().error is None
+    assert time.monotonic() - t0 < 20
+
+
+def test_an_answer_wakes_the_parent_through_the_inherited_pipe(tmp_path, monkeypatch):
+    from edgebench.bench import worker
+
+    read, write = os.pipe()
+    monkeypatch.setenv(worker.NOTIFY_ENV, str(write))
+    worker._write_json(tmp_path / "round_0.json", {"samples_ms": [1.0]})
+    assert select.select([read], [], [], 5)[0] and os.read(read, 16) == b"."
+    os.close(write)
+    worker._write_json(tmp_path / "round_1.json", {"samples_ms": [1.0]})  # a closed pipe is not an error
+    os.close(read)
+    assert json.loads((tmp_path / "round_1.json").read_text()) == {"samples_ms": [1.0]}
 
 
 def test_a_session_scores_accuracy_when_asked_before_it_finishes(tmp_path, tiny_reference):

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 PARENT_ENV = "EDGEBENCH_PARENT_PID"  # the pid a child must die with; each process sets it for its own child
+NOTIFY_ENV = "EDGEBENCH_NOTIFY_FD"  # a pipe's write end, inherited: the worker writes a byte after each answer
 PR_SET_PDEATHSIG = 1
 
 
@@ -57,7 +58,9 @@ def exit_now(code: int) -> None:
 def run_measured(command: list[str], timeout_s: float, poll_s: float = 0.05) -> dict[str, Any]:
     """Run `command` to its end or until `timeout_s` (then SIGKILL it); its wait status, peak RSS and fate."""
     env = dict(os.environ, **{PARENT_ENV: str(os.getpid())})  # the measured process dies with this wrapper
-    proc = subprocess.Popen(command, env=env)  # stays in the caller's process group
+    notify = os.environ.get(NOTIFY_ENV)  # the harness's wake-up pipe (bench.isolation) goes down to the worker
+    passed = (int(notify),) if notify and notify.isdigit() else ()
+    proc = subprocess.Popen(command, env=env, pass_fds=passed)  # stays in the caller's process group
     deadline = time.monotonic() + timeout_s
     timed_out = False
     while True:
