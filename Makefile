@@ -101,7 +101,7 @@ recommend: $(STAMP)
 
 # The compression survey's seven tables, measured here: MNIST ResNets, every method, 4 runtimes (README, Compression).
 study: $(STAMP)
-	@$(PY) -m edgebench.study $(if $(TASK),--task $(TASK)) $(if $(OUT),--out $(OUT))
+	@$(PY) -m edgebench.study $(if $(TASK),--task $(TASK)) $(if $(OUT),--out $(OUT)) $(if $(REPEATS),--repeats $(REPEATS))
 
 # edgebench's timing against OpenVINO's benchmark_app, litert-benchmark and bare API loops, on the same files;
 # then the A/A runs of `calibrate`.

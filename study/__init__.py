@@ -12,6 +12,7 @@ import datetime as dt
 import importlib
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,21 +44,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     return importlib.import_module(tasks[task]).main(args)
 
 
-def study_arguments(argv: Sequence[str] | None, prog: str, description: str,
-                    folder: str) -> tuple[Path, bool] | int:
-    """(study folder, tables only) from a task's command line, or 2 after one line on a bad combination;
-    `folder`: the default folder's name under results/, before its time stamp."""
+@dataclass(frozen=True)
+class StudyArguments:
+    out: Path  # the study folder
+    tables_only: bool  # rewrite STUDY.md from stored rows, measuring nothing
+    repeats: int | None  # interleaved cycles per row; None: the harness's default (`BenchConfig.repeats`)
+
+
+def study_arguments(argv: Sequence[str] | None, prog: str, description: str, folder: str) -> StudyArguments | int:
+    """A task's command line, or 2 after one line on a bad combination; `folder`: the default folder's name
+    under results/, before its time stamp."""
+    from edgebench.bench.cli import _positive_int
     from edgebench.bench.runner import RESULTS_DIR
 
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--out", type=Path, default=None, help=f"study folder [results/{folder}-<time>]")
     parser.add_argument("--tables-only", action="store_true",
                         help="rewrite STUDY.md from the rows already in --out, measuring nothing")
+    parser.add_argument("--repeats", type=_positive_int("repeats"), default=None,
+                        help="interleaved cycles per row [10]: fewer take less time and give wider intervals "
+                             "(each table says what its intervals hold; 6 are the fewest for 95%%)")
     args = parser.parse_args(argv)
     if args.tables_only and args.out is None:
         print("edgebench-study: error: --tables-only needs --out, the study folder to read", file=sys.stderr)
         return 2
-    return args.out or RESULTS_DIR / f"{folder}-{dt.datetime.now():%Y%m%d-%H%M%S}", args.tables_only
+    if args.tables_only and args.repeats is not None:
+        print("edgebench-study: error: --repeats measures; --tables-only only rewrites tables from stored rows",
+              file=sys.stderr)
+        return 2
+    if args.repeats is not None:  # the harness's own check, before anything runs: one line, not a traceback
+        from edgebench.bench.config import BenchConfig
+        from edgebench.bench.errors import UsageError
+
+        try:
+            BenchConfig(repeats=args.repeats, max_repeats=max(args.repeats, BenchConfig.max_repeats))
+        except UsageError as exc:
+            print(f"edgebench-study: error: {exc}", file=sys.stderr)
+            return 2
+    return StudyArguments(args.out or RESULTS_DIR / f"{folder}-{dt.datetime.now():%Y%m%d-%H%M%S}",
+                          args.tables_only, args.repeats)
 
 
 def run_configs(configs: Sequence[Any], out: Path) -> int | None:

@@ -41,10 +41,13 @@ TIMING = TimingConfig(warmup_iters=5, warmup_s=0.2, min_iters=20, min_s=0.1, max
 EXPORT_JOBS = 2
 
 
-def study_configs(out: Path, threads: int | None = None, seed: int = 0) -> list[BenchConfig]:
+def study_configs(out: Path, threads: int | None = None, seed: int = 0, repeats: int | None = None
+                  ) -> list[BenchConfig]:
     common = dict(runtimes=RUNTIMES, timing=TIMING, seed=seed, targets=("cpu",), export_jobs=EXPORT_JOBS)
     if threads:
         common["threads"] = threads
+    if repeats:
+        common.update(repeats=repeats, max_repeats=max(repeats, BenchConfig.max_repeats))
     return [BenchConfig(model=",".join(FAMILY), out=out / "family", **common),
             BenchConfig(model=MODEL, compress=COMPRESS, out=out / "compression", **common),
             BenchConfig(model=MODEL, out=out / "deployment", **{**common, "runtimes": DEPLOYMENT_RUNTIMES,
@@ -59,9 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parsed = study_arguments(argv, "edgebench-study", __doc__.splitlines()[0], "study")
     if isinstance(parsed, int):
         return parsed
-    out, tables_only = parsed
-    configs = study_configs(out)
-    if tables_only:
+    out = parsed.out
+    configs = study_configs(out, repeats=parsed.repeats)
+    if parsed.tables_only:
         # the deployment run may be missing: a study stored before it had two runs, and renders without it
         missing = [str(c.out) for c in configs[:2] if not read_rows(c.out)]
         if missing:

@@ -56,10 +56,13 @@ def prepare(seed: int = 0) -> Trained:
     return Trained(data, {n: m.checkpoint for n, m in made.items()}, {n: m.train_s for n, m in made.items()})
 
 
-def study_configs(out: Path, trained: Trained, threads: int | None = None, seed: int = 0) -> list[BenchConfig]:
+def study_configs(out: Path, trained: Trained, threads: int | None = None, seed: int = 0,
+                  repeats: int | None = None) -> list[BenchConfig]:
     common = dict(data=str(trained.data_yaml), timing=TIMING, seed=seed, targets=("cpu",), export_jobs=EXPORT_JOBS)
     if threads:
         common["threads"] = threads
+    if repeats:
+        common.update(repeats=repeats, max_repeats=max(repeats, BenchConfig.max_repeats))
     return [BenchConfig(model=MODEL, weights=str(trained.checkpoints[MODEL]), runtimes=RUNTIMES,
                         precisions=("fp32", "int8"), out=out / RUNS[0], **common),
             BenchConfig(model=MODEL, weights=str(trained.checkpoints[MODEL]), runtimes=FAMILY_RUNTIMES,
@@ -242,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parsed = study_arguments(argv, "edgebench-study --task detect", __doc__.splitlines()[0], "study-detect")
     if isinstance(parsed, int):
         return parsed
-    out, tables_only = parsed
+    out, tables_only = parsed.out, parsed.tables_only
     for name, value in yolo_env().items():  # before Ultralytics is first imported: quiet, offline
         os.environ.setdefault(name, value)
     if importlib.util.find_spec("ultralytics") is None:  # not imported here: its settings come first (yolo_env)
@@ -260,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("Training the study's detectors once (cached in models/.cache; minutes the first time)",
               file=sys.stderr)
         trained = prepare()
-        stopped = run_configs(study_configs(out, trained), out)
+        stopped = run_configs(study_configs(out, trained, repeats=parsed.repeats), out)
         if stopped is not None:
             return stopped
     rows, pruning, family = (read_rows(out / name) for name in RUNS)

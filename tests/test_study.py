@@ -175,3 +175,33 @@ def test_a_chain_is_compared_with_the_baseline_fine_tuned_as_long_as_the_whole_c
     cell = AccuracyComparisons([chain], [*ROWS, chain]).cell(chain)
     assert cell.endswith("[no comparison: its control finetune:4 int8 was not measured]")
     assert control_of(chain, [*ROWS, chain, four]) is four
+
+
+def test_repeats_reach_every_run_of_the_study_and_default_to_the_harness(tmp_path):
+    from edgebench.bench.config import BenchConfig
+    from edgebench.study import study_arguments
+    from edgebench.study.classify import study_configs
+
+    parsed = study_arguments(["--out", str(tmp_path), "--repeats", "6"], "edgebench-study", "", "study")
+    assert parsed.repeats == 6 and parsed.out == tmp_path and not parsed.tables_only
+    assert [c.repeats for c in study_configs(tmp_path, repeats=parsed.repeats)] == [6, 6, 6]
+    assert {c.repeats for c in study_configs(tmp_path)} == {BenchConfig.repeats}
+    assert study_configs(tmp_path, repeats=30)[0].max_repeats == 30  # the adaptive cap never below the rounds
+
+
+@pytest.mark.parametrize("argv, message", [(["--repeats", "500"], "bad repeats 500"),
+                                           (["--repeats", "6", "--tables-only", "--out", "x"], "--tables-only")])
+def test_bad_study_repeats_are_one_line_before_anything_runs(argv, message, capsys):
+    from edgebench.study import classify
+
+    assert classify.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_zero_repeats_are_refused_by_the_command_line(capsys):
+    from edgebench.study import classify
+
+    with pytest.raises(SystemExit) as stop:
+        classify.main(["--repeats", "0"])
+    assert stop.value.code == 2 and "bad repeats '0'" in capsys.readouterr().err
