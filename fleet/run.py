@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import time
 import uuid
 from dataclasses import asdict
@@ -180,7 +179,7 @@ class FleetRun:
         received: dict[str, set[str]] = {d: {r.key for r in self.writer.rows if r.host == d} for d in self.devices}
         absent_since: dict[str, float] = {}
         while futures:
-            self._drain(rows_in, received)
+            self._drain(rows_in, received, wait_s=0.5)
             present = fleet.devices()
             for device, future in list(futures.items()):
                 if future.status == "finished":
@@ -205,13 +204,14 @@ class FleetRun:
                     absent_since.pop(device, None)
         return self.writer.rows
 
-    def _drain(self, rows_in: Any, received: dict[str, set[str]]) -> None:
-        while True:
-            try:
-                item = rows_in.get(timeout=0.5)
-            except (TimeoutError, queue.Empty):
-                return
+    def _drain(self, rows_in: Any, received: dict[str, set[str]], wait_s: float = 0.0) -> None:
+        """Write every row waiting in the queue, then wait `wait_s` (the workstation's poll). Taken as a batch:
+        a `get` with a timeout on an empty queue raised in the scheduler, which logged an ERROR traceback into
+        run.log every poll (0.5 s) while a device ran."""
+        for item in rows_in.get(batch=True):
             self._take(item["device"], item["row"], received)
+        if wait_s:
+            time.sleep(wait_s)
 
     def _take(self, device: str, line: str, received: dict[str, set[str]]) -> None:
         """Write a row a device sent (rows.jsonl line), under the device's name, unless it came already."""

@@ -134,6 +134,8 @@ def test_two_devices_each_measure_their_own_rows_in_turn_into_one_table(tmp_path
     environment = json.loads((out / "environment.json").read_text())
     assert set(environment["fleet"]["devices"]) == {"boardA", "boardB"}
     assert "CPU ms [boardA]" in done.stdout
+    # the workstation's poll of the rows queue logs nothing (a `get` that timed out was an ERROR every 0.5 s)
+    assert " ERROR " not in (out / "run.log").read_text()
     from edgebench.reports.runs import load_run, samples_of  # the devices' samples came back, apart though keys repeat
 
     run = load_run(out)
