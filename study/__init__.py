@@ -77,12 +77,20 @@ def study_arguments(argv: Sequence[str] | None, prog: str, description: str, fol
         from edgebench.bench.errors import UsageError
 
         try:
-            BenchConfig(repeats=args.repeats, max_repeats=max(args.repeats, BenchConfig.max_repeats))
+            BenchConfig(**cycles(args.repeats))
         except UsageError as exc:
             print(f"edgebench-study: error: {exc}", file=sys.stderr)
             return 2
     return StudyArguments(args.out or RESULTS_DIR / f"{folder}-{dt.datetime.now():%Y%m%d-%H%M%S}",
                           args.tables_only, args.repeats)
+
+
+def cycles(repeats: int | None) -> dict[str, int]:
+    """The `BenchConfig` fields for `repeats` cycles per row ({}: the harness's default), the adaptive cap
+    raised to them as the command line raises it."""
+    from edgebench.bench.config import BenchConfig
+
+    return {} if repeats is None else {"repeats": repeats, "max_repeats": max(repeats, BenchConfig.max_repeats)}
 
 
 def run_configs(configs: Sequence[Any], out: Path) -> int | None:

@@ -43,11 +43,12 @@ EXPORT_JOBS = 2
 
 def study_configs(out: Path, threads: int | None = None, seed: int = 0, repeats: int | None = None
                   ) -> list[BenchConfig]:
+    from edgebench.study import cycles
+
     common = dict(runtimes=RUNTIMES, timing=TIMING, seed=seed, targets=("cpu",), export_jobs=EXPORT_JOBS)
     if threads:
         common["threads"] = threads
-    if repeats:
-        common.update(repeats=repeats, max_repeats=max(repeats, BenchConfig.max_repeats))
+    common.update(cycles(repeats))
     return [BenchConfig(model=",".join(FAMILY), out=out / "family", **common),
             BenchConfig(model=MODEL, compress=COMPRESS, out=out / "compression", **common),
             BenchConfig(model=MODEL, out=out / "deployment", **{**common, "runtimes": DEPLOYMENT_RUNTIMES,

@@ -58,11 +58,12 @@ def prepare(seed: int = 0) -> Trained:
 
 def study_configs(out: Path, trained: Trained, threads: int | None = None, seed: int = 0,
                   repeats: int | None = None) -> list[BenchConfig]:
+    from edgebench.study import cycles
+
     common = dict(data=str(trained.data_yaml), timing=TIMING, seed=seed, targets=("cpu",), export_jobs=EXPORT_JOBS)
     if threads:
         common["threads"] = threads
-    if repeats:
-        common.update(repeats=repeats, max_repeats=max(repeats, BenchConfig.max_repeats))
+    common.update(cycles(repeats))
     return [BenchConfig(model=MODEL, weights=str(trained.checkpoints[MODEL]), runtimes=RUNTIMES,
                         precisions=("fp32", "int8"), out=out / RUNS[0], **common),
             BenchConfig(model=MODEL, weights=str(trained.checkpoints[MODEL]), runtimes=FAMILY_RUNTIMES,

@@ -191,9 +191,14 @@ def test_repeats_reach_every_run_of_the_study_and_default_to_the_harness(tmp_pat
 
 @pytest.mark.parametrize("argv, message", [(["--repeats", "500"], "bad repeats 500"),
                                            (["--repeats", "6", "--tables-only", "--out", "x"], "--tables-only")])
-def test_bad_study_repeats_are_one_line_before_anything_runs(argv, message, capsys):
+def test_bad_study_repeats_are_one_line_before_anything_runs(argv, message, capsys, monkeypatch):
+    import edgebench.study
     from edgebench.study import classify
 
+    def nothing_may_run(*args):
+        raise AssertionError("a bad --repeats reached the runs")
+
+    monkeypatch.setattr(edgebench.study, "run_configs", nothing_may_run)
     assert classify.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
