@@ -29,6 +29,7 @@ from edgebench.models.tasks import check_image_folder
 DEVICE_LEFT = "device left the fleet"  # rows with this error are measured again by --resume
 MAX_DATA_MB = float(os.environ.get("EDGEBENCH_FLEET_MAX_DATA_MB", "512"))  # a DATA folder sent to each device
 FLEET_OPTIONS = ("--fleet", "--devices", "--out", "--resume")
+POLL_S = 0.5  # how often the workstation takes the rows the devices sent and checks on them
 
 
 def wait_s() -> float:
@@ -179,7 +180,8 @@ class FleetRun:
         received: dict[str, set[str]] = {d: {r.key for r in self.writer.rows if r.host == d} for d in self.devices}
         absent_since: dict[str, float] = {}
         while futures:
-            self._drain(rows_in, received, wait_s=0.5)
+            time.sleep(POLL_S)
+            self._drain(rows_in, received)
             present = fleet.devices()
             for device, future in list(futures.items()):
                 if future.status == "finished":
@@ -204,14 +206,11 @@ class FleetRun:
                     absent_since.pop(device, None)
         return self.writer.rows
 
-    def _drain(self, rows_in: Any, received: dict[str, set[str]], wait_s: float = 0.0) -> None:
-        """Write every row waiting in the queue, then wait `wait_s` (the workstation's poll). Taken as a batch:
-        a `get` with a timeout on an empty queue raised in the scheduler, which logged an ERROR traceback into
-        run.log every poll (0.5 s) while a device ran."""
+    def _drain(self, rows_in: Any, received: dict[str, set[str]]) -> None:
+        """Write every row waiting in the queue. Taken as a batch: a `get` with a timeout on an empty queue raised
+        in the scheduler, which logged an ERROR traceback into run.log every poll while a device ran."""
         for item in rows_in.get(batch=True):
             self._take(item["device"], item["row"], received)
-        if wait_s:
-            time.sleep(wait_s)
 
     def _take(self, device: str, line: str, received: dict[str, set[str]]) -> None:
         """Write a row a device sent (rows.jsonl line), under the device's name, unless it came already."""
