@@ -32,6 +32,8 @@ SCORED_FILE = "scored.json"  # serve mode: accuracy scored on the parent's `scor
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """An answer, written atomically; it wakes the parent at once (`_notify_parent`), so a step's phase is
+    written before its answer, never after."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
     tmp.replace(path)  # atomic: the parent never reads half a file
@@ -190,8 +192,8 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     x = np.load(job.input)
     reference = read_outputs(job.reference)
     if job.serve:  # loads may overlap (bench.readying); the first inference is timed alone, on the parent's word
-        _write_json(job_dir / LOADED_FILE, {"load_s": load_s})
         _phase(job_dir, "loaded")
+        _write_json(job_dir / LOADED_FILE, {"load_s": load_s})
         if sys.stdin.readline().split()[:1] != ["first"]:
             return {"unavailable": "the harness stopped the run before this row's first inference"}
 
@@ -221,22 +223,22 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     rounds = []  # served rounds go to the parent in their own files, not here
     scored: dict[str, Any] | None = None
     if job.serve:
-        _write_json(job_dir / READY_FILE, ready)
         _phase(job_dir, "ready")
+        _write_json(job_dir / READY_FILE, ready)
         first, timed = True, 0
         for words in _commands():
             if words[0] == "round":
                 _phase(job_dir, "timing")
                 result = _time_round(step, job.timing, first, streams, energy)
                 result["settle_s"] = settle()
-                _write_json(job_dir / f"round_{int(words[1])}.json", result)
                 first, timed = False, timed + 1
                 _phase(job_dir, "waiting")
+                _write_json(job_dir / f"round_{int(words[1])}.json", result)
             elif words[0] == "score":  # the parent scores (and profiles) its rows one at a time: at once they
                 # would share the cores (and OpenMP spins on shared cores)
                 scored = _score_and_profile(adapter, job, job_dir, x, prepared, timed)
-                _write_json(job_dir / SCORED_FILE, {"scored": True})
                 _phase(job_dir, "waiting")
+                _write_json(job_dir / SCORED_FILE, {"scored": True})
     else:
         _phase(job_dir, "timing")
         rounds = [_time_round(step, job.timing, i == 0, streams, energy) for i in range(job.rounds)]
