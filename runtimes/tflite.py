@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgebench.bench.measure.profile import precision_of_dtype
 from edgebench.bench.targets import tflite_delegate_options, tflite_delegates
 from edgebench.models.heads import detection_head
 from edgebench.runtimes._quant import calibration_batches, export_for_training
+from edgebench.runtimes._xnnpack import xnnpack_kind, xnnpack_precision
 from edgebench.runtimes.base import ProfileUnavailable, Runtime
 
 
@@ -168,6 +171,7 @@ class TFLite(Runtime):
         self.interpreter = Interpreter(model_path=str(artifact), num_threads=self.options.threads,
                                        experimental_delegates=delegates)
         self.interpreter.allocate_tensors()
+        self.artifact_path = artifact  # a profiled run opens it again (profile)
         self.input = self.interpreter.get_input_details()[0]
         self.outputs = sorted(self.interpreter.get_output_details(), key=_output_position)
 
@@ -182,8 +186,49 @@ class TFLite(Runtime):
         return text
 
     def profile(self, prepared: Any, iterations: int) -> list[Any]:
-        raise ProfileUnavailable("LiteRT's Python Interpreter has no per-operator profiler (LiteRT profiles "
-                                 "operators in its benchmark_model tool, which ai-edge-litert does not install)")
+        """LiteRT's own profiler, on a second session of the same `.tflite` (`runtimes._litert`: a CompiledModel
+        with the profiler on, XNNPACK at the row's threads). XNNPACK reports each operator it ran with its data
+        types in its name (`Convolution (NHWC, QC8) IGEMM #3`: QC8 and QS8 are int8), numbered as it numbers
+        them; an operator left to LiteRT's own kernels is named as the model names its type (`GATHER_ND node 41`)
+        with the precision of its first input."""
+        if self.options.target != "cpu":
+            raise ProfileUnavailable("LiteRT is profiled on the CPU (XNNPACK) only here: the NPU delegates are "
+                                     "loaded into the interpreter, which has no profiler")
+        from edgebench.bench.measure.profile import PROFILE_WARMUP, OpTime, ProfiledIteration
+        from edgebench.runtimes._litert import DELEGATE_EVENTS, OPERATOR_EVENT, ProfiledModel
+
+        kernels = self._kernel_ops()
+        profiled = []
+        with ProfiledModel(self.artifact_path, self.options.threads) as model:
+            model.feed(prepared)
+            for _ in range(PROFILE_WARMUP):
+                model.run()
+            for _ in range(iterations):
+                model.restart()
+                start = time.perf_counter()
+                model.run()
+                wall_ms = (time.perf_counter() - start) * 1e3
+                ops = []
+                for event in model.events():
+                    if event.kind in DELEGATE_EVENTS:
+                        ops.append(OpTime(name=f"{event.tag} #{event.node}", kind=xnnpack_kind(event.tag),
+                                          precision=xnnpack_precision(event.tag), ms=event.us / 1e3))
+                    elif event.kind == OPERATOR_EVENT and event.node in kernels:  # not a delegate's own node
+                        kind, precision = kernels[event.node]
+                        ops.append(OpTime(name=f"{kind} node {event.node}", kind=kind, precision=precision,
+                                          ms=event.us / 1e3))
+                profiled.append(ProfiledIteration(wall_ms, tuple(ops)))
+        return profiled
+
+    def _kernel_ops(self) -> dict[int, tuple[str, str]]:
+        """The model's operators by node index: their type and the precision of their first input (the
+        activation an operator computes on), for those LiteRT's own kernels run."""
+        tensors = {t["index"]: t for t in self.interpreter.get_tensor_details()}
+        ops = {}
+        for op in self.interpreter._get_ops_details():
+            first = next((tensors[i] for i in op["inputs"] if i in tensors), None)
+            ops[op["index"]] = (op["op_name"], precision_of_dtype(np.dtype(first["dtype"]).name) if first else "")
+        return ops
 
     def prepare(self, x: np.ndarray) -> Any:
         return quantize(x, self.input)

@@ -18,7 +18,6 @@ from edgebench.bench.measure.profile import (
     summarise,
 )
 from edgebench.runtimes import RuntimeOptions, get_runtime
-from edgebench.runtimes.base import ProfileUnavailable
 
 from tests_paths import ASSETS, TINY_MODEL
 
@@ -132,7 +131,8 @@ def _loaded(name: str, precision: str, tmp_path, model_ref: str = BIG_CONV, cali
     return adapter, adapter.prepare(x.numpy())
 
 
-@pytest.mark.parametrize("name", ["pytorch", "pytorch-compiled", "onnxruntime", "openvino", "executorch"])
+@pytest.mark.parametrize("name", ["pytorch", "pytorch-compiled", "onnxruntime", "openvino", "executorch",
+                                  "tflite"])
 def test_the_dominant_convolution_is_the_top_operator_in_every_runtime(name, tmp_path):
     adapter, prepared = _loaded(name, "fp32", tmp_path)
     # A busy shared host can disturb a profile: on this project's 2-core CI host OpenVINO's counters twice gave
@@ -213,16 +213,93 @@ def test_a_first_layer_left_float_shows_as_float_and_the_rest_as_integer(name, t
     assert 0.998 < profile.integer_mac_share() < 1.0
 
 
-def test_litert_says_why_it_has_no_profile(tmp_path):
-    adapter, prepared = _loaded("tflite", "fp32", tmp_path, TINY_MODEL)
-    with pytest.raises(ProfileUnavailable, match="benchmark_model"):
-        adapter.profile(prepared, 3)
+def _litert_first_layer_left_float(tmp_path):
+    """The big-conv network as a LiteRT int8 model whose first convolution is left out of quantization: the
+    adapter's own litert-torch PT2E quantizer and calibration, with that layer's type set to no quantization."""
+    import litert_torch
+    import torch
+    from litert_torch.quantize import pt2e_quantizer, quant_config
+    from torch import nn
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    from edgebench.models import load_model
+
+    cls = get_runtime("tflite")
+    reason = cls.export_unavailable("cpu", "int8")
+    if reason:
+        pytest.skip(f"tflite int8: {reason}")
+
+    class FloatConv(nn.Conv2d):
+        """The first layer's own type, for the quantizer to leave it in float."""
+
+    model = load_model(BIG_CONV)
+    model.module[0].__class__ = FloatConv
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    for kind in (FloatConv, f"{FloatConv.__module__}.{FloatConv.__qualname__}"):  # as the adapter names a type
+        quantizer.set_module_type(kind, None)
+    prepared = quantize_pt2e.prepare_pt2e(torch.export.export(model.module, (model.example,)).module(), quantizer)
+    with torch.no_grad():
+        for i in range(8):
+            prepared(torch.from_numpy(np.random.default_rng(i).standard_normal((1, 3, 96, 96)).astype(np.float32)))
+    quantized = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+    torch.nn.Module.train(quantized, False)
+    artifact = tmp_path / "model.tflite"
+    litert_torch.convert(quantized, (model.example,), quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer)
+                         ).export(str(artifact))
+    adapter = cls(RuntimeOptions(target="cpu", precision="int8", threads=1, model=BIG_CONV))
+    adapter.load(artifact)
+    return adapter, adapter.prepare(model.example.numpy())
+
+
+def test_litert_shows_a_first_layer_left_float_as_float_and_the_rest_as_integer(tmp_path):
+    """XNNPACK runs the 1x1 first layer as a matrix product (`Fully Connected (NC, F32) GEMM`): float, the
+    one arithmetic operator that is; the dominant convolution and the classifier ran in integer kernels."""
+    adapter, prepared = _litert_first_layer_left_float(tmp_path)
+    profile = summarise(adapter.profile(prepared, 5))
+    arithmetic = [line for line in profile.lines if line.category in ("convolution", "matrix multiply")]
+    floats = [line for line in arithmetic if line.executed == "fp32"]
+    assert len(floats) == 1 and floats[0].kind == "Fully Connected", [(a.operator, a.executed) for a in arithmetic]
+    assert all(line.executed == "int8" for line in arithmetic if line not in floats)
+    assert profile.top(1)[0].category == "convolution" and profile.top(1)[0].executed == "int8"
+    assert 0.5 < profile.integer_share() < 1.0
+    assert floats[0].operator in [line.operator for line in profile.float_lines(5)]
+    assert profile.integer_mac_share() is None  # XNNPACK's operators carry no shapes: not claimed
+
+
+def test_litert_reads_its_profiler_records_and_refuses_a_layout_it_does_not_know():
+    """The records are LiteRT's C structs (`ProfiledEventData`): read field by field, and a record whose event
+    type is none of the profiler's says so rather than being misread."""
+    import ctypes
+    import struct
+
+    from edgebench.runtimes._litert import LiteRtError, read_events
+
+    tag = ctypes.create_string_buffer(b"Convolution (NHWC, QC8) IGEMM")
+    layout = struct.Struct("<Qi4xQQ24x24xQQi4x")
+    assert layout.size == 104  # sizeof(ProfiledEventData) in ai-edge-litert 2.3's libLiteRt.so
+    raw = layout.pack(ctypes.addressof(tag), 8, 1000, 250, 7, 0, 2)
+    (event,) = read_events(raw, 1)
+    assert (event.tag, event.kind, event.us, event.node) == ("Convolution (NHWC, QC8) IGEMM", 8, 250, 7)
+    with pytest.raises(LiteRtError, match="does not read as ProfiledEventData"):
+        read_events(layout.pack(ctypes.addressof(tag), 3, 0, 0, 0, 0, 0), 1)
+
+
+def test_a_row_without_a_profile_says_why_in_its_table():
+    from edgebench.bench.report import profile_section
+    from edgebench.bench.results import ResultRow
+
+    row = ResultRow(model="m", weights="random", compression="none", runtime="aoti", format="AOTInductor",
+                    precision="fp32", target="cpu", device="cpu", batch=1, threads=2, status="ok", p50_ms=1.0,
+                    profile_note="its kernels run inside one C++ call")
+    assert "no profile: its kernels run inside one C++ call" in profile_section([row])
 
 
 def test_a_profiled_run_writes_profile_csv_and_its_table_and_keeps_its_timed_figures(tmp_path, fast_timing):
-    """PROFILE=1 end to end: every operator in profile.csv, a summary per row in table.md, a reason for the
-    runtime without a profiler; and the timed rounds are the same rounds as without it (the profiled inferences
-    come after them, in no sample). Whether profiling moves the p50 is a figure, measured in the README."""
+    """PROFILE=1 end to end: every operator in profile.csv from each runtime's own profiler (LiteRT's through
+    its C API), a summary per row in table.md; and the timed rounds are the same rounds as without it (the
+    profiled inferences come after them, in no sample). Whether profiling moves the p50 is a figure, measured in
+    the README."""
     from test_runner import run
 
     from edgebench.bench.config import BenchConfig
@@ -237,15 +314,14 @@ def test_a_profiled_run_writes_profile_csv_and_its_table_and_keeps_its_timed_fig
     profiled, plain = runs[True], runs[False]
     with open(tmp_path / "profiled" / "profile.csv", newline="") as f:
         lines = list(csv.DictReader(f))
-    assert {line["runtime"] for line in lines} == {"pytorch", "onnxruntime"}
+    assert {line["runtime"] for line in lines} == {"pytorch", "onnxruntime", "tflite"}
     assert {line["category"] for line in lines if line["runtime"] == "onnxruntime"} >= {"convolution"}
-    for runtime in ("pytorch", "onnxruntime"):
+    for runtime in ("pytorch", "onnxruntime", "tflite"):
         mine = [line for line in lines if line["runtime"] == runtime]
         assert sum(float(line["share"]) for line in mine) == pytest.approx(1.0)
         assert profiled[runtime].profile_ms is not None and profiled[runtime].profile_top
-    assert "benchmark_model" in profiled["tflite"].profile_note and profiled["tflite"].status == "ok"
     table = (tmp_path / "profiled" / "table.md").read_text()
-    assert "## Operator profiles" in table and "no profile: LiteRT" in table
+    assert "## Operator profiles" in table and "no profile" not in table
     assert "## Operator profiles" not in (tmp_path / "plain" / "table.md").read_text()
     assert not (tmp_path / "plain" / "profile.csv").exists()
     from edgebench.reports.build import build_report
@@ -257,7 +333,7 @@ def test_a_profiled_run_writes_profile_csv_and_its_table_and_keeps_its_timed_fig
     plain_report = build_report([load_run(tmp_path / "plain")], tmp_path / "plain-report").read_text()
     assert "Operator profiles" not in plain_report
     log = (tmp_path / "profiled" / "run.log").read_text()
-    for label in ("PyTorch", "ONNX Runtime"):  # after every timed round of the row, never between them
+    for label in ("PyTorch", "ONNX Runtime", "TFLite"):  # after every timed round of the row, never between them
         found = re.search(rf"{label} fp32 b1: profiled 20 inferences after its (\d+) timed rounds", log)
         assert found and int(found.group(1)) >= 3, label  # 3 kept, and any redone for noise
     for runtime in ("pytorch", "onnxruntime", "tflite"):  # timed as before: the profiled inferences are not samples

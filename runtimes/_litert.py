@@ -1,0 +1,195 @@
+"""LiteRT's own operator profiler, through its C API: ai-edge-litert's Python API has none.
+
+ai-edge-litert installs LiteRT's C library (`libLiteRt.so`) beside its Python bindings. A CompiledModel made with
+the runtime option `enable_profiling` carries the interpreter's profiler, which records each operator XNNPACK ran
+(named with its data types: `Convolution (NHWC, QC8) IGEMM`) and each operator left to LiteRT's own kernels,
+and hands the records back (`LiteRtGetProfilerEvents`). `ProfiledModel` opens a `.tflite` that way on the CPU,
+with XNNPACK at the row's thread count: the same file and the same XNNPACK kernels the timed interpreter runs,
+in a second session, so the timed one never carries a profiler. It reads the operators of one inference at a time.
+
+ctypes, because a C API is what LiteRT offers for this; the options are LiteRT's TOML payloads and the event
+layout is LiteRT's `ProfiledEventData` (`litert/c/litert_profiler_event.h`), as ai-edge-litert 2.3 builds them.
+A record that does not read as that layout raises `LiteRtError` rather than being misread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# tflite::Profiler::EventType: the operator records. A delegate's operators are reported as
+# DELEGATE_PROFILED_OPERATOR_INVOKE_EVENT (8) or DELEGATE_OPERATOR_INVOKE_EVENT (4); LiteRT's own kernels as
+# OPERATOR_INVOKE_EVENT (2). The others (1: the whole invocation and buffer handling, 16 and up: runtime
+# instrumentation and telemetry) are not operators.
+OPERATOR_EVENT = 2
+DELEGATE_EVENTS = (4, 8)
+_EVENT_TYPES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# ProfiledEventData: tag pointer, event type (int32, padded), start and elapsed microseconds, two memory-usage
+# records of three 64-bit fields, two metadata words (the node index first), the event source (int32, padded).
+_EVENT = struct.Struct("<Qi4xQQ24x24xQQi4x")
+_CPU = 1  # kLiteRtHwAcceleratorCpu
+_LOCK_WRITE = 1  # kLiteRtTensorBufferLockModeWrite
+_RANKED_TYPE_BYTES = 256  # LiteRtRankedTensorType is 72 bytes: read into, and passed back from, a larger buffer
+_Handle = ctypes.c_void_p
+_NO_DELETE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda payload: None)  # the payloads are this module's
+
+
+class LiteRtError(RuntimeError):
+    """A LiteRT C API call that failed, named with its status."""
+
+
+@dataclass(frozen=True)
+class ProfilerEvent:
+    """One record of LiteRT's profiler."""
+
+    tag: str  # the operator as the runtime names it: XNNPACK's `Convolution (NHWC, F32) IGEMM`, or LiteRT's kernel
+    kind: int  # tflite::Profiler::EventType
+    us: int  # its elapsed microseconds
+    node: int  # the node's index: XNNPACK's own for its operators, the model's for LiteRT's kernels
+
+
+def library() -> ctypes.CDLL:
+    """ai-edge-litert's LiteRT C library."""
+    import ai_edge_litert
+
+    path = Path(ai_edge_litert.__file__).parent / "libLiteRt.so"
+    if not path.exists():
+        raise LiteRtError(f"ai-edge-litert has no LiteRT C library at {path} (its profiler is reached through it)")
+    lib = ctypes.CDLL(str(path))
+    lib.LiteRtCreateOpaqueOptions.argtypes = [ctypes.c_char_p, _Handle, _Handle, ctypes.POINTER(_Handle)]
+    lib.LiteRtCreateModelFromFile.argtypes = [_Handle, ctypes.c_char_p, ctypes.POINTER(_Handle)]
+    lib.LiteRtGetProfilerEvents.argtypes = [_Handle, ctypes.c_int, ctypes.c_void_p]
+    return lib
+
+
+def read_events(raw: bytes, count: int) -> list[ProfilerEvent]:
+    """The profiler's records, from the bytes LiteRtGetProfilerEvents wrote."""
+    events = []
+    for i in range(count):
+        tag_address, kind, _start, elapsed, node, _metadata2, _source = _EVENT.unpack_from(raw, i * _EVENT.size)
+        if kind not in _EVENT_TYPES or not tag_address:
+            raise LiteRtError(f"LiteRT's profiler record {i} does not read as ProfiledEventData (event type {kind}): "
+                              "this ai-edge-litert lays its records out otherwise")
+        events.append(ProfilerEvent(ctypes.string_at(tag_address).decode(errors="replace"), kind, elapsed, node))
+    return events
+
+
+class ProfiledModel:
+    """A `.tflite` as a LiteRT CompiledModel on the CPU with its profiler on: feed it, run it, read each run's
+    operator records. Close it (or use it as a context manager): it holds LiteRT's C objects."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        self.lib = library()
+        self._payloads: list[ctypes.Array] = []
+        self._owned: list[tuple[str, _Handle]] = []  # destroyed in reverse order
+        try:
+            self._open(path, threads)
+        except BaseException:
+            self.close()  # what was made before the failure
+            raise
+
+    def _open(self, path: Path, threads: int) -> None:
+        self.environment = self._make("LiteRtCreateEnvironment", "LiteRtDestroyEnvironment", 0, None)
+        self.model = self._make("LiteRtCreateModelFromFile", "LiteRtDestroyModel", self.environment,
+                                str(path).encode())
+        options = self._make("LiteRtCreateOptions", "LiteRtDestroyOptions")
+        self._call("LiteRtSetOptionsHardwareAccelerators", options, _CPU)
+        # The identifiers and keys LiteRT's own options code writes (its Python API sends the same for threads).
+        self._call("LiteRtAddOpaqueOptions", options, self._options("xnnpack", f"num_threads = {threads}\n"))
+        self._call("LiteRtAddOpaqueOptions", options, self._options("runtime_options_string",
+                                                                    "enable_profiling = true\n"))
+        self.compiled = self._make("LiteRtCreateCompiledModel", "LiteRtDestroyCompiledModel", self.environment,
+                                   self.model, options)
+        self.profiler = _Handle()
+        self._call("LiteRtCompiledModelGetProfiler", self.compiled, ctypes.byref(self.profiler))
+        if not self.profiler.value:
+            raise LiteRtError("LiteRT made the model without its profiler: this ai-edge-litert does not take "
+                              "`enable_profiling` as its runtime option")
+        signature = _Handle()
+        self._call("LiteRtGetModelSignature", self.model, ctypes.c_size_t(0), ctypes.byref(signature))
+        self.inputs = self._buffers(signature, "Input")
+        self.outputs = self._buffers(signature, "Output")
+        self._input_array = (_Handle * len(self.inputs))(*self.inputs)
+        self._output_array = (_Handle * len(self.outputs))(*self.outputs)
+
+    def _call(self, function: str, *args: object) -> None:
+        status = getattr(self.lib, function)(*args)
+        if status != 0:
+            raise LiteRtError(f"LiteRT's {function} failed (status {status})")
+
+    def _make(self, create: str, destroy: str, *args: object) -> _Handle:
+        handle = _Handle()
+        self._call(create, *args, ctypes.byref(handle))
+        self._owned.append((destroy, handle))
+        return handle
+
+    def _options(self, identifier: str, toml: str) -> _Handle:
+        payload = ctypes.create_string_buffer(toml.encode())
+        self._payloads.append(payload)  # the options point at it until the model is closed
+        handle = _Handle()
+        self._call("LiteRtCreateOpaqueOptions", identifier.encode(), ctypes.cast(payload, _Handle), _NO_DELETE,
+                   ctypes.byref(handle))
+        return handle  # owned by the options it is added to
+
+    def _buffers(self, signature: _Handle, side: str) -> list[_Handle]:
+        """Host buffers for the signature's inputs or outputs, as the compiled model requires them."""
+        count = ctypes.c_size_t()
+        self._call(f"LiteRtGetNumSignature{side}s", signature, ctypes.byref(count))
+        buffers = []
+        for i in range(count.value):
+            tensor, requirements = _Handle(), _Handle()
+            self._call(f"LiteRtGetSignature{side}TensorByIndex", signature, ctypes.c_size_t(i), ctypes.byref(tensor))
+            ranked_type = ctypes.create_string_buffer(_RANKED_TYPE_BYTES)
+            self._call("LiteRtGetRankedTensorType", tensor, ranked_type)
+            self._call(f"LiteRtGetCompiledModel{side}BufferRequirements", self.compiled, ctypes.c_size_t(0),
+                       ctypes.c_size_t(i), ctypes.byref(requirements))
+            buffers.append(self._make("LiteRtCreateManagedTensorBufferFromRequirements", "LiteRtDestroyTensorBuffer",
+                                      self.environment, ranked_type, requirements))
+        return buffers
+
+    def feed(self, array: np.ndarray) -> None:
+        """The model's (single) input, as the interpreter is given it: the same dtype and bytes."""
+        data = np.ascontiguousarray(array)
+        size = ctypes.c_size_t()
+        self._call("LiteRtGetTensorBufferSize", self.inputs[0], ctypes.byref(size))
+        if size.value < data.nbytes:
+            raise LiteRtError(f"LiteRT's input buffer holds {size.value} bytes, the input has {data.nbytes}")
+        address = _Handle()
+        self._call("LiteRtLockTensorBuffer", self.inputs[0], ctypes.byref(address), _LOCK_WRITE)
+        try:
+            ctypes.memmove(address, data.ctypes.data, data.nbytes)
+        finally:
+            self._call("LiteRtUnlockTensorBuffer", self.inputs[0])
+
+    def run(self) -> None:
+        self._call("LiteRtRunCompiledModel", self.compiled, ctypes.c_size_t(0), ctypes.c_size_t(len(self.inputs)),
+                   self._input_array, ctypes.c_size_t(len(self.outputs)), self._output_array)
+
+    def restart(self) -> None:
+        """Forget the records so far and record from here: one inference's records at a time."""
+        self._call("LiteRtResetProfiler", self.profiler)
+        self._call("LiteRtStartProfiler", self.profiler)
+
+    def events(self) -> list[ProfilerEvent]:
+        count = ctypes.c_int()
+        self._call("LiteRtGetNumProfilerEvents", self.profiler, ctypes.byref(count))
+        if count.value <= 0:
+            return []
+        raw = ctypes.create_string_buffer(_EVENT.size * count.value)
+        self._call("LiteRtGetProfilerEvents", self.profiler, count, raw)
+        return read_events(raw.raw, count.value)
+
+    def close(self) -> None:
+        while self._owned:
+            destroy, handle = self._owned.pop()
+            getattr(self.lib, destroy)(handle)
+
+    def __enter__(self) -> ProfiledModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
