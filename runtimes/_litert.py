@@ -193,3 +193,82 @@ class ProfiledModel:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# Multiply-adds. XNNPACK's records name no layer and carry no shapes, and XNNPACK fuses some of the model's
+# operators into others (a PAD into the convolution after it), so its operator numbers are not the model's node
+# numbers. Its multiply-add operators, though, run one per multiply-add operator of the model, in the model's
+# order: where the two sequences match one for one in kind, each XNNPACK operator gets its model operator's
+# multiply-adds, from the shapes in the `.tflite`; where they do not, none does (no guess).
+MAC_KINDS = {  # the model's multiply-add operator types, and the XNNPACK operators each may run as
+    "CONV_2D": ("Convolution", "Fully Connected"),  # XNNPACK runs a 1x1 convolution as a matrix product
+    "DEPTHWISE_CONV_2D": ("Convolution",),
+    "FULLY_CONNECTED": ("Fully Connected",),
+    "TRANSPOSE_CONV": ("Deconvolution",),
+}
+# Types whose multiply-adds `graph_macs` does not count: a model with one gets none, rather than a partial count.
+UNCOUNTED_MAC_KINDS = ("BATCH_MATMUL", "CONV_3D", "CONV_3D_TRANSPOSE", "EMBEDDING_LOOKUP")
+XNNPACK_MAC_KINDS = ("Convolution", "Fully Connected", "Deconvolution", "Batch Matrix Multiply")
+
+
+@dataclass(frozen=True)
+class GraphOp:
+    """One operator of the `.tflite` graph, as the interpreter lists it."""
+
+    node: int
+    kind: str  # the model's operator type: CONV_2D
+    precision: str  # of its first input, the activation it computes on
+    macs: float  # its multiply-adds per inference (0: none, or not counted)
+
+
+def op_macs(kind: str, input_shapes: list[tuple[int, ...]], output_shape: tuple[int, ...]) -> float:
+    """An operator's multiply-adds from its tensors' shapes (NHWC, filters as TFLite stores them)."""
+    out = float(np.prod(output_shape)) if output_shape else 0.0
+    if kind == "CONV_2D":  # filter [O, kh, kw, I/groups]
+        _, kh, kw, per_group = input_shapes[1]
+        return out * kh * kw * per_group
+    if kind == "DEPTHWISE_CONV_2D":  # filter [1, kh, kw, C x multiplier]
+        return out * input_shapes[1][1] * input_shapes[1][2]
+    if kind == "FULLY_CONNECTED":  # weights [O, I]
+        return out * input_shapes[1][-1]
+    if kind == "TRANSPOSE_CONV":  # inputs: output shape, filter [O, kh, kw, I], input [N, H, W, I]
+        _, kh, kw, _ = input_shapes[1]
+        return float(np.prod(input_shapes[2])) * kh * kw * input_shapes[1][0]
+    return 0.0
+
+
+def graph_ops(ops: list[dict], tensors: list[dict]) -> list[GraphOp]:
+    """The graph's operators (the interpreter's `_get_ops_details()` and `get_tensor_details()`), with their
+    first input's precision and their multiply-adds."""
+    from edgebench.bench.measure.profile import precision_of_dtype
+
+    by_index = {t["index"]: t for t in tensors}
+    graph = []
+    for op in ops:
+        inputs = [by_index[i] for i in op["inputs"] if i in by_index]
+        outputs = [by_index[i] for i in op["outputs"] if i in by_index]
+        precision = precision_of_dtype(np.dtype(inputs[0]["dtype"]).name) if inputs else ""
+        macs = op_macs(op["op_name"], [tuple(t["shape"]) for t in inputs],
+                       tuple(outputs[0]["shape"]) if outputs else ()) if op["op_name"] in MAC_KINDS else 0.0
+        graph.append(GraphOp(op["index"], op["op_name"], precision, macs))
+    return graph
+
+
+def delegated_macs(operators: dict[int, str], graph: list[GraphOp], by_kernels: set[int]) -> dict[int, float] | None:
+    """XNNPACK operator number -> the multiply-adds of the model operator it ran, where XNNPACK's multiply-add
+    operators (`operators`: number -> XNNPACK's name) and the model's delegated ones (those not run by LiteRT's
+    own kernels, `by_kernels`) match one for one in order and kind; None where they do not, or where the model
+    has a multiply-add type not counted."""
+    from edgebench.runtimes._xnnpack import xnnpack_kind
+
+    if any(op.kind in UNCOUNTED_MAC_KINDS for op in graph):
+        return None
+    mine = [(number, xnnpack_kind(name)) for number, name in sorted(operators.items())
+            if xnnpack_kind(name) in XNNPACK_MAC_KINDS]
+    theirs = [op for op in graph if op.kind in MAC_KINDS and op.node not in by_kernels]
+    if len(mine) != len(theirs):
+        return None
+    pairs = list(zip(mine, theirs, strict=True))
+    if any(kind not in MAC_KINDS[op.kind] for (_, kind), op in pairs):
+        return None
+    return {number: op.macs for (number, _), op in pairs}

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from edgebench.bench.measure.profile import precision_of_dtype
 from edgebench.bench.targets import tflite_delegate_options, tflite_delegates
 from edgebench.models.heads import detection_head
 from edgebench.runtimes._quant import calibration_batches, export_for_training
@@ -190,15 +189,15 @@ class TFLite(Runtime):
         with the profiler on, XNNPACK at the row's threads). XNNPACK reports each operator it ran with its data
         types in its name (`Convolution (NHWC, QC8) IGEMM #3`: QC8 and QS8 are int8), numbered as it numbers
         them; an operator left to LiteRT's own kernels is named as the model names its type (`GATHER_ND node 41`)
-        with the precision of its first input."""
+        with the precision of its first input. Multiply-adds come from the `.tflite`'s shapes, where XNNPACK's
+        operators match the model's (`runtimes._litert.delegated_macs`)."""
         if self.options.target != "cpu":
             raise ProfileUnavailable("LiteRT is profiled on the CPU (XNNPACK) only here: the NPU delegates are "
                                      "loaded into the interpreter, which has no profiler")
-        from edgebench.bench.measure.profile import PROFILE_WARMUP, OpTime, ProfiledIteration
-        from edgebench.runtimes._litert import DELEGATE_EVENTS, OPERATOR_EVENT, ProfiledModel
+        from edgebench.bench.measure.profile import PROFILE_WARMUP
+        from edgebench.runtimes._litert import ProfiledModel
 
-        kernels = self._kernel_ops()
-        profiled = []
+        recorded = []
         with ProfiledModel(self.artifact_path, self.options.threads) as model:
             model.feed(prepared)
             for _ in range(PROFILE_WARMUP):
@@ -208,27 +207,35 @@ class TFLite(Runtime):
                 start = time.perf_counter()
                 model.run()
                 wall_ms = (time.perf_counter() - start) * 1e3
-                ops = []
-                for event in model.events():
-                    if event.kind in DELEGATE_EVENTS:
-                        ops.append(OpTime(name=f"{event.tag} #{event.node}", kind=xnnpack_kind(event.tag),
-                                          precision=xnnpack_precision(event.tag), ms=event.us / 1e3))
-                    elif event.kind == OPERATOR_EVENT and event.node in kernels:  # not a delegate's own node
-                        kind, precision = kernels[event.node]
-                        ops.append(OpTime(name=f"{kind} node {event.node}", kind=kind, precision=precision,
-                                          ms=event.us / 1e3))
-                profiled.append(ProfiledIteration(wall_ms, tuple(ops)))
-        return profiled
+                recorded.append((wall_ms, model.events()))
+        return self._operators(recorded)
 
-    def _kernel_ops(self) -> dict[int, tuple[str, str]]:
-        """The model's operators by node index: their type and the precision of their first input (the
-        activation an operator computes on), for those LiteRT's own kernels run."""
-        tensors = {t["index"]: t for t in self.interpreter.get_tensor_details()}
-        ops = {}
-        for op in self.interpreter._get_ops_details():
-            first = next((tensors[i] for i in op["inputs"] if i in tensors), None)
-            ops[op["index"]] = (op["op_name"], precision_of_dtype(np.dtype(first["dtype"]).name) if first else "")
-        return ops
+    def _operators(self, recorded: list[tuple[float, list[Any]]]) -> list[Any]:
+        """Each profiled inference's operator records as operators, with their precision and multiply-adds."""
+        from edgebench.bench.measure.profile import OpTime, ProfiledIteration
+        from edgebench.runtimes._litert import DELEGATE_EVENTS, OPERATOR_EVENT, delegated_macs, graph_ops
+
+        graph = {op.node: op for op in graph_ops(self.interpreter._get_ops_details(),
+                                                  self.interpreter.get_tensor_details())}
+        first = recorded[0][1] if recorded else []
+        delegated = {e.node: e.tag for e in first if e.kind in DELEGATE_EVENTS}
+        by_kernels = {e.node for e in first if e.kind == OPERATOR_EVENT and e.node in graph}
+        macs = delegated_macs(delegated, list(graph.values()), by_kernels)
+        counted = macs is not None  # else no line has multiply-adds: a part of them would be a false share
+        profiled = []
+        for wall_ms, events in recorded:
+            ops = []
+            for event in events:
+                if event.kind in DELEGATE_EVENTS:
+                    ops.append(OpTime(name=f"{event.tag} #{event.node}", kind=xnnpack_kind(event.tag),
+                                      precision=xnnpack_precision(event.tag), ms=event.us / 1e3,
+                                      macs=macs.get(event.node, 0.0) if counted else 0.0))
+                elif event.kind == OPERATOR_EVENT and event.node in graph and graph[event.node].kind != "DELEGATE":
+                    op = graph[event.node]  # an operator LiteRT's own kernels ran (a delegate's node is not one)
+                    ops.append(OpTime(name=f"{op.kind} node {op.node}", kind=op.kind, precision=op.precision,
+                                      ms=event.us / 1e3, macs=op.macs if counted else 0.0))
+            profiled.append(ProfiledIteration(wall_ms, tuple(ops)))
+        return profiled
 
     def prepare(self, x: np.ndarray) -> Any:
         return quantize(x, self.input)

@@ -152,8 +152,9 @@ def test_the_dominant_convolution_is_the_top_operator_in_every_runtime(name, tmp
     assert {line.executed for line in profile.lines if line.operator != OUTSIDE} <= {"fp32", ""}
     if name == "openvino":  # the kernel the plugin chose, with its precision in its name
         assert top.kernel.lower().endswith("f32"), top.kernel
-    if name in ("onnxruntime", "openvino"):  # their graphs give the shapes
+    if name in ("onnxruntime", "openvino", "tflite"):  # their graphs give the shapes
         assert top.macs == dominant
+    if name in ("onnxruntime", "openvino"):
         assert top.layer == "2"  # the PyTorch module it came from: the Sequential's third layer
 
 
@@ -264,7 +265,10 @@ def test_litert_shows_a_first_layer_left_float_as_float_and_the_rest_as_integer(
     assert profile.top(1)[0].category == "convolution" and profile.top(1)[0].executed == "int8"
     assert 0.5 < profile.integer_share() < 1.0
     assert floats[0].operator in [line.operator for line in profile.float_lines(5)]
-    assert profile.integer_mac_share() is None  # XNNPACK's operators carry no shapes: not claimed
+    # XNNPACK's multiply-add operators matched the model's one for one: their multiply-adds are the .tflite's.
+    assert floats[0].macs == 96 * 96 * 8 * 3
+    assert profile.top(1)[0].macs == 96 * 96 * 64 * 8 * 7 * 7
+    assert 0.998 < profile.integer_mac_share() < 1.0
 
 
 def test_litert_reads_its_profiler_records_and_refuses_a_layout_it_does_not_know():
@@ -283,6 +287,28 @@ def test_litert_reads_its_profiler_records_and_refuses_a_layout_it_does_not_know
     assert (event.tag, event.kind, event.us, event.node) == ("Convolution (NHWC, QC8) IGEMM", 8, 250, 7)
     with pytest.raises(LiteRtError, match="does not read as ProfiledEventData"):
         read_events(layout.pack(ctypes.addressof(tag), 3, 0, 0, 0, 0, 0), 1)
+
+
+def test_litert_gives_multiply_adds_only_where_xnnpacks_operators_match_the_models():
+    """XNNPACK fuses a PAD into the convolution after it, so its operator numbers are not the model's; its
+    multiply-add operators still follow the model's one for one, and only then are they given the model's."""
+    from edgebench.runtimes._litert import GraphOp, delegated_macs, op_macs
+
+    assert op_macs("CONV_2D", [(1, 8, 8, 3), (16, 3, 3, 3)], (1, 8, 8, 16)) == 8 * 8 * 16 * 27
+    assert op_macs("DEPTHWISE_CONV_2D", [(1, 8, 8, 16), (1, 3, 3, 16)], (1, 8, 8, 16)) == 8 * 8 * 16 * 9
+    assert op_macs("FULLY_CONNECTED", [(1, 64), (10, 64)], (1, 10)) == 640
+    graph = [GraphOp(0, "PAD", "int8", 0), GraphOp(1, "CONV_2D", "int8", 100),
+             GraphOp(2, "DEPTHWISE_CONV_2D", "int8", 7), GraphOp(3, "ADD", "int8", 0),
+             GraphOp(4, "FULLY_CONNECTED", "int8", 5), GraphOp(5, "DELEGATE", "", 0)]
+    xnnpack = {0: "Fully Connected (NC, QS8, QC8W) GEMM", 1: "Convolution (NHWC, QC8) DWConv", 2: "Add (ND)",
+               3: "Fully Connected (NC, QS8, QC8W) GEMM"}
+    assert delegated_macs(xnnpack, graph, set()) == {0: 100, 1: 7, 3: 5}
+    assert delegated_macs({**xnnpack, 1: "Add (ND)"}, graph, set()) is None  # one fewer multiply-add operator
+    assert delegated_macs({**xnnpack, 0: "Convolution (NHWC, QC8) DWConv", 1: "Fully Connected (NC, F32) GEMM"},
+                          graph, set()) is None  # a depthwise convolution cannot run as a matrix product
+    assert delegated_macs({1: "Convolution (NHWC, QC8) DWConv", 3: "Fully Connected (NC, QS8, QC8W) GEMM"}, graph,
+                          {1}) == {1: 7, 3: 5}  # CONV_2D ran in LiteRT's own kernel: not XNNPACK's to match
+    assert delegated_macs(xnnpack, [*graph, GraphOp(6, "BATCH_MATMUL", "fp32", 0)], set()) is None
 
 
 def test_a_row_without_a_profile_says_why_in_its_table():
