@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -137,11 +139,14 @@ def op_precision(name: str, float_precision: str) -> str:
     return float_precision
 
 
-def profile_calls(step: Any, iterations: int, float_precision: str) -> list[Any]:
+def profile_calls(step: Any, iterations: int, float_precision: str, model_macs: float | None = None) -> list[Any]:
     """torch.profiler around each of `iterations` inferences: per operator its self CPU time (a nested
     operator's time is its own, not also its caller's, so the operators add up to the inference). Inductor's
     generated C++ kernels record no events of their own: their time is the self time of the compiled region
-    that calls them, which the profile names as PyTorch does."""
+    that calls them, which the profile names as PyTorch does. Multiply-adds per operator type come from one more
+    inference with shapes recorded (`recorded_macs`; not among the timed ones, as recording shapes slows every
+    call), and only where they add up to the model's own count, `model_macs`: else a convolution the profiler did
+    not see would make the integer share a false one."""
     import time
 
     from torch.profiler import ProfilerActivity, profile
@@ -156,11 +161,114 @@ def profile_calls(step: Any, iterations: int, float_precision: str) -> list[Any]
             start = time.perf_counter()
             step()
             wall_ms = (time.perf_counter() - start) * 1e3
-        ops = tuple(OpTime(name=event.key, kind=event.key, precision=op_precision(event.key, float_precision),
-                           ms=event.self_cpu_time_total / 1e3, calls=event.count)
-                    for event in prof.key_averages() if event.self_cpu_time_total > 0)
-        profiled.append(ProfiledIteration(wall_ms, ops))
-    return profiled
+        profiled.append((wall_ms, [event for event in prof.key_averages() if event.self_cpu_time_total > 0]))
+    macs = recorded_macs(step) if model_macs else {}
+    if not model_macs or abs(sum(macs.values()) - model_macs) > MAC_TOLERANCE * model_macs:
+        macs = {}
+    return [ProfiledIteration(wall_ms, tuple(OpTime(name=event.key, kind=event.key,
+                                                    precision=op_precision(event.key, float_precision),
+                                                    ms=event.self_cpu_time_total / 1e3, calls=event.count,
+                                                    macs=macs.get(event.key, 0.0)) for event in events))
+            for wall_ms, events in profiled]
+
+
+MAC_TOLERANCE = 0.001  # recorded and counted multiply-adds agree to this share, or none are given
+
+
+# The argument names of a call's input and weight, across the operators that compute multiply-adds: aten's,
+# oneDNN's float (mkldnn::, mkl::) and integer (onednn::q*) kernels.
+INPUT_NAMES = ("X", "qx", "mat1", "input", "self")  # mat1 before self: aten::addmm's `self` is its bias
+WEIGHT_NAMES = ("W", "qw", "ORI_W", "mat2", "weight")  # ORI_W: mkl::_mkl_linear's weight before MKL packed it
+MAC_WORDS = ("conv", "linear", "addmm", "::mm", "bmm")
+
+
+def call_macs(name: str, shapes: list[list[int]], arguments: list[Any]) -> float:
+    """A convolution's or matrix product's multiply-adds in one call, from what torch.profiler recorded of it
+    (`record_shapes`: a shape and, for lists and numbers, a value per argument): its output positions times its
+    weight's elements. The input, weight, stride, padding and dilation are read by name from the operator's schema
+    (oneDNN's packed weights keep their logical shape). 0 for any other operator, and for one whose schema does
+    not name them."""
+    lower = name.lower()
+    if not any(word in lower for word in MAC_WORDS) or "convert" in lower:
+        return 0.0
+    names = schema_arguments(name, len(shapes))
+    if names is None:
+        return 0.0
+    shape = dict(zip(names, shapes, strict=True))
+    given = dict(zip(names, arguments, strict=False))
+    x = next((shape[n] for n in INPUT_NAMES if len(shape.get(n) or []) >= 2), None)
+    w = next((shape[n] for n in WEIGHT_NAMES if len(shape.get(n) or []) >= 2), None)
+    if x is None or w is None:
+        return 0.0
+    if "conv" in lower:
+        if len(x) != len(w) or len(x) < 3 or "stride" not in given:
+            return 0.0
+        spatial = len(x) - 2
+
+        def pair(key: str, default: int) -> list[int]:
+            value = given.get(key)
+            return list(value) * (spatial // len(value)) if isinstance(value, list) and value else [default] * spatial
+
+        stride, padding, dilation = pair("stride", 1), pair("padding", 0), pair("dilation", 1)
+        positions = x[0] * math.prod((size + 2 * pad - dil * (k - 1) - 1) // st + 1 for size, k, st, pad, dil
+                                     in zip(x[2:], w[2:], stride, padding, dilation, strict=True))
+        return float(positions * math.prod(w))
+    if "bmm" in lower:  # (batch, rows, inner) by (batch, inner, columns)
+        return float(math.prod(x) * w[-1])
+    return float(math.prod(x[:-1]) * math.prod(w))  # rows of the input by the weight's (inner x outer) products
+
+
+@functools.cache
+def schema_arguments(name: str, count: int) -> tuple[str, ...] | None:
+    """The argument names of the operator `ns::op` whose overloads taking `count` arguments (the profiler records
+    one entry per argument) all name them alike; None where PyTorch has none, or they differ."""
+    import torch
+
+    namespace, _, op = name.partition("::")
+    try:
+        packet = getattr(getattr(torch.ops, namespace), op)
+        found = {tuple(a.name for a in getattr(packet, overload)._schema.arguments) for overload in packet.overloads()}
+    except (AttributeError, RuntimeError):
+        return None
+    matching = [names for names in found if len(names) == count]
+    return matching[0] if len(matching) == 1 else None
+
+
+def recorded_macs(step: Any) -> dict[str, float]:
+    """Multiply-adds per operator type in one inference with shapes recorded, each convolution or matrix product
+    counted once, at its outermost call (aten::conv2d in eager PyTorch, whose aten::mkldnn_convolution inside
+    it holds the time; onednn::qconv_pointwise in compiled PyTorch)."""
+    from collections import defaultdict
+
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        step()
+    macs: dict[str, float] = defaultdict(float)
+    for event in prof.events():
+        count = call_macs(event.name, event.input_shapes or [], list(event.concrete_inputs or []))
+        parent = event.cpu_parent
+        while count and parent is not None:  # inside another counted call: already counted there
+            if call_macs(parent.name, parent.input_shapes or [], list(parent.concrete_inputs or [])):
+                count = 0.0
+            parent = parent.cpu_parent
+        if count:
+            macs[event.name] += count
+    return dict(macs)
+
+
+def model_macs(module: Any, example: Any) -> float | None:
+    """The model's multiply-adds per inference, as PyTorch's FlopCounterMode counts its convolutions and matrix
+    products (two flops each); None where it cannot run the module."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            module(example)
+    except Exception:  # noqa: BLE001  (a module the counter cannot trace: no count, no claim)
+        return None
+    return counter.get_total_flops() / 2 or None
 
 
 def torch_device(target: str) -> str:
@@ -327,7 +435,12 @@ class TorchModuleRuntime(Runtime):
             raise ProfileUnavailable("PyTorch is profiled on the CPU only here (torch.profiler's CUDA activity "
                                      "is not wired into edgebench)")
         floating = "fp32" if self.options.precision in ("int8", "tf32") else self.options.precision
-        return profile_calls(lambda: self.run(prepared), iterations, floating)
+        return profile_calls(lambda: self.run(prepared), iterations, floating, self.model_macs(prepared))
+
+    def model_macs(self, prepared: Any) -> float | None:
+        """The model's multiply-adds, to check the profile's against: counted on the module before compilation
+        (torch.compile keeps it as `_orig_mod`)."""
+        return model_macs(getattr(self.module, "_orig_mod", self.module), prepared)
 
     def sync(self) -> None:
         cuda_sync(self.options.target)

@@ -60,6 +60,10 @@ class TorchScript(_torch.TorchModuleRuntime):
                                                     for op in it.ops))
                 for it in super().profile(prepared, iterations)]
 
+    def model_macs(self, prepared: Any) -> float | None:
+        """None: the profile cannot hold the model's multiply-adds, its convolutions being JIT-only operators."""
+        return None
+
 
 # The interpreter's own bookkeeping, not operators that compute.
 SCRIPT_CONTROL = {"prim::Constant", "prim::If", "prim::Loop", "prim::ListConstruct", "prim::TupleConstruct",
