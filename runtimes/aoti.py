@@ -24,11 +24,14 @@ import importlib.util
 import re
 import shutil
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from edgebench.runtimes import _torch
-from edgebench.runtimes.base import ProfileUnavailable
+from edgebench.runtimes.base import NOTES_MARK, ProfileUnavailable
+
+PROGRAM_NOTE = f"program{NOTES_MARK}pt2"  # the exported program, kept beside the package for a profiled build
 
 # The CPU flag each extension Inductor names in AOTI_CPU_ISA needs (/proc/cpuinfo spelling).
 ISA_FLAGS = {"AVX2": "avx2", "AVX512": "avx512f", "AVX512_VNNI": "avx512_vnni", "AMX": "amx_tile",
@@ -48,6 +51,25 @@ def package_calls(artifact: Path) -> list[str]:
         code = "\n".join(package.read(name).decode(errors="replace") for name in package.namelist()
                          if name.endswith(".wrapper.cpp"))
     return sorted(set(re.findall(r"aoti_torch_(?:cpu|cuda)_(\w+?)\(", code)))
+
+
+def compile_package(program: Any, path: Path, configs: dict[str, Any] | None = None) -> None:
+    """Inductor's ahead-of-time compilation of `program` into a package at `path`, frozen: freezing applies only
+    without autograd (see the module docstring)."""
+    import torch
+
+    with torch.no_grad():
+        torch._inductor.aoti_compile_and_package(program, package_path=str(path),
+                                                 inductor_configs={"freezing": True, **(configs or {})})
+
+
+def shim_precision(name: str, precision: str, floating: str) -> str:
+    """A profiled package's record as PyTorch's operator names would read: a C shim call
+    (`aoti_torch_cpu_mkldnn__convolution_pointwise`) is a library operator, integer where it is oneDNN's
+    quantized kernel, else at the row's float precision; a generated kernel's precision stays unknown."""
+    if name.startswith("aoti_torch_") and not precision:
+        return _torch.op_precision(name.replace("aoti_torch_cpu_", "aoti::"), floating)
+    return precision
 
 
 class AOTInductor(_torch.TorchModuleRuntime):
@@ -86,9 +108,8 @@ class AOTInductor(_torch.TorchModuleRuntime):
         _torch.set_threads(self.options.threads)  # Inductor sizes its parallel loops for the threads it sees
         program = self.exported_program(model, example)
         path = folder / self.artifact
-        with torch.no_grad():  # freezing applies only without autograd (see the module docstring)
-            torch._inductor.aoti_compile_and_package(program, package_path=str(path),
-                                                     inductor_configs={"freezing": True})
+        compile_package(program, path)
+        torch.export.save(program, str(folder / PROGRAM_NOTE))  # for profile(): not part of the package's size
         return path
 
     def load(self, artifact: Path) -> None:
@@ -141,9 +162,44 @@ class AOTInductor(_torch.TorchModuleRuntime):
         return [call for call in self.calls if re.match(r"_?q(conv|linear)", call)]
 
     def profile(self, prepared: Any, iterations: int) -> list[Any]:
-        raise ProfileUnavailable("an AOTInductor package runs its kernels inside one C++ call that torch.profiler "
-                                 "does not see into (an instrumented build, Inductor's cpp.enable_kernel_profile, "
-                                 "is not wired into edgebench)")
+        """torch.profiler on a second build of the same exported program, compiled with Inductor's kernel
+        profiling (`cpp.enable_kernel_profile`): the package runs its kernels inside one C++ call the profiler
+        does not see into, and the instrumented build records each one, its oneDNN calls by their C shim
+        (`aoti_torch_cpu__qconv_pointwise_tensor`) and its generated C++ kernels by name
+        (`graph_0_cpp_fused_relu_0`, the graph numbered by the process), grouped by name as PyTorch's profile
+        is. The build takes as long as the export's; the timed package stays uninstrumented. Multiply-adds:
+        none (the records carry no shapes)."""
+        import tempfile
+
+        import torch
+
+        if self.options.target != "cpu":
+            raise ProfileUnavailable("AOTInductor is profiled on the CPU only here (torch.profiler's CUDA activity "
+                                     "is not wired into edgebench)")
+        program_path = self.artifact_path.parent / PROGRAM_NOTE
+        if not program_path.exists():
+            raise ProfileUnavailable(f"no exported program beside the package ({PROGRAM_NOTE}) to build a profiled "
+                                     "package from: export it again")
+        if self.options.precision == "int8":  # the quantized ops the program names, and the int8 lowering
+            import torchao.quantization.pt2e  # noqa: F401
+            import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401
+        floating = "fp32" if self.options.precision == "int8" else self.options.precision
+        with tempfile.TemporaryDirectory(prefix="eb-aoti-profile-") as tmp:
+            package = Path(tmp) / self.artifact
+            compile_package(torch.export.load(str(program_path)), package, {"cpp.enable_kernel_profile": True})
+            if self.options.precision == "int8" and not any(re.match(r"_?q(conv|linear)", call)
+                                                             for call in package_calls(package)):
+                raise ProfileUnavailable("the profiled build of this int8 program calls no integer kernel: it "
+                                         "would not profile what the timed package runs")
+            loader = torch._C._aoti.AOTIModelPackageLoader(str(package), "model", False, 1, -1)
+
+            def step() -> None:
+                with torch.inference_mode():
+                    loader.run([prepared])
+
+            profiled = _torch.profile_calls(step, iterations, floating)
+        return [replace(it, ops=tuple(replace(op, precision=shim_precision(op.name, op.precision, floating))
+                                      for op in it.ops)) for it in profiled]
 
     def details(self) -> str:
         isa = self.metadata.get("AOTI_CPU_ISA") or self.metadata.get("AOTI_DEVICE_KEY", "")

@@ -213,14 +213,16 @@ class Runtime(ABC):
         return None
 
 
-# edgebench's own notes about an artifact, written beside it by export() (OpenVINO's layer names): cached with it,
-# read by the measuring process, but not part of what a deployment ships, so not of its size.
-NOTES_SUFFIX = ".edgebench.json"
+# edgebench's own notes about an artifact, written beside it by export() (OpenVINO's layer names, AOTInductor's
+# program for a profiled build): cached with it, read by the measuring process, but not part of what a deployment
+# ships, so not of its size. A note's name carries NOTES_MARK: `layers.edgebench.json`, `program.edgebench.pt2`.
+NOTES_MARK = ".edgebench."
+NOTES_SUFFIX = f"{NOTES_MARK}json"
 
 
 def artifact_files(folder: Path) -> list[Path]:
-    """The files an export wrote, sorted, without edgebench's notes (`NOTES_SUFFIX`)."""
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.endswith(NOTES_SUFFIX))
+    """The files an export wrote, sorted, without edgebench's notes (`NOTES_MARK`)."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and NOTES_MARK not in p.name)
 
 
 def artifact_size_bytes(folder: Path) -> int:
