@@ -195,20 +195,11 @@ class ProfiledModel:
         self.close()
 
 
-# Multiply-adds. XNNPACK's records name no layer and carry no shapes, and XNNPACK fuses some of the model's
-# operators into others (a PAD into the convolution after it), so its operator numbers are not the model's node
-# numbers. Its multiply-add operators, though, run one per multiply-add operator of the model, in the model's
-# order: where the two sequences match one for one in kind, each XNNPACK operator gets its model operator's
-# multiply-adds, from the shapes in the `.tflite`; where they do not, none does (no guess).
-MAC_KINDS = {  # the model's multiply-add operator types, and the XNNPACK operators each may run as
-    "CONV_2D": ("Convolution", "Fully Connected"),  # XNNPACK runs a 1x1 convolution as a matrix product
-    "DEPTHWISE_CONV_2D": ("Convolution",),
-    "FULLY_CONNECTED": ("Fully Connected",),
-    "TRANSPOSE_CONV": ("Deconvolution",),
-}
-# Types whose multiply-adds `graph_macs` does not count: a model with one gets none, rather than a partial count.
-UNCOUNTED_MAC_KINDS = ("BATCH_MATMUL", "CONV_3D", "CONV_3D_TRANSPOSE", "EMBEDDING_LOOKUP")
-XNNPACK_MAC_KINDS = ("Convolution", "Fully Connected", "Deconvolution", "Batch Matrix Multiply")
+# Multiply-adds: from the `.tflite`'s shapes, given to XNNPACK's operators where they match the model's
+# (`runtimes._xnnpack.match_macs`).
+MAC_TYPES = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")  # counted by `op_macs`
+# Types whose multiply-adds `op_macs` does not count: a model with one gets none, rather than a partial count.
+UNCOUNTED_MAC_TYPES = ("BATCH_MATMUL", "CONV_3D", "CONV_3D_TRANSPOSE", "EMBEDDING_LOOKUP")
 
 
 @dataclass(frozen=True)
@@ -219,6 +210,7 @@ class GraphOp:
     kind: str  # the model's operator type: CONV_2D
     precision: str  # of its first input, the activation it computes on
     macs: float  # its multiply-adds per inference (0: none, or not counted)
+    runs_as: tuple[str, ...] = ()  # the XNNPACK operators it may run as, for one that computes multiply-adds
 
 
 def op_macs(kind: str, input_shapes: list[tuple[int, ...]], output_shape: tuple[int, ...]) -> float:
@@ -237,6 +229,15 @@ def op_macs(kind: str, input_shapes: list[tuple[int, ...]], output_shape: tuple[
     return 0.0
 
 
+def runs_as(kind: str, input_shapes: list[tuple[int, ...]]) -> tuple[str, ...]:
+    """The XNNPACK operators a model operator may run as: a 1x1 convolution as a matrix product too."""
+    if kind == "CONV_2D":
+        one_by_one = tuple(input_shapes[1][1:3]) == (1, 1)
+        return ("Convolution", "Fully Connected") if one_by_one else ("Convolution",)
+    return {"DEPTHWISE_CONV_2D": ("Convolution",), "FULLY_CONNECTED": ("Fully Connected",),
+            "TRANSPOSE_CONV": ("Deconvolution",)}.get(kind, ())
+
+
 def graph_ops(ops: list[dict], tensors: list[dict]) -> list[GraphOp]:
     """The graph's operators (the interpreter's `_get_ops_details()` and `get_tensor_details()`), with their
     first input's precision and their multiply-adds."""
@@ -248,27 +249,23 @@ def graph_ops(ops: list[dict], tensors: list[dict]) -> list[GraphOp]:
         inputs = [by_index[i] for i in op["inputs"] if i in by_index]
         outputs = [by_index[i] for i in op["outputs"] if i in by_index]
         precision = precision_of_dtype(np.dtype(inputs[0]["dtype"]).name) if inputs else ""
-        macs = op_macs(op["op_name"], [tuple(t["shape"]) for t in inputs],
-                       tuple(outputs[0]["shape"]) if outputs else ()) if op["op_name"] in MAC_KINDS else 0.0
-        graph.append(GraphOp(op["index"], op["op_name"], precision, macs))
+        shapes = [tuple(t["shape"]) for t in inputs]
+        counted = op["op_name"] in MAC_TYPES
+        macs = op_macs(op["op_name"], shapes, tuple(outputs[0]["shape"]) if outputs else ()) if counted else 0.0
+        graph.append(GraphOp(op["index"], op["op_name"], precision, macs,
+                             runs_as(op["op_name"], shapes) if counted else ()))
     return graph
 
 
 def delegated_macs(operators: dict[int, str], graph: list[GraphOp], by_kernels: set[int]) -> dict[int, float] | None:
-    """XNNPACK operator number -> the multiply-adds of the model operator it ran, where XNNPACK's multiply-add
-    operators (`operators`: number -> XNNPACK's name) and the model's delegated ones (those not run by LiteRT's
-    own kernels, `by_kernels`) match one for one in order and kind; None where they do not, or where the model
-    has a multiply-add type not counted."""
-    from edgebench.runtimes._xnnpack import xnnpack_kind
+    """XNNPACK operator number -> the multiply-adds of the model operator it ran (`match_macs`), for XNNPACK's
+    operators (`operators`: number -> its name) and the model's that LiteRT's own kernels did not run
+    (`by_kernels`); None where they do not match, or where the model has a multiply-add type not counted."""
+    from edgebench.runtimes._xnnpack import MacOp, match_macs
 
-    if any(op.kind in UNCOUNTED_MAC_KINDS for op in graph):
+    if any(op.kind in UNCOUNTED_MAC_TYPES for op in graph):
         return None
-    mine = [(number, xnnpack_kind(name)) for number, name in sorted(operators.items())
-            if xnnpack_kind(name) in XNNPACK_MAC_KINDS]
-    theirs = [op for op in graph if op.kind in MAC_KINDS and op.node not in by_kernels]
-    if len(mine) != len(theirs):
-        return None
-    pairs = list(zip(mine, theirs, strict=True))
-    if any(kind not in MAC_KINDS[op.kind] for (_, kind), op in pairs):
-        return None
-    return {number: op.macs for (number, _), op in pairs}
+    numbers = sorted(operators)
+    model = [MacOp(op.runs_as, op.macs) for op in graph if op.kind in MAC_TYPES and op.node not in by_kernels]
+    macs = match_macs([operators[n] for n in numbers], model)
+    return None if macs is None else dict(zip(numbers, macs, strict=True))

@@ -7,6 +7,8 @@ XNNPACK names each operator it ran with its layout and data types in brackets (`
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 def xnnpack_kind(event: str) -> str:
@@ -29,3 +31,34 @@ def xnnpack_precision(event: str) -> str:
     if any(t in ("F32", "X32") for t in types):
         return "fp32"
     return ""
+
+
+# XNNPACK's operators that compute multiply-adds, as its names begin.
+MAC_OPERATORS = ("Convolution", "Fully Connected", "Deconvolution", "Batch Matrix Multiply")
+
+
+@dataclass(frozen=True)
+class MacOp:
+    """One of a model's multiply-add operators, in the order the model runs them: the XNNPACK operators it may
+    run as (a 1x1 convolution may run as `Fully Connected`), and its multiply-adds per inference."""
+
+    runs_as: tuple[str, ...]
+    macs: float
+
+
+def match_macs(names: Sequence[str], model: Sequence[MacOp]) -> list[float] | None:
+    """Each XNNPACK operator's multiply-adds (`names` in the order it ran them; 0 for those that compute none),
+    where its multiply-add operators match the model's one for one, in order and in kind; None where they do not.
+
+    XNNPACK's records name no layer and carry no shapes, and it fuses some of a model's operators into others (a
+    pad into the convolution after it), so its operators are not the model's one for one; its multiply-add
+    operators are, in the model's order. A mismatch gives none rather than a guess."""
+    mine = [i for i, name in enumerate(names) if xnnpack_kind(name) in MAC_OPERATORS]
+    if len(mine) != len(model):
+        return None
+    if any(xnnpack_kind(names[i]) not in op.runs_as for i, op in zip(mine, model, strict=True)):
+        return None
+    macs = [0.0] * len(names)
+    for i, op in zip(mine, model, strict=True):
+        macs[i] = op.macs
+    return macs

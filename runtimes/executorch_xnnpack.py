@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +26,10 @@ from typing import Any
 import numpy as np
 
 from edgebench.runtimes._quant import calibration_batches
-from edgebench.runtimes._xnnpack import xnnpack_kind, xnnpack_precision
-from edgebench.runtimes.base import ExportUnavailable, Runtime
+from edgebench.runtimes._xnnpack import MacOp, match_macs, xnnpack_kind, xnnpack_precision
+from edgebench.runtimes.base import NOTES_MARK, ExportUnavailable, Runtime
+
+MACS_NOTE = f"macs{NOTES_MARK}json"  # the program's multiply-add operators, in order, noted beside the .pte
 
 
 class ExecuTorchXnnpack(Runtime):
@@ -59,6 +62,7 @@ class ExecuTorchXnnpack(Runtime):
             raise
         path = folder / self.artifact
         path.write_bytes(lowered.to_executorch().buffer)
+        (folder / MACS_NOTE).write_text(json.dumps(program_macs(program)))  # for profile(): not of its size
         return path
 
     def _quantized(self, module: Any, example: Any) -> Any:
@@ -110,10 +114,22 @@ class ExecuTorchXnnpack(Runtime):
             events = next(b for b in Inspector(etdump_path=path).event_blocks if b.name == "Execute").events
         ops = [(e.name, list(e.perf_data.raw)) for e in events if e.perf_data is not None
                and (e.is_delegated_op or e.name.startswith("native_call_"))]
+        macs = self._macs([name for name, _ in ops]) or [0.0] * len(ops)
         return [ProfiledIteration(walls[i], tuple(OpTime(name=name, kind=xnnpack_kind(name),
-                                                         precision=xnnpack_precision(name), ms=raw[i])
-                                                  for name, raw in ops if i < len(raw)))
+                                                         precision=xnnpack_precision(name), ms=raw[i], macs=count)
+                                                  for (name, raw), count in zip(ops, macs, strict=True)
+                                                  if i < len(raw)))
                 for i in range(PROFILE_WARMUP, len(walls))]
+
+    def _macs(self, names: list[str]) -> list[float] | None:
+        """Each profiled operator's multiply-adds, from the program's noted at export (`program_macs`), where
+        XNNPACK's multiply-add operators match the program's (`match_macs`); None where they do not, or where no
+        note was kept."""
+        note = self.artifact_path.parent / MACS_NOTE
+        noted = json.loads(note.read_text()) if note.exists() else None
+        if noted is None:
+            return None
+        return match_macs(names, [MacOp(tuple(op["runs_as"]), op["macs"]) for op in noted])
 
     def prepare(self, x: np.ndarray) -> Any:
         import torch
@@ -185,6 +201,39 @@ def program_calls(pte: bytes) -> Counter:
                 operator = plan.operators[args.op_index]
                 calls[f"{operator.name}.{operator.overload}" if operator.overload else operator.name] += 1
     return calls
+
+
+def program_macs(program: Any) -> list[dict[str, Any]] | None:
+    """An exported program's multiply-add operators in the order it runs them: the XNNPACK operators each may run
+    as (`runtimes._xnnpack.MacOp`) and its multiply-adds, from the shapes torch.export recorded. None where the
+    program has a multiply-add operator not counted here (a transposed convolution, a product of activations):
+    a partial count would give a false share."""
+    import math
+
+    import torch
+
+    aten = torch.ops.aten
+    convolutions = {aten.conv1d.default: 6, aten.conv2d.default: 6, aten.conv3d.default: 6}  # -> its groups arg
+    uncounted = {aten.convolution.default, aten.conv_transpose1d.default, aten.conv_transpose2d.input,
+                 aten.mm.default, aten.bmm.default, aten.matmul.default, aten.addmm.default, aten.einsum.default,
+                 aten.scaled_dot_product_attention.default}
+    ops = []
+    for node in program.graph.nodes:
+        if node.op != "call_function":
+            continue
+        if node.target in uncounted:
+            return None
+        if node.target in convolutions:
+            out, weight = node.meta["val"].shape, node.args[1].meta["val"].shape
+            at = convolutions[node.target]
+            groups = node.args[at] if len(node.args) > at else node.kwargs.get("groups", 1)
+            one_by_one = groups == 1 and all(k == 1 for k in weight[2:])
+            ops.append({"runs_as": ["Convolution", "Fully Connected"] if one_by_one else ["Convolution"],
+                        "macs": math.prod(out) // out[1] * math.prod(weight)})
+        elif node.target == aten.linear.default:
+            out, weight = node.meta["val"].shape, node.args[1].meta["val"].shape
+            ops.append({"runs_as": ["Fully Connected"], "macs": math.prod(out) * weight[1]})
+    return ops
 
 
 def unlowerable(message: str) -> str:

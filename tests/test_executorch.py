@@ -50,7 +50,12 @@ def test_int8_is_stored_as_integers_and_stays_within_int8s_tolerance(tmp_path):
     convolutions = [line for line in profile.lines if line.category == "convolution"]
     assert convolutions and all(line.executed == "int8" for line in convolutions), convolutions
     assert profile.integer_share() > 0.9
-    assert summarise(fp32.profile(fp32.prepare(model.example.numpy()), 5)).integer_share() == 0
+    # the program's multiply-adds, noted at export, on XNNPACK's matching operators: all three ran in integer
+    assert sorted(line.macs for line in profile.lines if line.macs) == [640, 96 * 96 * 8 * 3, 96 * 96 * 64 * 8 * 49]
+    assert profile.integer_mac_share() == 1.0
+    fp32_profile = summarise(fp32.profile(fp32.prepare(model.example.numpy()), 5))
+    assert fp32_profile.integer_share() == 0 and fp32_profile.integer_mac_share() == 0
+    assert profile.top(1)[0].macs == 96 * 96 * 64 * 8 * 49  # the 7x7 convolution leads, with its own count
 
 
 class WithCumsum(nn.Module):
@@ -147,3 +152,23 @@ def test_the_verifiers_two_refusals_name_their_operator_and_other_failures_stay_
     assert unlowerable(dtypes) == ("ExecuTorch cannot lower aten.abs.default for these dtypes: {'self': "
                                    "torch.complex64, '__ret_0': torch.float32}")
     assert unlowerable("RuntimeError: out of memory") == ""
+
+
+def test_the_programs_multiply_adds_are_counted_in_order_or_not_at_all():
+    """Noted at export for the profile: each convolution and linear layer in the order the program runs them,
+    with the XNNPACK operators it may run as; none for a program with a product this count does not cover."""
+    from edgebench.runtimes.executorch_xnnpack import program_macs
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, groups=8, padding=1), nn.Flatten(),
+                          nn.Linear(8 * 16, 4)).eval()
+    program = torch.export.export(model, (torch.randn(1, 3, 4, 4),))
+    assert program_macs(program) == [
+        {"runs_as": ["Convolution", "Fully Connected"], "macs": 16 * 8 * 3},
+        {"runs_as": ["Convolution"], "macs": 16 * 8 * 9},
+        {"runs_as": ["Fully Connected"], "macs": 4 * 128}]
+
+    class Attention(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x @ x.transpose(-1, -2)
+
+    assert program_macs(torch.export.export(Attention(), (torch.randn(1, 4, 4),))) is None
