@@ -257,6 +257,37 @@ def recorded_macs(step: Any) -> dict[str, float]:
     return dict(macs)
 
 
+def program_macs(program: Any) -> list[dict[str, Any]] | None:
+    """An exported program's multiply-add operators in the order it runs them: each convolution (and whether it
+    is 1x1 with one group) and linear layer, with its multiply-adds from the shapes torch.export recorded. A
+    compiled runtime's profile that names its operators but not their shapes (XNNPACK's, AOTInductor's) gets
+    them from here, matched in order. None where the program has a multiply-add operator not counted here (a
+    transposed convolution, a product of activations): a partial count would give a false share."""
+    import torch
+
+    aten = torch.ops.aten
+    convolutions = {aten.conv1d.default: 6, aten.conv2d.default: 6, aten.conv3d.default: 6}  # -> its groups arg
+    uncounted = {aten.convolution.default, aten.conv_transpose1d.default, aten.conv_transpose2d.input,
+                 aten.mm.default, aten.bmm.default, aten.matmul.default, aten.addmm.default, aten.einsum.default,
+                 aten.scaled_dot_product_attention.default}
+    ops: list[dict[str, Any]] = []
+    for node in program.graph.nodes:
+        if node.op != "call_function":
+            continue
+        if node.target in uncounted:
+            return None
+        if node.target in convolutions:
+            out, weight = node.meta["val"].shape, node.args[1].meta["val"].shape
+            at = convolutions[node.target]
+            groups = node.args[at] if len(node.args) > at else node.kwargs.get("groups", 1)
+            ops.append({"kind": "convolution", "one_by_one": groups == 1 and all(k == 1 for k in weight[2:]),
+                        "macs": math.prod(out) // out[1] * math.prod(weight)})
+        elif node.target == aten.linear.default:
+            out, weight = node.meta["val"].shape, node.args[1].meta["val"].shape
+            ops.append({"kind": "linear", "one_by_one": False, "macs": math.prod(out) * weight[1]})
+    return ops
+
+
 def model_macs(module: Any, example: Any) -> float | None:
     """The model's multiply-adds per inference, as PyTorch's FlopCounterMode counts its convolutions and matrix
     products (two flops each); None where it cannot run the module."""

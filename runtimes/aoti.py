@@ -72,6 +72,38 @@ def shim_precision(name: str, precision: str, floating: str) -> str:
     return precision
 
 
+def shim_kind(name: str) -> str:
+    """What a profiled package's oneDNN call computes, by its shim's name: "convolution", "linear" or ""."""
+    lower = name.lower()
+    if not lower.startswith("aoti_torch_"):
+        return ""
+    if "conv" in lower:
+        return "convolution"
+    return "linear" if any(word in lower for word in ("linear", "addmm", "_mm")) else ""
+
+
+def shim_order(step: Any) -> list[str]:
+    """The profiled package's convolution and linear calls of one inference, in the order it made them."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    return [event.name for event in sorted(prof.events(), key=lambda e: e.time_range.start) if shim_kind(event.name)]
+
+
+def shim_macs(calls: list[str], program: list[dict[str, Any]] | None) -> dict[str, float] | None:
+    """Multiply-adds per shim call name: the program's convolutions and linear layers (`_torch.program_macs`)
+    matched one for one, in order and kind, to the package's calls; None where they do not match."""
+    if program is None or len(calls) != len(program):
+        return None
+    macs: dict[str, float] = {}
+    for call, op in zip(calls, program, strict=True):
+        if shim_kind(call) != op["kind"]:
+            return None
+        macs[call] = macs.get(call, 0.0) + op["macs"]
+    return macs
+
+
 class AOTInductor(_torch.TorchModuleRuntime):
     name = "aoti"
     label = "AOTInductor"
@@ -167,8 +199,9 @@ class AOTInductor(_torch.TorchModuleRuntime):
         does not see into, and the instrumented build records each one, its oneDNN calls by their C shim
         (`aoti_torch_cpu__qconv_pointwise_tensor`) and its generated C++ kernels by name
         (`graph_0_cpp_fused_relu_0`, the graph numbered by the process), grouped by name as PyTorch's profile
-        is. The build takes as long as the export's; the timed package stays uninstrumented. Multiply-adds:
-        none (the records carry no shapes)."""
+        is. The build takes as long as the export's; the timed package stays uninstrumented. The records carry
+        no shapes: multiply-adds are the program's, matched to its convolution and linear calls in order
+        (`shim_macs`)."""
         import tempfile
 
         import torch
@@ -186,7 +219,8 @@ class AOTInductor(_torch.TorchModuleRuntime):
         floating = "fp32" if self.options.precision == "int8" else self.options.precision
         with tempfile.TemporaryDirectory(prefix="eb-aoti-profile-") as tmp:
             package = Path(tmp) / self.artifact
-            compile_package(torch.export.load(str(program_path)), package, {"cpp.enable_kernel_profile": True})
+            program = torch.export.load(str(program_path))
+            compile_package(program, package, {"cpp.enable_kernel_profile": True})
             if self.options.precision == "int8" and not any(re.match(r"_?q(conv|linear)", call)
                                                              for call in package_calls(package)):
                 raise ProfileUnavailable("the profiled build of this int8 program calls no integer kernel: it "
@@ -198,8 +232,9 @@ class AOTInductor(_torch.TorchModuleRuntime):
                     loader.run([prepared])
 
             profiled = _torch.profile_calls(step, iterations, floating)
-        return [replace(it, ops=tuple(replace(op, precision=shim_precision(op.name, op.precision, floating))
-                                      for op in it.ops)) for it in profiled]
+            macs = shim_macs(shim_order(step), _torch.program_macs(program)) or {}
+        return [replace(it, ops=tuple(replace(op, precision=shim_precision(op.name, op.precision, floating),
+                                              macs=macs.get(op.name, 0.0)) for op in it.ops)) for it in profiled]
 
     def details(self) -> str:
         isa = self.metadata.get("AOTI_CPU_ISA") or self.metadata.get("AOTI_DEVICE_KEY", "")

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from edgebench.runtimes import _torch
 from edgebench.runtimes._quant import calibration_batches
 from edgebench.runtimes._xnnpack import MacOp, match_macs, xnnpack_kind, xnnpack_precision
 from edgebench.runtimes.base import NOTES_MARK, ExportUnavailable, Runtime
@@ -62,7 +63,7 @@ class ExecuTorchXnnpack(Runtime):
             raise
         path = folder / self.artifact
         path.write_bytes(lowered.to_executorch().buffer)
-        (folder / MACS_NOTE).write_text(json.dumps(program_macs(program)))  # for profile(): not of its size
+        (folder / MACS_NOTE).write_text(json.dumps(_torch.program_macs(program)))  # for profile(): not its size
         return path
 
     def _quantized(self, module: Any, example: Any) -> Any:
@@ -122,14 +123,14 @@ class ExecuTorchXnnpack(Runtime):
                 for i in range(PROFILE_WARMUP, len(walls))]
 
     def _macs(self, names: list[str]) -> list[float] | None:
-        """Each profiled operator's multiply-adds, from the program's noted at export (`program_macs`), where
+        """Each profiled operator's multiply-adds, from the program's noted at export (`_torch.program_macs`), where
         XNNPACK's multiply-add operators match the program's (`match_macs`); None where they do not, or where no
         note was kept."""
         note = self.artifact_path.parent / MACS_NOTE
         noted = json.loads(note.read_text()) if note.exists() else None
         if noted is None:
             return None
-        return match_macs(names, [MacOp(tuple(op["runs_as"]), op["macs"]) for op in noted])
+        return match_macs(names, [MacOp(xnnpack_runs_as(op), op["macs"]) for op in noted])
 
     def prepare(self, x: np.ndarray) -> Any:
         import torch
@@ -203,37 +204,12 @@ def program_calls(pte: bytes) -> Counter:
     return calls
 
 
-def program_macs(program: Any) -> list[dict[str, Any]] | None:
-    """An exported program's multiply-add operators in the order it runs them: the XNNPACK operators each may run
-    as (`runtimes._xnnpack.MacOp`) and its multiply-adds, from the shapes torch.export recorded. None where the
-    program has a multiply-add operator not counted here (a transposed convolution, a product of activations):
-    a partial count would give a false share."""
-    import math
-
-    import torch
-
-    aten = torch.ops.aten
-    convolutions = {aten.conv1d.default: 6, aten.conv2d.default: 6, aten.conv3d.default: 6}  # -> its groups arg
-    uncounted = {aten.convolution.default, aten.conv_transpose1d.default, aten.conv_transpose2d.input,
-                 aten.mm.default, aten.bmm.default, aten.matmul.default, aten.addmm.default, aten.einsum.default,
-                 aten.scaled_dot_product_attention.default}
-    ops = []
-    for node in program.graph.nodes:
-        if node.op != "call_function":
-            continue
-        if node.target in uncounted:
-            return None
-        if node.target in convolutions:
-            out, weight = node.meta["val"].shape, node.args[1].meta["val"].shape
-            at = convolutions[node.target]
-            groups = node.args[at] if len(node.args) > at else node.kwargs.get("groups", 1)
-            one_by_one = groups == 1 and all(k == 1 for k in weight[2:])
-            ops.append({"runs_as": ["Convolution", "Fully Connected"] if one_by_one else ["Convolution"],
-                        "macs": math.prod(out) // out[1] * math.prod(weight)})
-        elif node.target == aten.linear.default:
-            out, weight = node.meta["val"].shape, node.args[1].meta["val"].shape
-            ops.append({"runs_as": ["Fully Connected"], "macs": math.prod(out) * weight[1]})
-    return ops
+def xnnpack_runs_as(op: dict[str, Any]) -> tuple[str, ...]:
+    """The XNNPACK operators a program's multiply-add operator may run as: a 1x1 convolution as a matrix product
+    too."""
+    if op["kind"] == "convolution":
+        return ("Convolution", "Fully Connected") if op["one_by_one"] else ("Convolution",)
+    return ("Fully Connected",)
 
 
 def unlowerable(message: str) -> str:

@@ -118,6 +118,17 @@ def test_the_cache_keys_a_package_by_the_cpu_extensions_and_threads_it_was_built
     assert get_runtime("onnxruntime").host_facts(one) == get_runtime("onnxruntime").host_facts(two) == {}
 
 
+def test_shim_calls_get_the_programs_multiply_adds_only_where_they_match_in_order():
+    from edgebench.runtimes.aoti import shim_macs
+
+    program = [{"kind": "convolution", "macs": 10}, {"kind": "convolution", "macs": 5}, {"kind": "linear", "macs": 2}]
+    calls = ["aoti_torch_cpu__qconv_pointwise_tensor", "aoti_torch_cpu__qconv2d_pointwise_binary_tensor",
+             "aoti_torch_cpu__qlinear_pointwise_tensor"]
+    assert shim_macs(calls, program) == {calls[0]: 10, calls[1]: 5, calls[2]: 2}
+    assert shim_macs(calls[::-1], program) is None  # a linear call where the program has a convolution
+    assert shim_macs(calls[:2], program) is None and shim_macs(calls, None) is None
+
+
 def test_its_profile_comes_from_an_instrumented_build_of_the_same_program(packages, tmp_path):
     """The timed package records nothing torch.profiler sees; a second build of the program kept beside it, with
     Inductor's kernel profiling, records each kernel: the dominant convolution first, in fp32 through oneDNN's
@@ -136,6 +147,9 @@ def test_its_profile_comes_from_an_instrumented_build_of_the_same_program(packag
         assert top.operator.startswith("aoti_torch_cpu_") and top.category == "convolution", profile.lines
         assert top.executed == executed and top.share > 0.5
         assert any("_cpp_fused_" in line.operator for line in profile.lines)  # its generated kernels, by name
+        # the program's multiply-adds, matched in order to the oneDNN calls: both convolutions and the linear layer
+        assert sum(line.macs for line in profile.lines) == 96 * 96 * 8 * 3 + 96 * 96 * 64 * 8 * 49 + 640
+        assert profile.integer_mac_share() == (1.0 if precision == "int8" else 0.0)
     folder = made["fp32"].parent
     assert (folder / PROGRAM_NOTE).exists()
     assert artifact_size_bytes(folder) == made["fp32"].stat().st_size
