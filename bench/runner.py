@@ -821,8 +821,11 @@ class Runner:
         lines = [ProfileLine(**{**line, "run": self.run_dir.name, "key": row.key, "runtime": row.runtime,
                                 "precision": row.precision}) for line in found["lines"]]
         row.add_profile(Profile(found["iterations"], found["wall_ms"], lines))
-        logger.info("%s %s b%d: profiled %d inferences after its %d timed rounds, median %.4g ms", row.format,
-                    row.precision, row.batch, found["iterations"], found["after_rounds"], found["wall_ms"])
+        foreign = found.get("foreign_load")
+        logger.info("%s %s b%d: profiled %d inferences after its %d timed rounds, median %.4g ms (other processes "
+                    "%s of the CPU; profiled %d time%s)", row.format, row.precision, row.batch, found["iterations"],
+                    found["after_rounds"], found["wall_ms"], "-" if foreign is None else f"{foreign:.0%}",
+                    found.get("tries", 1), "" if found.get("tries", 1) == 1 else "s")
         self.profiles[row.key] = lines
         before = result.get("rss_before_profile_mb")
         if before and row.peak_rss_mb:
