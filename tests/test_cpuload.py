@@ -52,7 +52,9 @@ def test_proc_files_are_parsed_by_column():
     snap = parse_proc(PROC_STAT, SELF_STAT)
     assert snap.total == 101 + 202 + 303 + 404 + 505 + 606 + 707 + 808  # guest time is already in user
     assert snap.idle == 404 + 505 and snap.steal == 808
-    assert snap.own == 11 + 12  # utime + stime, counted after the last ")" of a name that may hold one
+    # utime + stime + cutime + cstime (the children it waited for: a compiler it ran), counted after the last ")"
+    # of a name that may hold one
+    assert snap.own == 11 + 12 + 13 + 14
 
 
 def test_old_kernels_without_a_steal_or_guest_column():

@@ -25,7 +25,7 @@ class CpuSnapshot:
     total: int  # all CPUs, every state
     idle: int  # idle + iowait
     steal: int  # taken by the hypervisor
-    own: int  # this process, all threads (utime + stime)
+    own: int  # this process, all threads, and the children it has waited for (a compiler it ran)
 
 
 def parse_proc(proc_stat: str, self_stat: str) -> CpuSnapshot:
@@ -34,8 +34,10 @@ def parse_proc(proc_stat: str, self_stat: str) -> CpuSnapshot:
     # user nice system idle iowait irq softirq steal guest guest_nice; guest time is already in user.
     # Kernels before 2.6.11 have no steal column.
     fields = self_stat.rsplit(")", 1)[1].split()  # after the command name, which may itself hold ") "
+    # utime + stime, and cutime + cstime: a child the process ran and waited for (AOTInductor's profiled build runs
+    # g++) is the process's own work, not a neighbour's.
     return CpuSnapshot(total=sum(values[:8]), idle=values[3] + values[4], steal=values[7] if len(values) > 7 else 0,
-                       own=int(fields[11]) + int(fields[12]))  # utime + stime
+                       own=sum(int(v) for v in fields[11:15]))
 
 
 def read_proc() -> CpuSnapshot | None:
