@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgebench.runtimes.base import ProfileUnavailable
+
 # tflite::Profiler::EventType: the operator records. A delegate's operators are reported as
 # DELEGATE_PROFILED_OPERATOR_INVOKE_EVENT (8) or DELEGATE_OPERATOR_INVOKE_EVENT (4); LiteRT's own kernels as
 # OPERATOR_INVOKE_EVENT (2). The others (1: the whole invocation and buffer handling, 16 and up: runtime
@@ -53,12 +55,14 @@ class ProfilerEvent:
 
 
 def library() -> ctypes.CDLL:
-    """ai-edge-litert's LiteRT C library."""
+    """ai-edge-litert's LiteRT C library; a wheel without one (another platform's build) has no profile here."""
     import ai_edge_litert
 
-    path = Path(ai_edge_litert.__file__).parent / "libLiteRt.so"
-    if not path.exists():
-        raise LiteRtError(f"ai-edge-litert has no LiteRT C library at {path} (its profiler is reached through it)")
+    folder = Path(ai_edge_litert.__file__).parent
+    path = next((folder / name for name in ("libLiteRt.so", "libLiteRt.dylib") if (folder / name).exists()), None)
+    if path is None:
+        raise ProfileUnavailable(f"this ai-edge-litert has no LiteRT C library in {folder}, through which its "
+                                 "profiler is reached")
     lib = ctypes.CDLL(str(path))
     lib.LiteRtCreateOpaqueOptions.argtypes = [ctypes.c_char_p, _Handle, _Handle, ctypes.POINTER(_Handle)]
     lib.LiteRtCreateModelFromFile.argtypes = [_Handle, ctypes.c_char_p, ctypes.POINTER(_Handle)]

@@ -477,3 +477,14 @@ def test_a_profile_taken_while_other_processes_computed_is_taken_again(tmp_path,
     assert found["tries"] == worker.PROFILE_TRIES == 3 and found["foreign_load"] == 0.5 and not readings
     readings[:] = [0.05]
     assert worker._profile(adapter, job, tmp_path, prepared, 3)["profile"]["tries"] == 1
+
+
+def test_litert_without_its_c_library_has_no_profile_and_says_why(tmp_path, monkeypatch):
+    import ai_edge_litert
+
+    from edgebench.runtimes import _litert
+    from edgebench.runtimes.base import ProfileUnavailable
+
+    monkeypatch.setattr(ai_edge_litert, "__file__", str(tmp_path / "__init__.py"))  # a wheel built without it
+    with pytest.raises(ProfileUnavailable, match="no LiteRT C library"):
+        _litert.library()
