@@ -184,6 +184,7 @@ class OpenVINO(Runtime):
         core = ov.Core()
         model = core.read_model(str(self.artifact_path))  # read once: its shapes give the multiply-adds
         macs = ir_macs(model)
+        adds = bias_adds(model, macs)
         note = self.artifact_path.parent / LAYERS_NOTE
         layers = json.loads(note.read_text()) if note.exists() else {}  # an IR from before the note: no layers
         compiled = core.compile_model(model, self.device, {**self.compile_config(), "PERF_COUNT": True})
@@ -195,10 +196,12 @@ class OpenVINO(Runtime):
             wall_ms = (time.perf_counter() - start) * 1e3
             if i < PROFILE_WARMUP:
                 continue
+            infos = [info for info in request.profiling_info if info.status == info.Status.EXECUTED]
+            executed = {info.node_name for info in infos}
             ops = tuple(OpTime(name=info.node_name, kind=info.node_type, precision=kernel_precision(info.exec_type),
                                ms=info.real_time.total_seconds() * 1e3, kernel=info.exec_type,
-                               macs=by_op(info.node_name, macs, 0.0), layer=by_op(info.node_name, layers, ""))
-                        for info in request.profiling_info if info.status == info.Status.EXECUTED)
+                               macs=node_macs(info.node_name, macs, adds, executed),
+                               layer=by_op(info.node_name, layers, "")) for info in infos)
             profiled.append(ProfiledIteration(wall_ms, ops))
         return profiled
 
@@ -231,6 +234,36 @@ def ir_macs(model: Any) -> dict[str, float]:
             summed = math.prod(weights.to_shape()[skip:]) if weights.is_static else 0
         found[op.get_friendly_name()] = float(out * summed)
     return found
+
+
+def bias_adds(model: Any, macs: dict[str, float]) -> dict[str, tuple[str, float]]:
+    """The bias Add after each counted MatMul (past a Gemm's scaling Multiply), by name: the CPU plugin fuses a
+    linear layer's MatMul and Add into one FullyConnected node named after the Add (`linear`, not
+    `node_linear/WithoutBiases`), which then carries the MatMul's multiply-adds (`node_macs`)."""
+    adds = {}
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "MatMul" or op.get_friendly_name() not in macs:
+            continue
+        node = op
+        for _ in range(3):  # through a Gemm's alpha (a Multiply by a constant) to its bias Add
+            consumers = [target.get_node() for target in node.output(0).get_target_inputs()]
+            if len(consumers) != 1 or consumers[0].get_type_name() not in ("Add", "Multiply"):
+                break
+            node = consumers[0]
+            if node.get_type_name() == "Add":
+                adds[node.get_friendly_name()] = (op.get_friendly_name(), macs[op.get_friendly_name()])
+                break
+    return adds
+
+
+def node_macs(node: str, macs: dict[str, float], adds: dict[str, tuple[str, float]], executed: set[str]) -> float:
+    """A profiled node's multiply-adds: its op's, or, for a linear layer's MatMul fused into its bias Add, the
+    MatMul's on the node named after the Add (only where the MatMul did not run as a node of its own)."""
+    own = by_op(node, macs, None)
+    if own is not None:
+        return own
+    matmul, count = by_op(node, adds, ("", 0.0))
+    return count if matmul and not any(by_op(name, {matmul: True}, False) for name in executed) else 0.0
 
 
 def by_op(node: str, table: dict[str, Any], default: Any) -> Any:

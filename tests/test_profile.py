@@ -155,6 +155,9 @@ def test_the_dominant_convolution_is_the_top_operator_in_every_runtime(name, tmp
         assert top.kernel.lower().endswith("f32"), top.kernel
     if name in ("onnxruntime", "openvino", "tflite"):  # their graphs give the shapes
         assert top.macs == dominant
+        # and every multiply-add of the model: the 1x1 convolution and the linear layer too (OpenVINO runs the
+        # linear layer as one FullyConnected node named after its bias Add)
+        assert sum(line.macs for line in profile.lines) == dominant + 96 * 96 * 8 * 3 + 64 * 10
     if name in ("onnxruntime", "openvino"):
         assert top.layer == "2"  # the PyTorch module it came from: the Sequential's third layer
 
@@ -488,3 +491,12 @@ def test_litert_without_its_c_library_has_no_profile_and_says_why(tmp_path, monk
     monkeypatch.setattr(ai_edge_litert, "__file__", str(tmp_path / "__init__.py"))  # a wheel built without it
     with pytest.raises(ProfileUnavailable, match="no LiteRT C library"):
         _litert.library()
+
+
+def test_openvino_gives_a_fused_linear_layer_its_matmuls_multiply_adds_once():
+    from edgebench.runtimes.openvino_ir import node_macs
+
+    macs, adds = {"node_linear/WithoutBiases": 640.0}, {"linear": ("node_linear/WithoutBiases", 640.0)}
+    assert node_macs("linear", macs, adds, {"linear"}) == 640  # MatMul and Add ran as one FullyConnected node
+    assert node_macs("node_linear/WithoutBiases", macs, adds, {"linear", "node_linear/WithoutBiases"}) == 640
+    assert node_macs("linear", macs, adds, {"linear", "node_linear/WithoutBiases"}) == 0  # not counted twice
