@@ -318,6 +318,65 @@ def test_litert_gives_multiply_adds_only_where_xnnpacks_operators_match_the_mode
     assert delegated_macs(xnnpack, [*graph, GraphOp(6, "BATCH_MATMUL", "fp32", 0)], set()) is None
 
 
+def test_pytorch_counts_each_call_once_from_its_recorded_shapes():
+    """Eager PyTorch's convolutions nest (aten::conv2d > aten::convolution > aten::mkldnn_convolution): each is
+    counted once, at the outermost, with its stride, padding and groups, and adds up to FlopCounterMode's count."""
+    import torch
+    from torch import nn
+
+    from edgebench.runtimes._torch import call_macs, model_macs, profile_calls, recorded_macs
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=8),
+                          nn.Flatten(), nn.Linear(8 * 14 * 14, 10)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    expected = 2 * (16 * 16 * 8 * 27 + 14 * 14 * 8 * 9 + 10 * 8 * 14 * 14)
+    with torch.inference_mode():
+        recorded = recorded_macs(lambda: model(x))
+    assert recorded == {"aten::conv2d": 2 * (16 * 16 * 8 * 27 + 14 * 14 * 8 * 9), "aten::linear": 2 * 10 * 1568}
+    assert model_macs(model, x) == sum(recorded.values()) == expected
+    with torch.inference_mode():  # a count that is not the model's puts no multiply-adds on the profile
+        agreed = summarise(profile_calls(lambda: model(x), 2, "fp32", model_macs=expected))
+        disagreed = summarise(profile_calls(lambda: model(x), 2, "fp32", model_macs=expected * 1.01))
+    assert sum(line.macs for line in agreed.lines) == expected
+    assert sum(line.macs for line in disagreed.lines) == 0 and disagreed.integer_mac_share() is None
+    assert call_macs("aten::relu", [[2, 8, 16, 16]], [None]) == 0.0
+    # oneDNN's binary convolution takes its accumulator first: read by name, not by position
+    assert call_macs("mkldnn::_convolution_pointwise_", [[1, 8, 4, 4], [1, 8, 4, 4], [8, 8, 1, 1], [8], [], [], [],
+                                                         [], [], [], [], [], []],
+                     [None, None, None, None, [0, 0], [1, 1], [1, 1], 1, "sum", 1.0, None, [], None]) == 16 * 64
+
+
+def test_compiled_pytorch_int8_gives_its_multiply_adds_in_integer_kernels(tmp_path):
+    """The big-conv network's int8 with its first layer left float (torchao's X86 quantizer, that module set to
+    none): oneDNN runs it in a float kernel, the rest in integer ones, and the multiply-adds say by how much."""
+    import torch
+
+    from edgebench.models import load_model
+    from edgebench.runtimes._torch import drop_unused_tensors, pt2e_quantized
+
+    cls = get_runtime("pytorch-compiled")
+    reason = cls.export_unavailable("cpu", "int8")
+    if reason:
+        pytest.skip(f"pytorch-compiled int8: {reason}")
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
+
+    model = load_model(BIG_CONV)
+    quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config())
+    quantizer.set_module_name_qconfig("0", None)
+    batches = [np.random.default_rng(i).standard_normal((1, 3, 96, 96)).astype(np.float32) for i in range(4)]
+    quantized = drop_unused_tensors(pt2e_quantized(model.module, model.example, quantizer, batches))
+    artifact = tmp_path / "model.pt2"
+    torch.export.save(torch.export.export(quantized, (model.example,)), str(artifact))
+    adapter = cls(RuntimeOptions(target="cpu", precision="int8", threads=1, model=BIG_CONV))
+    adapter.load(artifact)
+    profile = summarise(adapter.profile(adapter.prepare(model.example.numpy()), 3))
+    counted = {line.kind: line.macs for line in profile.lines if line.macs}
+    assert sum(counted.values()) == 96 * 96 * 8 * 3 + 96 * 96 * 64 * 8 * 49 + 64 * 10, counted
+    floats = [line for line in profile.lines if line.macs and line.executed != "int8"]
+    assert [line.macs for line in floats] == [96 * 96 * 8 * 3], [(f.kind, f.executed) for f in floats]
+    assert 0.998 < profile.integer_mac_share() < 1.0
+
+
 def test_a_row_without_a_profile_says_why_in_its_table():
     from edgebench.bench.report import profile_section
     from edgebench.bench.results import ResultRow
