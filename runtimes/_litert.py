@@ -234,12 +234,13 @@ def op_macs(kind: str, input_shapes: list[tuple[int, ...]], output_shape: tuple[
 
 
 def runs_as(kind: str, input_shapes: list[tuple[int, ...]]) -> tuple[str, ...]:
-    """The XNNPACK operators a model operator may run as: a 1x1 convolution as a matrix product too."""
-    if kind == "CONV_2D":
-        one_by_one = tuple(input_shapes[1][1:3]) == (1, 1)
-        return ("Convolution", "Fully Connected") if one_by_one else ("Convolution",)
-    return {"DEPTHWISE_CONV_2D": ("Convolution",), "FULLY_CONNECTED": ("Fully Connected",),
-            "TRANSPOSE_CONV": ("Deconvolution",)}.get(kind, ())
+    """The XNNPACK operators a model operator may run as (`_xnnpack.runs_as`), by its TFLite type; a CONV_2D with
+    a 1x1 filter ([O, 1, 1, I]) may run as a matrix product."""
+    from edgebench.runtimes import _xnnpack
+
+    computes = {"CONV_2D": "convolution", "DEPTHWISE_CONV_2D": "convolution", "FULLY_CONNECTED": "linear",
+                "TRANSPOSE_CONV": "deconvolution"}.get(kind, "")
+    return _xnnpack.runs_as(computes, kind == "CONV_2D" and tuple(input_shapes[1][1:3]) == (1, 1))
 
 
 def graph_ops(ops: list[dict], tensors: list[dict]) -> list[GraphOp]:

@@ -163,7 +163,7 @@ def profile_calls(step: Any, iterations: int, float_precision: str, model_macs: 
             wall_ms = (time.perf_counter() - start) * 1e3
         profiled.append((wall_ms, [event for event in prof.key_averages() if event.self_cpu_time_total > 0]))
     macs = recorded_macs(step) if model_macs else {}
-    if not model_macs or abs(sum(macs.values()) - model_macs) > MAC_TOLERANCE * model_macs:
+    if macs and abs(sum(macs.values()) - model_macs) > MAC_TOLERANCE * model_macs:
         macs = {}
     return [ProfiledIteration(wall_ms, tuple(OpTime(name=event.key, kind=event.key,
                                                     precision=op_precision(event.key, float_precision),

@@ -37,6 +37,15 @@ def xnnpack_precision(event: str) -> str:
 MAC_OPERATORS = ("Convolution", "Fully Connected", "Deconvolution", "Batch Matrix Multiply")
 
 
+def runs_as(kind: str, one_by_one: bool = False) -> tuple[str, ...]:
+    """The XNNPACK operators a model's multiply-add operator may run as (`kind`: "convolution", "linear" or
+    "deconvolution"): a 1x1 convolution with one group as a matrix product too, which XNNPACK names
+    `Fully Connected`."""
+    if kind == "convolution":
+        return ("Convolution", "Fully Connected") if one_by_one else ("Convolution",)
+    return {"linear": ("Fully Connected",), "deconvolution": ("Deconvolution",)}.get(kind, ())
+
+
 @dataclass(frozen=True)
 class MacOp:
     """One of a model's multiply-add operators, in the order the model runs them: the XNNPACK operators it may

@@ -53,6 +53,11 @@ def package_calls(artifact: Path) -> list[str]:
     return sorted(set(re.findall(r"aoti_torch_(?:cpu|cuda)_(\w+?)\(", code)))
 
 
+def integer_calls(calls: list[str]) -> list[str]:
+    """The shim calls (`package_calls`) into oneDNN's integer kernels: `_qconv_pointwise_tensor`, `_qlinear...`."""
+    return [call for call in calls if re.match(r"_?q(conv|linear)", call)]
+
+
 def compile_package(program: Any, path: Path, configs: dict[str, Any] | None = None) -> None:
     """Inductor's ahead-of-time compilation of `program` into a package at `path`, frozen: freezing applies only
     without autograd (see the module docstring)."""
@@ -191,7 +196,7 @@ class AOTInductor(_torch.TorchModuleRuntime):
         return package_calls(self.artifact_path)
 
     def integer_kernels(self) -> list[str]:
-        return [call for call in self.calls if re.match(r"_?q(conv|linear)", call)]
+        return integer_calls(self.calls)
 
     def profile(self, prepared: Any, iterations: int) -> list[Any]:
         """torch.profiler on a second build of the same exported program, compiled with Inductor's kernel
@@ -221,8 +226,7 @@ class AOTInductor(_torch.TorchModuleRuntime):
             package = Path(tmp) / self.artifact
             program = torch.export.load(str(program_path))
             compile_package(program, package, {"cpp.enable_kernel_profile": True})
-            if self.options.precision == "int8" and not any(re.match(r"_?q(conv|linear)", call)
-                                                             for call in package_calls(package)):
+            if self.options.precision == "int8" and not integer_calls(package_calls(package)):
                 raise ProfileUnavailable("the profiled build of this int8 program calls no integer kernel: it "
                                          "would not profile what the timed package runs")
             loader = torch._C._aoti.AOTIModelPackageLoader(str(package), "model", False, 1, -1)

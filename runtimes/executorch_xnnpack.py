@@ -27,7 +27,7 @@ import numpy as np
 
 from edgebench.runtimes import _torch
 from edgebench.runtimes._quant import calibration_batches
-from edgebench.runtimes._xnnpack import MacOp, match_macs, xnnpack_kind, xnnpack_precision
+from edgebench.runtimes._xnnpack import MacOp, match_macs, runs_as, xnnpack_kind, xnnpack_precision
 from edgebench.runtimes.base import NOTES_MARK, ExportUnavailable, Runtime
 
 MACS_NOTE = f"macs{NOTES_MARK}json"  # the program's multiply-add operators, in order, noted beside the .pte
@@ -130,7 +130,7 @@ class ExecuTorchXnnpack(Runtime):
         noted = json.loads(note.read_text()) if note.exists() else None
         if noted is None:
             return None
-        return match_macs(names, [MacOp(xnnpack_runs_as(op), op["macs"]) for op in noted])
+        return match_macs(names, [MacOp(runs_as(op["kind"], op["one_by_one"]), op["macs"]) for op in noted])
 
     def prepare(self, x: np.ndarray) -> Any:
         import torch
@@ -202,14 +202,6 @@ def program_calls(pte: bytes) -> Counter:
                 operator = plan.operators[args.op_index]
                 calls[f"{operator.name}.{operator.overload}" if operator.overload else operator.name] += 1
     return calls
-
-
-def xnnpack_runs_as(op: dict[str, Any]) -> tuple[str, ...]:
-    """The XNNPACK operators a program's multiply-add operator may run as: a 1x1 convolution as a matrix product
-    too."""
-    if op["kind"] == "convolution":
-        return ("Convolution", "Fully Connected") if op["one_by_one"] else ("Convolution",)
-    return ("Fully Connected",)
 
 
 def unlowerable(message: str) -> str:

@@ -158,15 +158,15 @@ def test_the_programs_multiply_adds_are_counted_in_order_or_not_at_all():
     """Noted at export for the profile: each convolution and linear layer in the order the program runs them,
     with the XNNPACK operators it may run as; none for a program with a product this count does not cover."""
     from edgebench.runtimes._torch import program_macs
-    from edgebench.runtimes.executorch_xnnpack import xnnpack_runs_as
+    from edgebench.runtimes._xnnpack import runs_as
 
     model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, groups=8, padding=1), nn.Flatten(),
                           nn.Linear(8 * 16, 4)).eval()
     program = torch.export.export(model, (torch.randn(1, 3, 4, 4),))
     counted = program_macs(program)
     assert [op["macs"] for op in counted] == [16 * 8 * 3, 16 * 8 * 9, 4 * 128]
-    assert [xnnpack_runs_as(op) for op in counted] == [("Convolution", "Fully Connected"), ("Convolution",),
-                                                        ("Fully Connected",)]
+    assert [runs_as(op["kind"], op["one_by_one"]) for op in counted] == [
+        ("Convolution", "Fully Connected"), ("Convolution",), ("Fully Connected",)]
 
     class Attention(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
