@@ -4,7 +4,7 @@ Made for a short loan of a GPU machine (minutes, 10 a command) that has its own 
 from the source tree (`PYTHONPATH=. python3 -m edgebench.bench.gpu_check OUT_DIR`, or `make gpu-check OUT=...` in a
 venv, `make install-gpu-lean` for one beside the machine's torch) and needs only what the PyTorch, TorchScript
 and ONNX Runtime rows need. Steps, ordered by what they prove, each its own process with its own time limit
-(`bench.steps`; about 4 minutes at most in all):
+(`bench.steps`; about 5 minutes at most in all):
 
 1. environment: torch, CUDA, the GPU, what is installed (ONNX Runtime's providers, NVML, TensorRT);
 2. the GPU tests (`pytest -m gpu`, through the harness's real child processes);
@@ -13,7 +13,10 @@ and ONNX Runtime rows need. Steps, ordered by what they prove, each its own proc
 4. resnet18 with `--target gpu --runtimes pytorch,torchscript,onnxruntime --precision fp32,tf32,fp16`, each
    GPU row checked: within its precision's tolerance, h2d/d2h copies, energy and GPU memory or their reasons;
    ONNX Runtime's rows measured where onnxruntime-gpu is installed, `unavailable` with the reason where not;
-5. TensorRT and ONNX Runtime's TensorRT EP on resnet18, where `tensorrt` is installed.
+5. resnet18 with PyTorch on the GPU, profiled (`--profile`): each row's CUDA kernels under the operators that
+   launched them, its slowest convolution kernel in the row's precision, and no TF32, fp16 or bf16 kernel in an
+   fp32 row; the report lists each row's slowest kernels by their full names;
+6. TensorRT and ONNX Runtime's TensorRT EP on resnet18, where `tensorrt` is installed.
 
 Each step's verdict (proven, failed with the reason, not available with the reason) is printed and appended to
 OUT_DIR/report.md as soon as the step ends, so a kill leaves what was done; run it again in the same folder to
@@ -115,10 +118,10 @@ def tf32_verdict(tf32_diff: float, tf32_within: bool, ieee_diff: float, ieee_wit
                  f"{TF32_SEPARATION:g}x)")
 
 
-def run_bench(name: str, model: str, out: Path, runtimes: str) -> tuple[Check, Path]:
+def run_bench(name: str, model: str, out: Path, runtimes: str, extra: tuple[str, ...] = ()) -> tuple[Check, Path]:
     run_dir = out / name
     done = subprocess.run([sys.executable, "-m", "edgebench.bench",
-                           "--model", model, "--runtimes", runtimes, *BENCH_ARGS,
+                           "--model", model, "--runtimes", runtimes, *BENCH_ARGS, *extra,
                            "--out", str(run_dir)], cwd=ROOT, env=project_env(), capture_output=True, text=True)
     tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
     return Check(f"bench {name}", done.returncode == 0, f"exit {done.returncode}: {tail[0]}"), run_dir
@@ -157,16 +160,60 @@ def check_rows(name: str, run_dir: Path, cuda_ep: bool) -> list[Check]:
     return checks
 
 
+REDUCED = ("tf32", "fp16", "bf16", "int8")  # what an IEEE fp32 row's kernels must never run in
+
+
+def check_profiles(name: str, run_dir: Path) -> tuple[list[Check], str]:
+    """Each GPU row's CUDA kernel profile: present, its slowest convolution kernel in the row's precision, and
+    for an fp32 row no kernel at all in a reduced precision (the profile is where TF32 under an fp32 label would
+    show). With the checks, each row's slowest lines with their kernels' full names: a failure says which names
+    the precision rules (`runtimes._torch.CUDA_KERNEL_TYPES`) missed."""
+    from edgebench.bench.measure.profile import OUTSIDE, PROFILE_FILE, read_profile
+    from edgebench.bench.results import row_key
+
+    rows = [json.loads(line) for line in (run_dir / "rows.jsonl").read_text().splitlines() if line.strip()]
+    lines = read_profile(run_dir / PROFILE_FILE)
+    checks, tables = [], []
+    for r in (r for r in rows if r["target"] == "gpu"):
+        label = f"{name} {r['runtime']} {r['precision']} profile"
+        key = row_key(r["model"], r["compression"], r["runtime"], r["precision"], r["target"], r["batch"])
+        mine = [line for line in lines if line.key == key and line.operator != OUTSIDE]
+        if r["status"] != "ok" or not mine:
+            why = r.get("error") or r.get("profile_note") or "no lines in profile.csv"
+            checks.append(Check(label, False, f"{r['status']}: {why}"))
+            continue
+        convolutions = [line for line in mine if line.category == "convolution"]
+        problems = []
+        if not convolutions:
+            problems.append("no convolution kernel")
+        elif convolutions[0].executed != r["precision"]:
+            problems.append(f"slowest convolution kernel ran {convolutions[0].executed or 'unknown'}: "
+                            f"{convolutions[0].kernel}")
+        reduced = [line for line in mine if line.executed in REDUCED]
+        if r["precision"] == "fp32" and reduced:
+            problems.append(f"an fp32 row ran {reduced[0].executed} kernels: {reduced[0].kernel}")
+        unknown = sum(line.share for line in mine if not line.executed)
+        checks.append(Check(label, not problems, "; ".join(problems) or
+                            f"profiled {r['profile_ms']:.3f} ms (p50 {r['p50_ms']:.3f}), {len(mine)} kernel lines, "
+                            f"slowest convolution {convolutions[0].executed}, {unknown:.0%} of time in kernels "
+                            "of unknown precision"))
+        tables.append(f"{label}:\n" + "\n".join(f"- {line.share:.1%} {line.executed or '?'} {line.kind}: "
+                                                 f"{line.kernel[:160]}" for line in mine[:6]))
+    if not tables and not checks:
+        checks.append(Check(f"{name} GPU rows", False, "the run has no GPU rows"))
+    return checks, "\n\n".join(tables)
+
+
 STEP_FLAG = "--step"
 
 
 def plan(out: Path) -> list[Step]:
-    """The steps in order of value, with limits that keep the whole under about 4 minutes on the lent H200."""
+    """The steps in order of value, with limits that keep the whole under about 5 minutes on the lent H200."""
     def step(name: str, limit_s: float) -> Step:
         return Step(name, (sys.executable, "-m", "edgebench.bench.gpu_check", STEP_FLAG, name, str(out)), limit_s)
 
     return [step("environment", 20), step("GPU tests", 90), step("TF32 control", 30), step("resnet18 on CUDA", 75),
-            step("TensorRT", 45)]
+            step("profiles on CUDA", 60), step("TensorRT", 45)]
 
 
 def step_environment(out: Path) -> Verdict:
@@ -193,9 +240,13 @@ def _bench_step(out: Path, name: str, runtimes: str, cuda_ep: bool) -> Verdict:
     shutil.rmtree(run_dir, ignore_errors=True)  # a retry starts the run afresh
     ran, run_dir = run_bench(name, "resnet18", out, runtimes)
     checks = [ran] + (check_rows(name, run_dir, cuda_ep) if (run_dir / "rows.jsonl").exists() else [])
-    body = "\n".join(f"- {c.line()}" for c in checks)
-    if (run_dir / "table.md").exists():
-        body += "\n\n" + (run_dir / "table.md").read_text()
+    table = (run_dir / "table.md").read_text() if (run_dir / "table.md").exists() else ""
+    return _checked(checks, table)
+
+
+def _checked(checks: list[Check], appendix: str) -> Verdict:
+    """A bench step's verdict: proven when every check passed; its report lists them, then `appendix`."""
+    body = "\n".join(f"- {c.line()}" for c in checks) + (f"\n\n{appendix}" if appendix else "")
     failed = [c for c in checks if not c.passed]
     detail = f"{len(checks) - len(failed)} of {len(checks)} checks passed" + \
         (f"; first failure: {failed[0].name}: {failed[0].detail}" if failed else "")
@@ -204,6 +255,15 @@ def _bench_step(out: Path, name: str, runtimes: str, cuda_ep: bool) -> Verdict:
 
 def step_resnet18(out: Path) -> Verdict:
     return _bench_step(out, "resnet18-cuda", "pytorch,torchscript,onnxruntime", _cuda_ep())
+
+
+def step_profiles(out: Path) -> Verdict:
+    """resnet18 with PyTorch on the GPU, profiled (`--profile`): the CUDA kernel profile of each precision."""
+    name = "resnet18-cuda-profile"
+    shutil.rmtree(out / name, ignore_errors=True)
+    ran, run_dir = run_bench(name, "resnet18", out, "pytorch", ("--profile", "yes"))
+    checks, tables = check_profiles(name, run_dir) if (run_dir / "rows.jsonl").exists() else ([], "")
+    return _checked([ran] + checks, tables)
 
 
 def step_tensorrt(out: Path) -> Verdict:
@@ -215,7 +275,7 @@ def step_tensorrt(out: Path) -> Verdict:
 
 STEPS: dict[str, Callable[[Path], Verdict]] = {
     "environment": step_environment, "GPU tests": step_gpu_tests, "TF32 control": step_tf32,
-    "resnet18 on CUDA": step_resnet18, "TensorRT": step_tensorrt,
+    "resnet18 on CUDA": step_resnet18, "profiles on CUDA": step_profiles, "TensorRT": step_tensorrt,
 }
 
 

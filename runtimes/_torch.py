@@ -10,7 +10,7 @@ import numpy as np
 
 from edgebench.models.heads import detection_head
 from edgebench.runtimes._quant import QatPlan, export_for_training
-from edgebench.runtimes.base import ProfileUnavailable, Runtime
+from edgebench.runtimes.base import Runtime
 
 # tf32: fp32 tensors (TF32 is a math mode); int8: float in, Q/DQ inside.
 DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
@@ -170,6 +170,93 @@ def profile_calls(step: Any, iterations: int, float_precision: str, model_macs: 
                                                     ms=event.self_cpu_time_total / 1e3, calls=event.count,
                                                     macs=macs.get(event.key, 0.0)) for event in events))
             for wall_ms, events in profiled]
+
+
+def profile_kernels(step: Any, iterations: int, precision: str) -> list[Any]:
+    """torch.profiler's CUDA activity around each of `iterations` inferences on the GPU: per kernel its time on the
+    device, under the operator that launched it (aten::cudnn_convolution), so a line is one kernel of one operator
+    and its precision is what the kernel's name says (`cuda_kernel_precision`). The inference's wall time
+    includes waiting for the device; what no kernel ran (launch gaps: most of a small model's batch-1 inference on
+    a large GPU) is the profile's line outside operators. A kernel no operator launched is kept on a line of its
+    own rather than lost."""
+    import time
+    from collections import defaultdict
+
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    from edgebench.bench.measure.profile import PROFILE_WARMUP, OpTime, ProfiledIteration, categorise
+
+    for _ in range(PROFILE_WARMUP):
+        step()
+    torch.cuda.synchronize()
+    profiled = []
+    for _ in range(iterations):
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            start = time.perf_counter()
+            step()
+            torch.cuda.synchronize()
+            wall_ms = (time.perf_counter() - start) * 1e3
+        events = prof.events()
+        launched: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0])
+        for event in events:
+            if event.device_type == DeviceType.CPU:
+                for kernel in event.kernels:
+                    launched[(event.name, kernel.name)][0] += kernel.duration
+                    launched[(event.name, kernel.name)][1] += 1
+        device_us = sum(event.time_range.elapsed_us() for event in events if event.device_type == DeviceType.CUDA)
+        ops = [OpTime(name=f"{op}: {short_kernel(kernel)}", kind=op, kernel=kernel, ms=us / 1e3, calls=int(calls),
+                      precision=cuda_kernel_precision(kernel, categorise(op), precision))
+               for (op, kernel), (us, calls) in launched.items()]
+        unlaunched_us = device_us - sum(us for us, _ in launched.values())
+        if unlaunched_us > 0.5:  # half a microsecond: below it, rounding of the two sums
+            ops.append(OpTime(name=UNLAUNCHED, kind=UNLAUNCHED, precision="", ms=unlaunched_us / 1e3))
+        profiled.append(ProfiledIteration(wall_ms, tuple(ops)))
+    return profiled
+
+
+UNLAUNCHED = "(kernels no operator launched)"
+
+# A CUDA kernel's math precision, from the type words cuDNN, cuBLAS, CUTLASS and PyTorch put in its name
+# (sm90_xmma_fprop_implicit_gemm_tf32f32_tf32f32_f32_..., ampere_fp16_s16816gemm_..., vectorized_elementwise_kernel
+# <..., c10::Half>). First match wins: tf32 before f32, bf16 before f16, and the math type before the type it
+# accumulates in (an fp16 convolution's name says f16 and f32).
+CUDA_KERNEL_TYPES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("tf32", ("tf32", "xf32")),
+    ("bf16", ("bf16", "bfloat16")),
+    ("fp16", ("f16", "half", "h884", "h1688", "h16816", "hmma")),
+    ("int8", ("i8", "int8", "imma")),
+    ("fp32", ("f32", "float", "sgemm", "scudnn")),
+)
+
+
+def cuda_kernel_precision(kernel: str, category: str, precision: str) -> str:
+    """The precision a CUDA kernel ran in: what its name says; where it says nothing, the row's storage precision
+    (fp32 for tf32) for kernels that only move or combine values, and unknown ("") for a convolution's or matrix
+    product's, whose math mode (TF32 or IEEE fp32, fp16 accumulation) is exactly what the name would have to say."""
+    lower = kernel.lower()
+    for name, words in CUDA_KERNEL_TYPES:
+        if any(word in lower for word in words):
+            return name
+    if category in ("convolution", "matrix multiply"):
+        return ""
+    return "fp32" if precision in ("tf32", "int8") else precision
+
+
+def short_kernel(kernel: str) -> str:
+    """A kernel's name without `void`, its template arguments and its parameters (the full name is the line's
+    `kernel`): at::native::vectorized_elementwise_kernel, sm90_xmma_fprop_implicit_gemm_tf32f32_..."""
+    import re
+
+    name = re.sub(r"^void\s+", "", kernel.strip())
+    depth, kept = 0, []
+    for char in name:
+        depth += char in "<("
+        if depth == 0:
+            kept.append(char)
+        depth = max(0, depth - (char in ">)"))  # a stray `>` (operator>) does not swallow the rest
+    return "".join(kept).strip()[:80] or kernel[:80]
 
 
 MAC_TOLERANCE = 0.001  # recorded and counted multiply-adds agree to this share, or none are given
@@ -462,9 +549,8 @@ class TorchModuleRuntime(Runtime):
             return self.module(inputs)
 
     def profile(self, prepared: Any, iterations: int) -> list[Any]:
-        if self.options.target != "cpu":
-            raise ProfileUnavailable("PyTorch is profiled on the CPU only here (torch.profiler's CUDA activity "
-                                     "is not wired into edgebench)")
+        if self.options.target == "gpu":
+            return profile_kernels(lambda: self.run(prepared), iterations, self.options.precision)
         floating = "fp32" if self.options.precision in ("int8", "tf32") else self.options.precision
         return profile_calls(lambda: self.run(prepared), iterations, floating, self.model_macs(prepared))
 

@@ -212,8 +212,8 @@ class AOTInductor(_torch.TorchModuleRuntime):
         import torch
 
         if self.options.target != "cpu":
-            raise ProfileUnavailable("AOTInductor is profiled on the CPU only here (torch.profiler's CUDA activity "
-                                     "is not wired into edgebench)")
+            raise ProfileUnavailable("AOTInductor is profiled on the CPU only here (on a GPU the package launches its "
+                                     "kernels from its own C++ call, under no operator to name them by)")
         program_path = self.artifact_path.parent / PROGRAM_NOTE
         if not program_path.exists():
             raise ProfileUnavailable(f"no exported program beside the package ({PROGRAM_NOTE}) to build a profiled "

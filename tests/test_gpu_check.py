@@ -108,3 +108,39 @@ def test_without_pytest_the_gpu_tests_step_is_not_available_rather_than_failed(t
                         real(name, *a))
     verdict = gpu_check.step_gpu_tests(tmp_path)
     assert (verdict.status, verdict.detail) == ("not available", "pytest is not installed: the tests were not run")
+
+
+def test_a_gpu_rows_profile_passes_only_with_its_convolutions_in_its_precision_and_no_tf32_under_fp32(tmp_path):
+    """The profile step's judgement, on a profile.csv written by hand (the real one needs a GPU)."""
+    from edgebench.bench.measure.profile import OUTSIDE, PROFILE_FILE, ProfileLine, write_profile
+    from edgebench.bench.results import row_key
+
+    def row(precision, model="m", **fields):
+        return _row(**{"model": model, "compression": "none", "precision": precision, "profile_ms": 2.0, **fields})
+
+    def lines(precision, *kernels, model="m"):
+        key = row_key(model, "none", "pytorch", precision, "gpu", 1)
+        return [ProfileLine("r", key, "pytorch", precision, f"{kind}: {kernel}", kind, "", category, executed,
+                            kernel, 0.0, ms, ms / 2.0, 1.0) for kind, category, executed, kernel, ms in kernels] + \
+            [ProfileLine("r", key, "pytorch", precision, OUTSIDE, OUTSIDE, "", "other", "", "", 0.0, 0.1, 0.05, 1.0)]
+
+    conv = ("aten::cudnn_convolution", "convolution")
+    relu = ("aten::relu_", "activation", "fp32", "vectorized_elementwise_kernel<float>", 0.1)
+    write_profile(tmp_path / PROFILE_FILE, [
+        *lines("fp32", (*conv, "fp32", "sm90_xmma_fprop_implicit_gemm_f32f32_f32f32_f32", 1.0), relu),
+        *lines("tf32", (*conv, "tf32", "sm90_xmma_fprop_implicit_gemm_tf32f32_tf32f32_f32", 1.0), relu),
+        *lines("fp32", (*conv, "fp32", "sm90_xmma_fprop_implicit_gemm_f32f32_f32f32_f32", 1.0),
+               (*conv, "tf32", "sm90_xmma_fprop_implicit_gemm_tf32f32_tf32f32_f32", 0.2), model="tf32 inside"),
+        *lines("fp16", (*conv, "", "cutlass_80_tensorop_s1688gemm", 1.0), model="unnamed"),
+    ])
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        row("fp32"), row("tf32"), row("fp32", model="tf32 inside"), row("fp16", model="unnamed"),
+        row("fp32", model="not profiled", profile_ms=None, profile_note="no profiler"),
+        row("fp32", model="cpu row", target="cpu"),
+    ]))
+    checks, tables = gpu_check.check_profiles("m", tmp_path)
+    assert [c.passed for c in checks] == [True, True, False, False, False]
+    assert "an fp32 row ran tf32 kernels: sm90_xmma_fprop_implicit_gemm_tf32f32" in checks[2].detail
+    assert "slowest convolution kernel ran unknown: cutlass_80_tensorop_s1688gemm" in checks[3].detail
+    assert "no profiler" in checks[4].detail
+    assert "- 50.0% tf32 aten::cudnn_convolution: sm90_xmma_fprop_implicit_gemm_tf32f32" in tables

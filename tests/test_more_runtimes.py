@@ -14,6 +14,7 @@ from edgebench.models import load_model, make_input
 from edgebench.runtimes import RuntimeOptions, artifact_size_bytes, get_runtime
 from edgebench.runtimes.tflite import dequantize, quantize
 
+from cuda_marks import cuda
 from tests_paths import TINY_MODEL
 
 
@@ -222,12 +223,6 @@ def test_bad_delegate_settings_are_one_line_before_any_work(env, message, monkey
         monkeypatch.setenv(key, value)
     with pytest.raises(UsageError, match=message):
         check_target("npu")
-
-
-def cuda(test):
-    """A GPU test: skipped without CUDA, and selected by `pytest -m gpu` (what `bench.gpu_check` runs)."""
-    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to torch)")
-    return pytest.mark.gpu(skip(test))
 
 
 @cuda

@@ -19,6 +19,7 @@ from edgebench.bench.measure.profile import (
 )
 from edgebench.runtimes import RuntimeOptions, get_runtime
 
+from cuda_marks import cuda
 from tests_paths import ASSETS, TINY_MODEL
 
 BIG_CONV = f"{ASSETS / 'one_big_conv.py'}:build"
@@ -116,15 +117,16 @@ def test_onnx_runtime_events_are_grouped_by_run_and_named_as_the_exported_graph_
     assert ops["node_Conv_5"].precision == "fp32" and ops["getitem_9"].layer == ""
 
 
-def _loaded(name: str, precision: str, tmp_path, model_ref: str = BIG_CONV, calibration: np.ndarray | None = None):
+def _loaded(name: str, precision: str, tmp_path, model_ref: str = BIG_CONV, calibration: np.ndarray | None = None,
+            target: str = "cpu"):
     from edgebench.models import load_model
 
     cls = get_runtime(name)
-    reason = cls.export_unavailable("cpu", precision) or cls.run_unavailable("cpu")
+    reason = cls.export_unavailable(target, precision) or cls.run_unavailable(target)
     if reason:
         pytest.skip(f"{name} {precision}: {reason}")
     model = load_model(model_ref)
-    adapter = cls(RuntimeOptions(target="cpu", precision=precision, threads=1, model=model_ref))
+    adapter = cls(RuntimeOptions(target=target, precision=precision, threads=1, model=model_ref))
     adapter.calibration = calibration
     x = model.example
     adapter.load(adapter.export(model.module, x, tmp_path))
@@ -169,6 +171,66 @@ def test_torchscript_names_the_operators_its_profiler_cannot_see(tmp_path):
     top = summarise(adapter.profile(prepared, 5)).top(1)[0]
     assert top.operator.startswith("forward: JIT-only operators") and "mkldnn_convolution" in top.operator
     assert top.category == "other"  # not measured as a convolution, so not called one
+
+
+@pytest.mark.parametrize(("kernel", "category", "row", "executed"), [
+    # cuDNN's and cuBLAS's sm80+ kernels name their input, math and accumulation types
+    ("sm80_xmma_fprop_implicit_gemm_tf32f32_tf32f32_f32_nhwckrsc_nhwc_tilesize128x128x16_stage4_warpsize2x2x1_g1",
+     "convolution", "tf32", "tf32"),
+    ("sm80_xmma_fprop_implicit_gemm_indexed_f32f32_f32f32_f32_nhwckrsc_nchw", "convolution", "fp32", "fp32"),
+    ("sm80_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_nhwckrsc_nhwc_tilesize128x128x32", "convolution", "fp16",
+     "fp16"),  # fp16 math, fp32 accumulation: the math type
+    ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64", "matrix multiply", "bf16", "bf16"),
+    ("ampere_sgemm_128x64_tn", "matrix multiply", "fp32", "fp32"),
+    ("void implicit_convolve_sgemm<float, float, 128, 5, 5, 3, 3, 3, 1, false, false, true>(int, int)",
+     "convolution", "tf32", "fp32"),  # a CUDA-core kernel in a row that allows TF32 still ran IEEE fp32
+    ("void at::native::vectorized_elementwise_kernel<4, at::native::AUnaryFunctor<c10::Half, c10::Half>>(int)",
+     "activation", "fp16", "fp16"),
+    ("cutlass_80_tensorop_s1688gemm_128x128_32x3_tn_align4", "matrix multiply", "fp32", ""),  # says no type
+    ("void cudnn::ops::nchwToNhwcKernel(cudnn::ops::nchw2nhwc_params_t)", "reshape/copy", "tf32", "fp32"),
+])
+def test_a_cuda_kernels_name_gives_its_precision_and_silence_is_unknown_only_for_multiply_adds(kernel, category,
+                                                                                              row, executed):
+    """Naming conventions of NVIDIA's libraries and PyTorch (not measured here: no GPU); the GPU test below checks
+    them against the kernels a GPU really runs."""
+    from edgebench.runtimes._torch import cuda_kernel_precision
+
+    assert cuda_kernel_precision(kernel, category, row) == executed
+
+
+@pytest.mark.parametrize(("kernel", "short"), [
+    ("void at::native::vectorized_elementwise_kernel<4, at::native::(anonymous namespace)::launch_clamp_scalar("
+     "at::TensorIteratorBase&)::{lambda()#1}>(int, at::detail::Array<char*, 2>)",
+     "at::native::vectorized_elementwise_kernel"),
+    ("sm90_xmma_fprop_implicit_gemm_f32f32_tf32f32_f32_nhwckrsc_nhwc", "sm90_xmma_fprop_implicit_gemm_f32f32_tf32f32_"
+     "f32_nhwckrsc_nhwc"),
+    ("void foo::operator>(int)", "foo::operator>"),  # a stray `>` does not swallow the rest
+])
+def test_a_cuda_kernels_line_is_named_without_its_template_and_parameters(kernel, short):
+    from edgebench.runtimes._torch import short_kernel
+
+    assert short_kernel(kernel) == short
+
+
+@cuda
+@pytest.mark.parametrize(("name", "precision"), [("pytorch", "fp32"), ("pytorch", "tf32"), ("pytorch", "fp16"),
+                                                 ("torchscript", "fp32")])
+def test_on_a_gpu_the_dominant_convolution_leads_and_its_kernel_says_the_rows_precision(name, precision, tmp_path):
+    """torch.profiler's CUDA activity: each kernel under the operator that launched it. IEEE fp32 must run fp32
+    kernels (TF32 off, `_torch.fp32_math`), tf32 TF32 ones, fp16 fp16 ones: the check that both the profile and
+    the row's math mode are what they say."""
+    from edgebench.runtimes._torch import tf32_unsupported
+
+    if tf32_unsupported("gpu", precision):
+        pytest.skip(tf32_unsupported("gpu", precision))
+    adapter, prepared = _loaded(name, precision, tmp_path, target="gpu")
+    profile = summarise(adapter.profile(prepared, 10))
+    kernels = [(line.operator, line.executed, line.share) for line in profile.lines]
+    top = profile.top(1)[0]
+    assert top.category == "convolution" and top.share > 0.5, kernels
+    assert top.executed == precision and top.kernel, kernels
+    assert all(line.kernel for line in profile.lines if line.operator != OUTSIDE), kernels
+    assert 0 < profile.operator_ms <= profile.wall_ms
 
 
 def _first_conv_left_float(name: str, tmp_path):
