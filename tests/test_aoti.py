@@ -129,20 +129,29 @@ def test_shim_calls_get_the_programs_multiply_adds_only_where_they_match_in_orde
     assert shim_macs(calls[:2], program) is None and shim_macs(calls, None) is None
 
 
-def test_its_profile_comes_from_an_instrumented_build_of_the_same_program(packages, tmp_path):
+def test_its_profile_comes_from_an_instrumented_build_of_the_same_program(packages, tmp_path, monkeypatch):
     """The timed package records nothing torch.profiler sees; a second build of the program kept beside it, with
     Inductor's kernel profiling, records each kernel: the dominant convolution first, in fp32 through oneDNN's
-    shim, and in int8 through oneDNN's integer convolution. The program is no part of the package's size."""
+    shim, and in int8 through oneDNN's integer convolution. The program is no part of the package's size. A
+    profile taken again (after a noisy one) reuses the build, which close() removes."""
     import shutil
 
     from edgebench.bench.measure.profile import summarise
+    from edgebench.runtimes import aoti
     from edgebench.runtimes.aoti import PROGRAM_NOTE
     from edgebench.runtimes.base import artifact_size_bytes
 
+    builds = []
+    real_compile = aoti.compile_package
+    monkeypatch.setattr(aoti, "compile_package", lambda *args: builds.append(args[1]) or real_compile(*args))
     model, made = packages
     for precision, executed in (("fp32", "fp32"), ("int8", "int8")):
         adapter = _loaded(made[precision], precision)
-        profile = summarise(adapter.profile(adapter.prepare(model.example.numpy()), 5))
+        prepared = adapter.prepare(model.example.numpy())
+        profile = summarise(adapter.profile(prepared, 5))
+        assert len(summarise(adapter.profile(prepared, 2)).lines) > 1 and len(builds) == 1, builds  # reused
+        adapter.close()
+        assert not builds.pop().parent.exists()
         top = profile.top(1)[0]
         assert top.operator.startswith("aoti_torch_cpu_") and top.category == "convolution", profile.lines
         assert top.executed == executed and top.share > 0.5
