@@ -2,7 +2,8 @@
 
 A run folder holds rows.jsonl (appended per row), rows.csv and table.md (rewritten per row, so an
 interrupted run still leaves complete files), samples.jsonl (every latency sample), environment.json
-and run.log (everything third-party libraries printed).
+and run.log (everything third-party libraries printed); with profiles, profile.csv (appended per profiled row)
+and profile.parquet (rewritten from it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgebench.bench.measure.paired import PairedComparison, compare_correct, unpack_correct
-from edgebench.bench.measure.profile import PROFILE_FILE, Profile, ProfileLine, operators_text, write_profile
+from edgebench.bench.measure.profile import (
+    PROFILE_FILE,
+    PROFILE_PARQUET,
+    Profile,
+    ProfileLine,
+    operators_text,
+    read_profile,
+    write_profile,
+    write_profile_parquet,
+)
 from edgebench.bench.measure.stats import LatencyStats, median_interval, ratio_interval, two_proportion_p
 
 if TYPE_CHECKING:
@@ -293,8 +303,9 @@ class RunWriter:
         from edgebench.bench.report import markdown_report
 
         self.rows.append(row)
-        if profile:
+        if profile:  # the CSV appended, the Parquet rewritten from it: both whole after a kill
             write_profile(self.run_dir / PROFILE_FILE, profile)
+            write_profile_parquet(self.run_dir / PROFILE_PARQUET, read_profile(self.run_dir / PROFILE_FILE))
         _append_line(self.run_dir / "rows.jsonl", json.dumps(asdict(row)))
         if rounds:
             _append_line(self.run_dir / "samples.jsonl", json.dumps(

@@ -106,8 +106,10 @@ def _run(args: argparse.Namespace) -> int:
 
         runs = _load(args.runs)
         path = build_report(runs, args.out)
+        profiles = " and operator profiles as profile.csv, profile.parquet" if (path.parent / "profile.csv").exists() \
+            else ""
         print(f"report of {len(runs)} run(s): {path} and {path.parent / 'report.html'} "
-              f"(rows also as {path.parent / 'rows.csv'} and rows.parquet)")
+              f"(rows also as {path.parent / 'rows.csv'} and rows.parquet{profiles})")
         return 0
     if args.command == "compare":
         from edgebench.reports.compare import compare, comparison_table, gate_floor, operator_changes, parse_threshold

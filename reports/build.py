@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from edgebench.bench.measure.profile import PROFILE_FILE, PROFILE_PARQUET, write_profile, write_profile_parquet
 from edgebench.bench.report import (
     FLAG_HELP,
     accuracy_cell,
@@ -203,11 +204,24 @@ def build_report(runs: Sequence[Run], out: Path) -> Path:
                                 tables=[Table(headers, body, notes)]))
     sections += [run_section(run, out) for run in runs]
     intro = (f"Built from {len(runs)} stored run{'s' if len(runs) != 1 else ''} "
-             f"({', '.join(r.name for r in runs)}), measuring nothing; the rows as CSV and Parquet are beside "
-             "this file.")
+             f"({', '.join(r.name for r in runs)}), measuring nothing; the rows as CSV and Parquet"
+             + (" and the operator profiles (profile.csv, profile.parquet)" if any(r.profile for r in runs) else "")
+             + " are beside this file.")
     (out / "REPORT.md").write_text("# edgebench report\n\n" + intro + "\n" + "".join(map(markdown_section, sections)))
     (out / "report.html").write_text(html_page("edgebench report", intro, sections, out))
     frame = rows_frame(list(runs))
     frame.to_csv(out / "rows.csv", index=False)
     frame.to_parquet(out / "rows.parquet", index=False)
+    write_profiles(runs, out)
     return out / "REPORT.md"
+
+
+def write_profiles(runs: Sequence[Run], out: Path) -> None:
+    """Every profiled run's operator lines in one table beside the rows (profile.csv and profile.parquet; `run`
+    names the run as rows.csv does), or neither where no run was profiled (a rebuilt report keeps no stale one)."""
+    lines = [replace(line, run=run.name) for run in runs for line in run.profile]
+    for path in (out / PROFILE_FILE, out / PROFILE_PARQUET):
+        path.unlink(missing_ok=True)
+    if lines:
+        write_profile(out / PROFILE_FILE, lines)
+        write_profile_parquet(out / PROFILE_PARQUET, lines)

@@ -478,14 +478,23 @@ def test_a_profiled_run_writes_profile_csv_and_its_table_and_keeps_its_timed_fig
     assert "## Operator profiles" in table and "no profile" not in table
     assert "## Operator profiles" not in (tmp_path / "plain" / "table.md").read_text()
     assert not (tmp_path / "plain" / "profile.csv").exists()
+    import pandas as pd
+
+    parquet = pd.read_parquet(tmp_path / "profiled" / "profile.parquet")  # the same lines, for notebooks
+    assert parquet.to_dict("records") == pd.read_csv(tmp_path / "profiled" / "profile.csv",
+                                                     keep_default_na=False).to_dict("records")
     from edgebench.reports.build import build_report
     from edgebench.reports.runs import load_run
 
     report = build_report([load_run(tmp_path / "profiled")], tmp_path / "report").read_text()
     assert "## Operator profiles" in report and "Where each runtime spends its time" in report
     assert (tmp_path / "report" / "plots" / "profiled-cpu-profile.png").exists()
+    beside = pd.read_parquet(tmp_path / "report" / "profile.parquet")  # every profiled run's lines beside the rows
+    assert len(beside) == len(lines) and set(beside["run"]) == {"profiled"}
+    assert "and the operator profiles (profile.csv, profile.parquet) are beside this file" in report
     plain_report = build_report([load_run(tmp_path / "plain")], tmp_path / "plain-report").read_text()
     assert "Operator profiles" not in plain_report
+    assert not (tmp_path / "plain-report" / "profile.parquet").exists()
     log = (tmp_path / "profiled" / "run.log").read_text()
     for label in ("PyTorch", "ONNX Runtime", "TFLite"):  # after every timed round of the row, never between them
         found = re.search(rf"{label} fp32 b1: profiled 20 inferences after its (\d+) timed rounds", log)

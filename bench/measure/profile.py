@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 PROFILE_FILE = "profile.csv"
+PROFILE_PARQUET = "profile.parquet"  # the same lines for notebooks, where pandas and pyarrow are installed
 PROFILE_ITERATIONS = 20  # profiled inferences per row, after the runtime's own warm-up
 PROFILE_WARMUP = 3  # a fresh profiling session's first inferences (allocation, kernel choice) are not kept
 OUTSIDE = "(outside operators)"
@@ -240,6 +241,18 @@ def write_profile(path: Path, lines: Sequence[ProfileLine]) -> None:
         if new:
             writer.writeheader()
         writer.writerows(asdict(line) for line in lines)
+
+
+def write_profile_parquet(path: Path, lines: Sequence[ProfileLine]) -> bool:
+    """`lines` as Parquet (`PROFILE_COLUMNS`), rewritten whole. False where pandas or pyarrow is missing (a lean
+    GPU setup): the CSV is the record, the Parquet a convenience."""
+    try:
+        import pandas as pd
+        import pyarrow  # noqa: F401  (pandas' Parquet engine)
+    except ImportError:
+        return False
+    pd.DataFrame([asdict(line) for line in lines], columns=PROFILE_COLUMNS).to_parquet(path, index=False)
+    return True
 
 
 def read_profile(path: Path) -> list[ProfileLine]:
