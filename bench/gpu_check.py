@@ -4,19 +4,18 @@ Made for a short loan of a GPU machine (minutes, 10 a command) that has its own 
 from the source tree (`PYTHONPATH=. python3 -m edgebench.bench.gpu_check OUT_DIR`, or `make gpu-check OUT=...` in a
 venv, `make install-gpu-lean` for one beside the machine's torch) and needs only what the PyTorch, TorchScript
 and ONNX Runtime rows need. Steps, ordered by what they prove, each its own process with its own time limit
-(`bench.steps`; about 5 minutes at most in all):
+(`bench.steps`; under 5 minutes in all):
 
 1. environment: torch, CUDA, the GPU, what is installed (ONNX Runtime's providers, NVML, TensorRT);
 2. the GPU tests (`pytest -m gpu`, through the harness's real child processes);
 3. the TF32 control: resnet18 on the GPU with TF32 allowed must fail the fp32 tolerance, IEEE fp32 pass it,
    and TF32's error be at least 10x IEEE fp32's;
-4. resnet18 with `--target gpu --runtimes pytorch,torchscript,onnxruntime --precision fp32,tf32,fp16`, each
-   GPU row checked: within its precision's tolerance, h2d/d2h copies, energy and GPU memory or their reasons;
-   ONNX Runtime's rows measured where onnxruntime-gpu is installed, `unavailable` with the reason where not;
-5. resnet18 with PyTorch on the GPU, profiled (`--profile`): each row's CUDA kernels under the operators that
-   launched them, its slowest convolution kernel in the row's precision, and no TF32, fp16 or bf16 kernel in an
-   fp32 row; the report lists each row's slowest kernels by their full names;
-6. TensorRT and ONNX Runtime's TensorRT EP on resnet18, where `tensorrt` is installed.
+4. resnet18 with `--target gpu --runtimes pytorch,torchscript,onnxruntime --precision fp32,tf32,fp16 --profile`,
+   each GPU row checked: within its precision's tolerance, h2d/d2h copies, energy and GPU memory or their reasons;
+   ONNX Runtime's rows measured where onnxruntime-gpu is installed, `unavailable` with the reason where not; and
+   the CUDA kernel profile of each PyTorch and TorchScript row: its slowest convolution kernel in the row's
+   precision, no TF32, fp16 or bf16 kernel in an fp32 row, and its slowest kernels listed by their full names;
+5. TensorRT and ONNX Runtime's TensorRT EP on resnet18, where `tensorrt` is installed.
 
 Each step's verdict (proven, failed with the reason, not available with the reason) is printed and appended to
 OUT_DIR/report.md as soon as the step ends, so a kill leaves what was done; run it again in the same folder to
@@ -163,18 +162,19 @@ def check_rows(name: str, run_dir: Path, cuda_ep: bool) -> list[Check]:
 REDUCED = ("tf32", "fp16", "bf16", "int8")  # what an IEEE fp32 row's kernels must never run in
 
 
-def check_profiles(name: str, run_dir: Path) -> tuple[list[Check], str]:
-    """Each GPU row's CUDA kernel profile: present, its slowest convolution kernel in the row's precision, and
-    for an fp32 row no kernel at all in a reduced precision (the profile is where TF32 under an fp32 label would
-    show). With the checks, each row's slowest lines with their kernels' full names: a failure says which names
-    the precision rules (`runtimes._torch.CUDA_KERNEL_TYPES`) missed."""
+def check_profiles(name: str, run_dir: Path, runtimes: tuple[str, ...]) -> tuple[list[Check], str]:
+    """The CUDA kernel profile of each GPU row of `runtimes` (those profiled on a GPU): present, its slowest
+    convolution kernel in the row's precision, and for an fp32 row no kernel at all in a reduced precision (the
+    profile is where TF32 under an fp32 label would show). With the checks, each row's slowest lines with their
+    kernels' full names: a failure says which names the precision rules (`runtimes._torch.CUDA_KERNEL_TYPES`)
+    missed."""
     from edgebench.bench.measure.profile import OUTSIDE, PROFILE_FILE, read_profile
     from edgebench.bench.results import row_key
 
     rows = [json.loads(line) for line in (run_dir / "rows.jsonl").read_text().splitlines() if line.strip()]
     lines = read_profile(run_dir / PROFILE_FILE)
     checks, tables = [], []
-    for r in (r for r in rows if r["target"] == "gpu"):
+    for r in (r for r in rows if r["target"] == "gpu" and r["runtime"] in runtimes):
         label = f"{name} {r['runtime']} {r['precision']} profile"
         key = row_key(r["model"], r["compression"], r["runtime"], r["precision"], r["target"], r["batch"])
         mine = [line for line in lines if line.key == key and line.operator != OUTSIDE]
@@ -199,8 +199,8 @@ def check_profiles(name: str, run_dir: Path) -> tuple[list[Check], str]:
                             "of unknown precision"))
         tables.append(f"{label}:\n" + "\n".join(f"- {line.share:.1%} {line.executed or '?'} {line.kind}: "
                                                  f"{line.kernel[:160]}" for line in mine[:6]))
-    if not tables and not checks:
-        checks.append(Check(f"{name} GPU rows", False, "the run has no GPU rows"))
+    if not checks:
+        checks.append(Check(f"{name} profiles", False, f"the run has no GPU rows of {', '.join(runtimes)}"))
     return checks, "\n\n".join(tables)
 
 
@@ -208,12 +208,12 @@ STEP_FLAG = "--step"
 
 
 def plan(out: Path) -> list[Step]:
-    """The steps in order of value, with limits that keep the whole under about 5 minutes on the lent H200."""
+    """The steps in order of value, with limits that keep the whole under 5 minutes on the lent H200."""
     def step(name: str, limit_s: float) -> Step:
         return Step(name, (sys.executable, "-m", "edgebench.bench.gpu_check", STEP_FLAG, name, str(out)), limit_s)
 
-    return [step("environment", 20), step("GPU tests", 90), step("TF32 control", 30), step("resnet18 on CUDA", 75),
-            step("profiles on CUDA", 60), step("TensorRT", 45)]
+    return [step("environment", 20), step("GPU tests", 90), step("TF32 control", 30), step("resnet18 on CUDA", 90),
+            step("TensorRT", 45)]
 
 
 def step_environment(out: Path) -> Verdict:
@@ -235,18 +235,20 @@ def step_tf32(out: Path) -> Verdict:
     return _verdict(tf32_control())
 
 
-def _bench_step(out: Path, name: str, runtimes: str, cuda_ep: bool) -> Verdict:
+def _bench_step(out: Path, name: str, runtimes: str, cuda_ep: bool, profiled: tuple[str, ...] = ()) -> Verdict:
+    """resnet18 on the GPU in `runtimes`, its rows checked; with `profiled` runtimes, profiled too (`--profile`)
+    and their rows' kernel profiles checked (`check_profiles`)."""
     run_dir = out / name
     shutil.rmtree(run_dir, ignore_errors=True)  # a retry starts the run afresh
-    ran, run_dir = run_bench(name, "resnet18", out, runtimes)
-    checks = [ran] + (check_rows(name, run_dir, cuda_ep) if (run_dir / "rows.jsonl").exists() else [])
+    ran, run_dir = run_bench(name, "resnet18", out, runtimes, ("--profile", "yes") if profiled else ())
+    checks, kernels = [ran], ""
+    if (run_dir / "rows.jsonl").exists():
+        checks += check_rows(name, run_dir, cuda_ep)
+        if profiled:
+            found, kernels = check_profiles(name, run_dir, profiled)
+            checks += found
     table = (run_dir / "table.md").read_text() if (run_dir / "table.md").exists() else ""
-    return _checked(checks, table)
-
-
-def _checked(checks: list[Check], appendix: str) -> Verdict:
-    """A bench step's verdict: proven when every check passed; its report lists them, then `appendix`."""
-    body = "\n".join(f"- {c.line()}" for c in checks) + (f"\n\n{appendix}" if appendix else "")
+    body = "\n".join(f"- {c.line()}" for c in checks) + "".join(f"\n\n{part}" for part in (table, kernels) if part)
     failed = [c for c in checks if not c.passed]
     detail = f"{len(checks) - len(failed)} of {len(checks)} checks passed" + \
         (f"; first failure: {failed[0].name}: {failed[0].detail}" if failed else "")
@@ -254,16 +256,8 @@ def _checked(checks: list[Check], appendix: str) -> Verdict:
 
 
 def step_resnet18(out: Path) -> Verdict:
-    return _bench_step(out, "resnet18-cuda", "pytorch,torchscript,onnxruntime", _cuda_ep())
-
-
-def step_profiles(out: Path) -> Verdict:
-    """resnet18 with PyTorch on the GPU, profiled (`--profile`): the CUDA kernel profile of each precision."""
-    name = "resnet18-cuda-profile"
-    shutil.rmtree(out / name, ignore_errors=True)
-    ran, run_dir = run_bench(name, "resnet18", out, "pytorch", ("--profile", "yes"))
-    checks, tables = check_profiles(name, run_dir) if (run_dir / "rows.jsonl").exists() else ([], "")
-    return _checked([ran] + checks, tables)
+    return _bench_step(out, "resnet18-cuda", "pytorch,torchscript,onnxruntime", _cuda_ep(),
+                       profiled=("pytorch", "torchscript"))
 
 
 def step_tensorrt(out: Path) -> Verdict:
@@ -275,7 +269,7 @@ def step_tensorrt(out: Path) -> Verdict:
 
 STEPS: dict[str, Callable[[Path], Verdict]] = {
     "environment": step_environment, "GPU tests": step_gpu_tests, "TF32 control": step_tf32,
-    "resnet18 on CUDA": step_resnet18, "profiles on CUDA": step_profiles, "TensorRT": step_tensorrt,
+    "resnet18 on CUDA": step_resnet18, "TensorRT": step_tensorrt,
 }
 
 

@@ -137,10 +137,12 @@ def test_a_gpu_rows_profile_passes_only_with_its_convolutions_in_its_precision_a
         row("fp32"), row("tf32"), row("fp32", model="tf32 inside"), row("fp16", model="unnamed"),
         row("fp32", model="not profiled", profile_ms=None, profile_note="no profiler"),
         row("fp32", model="cpu row", target="cpu"),
+        row("fp32", model="onnx", runtime="onnxruntime", profile_ms=None, profile_note="CPU provider only"),
     ]))
-    checks, tables = gpu_check.check_profiles("m", tmp_path)
+    checks, tables = gpu_check.check_profiles("m", tmp_path, ("pytorch", "torchscript"))
     assert [c.passed for c in checks] == [True, True, False, False, False]
     assert "an fp32 row ran tf32 kernels: sm90_xmma_fprop_implicit_gemm_tf32f32" in checks[2].detail
     assert "slowest convolution kernel ran unknown: cutlass_80_tensorop_s1688gemm" in checks[3].detail
     assert "no profiler" in checks[4].detail
     assert "- 50.0% tf32 aten::cudnn_convolution: sm90_xmma_fprop_implicit_gemm_tf32f32" in tables
+    assert [c.passed for c in gpu_check.check_profiles("m", tmp_path, ("tensorrt",))[0]] == [False]  # none: failed
