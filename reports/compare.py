@@ -247,7 +247,7 @@ def operator_changes(base: Run, new: Run, top: int = 3) -> str:
     """For rows profiled in both runs (`PROFILE=1`), the operators whose profiled time changed most: where a
     change in p50 came from. Profiled times are medians of one profiled round, profiler on, with no interval:
     a pointer to look at, not a verdict. Empty where either run has no profile."""
-    from edgebench.bench.measure.profile import OUTSIDE
+    from edgebench.bench.measure.profile import line_label
 
     if not base.profile or not new.profile:
         return ""
@@ -255,8 +255,7 @@ def operator_changes(base: Run, new: Run, top: int = 3) -> str:
     def by_operator(lines: list) -> dict[str, dict[str, float]]:
         found: dict[str, dict[str, float]] = {}
         for line in lines:
-            name = line.operator if line.operator == OUTSIDE or line.kind in ("", line.operator) \
-                else f"{line.operator} ({line.kind})"
+            name = line_label(line)
             found.setdefault(line.key, {})[name] = found.get(line.key, {}).get(name, 0.0) + line.ms
         return found
 

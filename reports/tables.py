@@ -73,7 +73,8 @@ def layer_key(operator: str) -> str:
 def slowest_layers(rows: Sequence[ResultRow], lines: Sequence[ProfileLine],
                    top: int = 10) -> tuple[list[str], list[list[str]]]:
     """(headers, cells): the slowest layers that two or more profiled rows report under one name, side by side
-    in ms per inference; empty where no layer matches (PyTorch's profiler names operator types, not layers)."""
+    in ms per inference; empty where no layer matches (PyTorch's lines are operator types on its modules, not
+    exported nodes: they are left out)."""
     from edgebench.bench.measure.profile import OUTSIDE
 
     columns = [r for r in rows if r.status == "ok" and any(line.key == r.key for line in lines)]

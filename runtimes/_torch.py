@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from typing import Any
@@ -139,43 +140,94 @@ def op_precision(name: str, float_precision: str) -> str:
     return float_precision
 
 
-def profile_calls(step: Any, iterations: int, float_precision: str, model_macs: float | None = None) -> list[Any]:
+def profile_calls(step: Any, iterations: int, float_precision: str, model_macs: float | None = None,
+                  module: Any = None) -> list[Any]:
     """torch.profiler around each of `iterations` inferences: per operator its self CPU time (a nested
-    operator's time is its own, not also its caller's, so the operators add up to the inference). Inductor's
-    generated C++ kernels record no events of their own: their time is the self time of the compiled region
-    that calls them, which the profile names as PyTorch does. Multiply-adds per operator type come from one more
-    inference with shapes recorded (`recorded_macs`; not among the timed ones, as recording shapes slows every
-    call), and only where they add up to the model's own count, `model_macs`: else a convolution the profiler did
-    not see would make the integer share a false one."""
+    operator's time is its own, not also its caller's, so the operators add up to the inference), summed per
+    operator type and, given the eager `module`, per layer: the innermost submodule that ran it
+    (`module_records`). Inductor's generated C++ kernels record no events of their own: their time is the self
+    time of the compiled region that calls them, which the profile names as PyTorch does. Multiply-adds come from
+    one more inference with shapes recorded (`recorded_macs`; not among the timed ones, as recording shapes slows
+    every call), and only where they add up to the model's own count, `model_macs`: else a convolution the
+    profiler did not see would make the integer share a false one."""
+    import contextlib
     import time
+    from collections import defaultdict
 
     from torch.profiler import ProfilerActivity, profile
 
     from edgebench.bench.measure.profile import PROFILE_WARMUP, OpTime, ProfiledIteration
 
-    for _ in range(PROFILE_WARMUP):
-        step()
-    profiled = []
-    for _ in range(iterations):
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            start = time.perf_counter()
+    with module_records(module) if module is not None else contextlib.nullcontext():
+        for _ in range(PROFILE_WARMUP):
             step()
-            wall_ms = (time.perf_counter() - start) * 1e3
-        profiled.append((wall_ms, [event for event in prof.key_averages() if event.self_cpu_time_total > 0]))
-    macs = recorded_macs(step) if model_macs else {}
+        profiled = []
+        for _ in range(iterations):
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                start = time.perf_counter()
+                step()
+                wall_ms = (time.perf_counter() - start) * 1e3
+            ops: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0])
+            for event in prof.events():
+                if event.self_cpu_time_total > 0 and not event.name.startswith(MODULE_RECORD):
+                    ops[(event.name, event_layer(event))][0] += event.self_cpu_time_total
+                    ops[(event.name, event_layer(event))][1] += 1
+            profiled.append((wall_ms, ops))
+        macs = recorded_macs(step) if model_macs else {}
     if macs and abs(sum(macs.values()) - model_macs) > MAC_TOLERANCE * model_macs:
         macs = {}
-    return [ProfiledIteration(wall_ms, tuple(OpTime(name=event.key, kind=event.key,
-                                                    precision=op_precision(event.key, float_precision),
-                                                    ms=event.self_cpu_time_total / 1e3, calls=event.count,
-                                                    macs=macs.get(event.key, 0.0)) for event in events))
-            for wall_ms, events in profiled]
+    return [ProfiledIteration(wall_ms, tuple(OpTime(name=name, kind=name, layer=layer, ms=us / 1e3, calls=int(calls),
+                                                    precision=op_precision(name, float_precision),
+                                                    macs=macs.get((name, layer), 0.0))
+                                             for (name, layer), (us, calls) in ops.items()))
+            for wall_ms, ops in profiled]
 
 
-def profile_kernels(step: Any, iterations: int, precision: str) -> list[Any]:
+MODULE_RECORD = "module: "  # the profiler record of a submodule's forward: `module: features.3.conv.0.0`
+
+
+@contextlib.contextmanager
+def module_records(module: Any) -> Any:
+    """While inside, each submodule's forward runs inside a torch.profiler record named by its path
+    (`MODULE_RECORD`), so each operator can be put on the innermost module that ran it (`event_layer`): eager
+    PyTorch's layers, named as ONNX Runtime's and OpenVINO's profiles name their nodes' source. The records cost
+    a few microseconds per module call, in the profiled inference only; the hooks come off on leaving."""
+    import torch
+
+    paths = {sub: path for path, sub in module.named_modules() if path}
+    open_records: list[Any] = []
+
+    def enter(sub: Any, args: Any) -> None:
+        record = torch.autograd.profiler.record_function(MODULE_RECORD + paths[sub])
+        record.__enter__()
+        open_records.append(record)
+
+    def leave(sub: Any, args: Any, output: Any) -> None:
+        open_records.pop().__exit__(None, None, None)
+
+    handles = [hook(sub) for sub in paths for hook in (lambda m: m.register_forward_pre_hook(enter),
+                                                       lambda m: m.register_forward_hook(leave))]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def event_layer(event: Any) -> str:
+    """The path of the innermost module record around a profiler event ("" outside any: the model's own code, or
+    a module profiled without records)."""
+    parent = event.cpu_parent
+    while parent is not None and not parent.name.startswith(MODULE_RECORD):
+        parent = parent.cpu_parent
+    return parent.name[len(MODULE_RECORD):] if parent is not None else ""
+
+
+def profile_kernels(step: Any, iterations: int, precision: str, module: Any = None) -> list[Any]:
     """torch.profiler's CUDA activity around each of `iterations` inferences on the GPU: per kernel its time on the
-    device, under the operator that launched it (aten::cudnn_convolution), so a line is one kernel of one operator
-    and its precision is what the kernel's name says (`cuda_kernel_precision`). The inference's wall time
+    device, under the operator that launched it (aten::cudnn_convolution) and, given the eager `module`, its layer
+    (`module_records`), so a line is one kernel of one operator and its precision is what the kernel's name says
+    (`cuda_kernel_precision`). The inference's wall time
     includes waiting for the device; what no kernel ran (launch gaps: most of a small model's batch-1 inference on
     a large GPU) is the profile's line outside operators. A kernel no operator launched is kept on a line of its
     own rather than lost."""
@@ -188,31 +240,33 @@ def profile_kernels(step: Any, iterations: int, precision: str) -> list[Any]:
 
     from edgebench.bench.measure.profile import PROFILE_WARMUP, OpTime, ProfiledIteration, categorise
 
-    for _ in range(PROFILE_WARMUP):
-        step()
-    torch.cuda.synchronize()
-    profiled = []
-    for _ in range(iterations):
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            start = time.perf_counter()
+    with module_records(module) if module is not None else contextlib.nullcontext():
+        for _ in range(PROFILE_WARMUP):
             step()
-            torch.cuda.synchronize()
-            wall_ms = (time.perf_counter() - start) * 1e3
-        events = prof.events()
-        launched: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0])
-        for event in events:
-            if event.device_type == DeviceType.CPU:
-                for kernel in event.kernels:
-                    launched[(event.name, kernel.name)][0] += kernel.duration
-                    launched[(event.name, kernel.name)][1] += 1
-        device_us = sum(event.time_range.elapsed_us() for event in events if event.device_type == DeviceType.CUDA)
-        ops = [OpTime(name=f"{op}: {short_kernel(kernel)}", kind=op, kernel=kernel, ms=us / 1e3, calls=int(calls),
-                      precision=cuda_kernel_precision(kernel, categorise(op), precision))
-               for (op, kernel), (us, calls) in launched.items()]
-        unlaunched_us = device_us - sum(us for us, _ in launched.values())
-        if unlaunched_us > 0.5:  # half a microsecond: below it, rounding of the two sums
-            ops.append(OpTime(name=UNLAUNCHED, kind=UNLAUNCHED, precision="", ms=unlaunched_us / 1e3))
-        profiled.append(ProfiledIteration(wall_ms, tuple(ops)))
+        torch.cuda.synchronize()
+        profiled = []
+        for _ in range(iterations):
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                start = time.perf_counter()
+                step()
+                torch.cuda.synchronize()
+                wall_ms = (time.perf_counter() - start) * 1e3
+            events = prof.events()
+            launched: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0.0, 0])
+            for event in events:
+                if event.device_type == DeviceType.CPU:
+                    for kernel in event.kernels:
+                        launched[(event.name, event_layer(event), kernel.name)][0] += kernel.duration
+                        launched[(event.name, event_layer(event), kernel.name)][1] += 1
+            device_us = sum(event.time_range.elapsed_us() for event in events
+                            if event.device_type == DeviceType.CUDA)
+            ops = [OpTime(name=f"{op}: {short_kernel(kernel)}", kind=op, layer=layer, kernel=kernel, ms=us / 1e3,
+                          calls=int(calls), precision=cuda_kernel_precision(kernel, categorise(op), precision))
+                   for (op, layer, kernel), (us, calls) in launched.items()]
+            unlaunched_us = device_us - sum(us for us, _ in launched.values())
+            if unlaunched_us > 0.5:  # half a microsecond: below it, rounding of the two sums
+                ops.append(OpTime(name=UNLAUNCHED, kind=UNLAUNCHED, precision="", ms=unlaunched_us / 1e3))
+            profiled.append(ProfiledIteration(wall_ms, tuple(ops)))
     return profiled
 
 
@@ -321,17 +375,17 @@ def schema_arguments(name: str, count: int) -> tuple[str, ...] | None:
     return matching[0] if len(matching) == 1 else None
 
 
-def recorded_macs(step: Any) -> dict[str, float]:
-    """Multiply-adds per operator type in one inference with shapes recorded, each convolution or matrix product
-    counted once, at its outermost call (aten::conv2d in eager PyTorch, whose aten::mkldnn_convolution inside
-    it holds the time; onednn::qconv_pointwise in compiled PyTorch)."""
+def recorded_macs(step: Any) -> dict[tuple[str, str], float]:
+    """Multiply-adds per operator type and layer (`event_layer`) in one inference with shapes recorded, each
+    convolution or matrix product counted once, at its outermost call (aten::conv2d in eager PyTorch, whose
+    aten::mkldnn_convolution inside it holds the time; onednn::qconv_pointwise in compiled PyTorch)."""
     from collections import defaultdict
 
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         step()
-    macs: dict[str, float] = defaultdict(float)
+    macs: dict[tuple[str, str], float] = defaultdict(float)
     for event in prof.events():
         count = call_macs(event.name, event.input_shapes or [], list(event.concrete_inputs or []))
         parent = event.cpu_parent
@@ -340,7 +394,7 @@ def recorded_macs(step: Any) -> dict[str, float]:
                 count = 0.0
             parent = parent.cpu_parent
         if count:
-            macs[event.name] += count
+            macs[(event.name, event_layer(event))] += count
     return dict(macs)
 
 
@@ -483,6 +537,7 @@ class TorchModuleRuntime(Runtime):
     """
 
     packages = {"torch": "torch"}
+    profiles_layers = False  # True where `module` is the eager module whose submodules ran (`module_records`)
 
     @classmethod
     def export_unavailable(cls, target: str, precision: str) -> str | None:
@@ -550,9 +605,11 @@ class TorchModuleRuntime(Runtime):
 
     def profile(self, prepared: Any, iterations: int) -> list[Any]:
         if self.options.target == "gpu":
-            return profile_kernels(lambda: self.run(prepared), iterations, self.options.precision)
+            return profile_kernels(lambda: self.run(prepared), iterations, self.options.precision,
+                                   self.module if self.profiles_layers else None)
         floating = "fp32" if self.options.precision in ("int8", "tf32") else self.options.precision
-        return profile_calls(lambda: self.run(prepared), iterations, floating, self.model_macs(prepared))
+        return profile_calls(lambda: self.run(prepared), iterations, floating, self.model_macs(prepared),
+                             self.module if self.profiles_layers else None)
 
     def model_macs(self, prepared: Any) -> float | None:
         """The model's multiply-adds, to check the profile's against: counted on the module before compilation

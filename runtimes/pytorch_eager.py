@@ -21,6 +21,7 @@ class PyTorchEager(_torch.TorchModuleRuntime):
     order = 0
     artifact = "model.pt"  # the module pickled whole: compression may have changed its architecture
     precisions = {"cpu": ("fp32", "bf16"), "gpu": ("fp32", "tf32", "fp16", "bf16")}
+    profiles_layers = True  # its profile puts each operator on the module that ran it
 
     @classmethod
     def export_unavailable(cls, target: str, precision: str) -> str | None:

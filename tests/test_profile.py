@@ -14,6 +14,7 @@ from edgebench.bench.measure.profile import (
     ProfiledIteration,
     categorise,
     kernel_precision,
+    operators_text,
     precision_of_dtype,
     summarise,
 )
@@ -160,8 +161,13 @@ def test_the_dominant_convolution_is_the_top_operator_in_every_runtime(name, tmp
         # and every multiply-add of the model: the 1x1 convolution and the linear layer too (OpenVINO runs the
         # linear layer as one FullyConnected node named after its bias Add)
         assert sum(line.macs for line in profile.lines) == dominant + 96 * 96 * 8 * 3 + 64 * 10
-    if name in ("onnxruntime", "openvino"):
+    if name in ("onnxruntime", "openvino", "pytorch"):
         assert top.layer == "2"  # the PyTorch module it came from: the Sequential's third layer
+    if name == "pytorch":  # each operator on the module that ran it, multiply-adds included
+        assert {line.layer for line in profile.lines if line.operator != OUTSIDE} <= {"0", "1", "2", "3", "4", "5",
+                                                                                      "6", ""}
+        assert sum(line.macs for line in profile.lines if line.layer == "2") == dominant
+        assert f"{top.operator} in 2" in operators_text(profile.top(1))
 
 
 def test_torchscript_names_the_operators_its_profiler_cannot_see(tmp_path):
@@ -394,7 +400,8 @@ def test_pytorch_counts_each_call_once_from_its_recorded_shapes():
     expected = 2 * (16 * 16 * 8 * 27 + 14 * 14 * 8 * 9 + 10 * 8 * 14 * 14)
     with torch.inference_mode():
         recorded = recorded_macs(lambda: model(x))
-    assert recorded == {"aten::conv2d": 2 * (16 * 16 * 8 * 27 + 14 * 14 * 8 * 9), "aten::linear": 2 * 10 * 1568}
+    assert recorded == {("aten::conv2d", ""): 2 * (16 * 16 * 8 * 27 + 14 * 14 * 8 * 9),
+                        ("aten::linear", ""): 2 * 10 * 1568}  # no module records: no layer
     assert model_macs(model, x) == sum(recorded.values()) == expected
     with torch.inference_mode():  # a count that is not the model's puts no multiply-adds on the profile
         agreed = summarise(profile_calls(lambda: model(x), 2, "fp32", model_macs=expected))

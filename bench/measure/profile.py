@@ -205,10 +205,18 @@ def timed_calls(step: Callable[[], object], count: int) -> list[float]:
     return walls
 
 
+def line_label(line: ProfileLine) -> str:
+    """How a table names a profile line: `node_Conv_292 (QLinearConv)`, its type only where the name differs; an
+    operator type with the layer that ran it, where the runtime gives one (eager PyTorch):
+    `aten::mkldnn_convolution in features.18.0`."""
+    if line.kind and line.kind != line.operator:
+        return f"{line.operator} ({line.kind})"
+    return f"{line.operator} in {line.layer}" if line.layer and line.operator != OUTSIDE else line.operator
+
+
 def operators_text(lines: Sequence[ProfileLine]) -> str:
-    """Operators as a table cell: `node_Conv_292 (QLinearConv) 21%, ...`; the type only where the name differs."""
-    return ", ".join(f"{line.operator}{f' ({line.kind})' if line.kind and line.kind != line.operator else ''} "
-                     f"{line.share:.0%}" for line in lines)
+    """Operators as a table cell: `node_Conv_292 (QLinearConv) 21%, ...` (`line_label`)."""
+    return ", ".join(f"{line_label(line)} {line.share:.0%}" for line in lines)
 
 
 def precision_of_dtype(dtype: str) -> str:
