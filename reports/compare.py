@@ -247,15 +247,25 @@ def operator_changes(base: Run, new: Run, top: int = 3) -> str:
     """For rows profiled in both runs (`PROFILE=1`), the operators whose profiled time changed most: where a
     change in p50 came from. Profiled times are medians of one profiled round, profiler on, with no interval:
     a pointer to look at, not a verdict. Empty where either run has no profile."""
+    from dataclasses import replace
+
     from edgebench.bench.measure.profile import line_label
 
     if not base.profile or not new.profile:
         return ""
 
+    def typed_layers(lines: list) -> set[str]:  # rows whose operator types carry the layer that ran them
+        return {line.key for line in lines if line.layer and line.operator == line.kind}
+
+    layered = typed_layers(base.profile) & typed_layers(new.profile)
+
     def by_operator(lines: list) -> dict[str, dict[str, float]]:
+        """Time per line label; operator types by layer only where both runs give layers (a run from before eager
+        PyTorch's layers is compared type by type, not as every layer new)."""
         found: dict[str, dict[str, float]] = {}
         for line in lines:
-            name = line_label(line)
+            kept = line if line.key in layered or line.operator != line.kind else replace(line, layer="")
+            name = line_label(kept)
             found.setdefault(line.key, {})[name] = found.get(line.key, {}).get(name, 0.0) + line.ms
         return found
 

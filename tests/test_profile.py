@@ -540,6 +540,30 @@ def test_compare_says_which_operators_changed_most(tmp_path):
     assert operator_changes(unprofiled, _profiled_run("new", 5.0, tmp_path)) == ""
 
 
+def test_compare_names_eager_layers_only_where_both_runs_have_them(tmp_path):
+    """Eager PyTorch's lines are operator types on layers; a run from before layers has types only, and is
+    compared type by type rather than as every layer new."""
+    from edgebench.bench.measure.profile import ProfileLine
+    from edgebench.bench.results import ResultRow
+    from edgebench.reports.compare import operator_changes
+    from edgebench.reports.runs import Run
+
+    row = ResultRow(model="m", weights="random", compression="none", runtime="pytorch", format="PyTorch",
+                    precision="fp32", target="cpu", device="cpu", batch=1, threads=2, status="ok", p50_ms=4.0)
+
+    def run(name: str, *layers: tuple[str, float]) -> Run:
+        made = Run(tmp_path / name, [row])
+        made.__dict__["profile"] = [ProfileLine(name, row.key, "pytorch", "fp32", "aten::mkldnn_convolution",
+                                                "aten::mkldnn_convolution", layer, "convolution", "fp32", "", 0.0,
+                                                ms, 0, 1) for layer, ms in layers]
+        return made
+
+    typed, layered = run("typed", ("", 3.0)), run("layered", ("0", 1.0), ("2", 3.0))
+    assert "aten::mkldnn_convolution +1.000 ms (3.000 to 4.000)" in operator_changes(typed, layered, top=1)
+    both = operator_changes(run("earlier", ("0", 1.0), ("2", 2.0)), layered, top=1)
+    assert "aten::mkldnn_convolution in 2 +1.000 ms (2.000 to 3.000)" in both
+
+
 def test_a_profiled_rows_peak_memory_leaves_out_the_profiling_session(tmp_path):
     """ONNX Runtime and OpenVINO profile a second session: the row's peak RSS is the one from before it."""
     from types import SimpleNamespace
