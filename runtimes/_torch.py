@@ -194,7 +194,9 @@ def module_records(module: Any) -> Any:
     a few microseconds per module call, in the profiled inference only; the hooks come off on leaving."""
     import torch
 
-    paths = {sub: path for path, sub in module.named_modules() if path}
+    # A scripted submodule takes no hooks: its operators go to the nearest eager module around it.
+    paths = {sub: path for path, sub in module.named_modules()
+             if path and not isinstance(sub, torch.jit.ScriptModule)}
     open_records: list[Any] = []
 
     def enter(sub: Any, args: Any) -> None:

@@ -415,6 +415,22 @@ def test_pytorch_counts_each_call_once_from_its_recorded_shapes():
                      [None, None, None, None, [0, 0], [1, 1], [1, 1], 1, "sum", 1.0, None, [], None]) == 16 * 64
 
 
+def test_eager_layers_take_a_model_with_a_scripted_part_and_leave_no_hooks_behind():
+    """A user's eager model may hold a scripted submodule, which takes no hooks: its operators go to the eager
+    module around it, the rest to their own layers; and the hooks come off after the profile."""
+    import torch
+
+    from edgebench.runtimes._torch import profile_calls
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.jit.script(torch.nn.Sequential(torch.nn.ReLU())))
+    x = torch.randn(1, 3, 16, 16)
+    with torch.inference_mode():
+        profile = summarise(profile_calls(lambda: model(x), 2, "fp32", None, model))
+    layers = {line.layer for line in profile.lines if line.category == "convolution"}
+    assert layers == {"0"}, [(line.operator, line.layer) for line in profile.lines]
+    assert not model[0]._forward_pre_hooks and not model[0]._forward_hooks
+
+
 def test_compiled_pytorch_int8_gives_its_multiply_adds_in_integer_kernels(tmp_path):
     """The big-conv network's int8 with its first layer left float (torchao's X86 quantizer, that module set to
     none): oneDNN runs it in a float kernel, the rest in integer ones, and the multiply-adds say by how much."""
