@@ -68,13 +68,34 @@ def compile_package(program: Any, path: Path, configs: dict[str, Any] | None = N
                                                  inductor_configs={"freezing": True, **(configs or {})})
 
 
-def shim_precision(name: str, precision: str, floating: str) -> str:
+def shim_precision(name: str, precision: str, floating: str, kernel_inputs: dict[str, str] | None = None) -> str:
     """A profiled package's record as PyTorch's operator names would read: a C shim call
     (`aoti_torch_cpu_mkldnn__convolution_pointwise`) is a library operator, integer where it is oneDNN's
-    quantized kernel, else at the row's float precision; a generated kernel's precision stays unknown."""
+    quantized kernel, else at the row's float precision; a generated kernel (`graph_0_cpp_fused_relu_0`) is in
+    the type of its first input, as its source declares it (`kernel_inputs`; unknown where it has none)."""
+    from edgebench.bench.measure.profile import precision_of_dtype
+
     if name.startswith("aoti_torch_") and not precision:
         return _torch.op_precision(name.replace("aoti_torch_cpu_", "aoti::"), floating)
+    generated = re.match(r"graph_\d+_(cpp_fused_\w+)$", name)
+    if generated and not precision:
+        return precision_of_dtype((kernel_inputs or {}).get(generated.group(1), ""))
     return precision
+
+
+def kernel_inputs(artifact: Path) -> dict[str, str]:
+    """Each generated C++ kernel's first input's element type, from the kernel source the package keeps beside
+    its library (`cpp_fused_quantize_per_tensor_0(const float* in_ptr0, uint8_t* out_ptr0)`: `float`), as ONNX
+    Runtime's nodes are given the type of their first input."""
+    with zipfile.ZipFile(artifact) as package:
+        code = "\n".join(package.read(name).decode(errors="replace") for name in package.namelist()
+                         if name.endswith((".kernel.cpp", ".wrapper.cpp")))
+    found = {}
+    for name, parameters in re.findall(r"void\s+(cpp_fused_\w+)\s*\(([^)]*)\)", code):
+        first = re.search(r"const\s+([\w:]+)\s*\*\s*in_ptr0\b", parameters)
+        if first:
+            found[name] = first.group(1)
+    return found
 
 
 def shim_kind(name: str) -> str:
@@ -115,7 +136,7 @@ class AOTInductor(_torch.TorchModuleRuntime):
     order = 2
     artifact = "model.pt2"  # a PT2 package: the compiled library, its weights inside, and its metadata
     precisions = {"cpu": ("fp32", "bf16", "int8"), "gpu": ("fp32", "fp16", "bf16")}
-    _instrumented: tuple[Any, dict[str, float]] | None = None  # the profiled build's loader and multiply-adds
+    _instrumented: tuple[Any, dict[str, float], dict[str, str]] | None = None  # the profiled build (instrumented_build)
     _instrumented_folder: Any = None  # its temporary folder
 
     @classmethod
@@ -223,18 +244,19 @@ class AOTInductor(_torch.TorchModuleRuntime):
             import torchao.quantization.pt2e  # noqa: F401
             import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401
         floating = "fp32" if self.options.precision == "int8" else self.options.precision
-        loader, macs = self.instrumented_build(program_path, prepared)
+        loader, macs, inputs = self.instrumented_build(program_path, prepared)
 
         def step() -> None:
             with torch.inference_mode():
                 loader.run([prepared])
 
         profiled = _torch.profile_calls(step, iterations, floating)
-        return [replace(it, ops=tuple(replace(op, precision=shim_precision(op.name, op.precision, floating),
+        return [replace(it, ops=tuple(replace(op, precision=shim_precision(op.name, op.precision, floating, inputs),
                                               macs=macs.get(op.name, 0.0)) for op in it.ops)) for it in profiled]
 
-    def instrumented_build(self, program_path: Path, prepared: Any) -> tuple[Any, dict[str, float]]:
-        """The instrumented package's loader and its calls' multiply-adds, built once per loaded package (a
+    def instrumented_build(self, program_path: Path, prepared: Any) -> tuple[Any, dict[str, float], dict[str, str]]:
+        """The instrumented package's loader, its calls' multiply-adds and its generated kernels' input types
+        (`kernel_inputs`), built once per loaded package (a
         profile taken again after a noisy one reuses it: the build takes as long as the export), in a temporary
         folder `close()` removes."""
         import tempfile
@@ -258,10 +280,11 @@ class AOTInductor(_torch.TorchModuleRuntime):
                     loader.run([prepared])
 
             macs = shim_macs(shim_order(step), _torch.program_macs(program)) or {}
+            inputs = kernel_inputs(package)
         except BaseException:
             folder.cleanup()
             raise
-        self._instrumented_folder, self._instrumented = folder, (loader, macs)
+        self._instrumented_folder, self._instrumented = folder, (loader, macs, inputs)
         return self._instrumented
 
     def close(self) -> None:

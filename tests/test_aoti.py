@@ -155,7 +155,13 @@ def test_its_profile_comes_from_an_instrumented_build_of_the_same_program(packag
         top = profile.top(1)[0]
         assert top.operator.startswith("aoti_torch_cpu_") and top.category == "convolution", profile.lines
         assert top.executed == executed and top.share > 0.5
-        assert any("_cpp_fused_" in line.operator for line in profile.lines)  # its generated kernels, by name
+        generated = {line.operator: line.executed for line in profile.lines if "_cpp_fused_" in line.operator}
+        assert generated, profile.lines  # its generated kernels, by name, in the type of their first input
+        if precision == "fp32":
+            assert set(generated.values()) == {"fp32"}, generated
+        else:  # the input's quantization reads float; the kernels after it read integers
+            assert {executed for name, executed in generated.items() if "_fused_quantize_per_tensor_0" in name} == \
+                {"fp32"} and "int8" in generated.values(), generated
         # the program's multiply-adds, matched in order to the oneDNN calls: both convolutions and the linear layer
         assert sum(line.macs for line in profile.lines) == 96 * 96 * 8 * 3 + 96 * 96 * 64 * 8 * 49 + 640
         assert profile.integer_mac_share() == (1.0 if precision == "int8" else 0.0)
