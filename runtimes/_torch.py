@@ -262,7 +262,7 @@ def profile_kernels(step: Any, iterations: int, precision: str, module: Any = No
                         launched[(event.name, event_layer(event), kernel.name)][1] += 1
             device_us = sum(event.time_range.elapsed_us() for event in events
                             if event.device_type == DeviceType.CUDA)
-            ops = [OpTime(name=f"{op}: {short_kernel(kernel)}", kind=op, layer=layer, kernel=kernel, ms=us / 1e3,
+            ops = [OpTime(name=short_kernel(kernel), kind=op, layer=layer, kernel=kernel, ms=us / 1e3,
                           calls=int(calls), precision=cuda_kernel_precision(kernel, categorise(op), precision))
                    for (op, layer, kernel), (us, calls) in launched.items()]
             unlaunched_us = device_us - sum(us for us, _ in launched.values())
