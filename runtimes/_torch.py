@@ -150,7 +150,6 @@ def profile_calls(step: Any, iterations: int, float_precision: str, model_macs: 
     one more inference with shapes recorded (`recorded_macs`; not among the timed ones, as recording shapes slows
     every call), and only where they add up to the model's own count, `model_macs`: else a convolution the
     profiler did not see would make the integer share a false one."""
-    import contextlib
     import time
     from collections import defaultdict
 
@@ -169,10 +168,11 @@ def profile_calls(step: Any, iterations: int, float_precision: str, model_macs: 
                 wall_ms = (time.perf_counter() - start) * 1e3
             ops: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0])
             for event in prof.events():
-                if event.self_cpu_time_total > 0 and not event.name.startswith(MODULE_RECORD):
-                    ops[(event.name, event_layer(event))][0] += event.self_cpu_time_total
-                    ops[(event.name, event_layer(event))][1] += 1
-            profiled.append((wall_ms, ops))
+                if not event.name.startswith(MODULE_RECORD):  # a module's own record is Python, not an operator
+                    entry = ops[(event.name, event_layer(event))]
+                    entry[0] += event.self_cpu_time_total
+                    entry[1] += 1
+            profiled.append((wall_ms, {identity: entry for identity, entry in ops.items() if entry[0] > 0}))
         macs = recorded_macs(step) if model_macs else {}
     if macs and abs(sum(macs.values()) - model_macs) > MAC_TOLERANCE * model_macs:
         macs = {}
@@ -256,10 +256,10 @@ def profile_kernels(step: Any, iterations: int, precision: str, module: Any = No
             events = prof.events()
             launched: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0.0, 0])
             for event in events:
-                if event.device_type == DeviceType.CPU:
-                    for kernel in event.kernels:
-                        launched[(event.name, event_layer(event), kernel.name)][0] += kernel.duration
-                        launched[(event.name, event_layer(event), kernel.name)][1] += 1
+                for kernel in event.kernels if event.device_type == DeviceType.CPU else ():
+                    entry = launched[(event.name, event_layer(event), kernel.name)]
+                    entry[0] += kernel.duration
+                    entry[1] += 1
             device_us = sum(event.time_range.elapsed_us() for event in events
                             if event.device_type == DeviceType.CUDA)
             ops = [OpTime(name=short_kernel(kernel), kind=op, layer=layer, kernel=kernel, ms=us / 1e3,
