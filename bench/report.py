@@ -351,7 +351,8 @@ def profile_cells(row: ResultRow) -> list[str]:
     (or why there is no profile), its integer coverage and what did not run in integer kernels."""
     if row.profile_ms is None:
         return ["-", f"no profile: {row.profile_note}", "-", "-"]
-    return [fmt(row.profile_ms, 3), row.profile_top, coverage_cell(row), row.float_ops or "-"]
+    overhead = f" (x{row.profile_ms / row.profile_pace_ms:.2f})" if row.profile_pace_ms else ""
+    return [fmt(row.profile_ms, 3) + overhead, row.profile_top, coverage_cell(row), row.float_ops or "-"]
 
 
 def profile_section(rows: Sequence[ResultRow]) -> str:
@@ -369,7 +370,9 @@ def profile_section(rows: Sequence[ResultRow]) -> str:
             [r.precision, str(r.batch), fmt(r.p50_ms, 3), *profile_cells(r)] for r in asked]
     return ("\n## Operator profiles\n\nEach runtime's own profiler, in a profiled round after the timed rounds "
             "(profile.csv has every operator, its category and the precision its kernel ran in). Profiled ms is "
-            "the median profiled inference, profiler on; its difference from p50 ms is the profiler's overhead. "
+            "the median profiled inference, profiler on; in brackets, its ratio to unprofiled inferences timed "
+            "right after it: the profiler's overhead at that moment (p50 ms comes from the timed rounds, earlier, "
+            "when the host may have run faster or slower). "
             "int8 coverage: the share of operator time in integer kernels (quantize/dequantize count as float), "
             "and of the multiply-adds where the runtime's graph gives them.\n\n"
             + markdown_grid(headers, body))

@@ -131,6 +131,8 @@ class ResultRow:
     host: str = ""  # the machine measured: this one's name in a local run, the device's name in a fleet run
     # Per-operator profiles (issue 22, `PROFILE=1`): the lines themselves are in the run's profile.csv.
     profile_ms: float | None = None  # median profiled inference, profiler on, after the timed rounds (vs p50_ms)
+    profile_pace_ms: float | None = None  # median of unprofiled inferences right after the profile: the host's pace
+    # then; profile_ms over it is the profiler's overhead at that moment
     profile_top: str = ""  # the three slowest operators with their shares of the profiled inference
     int8_coverage: float | None = None  # int8 rows: share of the operators' profiled time in integer kernels
     int8_mac_coverage: float | None = None  # int8 rows: share of the multiply-adds run in integer kernels

@@ -821,10 +821,14 @@ class Runner:
         lines = [ProfileLine(**{**line, "run": self.run_dir.name, "key": row.key, "runtime": row.runtime,
                                 "precision": row.precision}) for line in found["lines"]]
         row.add_profile(Profile(found["iterations"], found["wall_ms"], lines))
-        foreign = found.get("foreign_load")
+        row.profile_pace_ms = found.get("pace_ms")
+        foreign, pace, timed = found.get("foreign_load"), found.get("pace_ms"), found.get("timed_ms")
         logger.info("%s %s b%d: profiled %d inferences after its %d timed rounds, median %.4g ms (other processes "
-                    "%s of the CPU; profiled %d time%s)", row.format, row.precision, row.batch, found["iterations"],
-                    found["after_rounds"], found["wall_ms"], "-" if foreign is None else f"{foreign:.0%}",
+                    "%s of the CPU; unprofiled right after, median %s; profiled %d time%s)", row.format,
+                    row.precision, row.batch, found["iterations"], found["after_rounds"], found["wall_ms"],
+                    "-" if foreign is None else f"{foreign:.0%}",
+                    "-" if pace is None else f"{pace:.4g} ms" + (f", x{pace / timed:.2f} of the timed rounds'"
+                                                                 if timed else ""),
                     found.get("tries", 1), "" if found.get("tries", 1) == 1 else "s")
         self.profiles[row.key] = lines
         before = result.get("rss_before_profile_mb")

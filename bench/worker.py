@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import statistics
 import sys
 import time
 import traceback
@@ -30,6 +31,9 @@ LOADED_FILE = "loaded.json"  # serve mode: loaded; the first inference waits for
 READY_FILE = "ready.json"  # serve mode: first inference done, fidelity known
 PROFILE_TRIES = 3  # a profile taken while other processes used the CPU is taken again, up to this many in all
 PROFILE_QUIET_WAIT_S = 1.0  # the pause before it, for the neighbour to finish (as a repeated round's)
+PACE_ITERATIONS = 10  # unprofiled inferences timed right after each profile: how fast the host ran then
+PACE_WARMUP = 3  # untimed before them
+SLOW_STRETCH = 1.25  # ... and a profile whose pace was this much above the timed rounds' median is taken again
 SCORED_FILE = "scored.json"  # serve mode: accuracy scored on the parent's `score`, before `finish`
 
 
@@ -227,30 +231,34 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
     if job.serve:
         _phase(job_dir, "ready")
         _write_json(job_dir / READY_FILE, ready)
-        first, timed = True, 0
+        first, timed, samples = True, 0, []
         for words in _commands():
             if words[0] == "round":
                 _phase(job_dir, "timing")
                 result = _time_round(step, job.timing, first, streams, energy)
                 result["settle_s"] = settle()
                 first, timed = False, timed + 1
+                samples += result["samples_ms"]
                 _phase(job_dir, "waiting")
                 _write_json(job_dir / f"round_{int(words[1])}.json", result)
             elif words[0] == "score":  # the parent scores (and profiles) its rows one at a time: at once they
                 # would share the cores (and OpenMP spins on shared cores)
-                scored = _score_and_profile(adapter, job, job_dir, x, prepared, timed)
+                scored = _score_and_profile(adapter, job, job_dir, x, prepared, timed, step,
+                                            _median_latency(samples, streams))
                 _phase(job_dir, "waiting")
                 _write_json(job_dir / SCORED_FILE, {"scored": True})
     else:
         _phase(job_dir, "timing")
         rounds = [_time_round(step, job.timing, i == 0, streams, energy) for i in range(job.rounds)]
         timed = len(rounds)
+        samples = [sample for r in rounds for sample in r["samples_ms"]]
 
     memory = _device_memory(adapter)  # after the timed rounds, before scoring: what timing the row held
     apart = job.options.target != "cpu" and adapter.copies_apart()  # else no copy figure exists to report
     transfers = _transfer_times(adapter, x, prepared) if apart else {"h2d_ms": None, "d2h_ms": None}
     if scored is None:
-        scored = _score_and_profile(adapter, job, job_dir, x, prepared, timed)
+        scored = _score_and_profile(adapter, job, job_dir, x, prepared, timed, step,
+                                    _median_latency(samples, streams))
     details = adapter.details()
     adapter.close()
     return {
@@ -263,6 +271,12 @@ def _measure(job: MeasureJob, adapter: Any, job_dir: Path) -> dict[str, Any]:
         **transfers,
         **scored,
     }
+
+
+def _median_latency(samples: list[float], streams: Any) -> float | None:
+    """The timed rounds' median inference, against which a profile's pace is judged; None in throughput mode,
+    whose samples are not single inferences."""
+    return statistics.median(samples) if samples and streams is None else None
 
 
 def _device_memory(adapter: Any) -> tuple[float | None, str]:
@@ -284,19 +298,25 @@ def _score(adapter: Any, job: MeasureJob, job_dir: Path, batch: int) -> dict[str
 
 
 def _score_and_profile(adapter: Any, job: MeasureJob, job_dir: Path, x: np.ndarray, prepared: Any,
-                       timed: int) -> dict[str, Any]:
+                       timed: int, step: Any = None, timed_ms: float | None = None) -> dict[str, Any]:
     """The row's closing figures, in this order: accuracy, then the profile (which must not count in the peak
-    memory scoring reached), once the `timed` rounds are done."""
-    return {**_score(adapter, job, job_dir, len(x)), **_profile(adapter, job, job_dir, prepared, timed)}
+    memory scoring reached), once the `timed` rounds are done (`timed_ms`: their median inference)."""
+    return {**_score(adapter, job, job_dir, len(x)),
+            **_profile(adapter, job, job_dir, prepared, timed, step, timed_ms)}
 
 
-def _profile(adapter: Any, job: MeasureJob, job_dir: Path, prepared: Any, after_rounds: int) -> dict[str, Any]:
+def _profile(adapter: Any, job: MeasureJob, job_dir: Path, prepared: Any, after_rounds: int, step: Any = None,
+             timed_ms: float | None = None) -> dict[str, Any]:
     """The row's per-operator profile (`PROFILE=1`), from its runtime's own profiler, after the timed rounds and
     after scoring, so that neither the timed figures nor the peak memory change with it: the profiled session
     a runtime may open is left out of the row's peak RSS (`rss_before_profile_mb`). Like a timed round, a profile
     taken while other processes used the CPU (`cpuload`'s noise floor) is taken again, up to `PROFILE_TRIES`
-    times in all. A runtime without a profiler, or whose profiler fails, gives the reason instead; the row stays
-    as measured."""
+    times in all. So is one taken in a slow stretch of the host, which no process accounts for (a shared
+    virtual machine's): right after each profile, `PACE_ITERATIONS` unprofiled inferences of the timed `step`
+    give the host's pace then, and a pace over `SLOW_STRETCH` times the timed rounds' median `timed_ms` means
+    the profile's times were not the timed rounds' conditions. The pace is kept: the profiled inference over it
+    is the profiler's overhead at that moment. A runtime without a profiler, or whose profiler fails, gives the
+    reason instead; the row stays as measured."""
     if not job.profile:
         return {}
     import resource
@@ -311,7 +331,9 @@ def _profile(adapter: Any, job: MeasureJob, job_dir: Path, prepared: Any, after_
         for tries in range(1, PROFILE_TRIES + 1):  # a profile taken while others computed is taken again
             with ForeignLoadTracker() as tracker:
                 profile = summarise(adapter.profile(prepared, PROFILE_ITERATIONS))
-            if not tracker.load.noisy or tries == PROFILE_TRIES:
+                pace_ms = _pace_ms(step) if step is not None else None
+            slow = pace_ms is not None and timed_ms is not None and pace_ms > SLOW_STRETCH * timed_ms
+            if not (tracker.load.noisy or slow) or tries == PROFILE_TRIES:
                 break
             time.sleep(PROFILE_QUIET_WAIT_S)
     except ProfileUnavailable as exc:
@@ -321,8 +343,22 @@ def _profile(adapter: Any, job: MeasureJob, job_dir: Path, prepared: Any, after_
         message = " ".join(str(exc).split())[:200]
         return {"profile": {"unavailable": f"its profiler failed: {type(exc).__name__}: {message}"}}
     return {"profile": {"iterations": profile.iterations, "wall_ms": profile.wall_ms, "after_rounds": after_rounds,
-                        "tries": tries, "foreign_load": tracker.load.foreign,
+                        "tries": tries, "foreign_load": tracker.load.foreign, "pace_ms": pace_ms,
+                        "timed_ms": timed_ms,
                         "lines": [asdict(line) for line in profile.lines]}, "rss_before_profile_mb": before_mb}
+
+
+def _pace_ms(step: Any) -> float:
+    """The median of `PACE_ITERATIONS` unprofiled inferences, in ms, after a few untimed ones (the profiler's
+    session leaves caches cold: a tiny model's first inferences after it ran at twice its pace here)."""
+    for _ in range(PACE_WARMUP):
+        step()
+    walls = []
+    for _ in range(PACE_ITERATIONS):
+        start = time.perf_counter()
+        step()
+        walls.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(walls)
 
 
 def _transfer_times(adapter: Any, x: np.ndarray, prepared: Any, repeats: int = 20) -> dict[str, float | None]:

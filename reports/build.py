@@ -155,8 +155,9 @@ def profile_section(run: Run, target: str, rows: list, out: Path) -> Section | N
     slug, where = _slug(run.name), f"{run.name}, {target.upper()} ({run.machine})"
     section = Section(f"Operator profiles: {where}", lines=[
         "Each runtime's own profiler, in a profiled round after the timed rounds; every operator is in the run's "
-        "profile.csv. Times are per profiled inference, profiler on: compare rows with each other, and the "
-        "p50 column for what the profiler itself cost."])
+        "profile.csv. Times are per profiled inference, profiler on: compare rows with each other. What the "
+        "profiler itself cost is the bracketed ratio beside Profiled ms, over unprofiled inferences timed right "
+        "after the profile (runs from before that ratio have only the p50 column to compare with)."])
     profiled = [r for r in rows if r.status == "ok" and (r.profile_ms is not None or r.profile_note)]
     body = [[r.model, r.format, r.compression, r.precision, str(r.batch), fmt(r.p50_ms, 3), *profile_cells(r)]
             for r in profiled]
