@@ -33,8 +33,7 @@ PROFILE_TRIES = 3  # a profile taken while other processes used the CPU is taken
 PROFILE_QUIET_WAIT_S = 1.0  # the pause before it, for the neighbour to finish (as a repeated round's)
 PACE_ITERATIONS = 10  # unprofiled inferences timed right after each profile: how fast the host ran then
 PACE_WARMUP = 3  # untimed before them
-PACE_MIN_S = 0.05  # ... and as many more as make 50 ms of inference, up to PACE_MAX_ITERATIONS
-PACE_MAX_ITERATIONS = 5000
+PACE_MIN_S = 0.05  # ... and as many more as make 50 ms (the timing engine's min_s)
 SLOW_STRETCH = 1.25  # ... and a profile whose pace was this much above the timed rounds' median is taken again
 SCORED_FILE = "scored.json"  # serve mode: accuracy scored on the parent's `score`, before `finish`
 
@@ -352,16 +351,14 @@ def _profile(adapter: Any, job: MeasureJob, job_dir: Path, prepared: Any, after_
 
 def _pace_ms(step: Any) -> float:
     """The median of at least `PACE_ITERATIONS` unprofiled inferences lasting `PACE_MIN_S` in all (a 20 us model's
-    ten inferences are too short to tell a slow stretch from timer noise), in ms, after a few untimed ones (the
-    profiler's session leaves caches cold: a tiny model's first inferences after it ran at twice its pace here)."""
-    for _ in range(PACE_WARMUP):
-        step()
-    walls: list[float] = []
-    while len(walls) < PACE_ITERATIONS or (sum(walls) < PACE_MIN_S * 1e3 and len(walls) < PACE_MAX_ITERATIONS):
-        start = time.perf_counter()
-        step()
-        walls.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(walls)
+    ten inferences are too short to tell a slow stretch from timer noise), in ms, timed by the timed rounds' own
+    engine after a few untimed ones (the profiler's session leaves caches cold: a tiny model's first inferences
+    after it ran at twice its pace here)."""
+    from edgebench.bench.config import TimingConfig
+    from edgebench.bench.measure.timing import time_step
+
+    pace = TimingConfig(warmup_iters=PACE_WARMUP, warmup_s=0.0, min_iters=PACE_ITERATIONS, min_s=PACE_MIN_S)
+    return statistics.median(time_step(step, pace).samples_ms)
 
 
 def _transfer_times(adapter: Any, x: np.ndarray, prepared: Any, repeats: int = 20) -> dict[str, float | None]:
