@@ -150,24 +150,17 @@ def profile_calls(step: Any, iterations: int, float_precision: str, model_macs: 
     one more inference with shapes recorded (`recorded_macs`; not among the timed ones, as recording shapes slows
     every call), and only where they add up to the model's own count, `model_macs`: else a convolution the
     profiler did not see would make the integer share a false one."""
-    import time
     from collections import defaultdict
 
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import ProfilerActivity
 
-    from edgebench.bench.measure.profile import PROFILE_WARMUP, OpTime, ProfiledIteration
+    from edgebench.bench.measure.profile import OpTime, ProfiledIteration
 
-    with module_records(module) if module is not None else contextlib.nullcontext():
-        for _ in range(PROFILE_WARMUP):
-            step()
+    with module_records(module):
         profiled = []
-        for _ in range(iterations):
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
-                start = time.perf_counter()
-                step()
-                wall_ms = (time.perf_counter() - start) * 1e3
+        for wall_ms, events in profiled_inferences(step, iterations, [ProfilerActivity.CPU]):
             ops: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0])
-            for event in prof.events():
+            for event in events:
                 if not event.name.startswith(MODULE_RECORD):  # a module's own record is Python, not an operator
                     entry = ops[(event.name, event_layer(event))]
                     entry[0] += event.self_cpu_time_total
@@ -183,6 +176,29 @@ def profile_calls(step: Any, iterations: int, float_precision: str, model_macs: 
             for wall_ms, ops in profiled]
 
 
+def profiled_inferences(step: Any, iterations: int, activities: list[Any], sync: Any = None) -> Any:
+    """After `PROFILE_WARMUP` inferences not kept, torch.profiler around each of `iterations` more: per inference
+    its wall time in ms (until `sync` returns, where the device runs on after the call) and the events recorded."""
+    import time
+
+    from torch.profiler import profile
+
+    from edgebench.bench.measure.profile import PROFILE_WARMUP
+
+    for _ in range(PROFILE_WARMUP):
+        step()
+    if sync is not None:
+        sync()
+    for _ in range(iterations):
+        with profile(activities=activities) as prof:
+            start = time.perf_counter()
+            step()
+            if sync is not None:
+                sync()
+            wall_ms = (time.perf_counter() - start) * 1e3
+        yield wall_ms, prof.events()
+
+
 MODULE_RECORD = "module: "  # the profiler record of a submodule's forward: `module: features.3.conv.0.0`
 
 
@@ -191,11 +207,12 @@ def module_records(module: Any) -> Any:
     """While inside, each submodule's forward runs inside a torch.profiler record named by its path
     (`MODULE_RECORD`), so each operator can be put on the innermost module that ran it (`event_layer`): eager
     PyTorch's layers, named as ONNX Runtime's and OpenVINO's profiles name their nodes' source. The records cost
-    a few microseconds per module call, in the profiled inference only; the hooks come off on leaving."""
+    a few microseconds per module call, in the profiled inference only; the hooks come off on leaving. With no
+    `module` (a compiled or scripted one, whose submodules do not run), nothing is recorded."""
     import torch
 
     # A scripted submodule takes no hooks: its operators go to the nearest eager module around it.
-    paths = {sub: path for path, sub in module.named_modules()
+    paths = {sub: path for path, sub in (module.named_modules() if module is not None else ())
              if path and not isinstance(sub, torch.jit.ScriptModule)}
     open_records: list[Any] = []
 
@@ -229,31 +246,22 @@ def profile_kernels(step: Any, iterations: int, precision: str, module: Any = No
     """torch.profiler's CUDA activity around each of `iterations` inferences on the GPU: per kernel its time on the
     device, under the operator that launched it (aten::cudnn_convolution) and, given the eager `module`, its layer
     (`module_records`), so a line is one kernel of one operator and its precision is what the kernel's name says
-    (`cuda_kernel_precision`). The inference's wall time
-    includes waiting for the device; what no kernel ran (launch gaps: most of a small model's batch-1 inference on
-    a large GPU) is the profile's line outside operators. A kernel no operator launched is kept on a line of its
+    (`cuda_kernel_precision`). The inference's wall time includes waiting for the device; what no kernel ran
+    (launch gaps: most of a small model's batch-1 inference on a large GPU) is the profile's line outside
+    operators. A kernel no operator launched is kept on a line of its
     own rather than lost."""
-    import time
     from collections import defaultdict
 
     import torch
     from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import ProfilerActivity
 
-    from edgebench.bench.measure.profile import PROFILE_WARMUP, OpTime, ProfiledIteration, categorise
+    from edgebench.bench.measure.profile import OpTime, ProfiledIteration, categorise
 
-    with module_records(module) if module is not None else contextlib.nullcontext():
-        for _ in range(PROFILE_WARMUP):
-            step()
-        torch.cuda.synchronize()
+    with module_records(module):
         profiled = []
-        for _ in range(iterations):
-            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                start = time.perf_counter()
-                step()
-                torch.cuda.synchronize()
-                wall_ms = (time.perf_counter() - start) * 1e3
-            events = prof.events()
+        for wall_ms, events in profiled_inferences(step, iterations, [ProfilerActivity.CPU, ProfilerActivity.CUDA],
+                                                   torch.cuda.synchronize):
             launched: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0.0, 0])
             for event in events:
                 for kernel in event.kernels if event.device_type == DeviceType.CPU else ():
@@ -606,12 +614,11 @@ class TorchModuleRuntime(Runtime):
             return self.module(inputs)
 
     def profile(self, prepared: Any, iterations: int) -> list[Any]:
+        layered = self.module if self.profiles_layers else None
         if self.options.target == "gpu":
-            return profile_kernels(lambda: self.run(prepared), iterations, self.options.precision,
-                                   self.module if self.profiles_layers else None)
+            return profile_kernels(lambda: self.run(prepared), iterations, self.options.precision, layered)
         floating = "fp32" if self.options.precision in ("int8", "tf32") else self.options.precision
-        return profile_calls(lambda: self.run(prepared), iterations, floating, self.model_macs(prepared),
-                             self.module if self.profiles_layers else None)
+        return profile_calls(lambda: self.run(prepared), iterations, floating, self.model_macs(prepared), layered)
 
     def model_macs(self, prepared: Any) -> float | None:
         """The model's multiply-adds, to check the profile's against: counted on the module before compilation

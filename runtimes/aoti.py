@@ -231,7 +231,6 @@ class AOTInductor(_torch.TorchModuleRuntime):
         is. The build takes as long as the export's; the timed package stays uninstrumented. The records carry
         no shapes: multiply-adds are the program's, matched to its convolution and linear calls in order
         (`shim_macs`)."""
-        import torch
 
         if self.options.target != "cpu":
             raise ProfileUnavailable("AOTInductor is profiled on the CPU only here (on a GPU the package launches its "
@@ -244,21 +243,15 @@ class AOTInductor(_torch.TorchModuleRuntime):
             import torchao.quantization.pt2e  # noqa: F401
             import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401
         floating = "fp32" if self.options.precision == "int8" else self.options.precision
-        loader, macs, inputs = self.instrumented_build(program_path, prepared)
-
-        def step() -> None:
-            with torch.inference_mode():
-                loader.run([prepared])
-
+        step, macs, inputs = self.instrumented_build(program_path, prepared)
         profiled = _torch.profile_calls(step, iterations, floating)
         return [replace(it, ops=tuple(replace(op, precision=shim_precision(op.name, op.precision, floating, inputs),
                                               macs=macs.get(op.name, 0.0)) for op in it.ops)) for it in profiled]
 
     def instrumented_build(self, program_path: Path, prepared: Any) -> tuple[Any, dict[str, float], dict[str, str]]:
-        """The instrumented package's loader, its calls' multiply-adds and its generated kernels' input types
-        (`kernel_inputs`), built once per loaded package (a
-        profile taken again after a noisy one reuses it: the build takes as long as the export), in a temporary
-        folder `close()` removes."""
+        """One inference of the instrumented package on `prepared`, its calls' multiply-adds and its generated
+        kernels' input types (`kernel_inputs`), built once per loaded package (a profile taken again after a noisy
+        one reuses it: the build takes as long as the export), in a temporary folder `close()` removes."""
         import tempfile
 
         import torch
@@ -284,7 +277,7 @@ class AOTInductor(_torch.TorchModuleRuntime):
         except BaseException:
             folder.cleanup()
             raise
-        self._instrumented_folder, self._instrumented = folder, (loader, macs, inputs)
+        self._instrumented_folder, self._instrumented = folder, (step, macs, inputs)
         return self._instrumented
 
     def close(self) -> None:
