@@ -821,8 +821,8 @@ class Runner:
         lines = [ProfileLine(**{**line, "run": self.run_dir.name, "key": row.key, "runtime": row.runtime,
                                 "precision": row.precision}) for line in found["lines"]]
         row.add_profile(Profile(found["iterations"], found["wall_ms"], lines))
-        row.profile_pace_ms = found.get("pace_ms")
         foreign, pace, timed = found.get("foreign_load"), found.get("pace_ms"), found.get("timed_ms")
+        row.profile_pace_ms = pace
         logger.info("%s %s b%d: profiled %d inferences after its %d timed rounds, median %.4g ms (other processes "
                     "%s of the CPU; unprofiled right after, median %s; profiled %d time%s)", row.format,
                     row.precision, row.batch, found["iterations"], found["after_rounds"], found["wall_ms"],
