@@ -68,8 +68,13 @@ RUN_COUNT    ?=
 bench: $(STAMP)
 	@$(PY) -m edgebench.bench $(BENCH_FLAGS)
 
+# The suite on TEST_WORKERS workers (pytest-xdist), a test file per worker so that a file's shared fixtures are built
+# once: the tests spend half their time waiting on child processes, so two workers on 2 cores take about two thirds
+# of the time of one. Then the tests marked `alone` (timing benchmarks, A/A floors), with the machine to themselves.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	@$(PY) -m pytest
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not alone"
+	@$(PY) -m pytest -p no:xdist -m alone
 
 # Mutation testing of the harness core (bench/: statistics, timing, fidelity, CPU load, results, report,
 # isolation, peak-RSS wrapper, worker). Not part of `make test`: over an hour on 2 cores.

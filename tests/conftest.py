@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests_paths import TINY_MODEL
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """What a test's code sets in this process's environment is undone after it (an ONNX Runtime GPU fp32 load
+    sets NVIDIA_TF32_OVERRIDE=0 for its process, as it should): else it reaches the child processes of every
+    later test, and which tests see it depends on the order they ran in (and on the worker that ran them)."""
+    saved = dict(os.environ)
+    yield
+    for name in set(os.environ) - set(saved):
+        del os.environ[name]
+    os.environ.update({name: value for name, value in saved.items() if os.environ.get(name) != value})
 
 
 @pytest.fixture

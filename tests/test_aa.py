@@ -109,6 +109,7 @@ def test_a_floor_is_kept_per_machine_threads_and_versions(tmp_path):
     assert broken.floor == floors.DEFAULT.floor and "unreadable" in broken.source
 
 
+@pytest.mark.alone  # a real calibration: it measures the machine's A/A floor, which a busy neighbour widens
 def test_calibrate_measures_pairs_of_processes_and_keeps_the_floor(tmp_path, tiny_model_source, monkeypatch):
     """The real thing, small: ONNX Runtime, 2 pairs and both controls (one thread, batch 2), 2 cycles."""
     from edgebench.bench.validate.__main__ import main
@@ -210,6 +211,7 @@ def test_the_compare_gate_clears_the_between_run_floor_of_either_run(tmp_path):
     assert [c.verdict for c in compare(base, new)[0]] == ["regression"]
 
 
+@pytest.mark.alone  # a real calibration: it measures the machine's A/A floor, which a busy neighbour widens
 def test_repeated_runs_keep_a_between_run_floor_beside_the_machines_a_a_floor(tmp_path, tiny_model_source,
                                                                                monkeypatch):
     """Two real runs of ONNX Runtime on the tiny model: one pair, its ratio, the floor kept for the model."""

@@ -96,6 +96,7 @@ def test_channels_kept_are_the_nearest_multiple_of_8_never_below_one_group(chann
     assert kept_channels(channels, ratio) == kept
 
 
+@pytest.mark.alone  # pytest-benchmark records a timing: not beside another worker
 def test_channel_pruning_at_half_quarters_the_work_of_the_module_it_times(benchmark):
     """The timing is recorded (pytest-benchmark), not judged; what is asserted is the work that timing covers:
     half the channels of every layer leave about a quarter of the convolutions' FLOPs."""

@@ -366,7 +366,10 @@ def test_onnxruntime_gpu_fp32_sessions_start_with_tf32_overridden_off(tiny, tmp_
 
     assert ieee_fp32_environment("gpu", "fp32") == {"NVIDIA_TF32_OVERRIDE": "0"}
     assert ieee_fp32_environment("gpu", "fp16") == {} and ieee_fp32_environment("cpu", "fp32") == {}
-    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
+    # Set, then deleted: monkeypatch restores only what it saw, so the adapter's own setting is undone after the
+    # test (an absent variable deleted is not recorded, and the "0" leaked into every later child's environment).
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "unset after the test")
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE")
     model, x, _ = tiny
     artifact = get_runtime("onnxruntime")(RuntimeOptions()).export(model.module, x, tmp_path)
     adapter = get_runtime("onnxruntime")(RuntimeOptions(target="gpu", precision="fp32"))

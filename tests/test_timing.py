@@ -102,6 +102,7 @@ def test_bad_timing_values_are_usage_errors(field, value):
         TimingConfig(**{field: value})
 
 
+@pytest.mark.alone  # pytest-benchmark records a timing: not beside another worker
 def test_harness_overhead_per_iteration(benchmark):
     """Records the engine's own cost per iteration around a no-op (reported, not asserted on time)."""
 
