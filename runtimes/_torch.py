@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -88,7 +89,17 @@ def drop_unused_tensors(module: Any) -> Any:
     return module
 
 
-def compile_program(path: Any) -> tuple[Any, list[str]]:
+@dataclass(frozen=True)
+class CompiledProgram:
+    """An exported program compiled by Inductor, and what its generated code says about itself."""
+
+    module: Any  # the compiled module the timed rounds call
+    integer_kernels: list[str]  # the oneDNN / quantized operators its code calls (none for a float program)
+    generated: tuple[Any, ...]  # the Python modules Inductor generated, whose `call` runs its C++ kernels
+    kernel_inputs: dict[str, str]  # each generated C++ kernel's first input type (`generated_kernel_inputs`)
+
+
+def compile_program(path: Any) -> CompiledProgram:
     """An exported program compiled by Inductor with freezing (weights folded and prepacked for oneDNN), and the
     integer kernels its generated code calls (none for a float program). Compiled here, on the program's example
     input, under inference mode: freezing and the int8 lowering apply only without autograd, and the timed runs
@@ -98,6 +109,7 @@ def compile_program(path: Any) -> tuple[Any, list[str]]:
 
     import torch
     import torch._inductor.config as inductor
+    from torch._inductor.codecache import PyCodeCache
     from torch._inductor.utils import run_and_get_code
 
     if importlib.util.find_spec("torchao") is not None:  # an int8 program cannot load without it; fp32 can
@@ -113,9 +125,56 @@ def compile_program(path: Any) -> tuple[Any, list[str]]:
     program = torch.export.load(str(path))
     compiled = torch.compile(program.module(), dynamic=False)
     args, kwargs = program.example_inputs or ((), {})
+    loaded = len(PyCodeCache.modules)
     with torch.inference_mode():
         _, code = run_and_get_code(compiled, *args, **kwargs)
-    return compiled, integer_kernels("\n".join(code))
+    source = "\n".join(code)
+    return CompiledProgram(compiled, integer_kernels(source), tuple(PyCodeCache.modules[loaded:]),
+                           generated_kernel_inputs(source))
+
+
+GENERATED_KERNEL = "cpp_fused_"  # Inductor's name for a C++ kernel it generated: cpp_fused_hardtanh_0
+
+
+def generated_kernel_inputs(code: str) -> dict[str, str]:
+    """Each generated C++ kernel's first input's element type, from the argument types the generated Python code
+    binds it with (`cpp_fused_mean_1 = async_compile.cpp_pybinding(['float*', 'const float*'], ...)`: the first
+    `const` pointer, `float`), as AOTInductor's kernels and ONNX Runtime's nodes are given the type of their
+    first input."""
+    import re
+
+    found = {}
+    for name, types in re.findall(r"(cpp_fused_\w+)\s*=\s*async_compile\.cpp_pybinding\(\s*\[([^\]]*)\]", code):
+        inputs = re.findall(r"const\s+([\w:]+)\s*\*", types)
+        if inputs:
+            found[name] = inputs[0]
+    return found
+
+
+@contextlib.contextmanager
+def kernel_records(generated: tuple[Any, ...]) -> Any:
+    """While inside, each C++ kernel Inductor generated runs inside a torch.profiler record of its name: its code
+    records nothing, so its time would be the self time of the compiled region around it (`## Call
+    CompiledFxGraph ##`), beside the Python wrapper's own. The generated module's `call` looks its kernels up
+    by name at each call, so the same compiled code is profiled, a record (a few microseconds) around each
+    kernel; the kernels are put back on leaving."""
+    import torch
+
+    def recorded(name: str, kernel: Any) -> Any:
+        def run(*args: Any) -> Any:
+            with torch.autograd.profiler.record_function(name):
+                return kernel(*args)
+        return run
+
+    originals = [(module, name, kernel) for module in generated for name, kernel in vars(module).items()
+                 if name.startswith(GENERATED_KERNEL) and callable(kernel)]
+    for module, name, kernel in originals:
+        setattr(module, name, recorded(name, kernel))
+    try:
+        yield
+    finally:
+        for module, name, kernel in originals:
+            setattr(module, name, kernel)
 
 
 def integer_kernels(code: str) -> list[str]:
@@ -129,8 +188,10 @@ def op_precision(name: str, float_precision: str) -> str:
     """The precision a PyTorch operator ran in, from its name: oneDNN's and PyTorch's quantized kernels
     (onednn::qconv2d_pointwise, quantized::linear) are integer; everything else runs at the row's float
     precision (torch.profiler records no dtypes without record_shapes, which slows every call). What is not an
-    operator of a library (`## Call CompiledFxGraph ##`, whose self time is Inductor's generated C++ kernels, or
-    a TorchScript forward) may compute in either: its precision is left unknown ("")."""
+    operator of a library (`## Call CompiledFxGraph ##`, the compiled region's Python wrapper once its generated
+    kernels have records of their own (`kernel_records`), or a TorchScript forward, whose self time holds the
+    JIT's fused kernels) may compute in either: its precision is left unknown (""). A generated kernel's is its
+    first input's type (`generated_precision`)."""
     lower = name.lower()
     quantized = ("onednn::q", "quantized::", "qconv", "qlinear", "int8")
     if any(word in lower for word in quantized) and "quantize" not in lower:
@@ -138,6 +199,16 @@ def op_precision(name: str, float_precision: str) -> str:
     if "::" not in name:  # the compiled region, Inductor's generated kernels, the JIT's forward: a mix, unknown
         return ""
     return float_precision
+
+
+def generated_precision(name: str, kernel_inputs: dict[str, str], precision: str) -> str:
+    """A generated C++ kernel's precision, the type of its first input (`cpp_fused_quantize_per_tensor_0` reads
+    float: fp32, whatever it writes); any other operator keeps `precision`."""
+    from edgebench.bench.measure.profile import precision_of_dtype
+
+    if name.startswith(GENERATED_KERNEL):
+        return precision_of_dtype(kernel_inputs.get(name, ""))
+    return precision
 
 
 def profile_calls(step: Any, iterations: int, float_precision: str, model_macs: float | None = None,

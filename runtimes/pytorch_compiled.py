@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,21 @@ class PyTorchCompiled(_torch.TorchModuleRuntime):
         _torch.fp32_math(self.options.precision)
         self.dtype = self.torch_dtype()
         start = time.perf_counter()
-        self.module, self.kernels = _torch.compile_program(artifact)
+        self.compiled = _torch.compile_program(artifact)
+        self.module, self.kernels = self.compiled.module, self.compiled.integer_kernels
         self.compile_s = time.perf_counter() - start
+
+    def profile(self, prepared: Any, iterations: int) -> list[Any]:
+        """torch.profiler on the timed module, each C++ kernel Inductor generated on a line of its own
+        (`_torch.kernel_records`), in the type of its first input; what the compiled region's own line keeps is
+        its Python wrapper. On a GPU Inductor's kernels are Triton's, which the CUDA activity names."""
+        if self.options.target != "cpu":
+            return super().profile(prepared, iterations)
+        with _torch.kernel_records(self.compiled.generated):
+            profiled = super().profile(prepared, iterations)
+        inputs = self.compiled.kernel_inputs
+        return [replace(it, ops=tuple(replace(op, precision=_torch.generated_precision(op.name, inputs, op.precision))
+                                      for op in it.ops)) for it in profiled]
 
     def label_mismatch(self) -> str | None:
         """An int8 program that Inductor compiled to float kernels is not timed under an int8 label."""

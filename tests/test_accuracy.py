@@ -188,7 +188,7 @@ def test_a_fresh_measuring_process_compiles_pytorch_int8_to_integer_kernels(digi
     program, _ = quantize_x86(model.module, model.example, calibration_batches(task.calibration(count=16), 1))
     torch.export.save(program, str(tmp_path / "int8.pt2"))
     probe = ("from edgebench.runtimes._torch import compile_program; "
-             f"print(compile_program({str(tmp_path / 'int8.pt2')!r})[1])")
+             f"print(compile_program({str(tmp_path / 'int8.pt2')!r}).integer_kernels)")
     fresh = {**os.environ, "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}  # compiled here, not read from a cache
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
                          cwd=Path(__file__).resolve().parents[1], env=fresh)

@@ -454,12 +454,22 @@ def test_compiled_pytorch_int8_gives_its_multiply_adds_in_integer_kernels(tmp_pa
     torch.export.save(torch.export.export(quantized, (model.example,)), str(artifact))
     adapter = cls(RuntimeOptions(target="cpu", precision="int8", threads=1, model=BIG_CONV))
     adapter.load(artifact)
+    kernels = {(id(module), name): kernel for module in adapter.compiled.generated
+               for name, kernel in vars(module).items() if name.startswith("cpp_fused_")}
     profile = summarise(adapter.profile(adapter.prepare(model.example.numpy()), 3))
     counted = {line.kind: line.macs for line in profile.lines if line.macs}
     assert sum(counted.values()) == 96 * 96 * 8 * 3 + 96 * 96 * 64 * 8 * 49 + 64 * 10, counted
     floats = [line for line in profile.lines if line.macs and line.executed != "int8"]
     assert [line.macs for line in floats] == [96 * 96 * 8 * 3], [(f.kind, f.executed) for f in floats]
     assert 0.998 < profile.integer_mac_share() < 1.0
+    # Inductor's own C++ kernels on lines of their own, each in the type it reads: the float layer's ReLU and the
+    # quantization of its output read float, the pooling fused between dequantize and quantize reads integers.
+    generated = {line.operator: line.executed for line in profile.lines if line.operator.startswith("cpp_fused_")}
+    assert kernels and len(generated) == len(kernels), generated
+    assert generated["cpp_fused_relu_0"] == "fp32" and generated["cpp_fused_quantize_per_tensor_1"] == "fp32"
+    assert [executed for name, executed in generated.items() if name.startswith("cpp_fused_dequantize")] == ["int8"]
+    assert kernels == {(id(module), name): kernel for module in adapter.compiled.generated  # put back after
+                       for name, kernel in vars(module).items() if name.startswith("cpp_fused_")}
 
 
 def test_a_row_without_a_profile_says_why_in_its_table():
