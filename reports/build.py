@@ -30,7 +30,7 @@ from edgebench.bench.report import (
 from edgebench.reports import plots
 from edgebench.reports.html import html_page
 from edgebench.reports.runs import Run, rows_frame
-from edgebench.reports.tables import environment_lines, side_by_side, slowest_layers
+from edgebench.reports.tables import environment_lines, side_by_side, slowest_blocks, slowest_layers
 
 
 @dataclass
@@ -167,6 +167,14 @@ def profile_section(run: Run, target: str, rows: list, out: Path) -> Section | N
     if matched:
         section.tables.append(Table(headers, matched, ["The slowest layers that runtimes report under the same "
                                                        "exported node name, ms per profiled inference."]))
+    headers, blocks = slowest_blocks(rows, lines)
+    if blocks:
+        section.tables.append(Table(headers, blocks, [
+            "The slowest PyTorch module blocks, ms per profiled inference: what each row ran in the block, by "
+            "the module its profile names (eager PyTorch its own modules; ONNX Runtime and OpenVINO their nodes' "
+            "source), compared at the parent of that module, since an exported convolution with a folded "
+            "BatchNorm carries the BatchNorm's name. An operator a runtime fused into another block's moves "
+            "with it."]))
     _add(section, out, f"{slug}-{target}-profile", plots.profile_categories(
         rows, lines, f"Time by operator category: {where}"), "Where each runtime spends its time",
         "Each row's profiled inference split by operator category; light grey is time outside any operator.")

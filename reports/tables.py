@@ -70,6 +70,44 @@ def layer_key(operator: str) -> str:
     return operator.split("/")[0]
 
 
+def layer_block(layer: str) -> str:
+    """The PyTorch module a profile line is compared under across runtimes: the parent of the module it names.
+    An exported convolution with a folded BatchNorm carries the BatchNorm's path (`features.2.conv.0.1`) where
+    eager PyTorch's convolution ran in its sibling (`features.2.conv.0.0`); their parent (`features.2.conv.0`)
+    holds both, and the activation after them, in every runtime."""
+    return layer.rsplit(".", 1)[0] if "." in layer else layer
+
+
+def slowest_blocks(rows: Sequence[ResultRow], lines: Sequence[ProfileLine],
+                   top: int = 10) -> tuple[list[str], list[list[str]]]:
+    """(headers, cells): the slowest module blocks (`layer_block`) of the rows whose profiles name PyTorch
+    modules (eager PyTorch by its own modules, ONNX Runtime and OpenVINO by their nodes' source), in ms per
+    profiled inference, each cell the sum of what that row ran in the block. It is there to put a row whose
+    lines are operator types on modules (eager PyTorch's) beside the others, so it is empty unless such a row and
+    a row of another runtime share a block (exported runtimes alone have the table of node names). A runtime that
+    fuses an operator into one of another block (OpenVINO a residual addition into the convolution before it)
+    moves its time with it: the cells say where each runtime spent it."""
+    from edgebench.bench.measure.profile import OUTSIDE
+
+    times: dict[str, dict[str, float]] = {}
+    for line in lines:
+        if line.operator != OUTSIDE and line.layer:
+            block = times.setdefault(layer_block(line.layer), {})
+            block[line.key] = block.get(line.key, 0.0) + line.ms
+    typed = {line.key for line in lines if line.layer and line.operator == line.kind}  # operator types on modules
+    columns = [r for r in rows if r.status == "ok" and any(r.key in found for found in times.values())]
+    runtimes = {r.key: r.runtime for r in columns}
+    matched = {block: found for block, found in times.items()
+               if typed & set(found) and len({runtimes[key] for key in found if key in runtimes}) >= 2}
+    if not matched:
+        return [], []
+    shown = [r for r in columns if any(r.key in found for found in matched.values())]
+    order = sorted(matched, key=lambda block: -max(matched[block].values()))[:top]
+    headers = ["PyTorch module block"] + [
+        f"{r.format} {r.precision}{'' if r.compression == 'none' else ' ' + r.compression} ms" for r in shown]
+    return headers, [[block] + [fmt(matched[block].get(r.key), 3) for r in shown] for block in order]
+
+
 def slowest_layers(rows: Sequence[ResultRow], lines: Sequence[ProfileLine],
                    top: int = 10) -> tuple[list[str], list[list[str]]]:
     """(headers, cells): the slowest layers that two or more profiled rows report under one name, side by side

@@ -738,3 +738,36 @@ def test_openvino_gives_a_fused_linear_layer_its_matmuls_multiply_adds_once():
     assert node_macs("linear", macs, adds, {"linear"}) == 640  # MatMul and Add ran as one FullyConnected node
     assert node_macs("node_linear/WithoutBiases", macs, adds, {"linear", "node_linear/WithoutBiases"}) == 640
     assert node_macs("linear", macs, adds, {"linear", "node_linear/WithoutBiases"}) == 0  # not counted twice
+
+
+def test_eager_layers_and_exported_nodes_meet_at_their_module_block():
+    """An exported convolution with a folded BatchNorm carries the BatchNorm's module path; eager PyTorch runs the
+    convolution in its sibling module. The report compares them at the parent of both, summing what each row ran
+    there; a block only one runtime names, or rows of one runtime alone, make no comparison."""
+    from edgebench.bench.measure.profile import ProfileLine
+    from edgebench.bench.results import ResultRow
+    from edgebench.reports.tables import slowest_blocks
+
+    def row(runtime: str, precision: str = "fp32") -> ResultRow:
+        return ResultRow(model="m", weights="random", compression="none", runtime=runtime, format=runtime,
+                         precision=precision, target="cpu", device="cpu", batch=1, threads=2, status="ok", p50_ms=4.0)
+
+    eager, onnx, onnx_int8 = row("pytorch"), row("onnxruntime"), row("onnxruntime", "int8")
+
+    def line(r: ResultRow, operator: str, layer: str, ms: float) -> ProfileLine:
+        # Eager's lines are operator types; an exported runtime's are nodes, of a type.
+        kind = operator if r.runtime == "pytorch" else {"node_Conv_1": "Conv", "node_Gemm_2": "Gemm"}.get(operator, "")
+        return ProfileLine("run", r.key, r.runtime, r.precision, operator, kind, layer, "other", "fp32", "",
+                           0.0, ms, 0, 1)
+
+    lines = [line(eager, "aten::mkldnn_convolution", "block.0.0", 2.0),
+             line(eager, "aten::batch_norm", "block.0.1", 0.5), line(eager, "aten::relu_", "block.0.2", 0.25),
+             line(eager, "aten::addmm", "head", 0.1),
+             line(onnx, "node_Conv_1", "block.0.1", 1.0), line(onnx_int8, "node_Conv_1", "block.0.1", 0.5),
+             line(onnx, "(outside operators)", "", 9.0), line(onnx, "node_Gemm_2", "", 0.2)]
+    headers, body = slowest_blocks([eager, onnx, onnx_int8], lines)
+    assert headers == ["PyTorch module block", "pytorch fp32 ms", "onnxruntime fp32 ms", "onnxruntime int8 ms"]
+    assert body == [["block.0", "2.750", "1.000", "0.500"]]  # `head` is eager's alone
+    assert slowest_blocks([onnx, onnx_int8], lines[4:]) == ([], [])  # one runtime: nothing to compare
+    openvino = row("openvino")  # exported runtimes alone: their node names are the comparison
+    assert slowest_blocks([onnx, openvino], lines[4:] + [line(openvino, "node_Conv_1", "block.0.1", 1.0)]) == ([], [])
