@@ -42,6 +42,11 @@ BIG_CONV = f"{ASSETS / 'one_big_conv.py'}:build"
     ("Transpose", "reshape/copy"), ("TorchDynamo Cache Lookup", "other"), ("forward", "other"),
     ("Fully Connected", "matrix multiply"), ("Max Pooling", "pooling"), ("Mean", "pooling"),
     ("Static Reshape", "reshape/copy"), ("Clamp", "activation"),
+    # Inductor's generated kernels: a product in the name is an extern call's epilogue, unless a template's.
+    ("cpp_fused_addmm_mean_view_2", "pooling"), ("cpp_fused_relu_0", "activation"),
+    ("graph_0_cpp_fused_convolution_relu_0", "activation"), ("triton_poi_fused_addmm_0", "other"),
+    ("triton_poi_fused__native_batch_norm_legit_no_training_convolution_1", "normalisation"),
+    ("triton_tem_fused_addmm_0", "matrix multiply"), ("cpp_fused_quantize_per_tensor_1", "quantize/dequantize"),
 ])
 def test_operator_types_fall_in_their_category(kind, category):
     assert categorise(kind) == category

@@ -59,9 +59,20 @@ def qlinear_prefix(text: str) -> str:
     return text[len("qlinear"):] if text.startswith("qlinear") else text
 
 
+# Inductor's generated kernels are named after the operators fused into them (`cpp_fused_addmm_mean_view_2`).
+# Inductor calls convolutions and matrix products out to oneDNN, MKL, cuDNN or cuBLAS, on lines of their own, so
+# such a word in a generated kernel's name is that call's epilogue (measured: mobilenet_v2's `addmm_mean_view`
+# kernel adds the classifier's bias after MKL's product), not the product. Its category is read without those
+# words. A template kernel (Triton's `triton_tem_`, max-autotune) is a product and keeps them.
+_GENERATED_KERNEL = re.compile(r"^(graph_\d+_)?(cpp_fused_|triton_(poi|per|red)_)")
+_PRODUCT_WORDS = {"convolution", "conv", "conv2d", "addmm", "mm", "bmm", "baddbmm", "matmul", "linear"}
+
+
 def categorise(kind: str) -> str:
     """The operator category (one of `CATEGORIES`) of an operator type as a runtime reports it."""
     text = qlinear_prefix(kind.lower())
+    if _GENERATED_KERNEL.match(text):
+        text = "_".join(word for word in text.split("_") if word not in _PRODUCT_WORDS)
     for category, needles in _RULES:
         if any(needle in text for needle in needles):
             return category
