@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,7 +134,9 @@ def compile_program(path: Any) -> CompiledProgram:
                            generated_kernel_inputs(source))
 
 
-GENERATED_KERNEL = "cpp_fused_"  # Inductor's name for a C++ kernel it generated: cpp_fused_hardtanh_0
+# Inductor's name for a C++ kernel it generated: cpp_fused_hardtanh_0, or graph_0_cpp_fused_hardtanh_0 as an
+# AOTInductor package's kernel profiling records it.
+GENERATED_KERNEL = re.compile(r"(?:graph_\d+_)?(cpp_fused_\w+)$")
 
 
 def generated_kernel_inputs(code: str) -> dict[str, str]:
@@ -141,8 +144,6 @@ def generated_kernel_inputs(code: str) -> dict[str, str]:
     binds it with (`cpp_fused_mean_1 = async_compile.cpp_pybinding(['float*', 'const float*'], ...)`: the first
     `const` pointer, `float`), as AOTInductor's kernels and ONNX Runtime's nodes are given the type of their
     first input."""
-    import re
-
     found = {}
     for name, types in re.findall(r"(cpp_fused_\w+)\s*=\s*async_compile\.cpp_pybinding\(\s*\[([^\]]*)\]", code):
         inputs = re.findall(r"const\s+([\w:]+)\s*\*", types)
@@ -167,7 +168,7 @@ def kernel_records(generated: tuple[Any, ...]) -> Any:
         return run
 
     originals = [(module, name, kernel) for module in generated for name, kernel in vars(module).items()
-                 if name.startswith(GENERATED_KERNEL) and callable(kernel)]
+                 if GENERATED_KERNEL.match(name) and callable(kernel)]
     for module, name, kernel in originals:
         setattr(module, name, recorded(name, kernel))
     try:
@@ -203,11 +204,13 @@ def op_precision(name: str, float_precision: str) -> str:
 
 def generated_precision(name: str, kernel_inputs: dict[str, str], precision: str) -> str:
     """A generated C++ kernel's precision, the type of its first input (`cpp_fused_quantize_per_tensor_0` reads
-    float: fp32, whatever it writes); any other operator keeps `precision`."""
+    float: fp32, whatever it writes; unknown where `kernel_inputs` has none), in compiled PyTorch and in an
+    AOTInductor package alike; any other operator keeps `precision`."""
     from edgebench.bench.measure.profile import precision_of_dtype
 
-    if name.startswith(GENERATED_KERNEL):
-        return precision_of_dtype(kernel_inputs.get(name, ""))
+    generated = GENERATED_KERNEL.match(name)
+    if generated:
+        return precision_of_dtype(kernel_inputs.get(generated.group(1), ""))
     return precision
 
 

@@ -73,14 +73,9 @@ def shim_precision(name: str, precision: str, floating: str, kernel_inputs: dict
     (`aoti_torch_cpu_mkldnn__convolution_pointwise`) is a library operator, integer where it is oneDNN's
     quantized kernel, else at the row's float precision; a generated kernel (`graph_0_cpp_fused_relu_0`) is in
     the type of its first input, as its source declares it (`kernel_inputs`; unknown where it has none)."""
-    from edgebench.bench.measure.profile import precision_of_dtype
-
     if name.startswith("aoti_torch_") and not precision:
         return _torch.op_precision(name.replace("aoti_torch_cpu_", "aoti::"), floating)
-    generated = re.match(r"graph_\d+_(cpp_fused_\w+)$", name)
-    if generated and not precision:
-        return precision_of_dtype((kernel_inputs or {}).get(generated.group(1), ""))
-    return precision
+    return precision or _torch.generated_precision(name, kernel_inputs or {}, precision)
 
 
 def kernel_inputs(artifact: Path) -> dict[str, str]:

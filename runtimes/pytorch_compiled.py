@@ -74,7 +74,7 @@ class PyTorchCompiled(_torch.TorchModuleRuntime):
         self.dtype = self.torch_dtype()
         start = time.perf_counter()
         self.compiled = _torch.compile_program(artifact)
-        self.module, self.kernels = self.compiled.module, self.compiled.integer_kernels
+        self.module = self.compiled.module
         self.compile_s = time.perf_counter() - start
 
     def profile(self, prepared: Any, iterations: int) -> list[Any]:
@@ -91,12 +91,12 @@ class PyTorchCompiled(_torch.TorchModuleRuntime):
 
     def label_mismatch(self) -> str | None:
         """An int8 program that Inductor compiled to float kernels is not timed under an int8 label."""
-        if self.options.precision == "int8" and not self.kernels:
+        if self.options.precision == "int8" and not self.compiled.integer_kernels:
             return "PyTorch int8: Inductor's code for this program calls no integer kernel (float convolutions)"
         return super().label_mismatch()
 
     def details(self) -> str:
         what = f"torch.export + torch.compile (Inductor, freezing), compiled at load in {self.compile_s:.1f} s"
         if self.options.precision == "int8":
-            return f"torchao PT2E X86 int8, {what}; integer kernels {', '.join(self.kernels)}"
+            return f"torchao PT2E X86 int8, {what}; integer kernels {', '.join(self.compiled.integer_kernels)}"
         return what
