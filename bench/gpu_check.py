@@ -264,7 +264,7 @@ def step_tensorrt(out: Path) -> Verdict:
     if importlib.util.find_spec("tensorrt") is None:
         return Verdict("not available", "tensorrt is not installed (make install-tensorrt, or pip install "
                        "'tensorrt-cu13>=10.13,<11' from https://pypi.nvidia.com)")
-    return _bench_step(out, "resnet18-tensorrt", "tensorrt,onnxruntime-trt", True)
+    return _bench_step(out, "resnet18-tensorrt", "tensorrt,onnxruntime-trt", True, profiled=("tensorrt",))
 
 
 STEPS: dict[str, Callable[[Path], Verdict]] = {

@@ -176,6 +176,19 @@ class GraphNames:
             names.producers.update({value: node.name for value in node.output})
         return names
 
+    def write(self, path: Path) -> None:
+        """Kept beside an artifact whose ONNX file the export removes (TensorRT's engine): its profile reads it."""
+        import json
+        from dataclasses import asdict
+
+        path.write_text(json.dumps(asdict(self), sort_keys=True))
+
+    @classmethod
+    def load(cls, path: Path) -> GraphNames:
+        import json
+
+        return cls(**json.loads(path.read_text()))
+
     def node(self, profiled: str, kind: str = "") -> str:
         """The graph node a profiled name stands for: itself, the exporter's `node_` name, or the node writing
         the value it is named after; for a fused node of type `kind` (ONNX Runtime names a Conv fused with

@@ -193,7 +193,10 @@ class OnnxRuntime(Runtime):
         from edgebench.runtimes._onnx import GraphNames, ort_profile_iterations
 
         if self.on_gpu:
-            raise ProfileUnavailable("ONNX Runtime is profiled on the CPU provider only here")
+            # Measured by others, not here (no onnxruntime-gpu): microsoft/onnxruntime issues 7390 and 20398.
+            raise ProfileUnavailable("ONNX Runtime's session profile times a GPU node's kernel launch on the host, "
+                                     "not its kernels (their times need a build with --enable_cuda_profiling), and "
+                                     "its TensorRT provider runs the graph as one node: profiled on the CPU only")
         with tempfile.TemporaryDirectory(prefix="eb-ort-profile-") as tmp:
             opts = self.session_options()
             opts.enable_profiling = True

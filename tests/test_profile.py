@@ -47,6 +47,11 @@ BIG_CONV = f"{ASSETS / 'one_big_conv.py'}:build"
     ("graph_0_cpp_fused_convolution_relu_0", "activation"), ("triton_poi_fused_addmm_0", "other"),
     ("triton_poi_fused__native_batch_norm_legit_no_training_convolution_1", "normalisation"),
     ("triton_tem_fused_addmm_0", "matrix multiply"), ("cpp_fused_quantize_per_tensor_1", "quantize/dequantize"),
+    # TensorRT's engine inspector: its layer types, and a word matched only whole.
+    ("PointWise", "element-wise"), ("ElementWise", "element-wise"), ("Scale", "element-wise"),
+    ("Reformat", "reshape/copy"), ("Reformat (QDQ)", "quantize/dequantize"), ("Shuffle", "reshape/copy"),
+    ("MatrixMultiply", "matrix multiply"), ("Activation", "activation"), ("Quantize", "quantize/dequantize"),
+    ("Reduce", "other"), ("aten::_scaled_dot_product_flash_attention", "other"),
 ])
 def test_operator_types_fall_in_their_category(kind, category):
     assert categorise(kind) == category
@@ -121,6 +126,64 @@ def test_onnx_runtime_events_are_grouped_by_run_and_named_as_the_exported_graph_
     assert ops["node_Conv_3"].precision == "int8" and ops["node_Conv_3"].ms == pytest.approx(0.06)
     assert ops["node_Conv_3"].layer == "layer1.bn1" and ops["node_Conv_5"].layer == "layer2.bn1"
     assert ops["node_Conv_5"].precision == "fp32" and ops["getitem_9"].layer == ""
+
+
+def test_tensorrt_layers_are_read_with_their_nodes_modules_precisions_and_multiply_adds_once(tmp_path):
+    """TensorRT's layer reports joined to its engine inspector's layers (written here in the inspector's JSON
+    format, as NVIDIA's engine explorer reads it: no TensorRT on this machine) and to the big-conv network's real
+    ONNX graph, as the export notes it beside the engine."""
+    import json
+
+    from edgebench.models import load_model
+    from edgebench.runtimes._onnx import GraphNames, export_onnx
+    from edgebench.runtimes.tensorrt_engine import engine_iteration, engine_layers
+
+    model = load_model(BIG_CONV)
+    GraphNames.read(export_onnx(model.module, model.example, tmp_path / "m.onnx")).write(tmp_path / "graph.json")
+    names = GraphNames.load(tmp_path / "graph.json")
+    assert names.op_types["node_conv2d_1"] == "Conv" and names.layers["node_conv2d_1"] == "2"
+
+    def onnx(*nodes):
+        return "\x1e".join(f"[ONNX Layer: {n}]" for n in nodes)
+
+    def layer(name, kind, formats, tactic="", metadata="", **extra):
+        return {"Name": name, "LayerType": extra.pop("layer_type", kind), "ParameterType": kind, "Metadata": metadata,
+                "Inputs": [{"Name": "x", "Dimensions": [1, 8, 96, 96], "Format/Datatype": f} for f in formats],
+                "TacticName": tactic, **extra}
+
+    dominant = "node_conv2d_1 + node_relu_1"
+    info = {"Layers": [
+        layer("Reformatting CopyNode for Input Tensor 0 to node_conv2d + node_relu", "Reformat",
+              ["Row major linear FP32"]),
+        layer("node_conv2d + node_relu", "Convolution", ["Row major linear FP32"],  # no metadata: read from its name
+              "sm90_xmma_fprop_implicit_gemm_tf32f32_tf32f32_f32_nhwckrsc_nhwc"),
+        layer("input quantize", "Reformat", ["Channel major FP32 format"], Origin="QDQ"),
+        layer(dominant, "Convolution", ["Thirty-two wide channel vectorized row major Int8 format"],
+              "sm90_xmma_fprop_implicit_gemm_interleaved_i8i8_i8i32_f32", onnx("node_conv2d_1", "node_relu_1")),
+        layer("again", "Convolution", ["N/A due to dynamic shapes"], "sm80_xmma_fprop_implicit_gemm_f16f16_f16f16_f16",
+              onnx("node_conv2d_1")),  # the same convolution named twice: its multiply-adds once
+        layer("node_mean", "Reduce", ["Half(64,1:8,...)"], "", onnx("node_mean")),
+        {"Name": "{ForeignNode[node_view...node_linear]}", "LayerType": "Myelin",
+         "Metadata": onnx("node_view", "node_linear"), "Inputs": [{"Format/Datatype": "Float"}]},
+    ]}
+    layers = engine_layers(json.dumps(info))
+    reported = [(name, ms) for name, ms in zip(layers, [0.01, 0.02, 0.005, 0.5, 0.1, 0.01, 0.03], strict=True)]
+    ops = {op.name: op for op in engine_iteration(0.8, reported, layers, names, "int8").ops}
+    assert [op.name for op in engine_iteration(0.8, reported, layers, names, "int8").ops] == list(layers)
+    summary = {name: (categorise(op.kind), op.precision, op.layer, op.macs) for name, op in ops.items()}
+    assert summary == {
+        "Reformatting CopyNode for Input Tensor 0 to node_conv2d + node_relu": ("reshape/copy", "fp32", "", 0.0),
+        "node_conv2d + node_relu": ("convolution", "tf32", "0", 221184.0),  # fp32 in, a TF32 tactic
+        "input quantize": ("quantize/dequantize", "fp32", "", 0.0),
+        dominant: ("convolution", "int8", "2", 96 * 96 * 64 * 8 * 7 * 7),
+        "again": ("convolution", "fp16", "2", 0.0),  # no format: the tactic's name says
+        "node_mean": ("pooling", "fp16", "4", 0.0),  # `Reduce (ReduceMean)`
+        "{ForeignNode[node_view...node_linear]}": ("matrix multiply", "fp32", "6", 640.0),  # `Myelin (Gemm)`
+    }
+    assert ops[dominant].kernel.startswith("sm90_xmma_fprop_implicit_gemm_interleaved_i8i8")
+    assert ops["node_mean"].kind == "Reduce (ReduceMean)"
+    # An engine built with the default verbosity keeps layer names only: nothing to read precisions from.
+    assert engine_layers(json.dumps({"Layers": ["node_conv2d + node_relu"], "Bindings": ["x"]})) == {}
 
 
 def _loaded(name: str, precision: str, tmp_path, model_ref: str = BIG_CONV, calibration: np.ndarray | None = None,
@@ -241,6 +304,26 @@ def test_on_a_gpu_the_dominant_convolution_leads_and_its_kernel_says_the_rows_pr
     assert top.category == "convolution" and top.share > 0.5, kernels
     assert top.executed == precision and top.kernel, kernels
     assert all(line.kernel for line in profile.lines if line.operator not in (OUTSIDE, UNLAUNCHED)), kernels
+    assert 0 < profile.operator_ms <= profile.wall_ms
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "fp16", "int8"])
+def test_on_a_gpu_tensorrts_layer_profiler_puts_the_dominant_convolution_first_in_the_rows_precision(precision,
+                                                                                                  tmp_path):
+    """TensorRT's IProfiler on a second context, joined to the engine inspector: the 7x7 convolution leads, and its
+    layer's input format (or tactic, for TF32) says the row's precision."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        pytest.skip("tensorrt is not installed (make install-tensorrt)")
+    calibration = np.random.default_rng(0).standard_normal((8, 3, 96, 96)).astype(np.float32)
+    adapter, prepared = _loaded("tensorrt", precision, tmp_path, calibration=calibration, target="gpu")
+    profile = summarise(adapter.profile(prepared, 10))
+    layers = [(line.operator, line.kind, line.executed, line.kernel, line.share) for line in profile.lines]
+    top = profile.top(1)[0]
+    assert top.category == "convolution" and top.layer == "2" and top.macs == 96 * 96 * 64 * 8 * 7 * 7, layers
+    assert top.executed == precision, layers
     assert 0 < profile.operator_ms <= profile.wall_ms
 
 

@@ -34,22 +34,24 @@ CATEGORIES = ("convolution", "matrix multiply", "pooling", "activation", "elemen
 # QLinear* operators are named after what they compute once the prefix is dropped (`qlinear_prefix`).
 _RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Conversions only: FullyConnectedQuantized (OpenVINO) is a matrix product, not a quantize operator.
-    ("quantize/dequantize", ("quantizelinear", "dequantize", "fakequant", "fake_quant", "quantize_per")),
+    # TensorRT names a quantize or dequantize node it made a reformat of `Reformat (QDQ)`.
+    ("quantize/dequantize", ("quantizelinear", "dequantize", "fakequant", "fake_quant", "quantize_per", "(qdq)")),
     ("reshape/copy", ("convert",)),  # OpenVINO's precision conversion, not a convolution
     ("convolution", ("conv",)),
     ("matrix multiply", ("matmul", "gemm", "linear", "addmm", "::mm", "bmm", "fullyconnected", "fully_connected",
-                         "fully connected",
+                         "fully connected", "matrixmultiply",
                          "innerproduct", "inner_product", "einsum")),
     ("pooling", ("pool", "reducemean", "aten::mean", "globalaverage", "mean")),
     ("normalisation", ("batchnorm", "batch_norm", "layernorm", "layer_norm", "groupnorm", "group_norm",
                        "instancenorm", "instance_norm", "normaliz", "mvn")),
     ("activation", ("relu", "sigmoid", "silu", "swish", "gelu", "tanh", "softmax", "clip", "clamp", "mish",
-                    "hardtanh", "logistic")),
+                    "hardtanh", "logistic", "activation")),
     ("reshape/copy", ("reshape", "view", "flatten", "transpose", "permute", "copy", "contiguous", "concat",
                       "aten::cat", "reorder", "slice", "split", "squeeze", "gather", "pad", "expand", "clone",
-                      "aten::to", "shape", "identity", "empty", "select", "stack", "strided", "resize", "upsample")),
+                      "aten::to", "shape", "identity", "empty", "select", "stack", "strided", "resize", "upsample",
+                      "reformat", "shuffle")),
     ("element-wise", ("add", "mul", "sub", "div", "eltwise", "pow", "sqrt", "exp", "neg", "subgraph", "sum",
-                      "where", "maximum", "minimum", "erf")),
+                      "where", "maximum", "minimum", "erf", "pointwise", "elementwise")),
 )
 
 
@@ -68,9 +70,15 @@ _GENERATED_KERNEL = re.compile(r"^(graph_\d+_)?(cpp_fused_|triton_(poi|per|red)_
 _PRODUCT_WORDS = {"convolution", "conv", "conv2d", "addmm", "mm", "bmm", "baddbmm", "matmul", "linear"}
 
 
+# Types named by a word too common to look for inside others (`aten::_scaled_dot_product_attention` is no scale).
+_EXACT = {"scale": "element-wise", "quantize": "quantize/dequantize"}  # TensorRT's per-channel scale; its Q layer
+
+
 def categorise(kind: str) -> str:
     """The operator category (one of `CATEGORIES`) of an operator type as a runtime reports it."""
     text = qlinear_prefix(kind.lower())
+    if text in _EXACT:
+        return _EXACT[text]
     if _GENERATED_KERNEL.match(text):
         text = "_".join(word for word in text.split("_") if word not in _PRODUCT_WORDS)
     for category, needles in _RULES:
