@@ -221,11 +221,16 @@ def module_path(node: Any) -> str:
 
 
 def module_paths(path: Path) -> dict[str, str]:
-    """Each node of an ONNX file that names its PyTorch module, with that module (`module_path`)."""
+    """Each node of an ONNX file that names its PyTorch module, with that module (`module_path`), and under the
+    names of the values it writes too: OpenVINO names an op it made of a node after that node's output (a Gemm
+    `node_linear` becomes a MatMul and its bias Add, run as one FullyConnected named `linear`). A node's own name
+    wins where a value has the same."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    return {node.name: found for node in graph.node if (found := module_path(node))}
+    found = [(node, module) for node in graph.node if (module := module_path(node))]
+    by_value = {value: module for node, module in found for value in node.output}
+    return {**by_value, **{node.name: module for node, module in found}}
 
 
 def graph_macs(graph: Any) -> dict[str, float]:

@@ -231,6 +231,9 @@ def test_the_dominant_convolution_is_the_top_operator_in_every_runtime(name, tmp
         assert sum(line.macs for line in profile.lines) == dominant + 96 * 96 * 8 * 3 + 64 * 10
     if name in ("onnxruntime", "openvino", "pytorch"):
         assert top.layer == "2"  # the PyTorch module it came from: the Sequential's third layer
+        # the linear layer's too, where OpenVINO names its node after the bias Add's output (`linear`)
+        linear = [line for line in profile.lines if line.category == "matrix multiply" or line.macs == 64 * 10]
+        assert linear and all(line.layer == "6" for line in linear), [(x.operator, x.layer) for x in profile.lines]
     if name == "pytorch":  # each operator on the module that ran it, multiply-adds included
         assert {line.layer for line in profile.lines if line.operator != OUTSIDE} <= {"0", "1", "2", "3", "4", "5",
                                                                                       "6", ""}
