@@ -236,7 +236,7 @@ def profile_calls(step: Any, iterations: int, float_precision: str, model_macs: 
             ops: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0])
             for event in events:
                 if not event.name.startswith(MODULE_RECORD):  # a module's own record is Python, not an operator
-                    entry = ops[(event.name, event_layer(event))]
+                    entry = ops[(operator_name(event.name), event_layer(event))]
                     entry[0] += event.self_cpu_time_total
                     entry[1] += 1
             profiled.append((wall_ms, {identity: entry for identity, entry in ops.items() if entry[0] > 0}))
@@ -248,6 +248,16 @@ def profile_calls(step: Any, iterations: int, float_precision: str, model_macs: 
                                                     macs=macs.get((name, layer), 0.0))
                                              for (name, layer), (us, calls) in ops.items()))
             for wall_ms, ops in profiled]
+
+
+# Inductor names its compiled region's record after its FX graph cache key (`## Call CompiledFxGraph fxkey ##`, or
+# `None` with the cache off): without it, the same code has the same name in every run (`make compare`).
+COMPILED_REGION = re.compile(r"^## Call CompiledFxGraph \S+ ##$")
+
+
+def operator_name(name: str) -> str:
+    """A profiler event's name as the profile keeps it: Inductor's compiled region without its cache key."""
+    return "## Call CompiledFxGraph ##" if COMPILED_REGION.match(name) else name
 
 
 def profiled_inferences(step: Any, iterations: int, activities: list[Any], sync: Any = None) -> Any:
@@ -339,7 +349,7 @@ def profile_kernels(step: Any, iterations: int, precision: str, module: Any = No
             launched: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0.0, 0])
             for event in events:
                 for kernel in event.kernels if event.device_type == DeviceType.CPU else ():
-                    entry = launched[(event.name, event_layer(event), kernel.name)]
+                    entry = launched[(operator_name(event.name), event_layer(event), kernel.name)]
                     entry[0] += kernel.duration
                     entry[1] += 1
             device_us = sum(event.time_range.elapsed_us() for event in events

@@ -561,6 +561,9 @@ def test_compiled_pytorch_int8_gives_its_multiply_adds_in_integer_kernels(tmp_pa
     assert [executed for name, executed in generated.items() if name.startswith("cpp_fused_dequantize")] == ["int8"]
     assert kernels == {(id(module), name): kernel for module in adapter.compiled.generated  # put back after
                        for name, kernel in vars(module).items() if name.startswith("cpp_fused_")}
+    # The compiled region's own line (its Python wrapper) is named without Inductor's cache key, which changes
+    # with the cache (`None` with it off), so that two runs name the same code alike.
+    assert "## Call CompiledFxGraph ##" in {line.operator for line in profile.lines}
 
 
 def test_a_row_without_a_profile_says_why_in_its_table():
