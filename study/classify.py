@@ -20,7 +20,7 @@ import numpy as np
 
 from edgebench.bench.config import BenchConfig, TimingConfig
 from edgebench.bench.measure.paired import ALPHA, detectable_difference, holm
-from edgebench.bench.report import accuracy_cell, fmt, markdown_grid, ratio_cell
+from edgebench.bench.report import accuracy_cell, fmt, markdown_grid, ratio_cell, within_noise
 from edgebench.bench.results import ResultRow, control_spec
 
 FAMILY = ("mnist_resnet_s", "mnist_resnet_m", "mnist_resnet_l")
@@ -201,13 +201,29 @@ def frameworks_table(rows: Sequence[ResultRow], model: str) -> str:
     return markdown_grid(["Format", "Size (MB)", *(f"{t.upper()} ms" for t in targets), "Accuracy %"], body)
 
 
-def _per_runtime_latency(variant_rows: Sequence[ResultRow], runtimes: list[str]) -> list[str]:
-    return [fmt(next((r.p50_ms for r in variant_rows if r.runtime == rt and r.status == "ok"), None), 3)
+def latency_cell(row: ResultRow | None, floor: float = 0.0) -> str:
+    """A row's p50 and, for a variant, its paired speed-up over the same runtime's uncompressed fp32 model
+    (`0.150 (x1.01 ~)`). Each variant is timed in its own round-robin, minutes from the others, beside the
+    uncompressed model kept loaded: two p50s of a column can differ with the machine's speed in between (on the
+    stored study's host, the same uncompressed eager model ran 0.73 or 1.6 ms a round), so the bracket, from
+    the variant's own cycles, is what compares it."""
+    if row is None or row.status != "ok" or row.p50_ms is None:
+        return "-"
+    cell = fmt(row.p50_ms, 3)
+    if (row.compression, row.precision) == ("none", "fp32") or row.compression_speedup is None:
+        return cell
+    same = " ~" if within_noise(row.compression_speedup, row.compression_speedup_ci_low,
+                                row.compression_speedup_ci_high, floor) else ""
+    return f"{cell} (x{row.compression_speedup:.2f}{same})"
+
+
+def _per_runtime_latency(variant_rows: Sequence[ResultRow], runtimes: list[str], floor: float) -> list[str]:
+    return [latency_cell(next((r for r in variant_rows if r.runtime == rt and r.status == "ok"), None), floor)
             for rt in runtimes]
 
 
 def _variant_table(rows: Sequence[ResultRow], model: str, prefixes: tuple[str, ...], extra: list[str],
-                   extra_cells) -> str:
+                   extra_cells, floor: float = 0.0) -> str:
     chosen = [r for r in rows if r.model == model and r.precision == "fp32"
               and (r.compression == "none" or r.compression.startswith(prefixes))]
     runtimes = _runtimes(chosen)
@@ -219,7 +235,7 @@ def _variant_table(rows: Sequence[ResultRow], model: str, prefixes: tuple[str, .
                           next((r for r in variant_rows if r.status == "ok"), variant_rows[0]))
     accuracy = AccuracyComparisons(list(refs.values()), rows)
     body = [[spec, *extra_cells(ref), accuracy.cell(ref),
-             *_per_runtime_latency([r for r in chosen if r.compression == spec], runtimes)]
+             *_per_runtime_latency([r for r in chosen if r.compression == spec], runtimes, floor)]
             for spec, ref in refs.items()]
     first = next(iter(refs.values()), None)
     headers = ["Variant", *extra, f"Accuracy % ({labels.get(first.runtime, first.runtime)})" if first else "Accuracy %",
@@ -227,7 +243,7 @@ def _variant_table(rows: Sequence[ResultRow], model: str, prefixes: tuple[str, .
     return markdown_grid(headers, body) + accuracy.note()
 
 
-def pruning_table(rows: Sequence[ResultRow], model: str) -> str:
+def pruning_table(rows: Sequence[ResultRow], model: str, floor: float = 0.0) -> str:
     """2. Pruning: sparsity vs non-zero parameters vs accuracy, with zipped size and latency per runtime."""
     def cells(r: ResultRow) -> list[str]:
         nonzero = round(r.params * (1 - r.sparsity)) if r.params is not None and r.sparsity is not None else None
@@ -236,17 +252,18 @@ def pruning_table(rows: Sequence[ResultRow], model: str) -> str:
                 f"{nonzero:,}" if nonzero is not None else "-", fmt(r.size_mb, 3), fmt(r.zip_mb, 3)]
     return _variant_table(rows, model, ("finetune:", "prune-"),
                           ["Channels removed", "Sparsity", "Params", "Non-zero params", "File (MB)", "Zipped (MB)"],
-                          cells)
+                          cells, floor)
 
 
-def clustering_table(rows: Sequence[ResultRow], model: str) -> str:
+def clustering_table(rows: Sequence[ResultRow], model: str, floor: float = 0.0) -> str:
     """4. Weight clustering: clusters x scope vs size (file, zipped, bit-packed) and accuracy."""
     def cells(r: ResultRow) -> list[str]:
         return [fmt(r.size_mb, 3), fmt(r.zip_mb, 3), fmt(r.packed_mb, 3)]
-    return _variant_table(rows, model, ("finetune:", "cluster:"), ["File (MB)", "Zipped (MB)", "Packed (MB)"], cells)
+    return _variant_table(rows, model, ("finetune:", "cluster:"), ["File (MB)", "Zipped (MB)", "Packed (MB)"], cells,
+                          floor)
 
 
-def quantization_table(rows: Sequence[ResultRow], model: str) -> str:
+def quantization_table(rows: Sequence[ResultRow], model: str, floor: float = 0.0) -> str:
     """3. Quantization per runtime: original fp32, post-training int8 (each runtime's own toolchain), QAT."""
     chosen = [r for r in rows if r.model == model]
     body = []
@@ -259,7 +276,7 @@ def quantization_table(rows: Sequence[ResultRow], model: str) -> str:
             elif row.status != "ok":
                 cells += [row.status, "-", "-"]
             else:
-                cells += [fmt(row.size_mb, 3), fmt(row.p50_ms, 3), accuracy_cell(row)]
+                cells += [fmt(row.size_mb, 3), latency_cell(row, floor), accuracy_cell(row)]
         body.append(cells)
     headers = ["Runtime"] + [f"{what} {col}" for what in ("fp32", "PTQ int8", "QAT int8")
                              for col in ("MB", "ms", "acc %")]
@@ -350,9 +367,9 @@ def study_markdown(family_rows: Sequence[ResultRow], rows: Sequence[ResultRow], 
     extra = [r for r in deployment_rows if r.runtime not in known]
     sections = [
         ("1. Inference frameworks", frameworks_table([*family_rows, *extra], model)),
-        ("2. Pruning", pruning_table(rows, model)),
-        ("3. Quantization", quantization_table([*rows, *extra], model)),
-        ("4. Weight clustering", clustering_table(rows, model)),
+        ("2. Pruning", pruning_table(rows, model, floor)),
+        ("3. Quantization", quantization_table([*rows, *extra], model, floor)),
+        ("4. Weight clustering", clustering_table(rows, model, floor)),
         ("5. Knowledge distillation", distillation_table(rows, model)),
         ("6. Architecture family", family_table(family_rows)),
         ("7. Summary: measured ratios to the uncompressed fp32 model", summary_table([*rows, *extra], model, floor)),
@@ -367,5 +384,12 @@ def study_markdown(family_rows: Sequence[ResultRow], rows: Sequence[ResultRow], 
              "how small a change its test set could have seen.\n"
              f"Speed-ups (table 7): the median over paired cycles of the per-cycle ratio, with its sign-test "
              f"interval widened by the machine's A/A floor (±{floor:.1%}, `make calibrate`); `~` marks one whose "
-             "interval holds x1 or that lies within the floor.\n")
+             "interval holds x1 or that lies within the floor.\n"
+             "ms (tables 2-4): each row's p50 as timed; in brackets, a variant's paired speed-up over the same "
+             "runtime's uncompressed fp32 model (table 7's figure, `~` as there). Each variant was timed in its own "
+             "round-robin, minutes from the others, beside the uncompressed model kept loaded, so two p50s of one "
+             "column can differ with the machine's speed in between; the bracket, from the variant's own cycles, is "
+             "what compares it. Table 6's models were timed one after another likewise, with no pairing between "
+             "them: within a row the runtimes shared their cycles, across rows only the machine's steadiness "
+             "links them.\n")
     return text

@@ -103,11 +103,32 @@ def test_the_deployment_runs_runtimes_join_the_frameworks_quantization_and_summa
     frameworks = tables["1. Inference frameworks"]
     assert "| ExecuTorch (XNNPACK) | 1.00 | 0.800 | 97.1" in frameworks and "9.90" not in frameworks
     quantization = tables["3. Quantization"]
-    assert "| ExecuTorch (XNNPACK) | 1.000 | 0.800 | 97.1 (96.1-98.1) | 0.300 | 0.400 | 96.9" in quantization
+    assert "| ExecuTorch (XNNPACK) | 1.000 | 0.800 | 97.1 (96.1-98.1) | 0.300 | 0.400 (x2.00) | 96.9" in quantization
     summary = tables["7. Summary: measured ratios to the uncompressed fp32 model"]
     assert "ExecuTorch (XNNPACK) speed-up (95% CI)" in summary and "x2.00 (1.70-2.30)" in summary
     assert "ExecuTorch" not in tables["2. Pruning"]
     assert study_markdown(ROWS, ROWS, "m") == study_markdown(ROWS, ROWS, "m", "", 0.0, [])
+
+
+def test_a_variants_ms_carries_its_paired_speed_up_since_p50s_of_one_column_were_timed_minutes_apart():
+    """The stored study's eager PyTorch: uncompressed 0.749 ms, cluster:16 1.476 ms, yet x1.14 faster when both
+    were timed in the same cycles (each variant is timed beside the uncompressed model kept loaded, minutes
+    from the others, and the machine ran slower meanwhile). The cell shows both; the baseline needs no bracket."""
+    from edgebench.study.classify import clustering_table, latency_cell
+
+    base = row("none", "onnxruntime", 0.749, 0.975)
+    clustered = row("cluster:16", "onnxruntime", 1.476, 0.973, epochs=2, gain=(1.137, 1.099, 1.183))
+    same = row("cluster:32", "onnxruntime", 1.426, 0.975, epochs=2, gain=(1.01, 0.98, 1.04))
+    assert latency_cell(base) == "0.749"
+    assert latency_cell(clustered) == "1.476 (x1.14)"
+    assert latency_cell(same) == "1.426 (x1.01 ~)"  # its interval holds x1
+    assert latency_cell(row("cluster:16", "onnxruntime", 0.5, 0.9, gain=(1.02, 1.01, 1.03)), floor=0.03) == \
+        "0.500 (x1.02 ~)"  # beyond x1 but within the machine's A/A floor
+    missing = row("cluster:16", "onnxruntime", 0.5, 0.9)
+    missing.compression_speedup = None  # its baseline failed: no paired figure to show
+    assert latency_cell(missing) == "0.500"
+    table = clustering_table([base, row("finetune:2", "onnxruntime", 0.8, 0.976, epochs=2), clustered, same], "m")
+    assert "| 0.749 |" in table and "| 1.476 (x1.14) |" in table
 
 
 def scored(compression: str, wrong: list[int], epochs: int = 0, images: int = 1000) -> ResultRow:
