@@ -193,6 +193,9 @@ def study_markdown(rows: Sequence[ResultRow], pruning: Sequence[ResultRow], fami
         header,
         "## 1. Frameworks (YOLOv8n, fp32)\n\n", frameworks_table(rows), "\n",
         "## 2. Family (fp32)\n\n", family_table(rows, family), "\n",
+        f"{FAMILY[0]}'s row is the `frameworks` run's, {FAMILY[1]}'s the `family` run's: within a row the runtimes "
+        "were timed in the same cycles, but the two rows were timed apart, so a ratio between them holds only as "
+        "far as the machine kept its speed (it has no interval).\n\n",
         "## 3. int8 in each runtime (against its fp32)\n\n", change_table(rows, "int8", "none"), "\n",
         f"## 4. Channel pruning ({PRUNE}, the Detect head whole, fine-tuned {FINETUNE_EPOCHS} epochs by "
         "Ultralytics' trainer)\n\n", pruning_table(pruning), "\n",

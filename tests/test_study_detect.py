@@ -52,6 +52,7 @@ def test_the_detection_study_has_the_surveys_tables_with_map_and_paired_changes(
     assert frameworks.count("| 52.8 (50.8-55.8) |") == len(detect.RUNTIMES)  # every fp32 row, with its interval
     family = text.split("## 2.")[1].split("## 3.")[0]
     assert "| yolov8n | 12.0 | 3,011,433 | 52.8 (50.8-55.8) |" in family and "| yolov8s | 42.7 |" in family
+    assert "the two rows were timed apart" in family  # two runs: their p50s are not paired
     int8 = text.split("## 3.")[1].split("## 4.")[0]
     assert "| ONNX Runtime | 52.8 (50.8-55.8) | 52.8 (50.8-55.8) | -0.1 (-0.7 to +0.4) | x1.61 (1.28-2.03) |" in int8
     assert "| TFLite | 52.8 (50.8-55.8) | error: export: RuntimeError" in int8  # said, not dropped
