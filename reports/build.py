@@ -125,17 +125,22 @@ def tradeoff_section(run: Run, target: str, rows: list, out: Path) -> Section:
     scored = any(r.accuracy is not None for r in rows if r.status == "ok")
     quality = "accuracy" if scored else "max_abs_diff"
     what = "accuracy" if scored else "fidelity to PyTorch"
+    paired = any(plots.paired_ms(r, rows) != r.p50_ms for r in rows if r.status == "ok")
+    placed = (" A compressed row is placed at its runtime's uncompressed p50 over its paired speed-up: each "
+              "variant was timed in its own round-robin, minutes from the others, and its own p50 carries the "
+              "machine's speed of that moment." if paired else "")
     _add(section, out, f"{slug}-{target}-latency-vs-{quality}", plots.tradeoff(
         rows, quality, f"Latency vs {'accuracy' if scored else 'fidelity'}: {where}"),
         f"Latency vs {what}",
         "Circled and joined: the Pareto front, the choices nothing else beats on both axes."
-        + ("" if scored else " No labelled data: fidelity (largest output difference from PyTorch) instead."))
+        + ("" if scored else " No labelled data: fidelity (largest output difference from PyTorch) instead.")
+        + placed)
     reason = plots.within_noise(rows, quality)
     if reason:
         section.lines.append(f"No latency vs {what} plot: {reason}.")
     _add(section, out, f"{slug}-{target}-latency-vs-size", plots.tradeoff(
         rows, "size_mb", f"Latency vs size on disk: {where}"), "Latency vs size",
-        "Size on an axis from zero.")
+        "Size on an axis from zero." + placed)
     _add(section, out, f"{slug}-{target}-compression", plots.compression_curves(
         rows, f"Compression trade-off curves: {where}"), "Compression trade-offs",
         "Accuracy and latency against how hard each method compressed, from the uncompressed model.")

@@ -370,6 +370,34 @@ def test_a_click_on_a_column_header_sorts_the_table_in_the_browser(tmp_path, two
     assert descending == ascending[::-1]
 
 
+def test_a_variant_is_placed_at_its_paired_latency_since_variants_were_timed_minutes_apart(tmp_path):
+    """The stored study's eager PyTorch: uncompressed 0.749 ms, cluster:16's own p50 1.476 ms (timed minutes later,
+    the machine slower), x1.137 faster than the uncompressed model in the same cycles: the trade-off plots put it
+    at 0.749 / 1.137, and the report's caption says so."""
+    from edgebench.reports import plots
+
+    base = result("pytorch", 0.749, size=0.34, accuracy=0.975)
+    clustered = result("pytorch", 1.476, compression="cluster:16", size=0.33, accuracy=0.973)
+    clustered.compression_speedup = 1.137
+    orphan = result("onnxruntime", 0.150, compression="cluster:16", size=0.33, accuracy=0.973)
+    orphan.compression_speedup = 1.01  # its runtime's uncompressed row is not in the run: its own p50
+    unpaired = result("pytorch", 0.9, compression="cluster:32", size=0.33, accuracy=0.974)  # no pair: its p50
+    rows = [base, clustered, orphan, unpaired]
+    assert [plots.paired_ms(r, rows) for r in rows] == [0.749, pytest.approx(0.749 / 1.137), 0.150, 0.9]
+    figure = plots.tradeoff(rows, "size_mb", "t")
+    placed = [tuple(point) for c in figure.axes[0].collections for point in c.get_offsets()]
+    assert (pytest.approx(0.749 / 1.137), 0.33) in placed and (1.476, 0.33) not in placed
+    assert "paired speed-up" in figure.axes[0].get_xlabel()
+    files = _build([write_run(tmp_path / "run", rows)], tmp_path / "report")
+    assert "placed at its runtime's uncompressed p50 over its paired speed-up" in files["REPORT.md"].decode()
+    int8 = result("onnxruntime", 0.08, precision="int8", size=0.12, accuracy=0.96)
+    int8.compression_speedup = 1.4  # timed in the uncompressed variant's own cycles: its p50 as it is
+    plain = [base, result("onnxruntime", 0.11, size=0.34, accuracy=0.96), int8]  # timed together: no note
+    assert plots.paired_ms(int8, plain) == 0.08
+    uncompressed = _build([write_run(tmp_path / "plain", plain)], tmp_path / "plain-report")["REPORT.md"].decode()
+    assert "![Latency vs size]" in uncompressed and "paired speed-up:" not in uncompressed
+
+
 def test_a_spread_within_noise_is_not_drawn_as_a_trade_off_and_the_report_says_why(tmp_path):
     """fp32 rows differ from PyTorch by rounding (1e-7..1e-6, far inside fp32's 1e-3): no fidelity front; an int8
     row 0.1 away is a real difference and brings the plot back. Accuracies inside each other's intervals are
