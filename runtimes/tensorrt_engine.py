@@ -252,15 +252,13 @@ def format_precision(text: str) -> str:
 def layer_precision(layer: dict[str, Any], category: str, precision: str) -> str:
     """A layer's precision: its first input's format (TensorRT's engine explorer reads it the same way: Int8 into a
     convolution is an int8 kernel, FP32 into a quantize layer is fp32), TF32 where an fp32 input went to a tactic
-    named tf32; where no format says, what the tactic's name says (`cuda_kernel_precision`)."""
+    whose name says TF32; where no format says, what the tactic's name says (`cuda_kernel_precision`)."""
     from edgebench.runtimes._torch import cuda_kernel_precision
 
-    tactic = str(layer.get("TacticName", ""))
+    named = cuda_kernel_precision(str(layer.get("TacticName", "")), category, precision)
     found = next((p for t in layer.get("Inputs", []) if (p := format_precision(str(t.get("Format/Datatype", ""))))),
                  "")
-    if found == "fp32" and re.search(r"tf32|xf32", tactic.lower()):
-        return "tf32"
-    return found or cuda_kernel_precision(tactic, category, precision)
+    return "tf32" if found == "fp32" and named == "tf32" else found or named
 
 
 def layer_nodes(name: str, layer: dict[str, Any], names: GraphNames) -> list[str]:
